@@ -1,0 +1,40 @@
+# saferisk: two commands on a fresh Debian 12 machine with Python 3.11.
+#   make audit   installs everything and runs the default audit (snakemake)
+#   make test    installs everything and runs the test suite
+# Both are idempotent: a second run only reruns what changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := python3-venv make git libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+
+.PHONY: audit test install system-deps clean-results lint bench readme-pages
+
+audit: install
+	$(BIN)/snakemake
+	@echo "Reports: $$(ls results/reports/*.pdf 2>/dev/null | tr '\n' ' ')"
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+install: system-deps $(VENV)/.installed
+
+system-deps:
+	@bash .ci/system-deps.sh $(APT_PACKAGES)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=23"
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test,slurm]"
+	@touch $@
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean-results:
+	rm -rf results logs

@@ -1,0 +1,5 @@
+import sys
+
+from saferisk.cli import main
+
+sys.exit(main())

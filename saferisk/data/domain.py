@@ -1,0 +1,64 @@
+"""Input domains: a per-feature box [lower, upper] (pixels in [0, 1], physical ranges...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from saferisk.errors import DataError
+
+DOMAIN_TOLERANCE = 1e-6
+
+
+@dataclass
+class Domain:
+    """Per-feature box; `lower`/`upper` are float64 tensors of shape (n,)."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    @classmethod
+    def scalar(cls, lo: float, hi: float, n: int) -> "Domain":
+        return cls(torch.full((n,), float(lo), dtype=torch.float64), torch.full((n,), float(hi), dtype=torch.float64))
+
+    @classmethod
+    def from_bounds(cls, lower, upper, n: int) -> "Domain":
+        """From scalars or per-feature sequences; checks lengths and lower <= upper."""
+        lo = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
+        hi = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
+        lo = lo.expand(n).clone() if lo.numel() == 1 else lo
+        hi = hi.expand(n).clone() if hi.numel() == 1 else hi
+        if lo.numel() != n or hi.numel() != n:
+            raise DataError(f"domain has {lo.numel()}/{hi.numel()} bounds, the model has {n} input features")
+        if bool((lo > hi).any()):
+            bad = int((lo > hi).nonzero()[0])
+            raise DataError(f"domain lower > upper at feature {bad}: {float(lo[bad])} > {float(hi[bad])}")
+        return cls(lo, hi)
+
+    @property
+    def n(self) -> int:
+        return int(self.lower.numel())
+
+    def width(self) -> torch.Tensor:
+        """Per-feature width (the unit of `scale: domain`); must be finite and > 0."""
+        w = self.upper - self.lower
+        if not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+            raise DataError("scale 'domain' needs a finite domain with upper > lower for every feature")
+        return w
+
+    def check_and_clip(self, x: torch.Tensor, what: str = "input") -> torch.Tensor:
+        """Rows of x (B, n) inside the domain: within 1e-6 they are clipped, beyond it an error."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        if bool(torch.isnan(x).any()):
+            row = int(torch.isnan(x).any(dim=-1).nonzero()[0])
+            raise DataError(f"{what} row {row} contains NaN")
+        below = x < self.lower - DOMAIN_TOLERANCE
+        above = x > self.upper + DOMAIN_TOLERANCE
+        bad = below | above
+        if bool(bad.any()):
+            row, col = (int(v) for v in bad.nonzero()[0])
+            raise DataError(
+                f"{what} row {row} feature {col} = {float(x[row, col]):.6g} is outside the domain "
+                f"[{float(self.lower[col]):.6g}, {float(self.upper[col]):.6g}]")
+        return torch.minimum(torch.maximum(x, self.lower), self.upper)

@@ -1,0 +1,184 @@
+"""saferisk's one internal graph: what the model loader builds and certified bounds walk.
+
+Every source format (ONNX, TorchScript, torch.export, state_dict + factory) ends up as this
+graph (via the canonical ONNX artifact and `saferisk.models.onnx_reader`). Nodes use a small,
+normalised op set with per-sample semantics; the batch dimension is always dim 0 and never
+appears in attributes:
+
+| op           | inputs      | params            | attrs                                      | meaning |
+| ------------ | ----------- | ----------------- | ------------------------------------------ | ------- |
+| linear       | x (B, k)    | weight (o,k), bias (o) or None | -                             | x @ weight.T + bias |
+| conv         | x (B,C,H,W) | weight, bias      | stride, padding (t,l,b,r), dilation, groups | 2-D convolution |
+| affine       | x           | scale, shift      | -                                          | x * scale + shift (broadcast; Sub/Add/Mul/Div by constants, BatchNorm, Normalize) |
+| relu         | x           | -                 | -                                          | max(x, 0) |
+| leaky_relu   | x           | -                 | alpha                                      | x if x>0 else alpha*x |
+| tanh, sigmoid| x           | -                 | -                                          | elementwise |
+| softmax      | x           | -                 | axis (>=1)                                 | softmax |
+| add          | x, y        | -                 | -                                          | x + y (both variable, same shape: residual) |
+| flatten      | x           | -                 | -                                          | (B, ...) -> (B, prod) |
+| reshape      | x           | -                 | shape (per-sample, no batch)               | (B, ...) -> (B, *shape) |
+| maxpool, avgpool | x       | -                 | kernel, stride, padding (t,l,b,r), count_include_pad (avg) | 2-D pooling |
+| transpose    | x           | -                 | perm (per-sample axes, 0-based after batch) | permute |
+| concat       | x, y, ...   | -                 | axis (>=1)                                 | concatenate |
+| identity     | x           | -                 | -                                          | x (Dropout in eval, Identity) |
+| constant     | -           | value             | -                                          | a constant tensor (no batch dim) |
+
+Ops not listed here may be added by the reader for execution only (`extra ops`); certified
+bounds then report them as unsupported, never silently wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from saferisk.errors import ModelError
+
+
+@dataclass
+class Node:
+    """One operation: `output = op(*inputs; params, attrs)`."""
+
+    op: str
+    inputs: list[str]
+    output: str
+    params: dict[str, torch.Tensor | None] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+@dataclass
+class Graph:
+    """A straight-line DAG in topological order with one input and one output.
+
+    input_shape is per sample (no batch dimension); output is (B, n_outputs).
+    """
+
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]
+    nodes: list[Node]
+
+    @property
+    def n_inputs(self) -> int:
+        n = 1
+        for d in self.input_shape:
+            n *= int(d)
+        return n
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Graph":
+        """A copy with every parameter on `device` (and `dtype` for floating tensors)."""
+        nodes = []
+        for node in self.nodes:
+            params = {}
+            for k, v in node.params.items():
+                if v is None:
+                    params[k] = None
+                elif dtype is not None and v.is_floating_point():
+                    params[k] = v.to(device=device, dtype=dtype)
+                else:
+                    params[k] = v.to(device=device)
+            nodes.append(Node(node.op, list(node.inputs), node.output, params, dict(node.attrs), node.name))
+        return Graph(self.input_name, self.output_name, tuple(self.input_shape), nodes)
+
+
+def _pad_input(x: torch.Tensor, padding: tuple[int, int, int, int], value: float) -> torch.Tensor:
+    top, left, bottom, right = padding
+    if top == bottom and left == right:
+        return x
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+def _symmetric(padding: tuple[int, int, int, int]) -> tuple[int, int] | None:
+    top, left, bottom, right = padding
+    return (top, left) if top == bottom and left == right else None
+
+
+def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    """Execute one node on concrete tensors (batch first)."""
+    op, p, a = node.op, node.params, node.attrs
+    if op == "linear":
+        return F.linear(args[0], p["weight"], p.get("bias"))
+    if op == "conv":
+        pad = tuple(a.get("padding", (0, 0, 0, 0)))
+        sym = _symmetric(pad)
+        x = args[0] if sym is not None else _pad_input(args[0], pad, 0.0)
+        return F.conv2d(x, p["weight"], p.get("bias"), stride=tuple(a.get("stride", (1, 1))),
+                        padding=sym if sym is not None else 0,
+                        dilation=tuple(a.get("dilation", (1, 1))), groups=int(a.get("groups", 1)))
+    if op == "affine":
+        out = args[0]
+        if p.get("scale") is not None:
+            out = out * p["scale"]
+        if p.get("shift") is not None:
+            out = out + p["shift"]
+        return out
+    if op == "relu":
+        return torch.relu(args[0])
+    if op == "leaky_relu":
+        return F.leaky_relu(args[0], float(a.get("alpha", 0.01)))
+    if op == "tanh":
+        return torch.tanh(args[0])
+    if op == "sigmoid":
+        return torch.sigmoid(args[0])
+    if op == "softmax":
+        return torch.softmax(args[0], dim=int(a.get("axis", 1)))
+    if op == "add":
+        return args[0] + args[1]
+    if op == "flatten":
+        return args[0].reshape(args[0].shape[0], -1)
+    if op == "reshape":
+        return args[0].reshape(args[0].shape[0], *a["shape"])
+    if op in ("maxpool", "avgpool"):
+        pad = tuple(a.get("padding", (0, 0, 0, 0)))
+        sym = _symmetric(pad)
+        kernel, stride = tuple(a["kernel"]), tuple(a.get("stride", a["kernel"]))
+        if op == "maxpool":
+            x = args[0] if sym is not None else _pad_input(args[0], pad, float("-inf"))
+            return F.max_pool2d(x, kernel, stride, padding=sym if sym is not None else 0)
+        include = bool(a.get("count_include_pad", False))
+        if sym is not None:
+            return F.avg_pool2d(args[0], kernel, stride, padding=sym, count_include_pad=include)
+        if not include:
+            raise ModelError("asymmetric AveragePool padding without count_include_pad is not supported")
+        return F.avg_pool2d(_pad_input(args[0], pad, 0.0), kernel, stride)
+    if op == "transpose":
+        perm = [0] + [int(i) + 1 for i in a["perm"]]
+        return args[0].permute(*perm)
+    if op == "concat":
+        return torch.cat(args, dim=int(a["axis"]))
+    if op == "identity":
+        return args[0]
+    if op == "constant":
+        return p["value"]
+    extra = EXTRA_OPS.get(op)
+    if extra is not None:
+        return extra(node, args)
+    raise ModelError(f"unsupported operation '{op}' in node '{node.name or node.output}'")
+
+
+# Execution-only ops a reader may register: name -> fn(node, args) -> tensor.
+EXTRA_OPS: dict[str, Any] = {}
+
+
+class GraphModule(torch.nn.Module):
+    """Runs a Graph in torch: forward(x) with x of shape (B, *graph.input_shape)."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: dict[str, torch.Tensor] = {self.graph.input_name: x}
+        for node in self.graph.nodes:
+            values[node.output] = run_node(node, [values[name] for name in node.inputs])
+        out = values[self.graph.output_name]
+        return out.reshape(out.shape[0], -1)
+
+    def _apply(self, fn, recurse=True):  # keep Graph tensors in step with .to()/.cuda()
+        probe = fn(torch.zeros(1))
+        self.graph = self.graph.to(probe.device, probe.dtype if probe.is_floating_point() else None)
+        return super()._apply(fn, recurse)

@@ -1,0 +1,83 @@
+"""Norm balls intersected with the input domain box.
+
+Distances are ||(x - x0) / unit||_p with unit = 1 (radii in the model's input units,
+`scale: input`) or unit = domain width per feature (`scale: domain`, radii in fractions of
+each feature's range). Projection onto B_p(x0, r) ∩ [lo, hi] is done as ball projection then
+box clipping; since x0 is in the box, clipping never moves a point farther from x0 in any
+p-norm, so the result stays inside both sets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from saferisk.errors import ConfigError
+
+NORMS = ("inf", "2", "1")
+_ALIASES = {"inf": "inf", "linf": "inf", "l-inf": "inf", "l_inf": "inf", "infinity": "inf",
+            "2": "2", "l2": "2", "1": "1", "l1": "1"}
+
+
+def parse_norm(value) -> str:
+    """Canonical norm name 'inf', '2' or '1' from user input ('Linf', 2, 'l1', inf, ...)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    key = str(value).strip().lower().replace(".0", "")
+    if key not in _ALIASES:
+        raise ConfigError(f"unknown norm {value!r}; choose one of: inf, 2, 1")
+    return _ALIASES[key]
+
+
+def norm_order(norm: str) -> float:
+    return math.inf if norm == "inf" else float(norm)
+
+
+def distance(x: torch.Tensor, x0: torch.Tensor, norm: str, unit: torch.Tensor | None = None) -> torch.Tensor:
+    """||(x - x0) / unit||_p for a batch x (B, n) and a centre x0 (n,) -> (B,)."""
+    diff = x - x0
+    if unit is not None:
+        diff = diff / unit
+    return torch.linalg.vector_norm(diff, ord=norm_order(norm), dim=-1)
+
+
+def _project_l1(v: torch.Tensor, radius: float) -> torch.Tensor:
+    """Euclidean projection of rows of v onto the L1 ball of `radius` (Duchi et al. 2008)."""
+    abs_v = v.abs()
+    inside = abs_v.sum(dim=-1) <= radius
+    if bool(inside.all()):
+        return v
+    mu, _ = abs_v.sort(dim=-1, descending=True)
+    cumsum = mu.cumsum(dim=-1)
+    idx = torch.arange(1, v.shape[-1] + 1, device=v.device, dtype=v.dtype)
+    cond = mu - (cumsum - radius) / idx > 0
+    rho = cond.to(v.dtype).mul(idx).argmax(dim=-1, keepdim=True)
+    theta = (cumsum.gather(-1, rho) - radius) / (rho + 1).to(v.dtype)
+    projected = v.sign() * (abs_v - theta).clamp_min(0)
+    return torch.where(inside.unsqueeze(-1), v, projected)
+
+
+def project(x: torch.Tensor, x0: torch.Tensor, radius: float, norm: str, lower: torch.Tensor,
+            upper: torch.Tensor, unit: torch.Tensor | None = None) -> torch.Tensor:
+    """Points of x (B, n) moved into B_p(x0, radius) ∩ [lower, upper]."""
+    diff = x - x0
+    if unit is not None:
+        diff = diff / unit
+    if norm == "inf":
+        diff = diff.clamp(-radius, radius)
+    elif norm == "2":
+        length = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
+        diff = diff * torch.clamp(radius / length.clamp_min(1e-30), max=1.0)
+    else:
+        diff = _project_l1(diff, radius)
+    if unit is not None:
+        diff = diff * unit
+    return torch.minimum(torch.maximum(x0 + diff, lower), upper)
+
+
+def ball_box(x0: torch.Tensor, radius: float, norm: str, lower: torch.Tensor, upper: torch.Tensor,
+             unit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest box containing B_p(x0, radius) ∩ [lower, upper] (every p-ball fits in the L-inf one)."""
+    step = radius if unit is None else radius * unit
+    return torch.maximum(x0 - step, lower), torch.minimum(x0 + step, upper)

@@ -1,0 +1,143 @@
+"""What counts as a failure: a property maps network outputs z to a scalar w(z); the
+property holds at x while w(f(x)) > c (`threshold`) and fails (a safety risk) when w <= c.
+
+A property spec (`Property`) is a small dataclass with plain JSON-able fields. Binding it to
+the outputs at x0 (`Property.bind`) fixes what depends on x0 (the decision j of robustness,
+the label y0 of invariance) and gives a `BoundProperty`. Every bound property also gives a
+`MinMaxSpec`, the form certified bounds work with:
+
+    w(z) - c  >=  min_j max_r ( A[j, r] . z + b[j, r] )        (equality when spec.exact)
+
+The robustness margin, reachability, invariance and VNN-LIB `linear_output` properties are
+exactly of this form; the uncertainty KL has a sound linear lower bound of this form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from saferisk.errors import ConfigError
+
+
+@dataclass
+class MinMaxSpec:
+    """s(z) = min_j max_{r: mask[j,r]} (A[j,r] . z + b[j,r]), a lower bound on w(z) - c."""
+
+    A: torch.Tensor  # (J, R, m)
+    b: torch.Tensor  # (J, R)
+    mask: torch.Tensor  # (J, R) bool
+    exact: bool = True
+
+    def evaluate(self, z: torch.Tensor) -> torch.Tensor:
+        """s(z) for a batch of outputs z (B, m) -> (B,)."""
+        A = self.A.to(z.device, z.dtype)
+        rows = torch.einsum("jrm,bm->bjr", A, z) + self.b.to(z.device, z.dtype)
+        rows = rows.masked_fill(~self.mask.to(z.device), float("-inf"))
+        return rows.max(dim=2).values.min(dim=1).values
+
+    @staticmethod
+    def from_rows(rows: list[list[tuple[list[float], float]]], m: int, exact: bool = True) -> "MinMaxSpec":
+        """Build from a list (over j) of lists (over r) of (coefficients, offset)."""
+        J = len(rows)
+        R = max(len(r) for r in rows)
+        A = torch.zeros(J, R, m, dtype=torch.float64)
+        b = torch.zeros(J, R, dtype=torch.float64)
+        mask = torch.zeros(J, R, dtype=torch.bool)
+        for j, group in enumerate(rows):
+            for r, (coef, off) in enumerate(group):
+                A[j, r] = torch.as_tensor(coef, dtype=torch.float64)
+                b[j, r] = float(off)
+                mask[j, r] = True
+        return MinMaxSpec(A, b, mask, exact)
+
+
+class BoundProperty:
+    """A property fixed at one x0: `value(z)` gives w for a batch of outputs (B, m)."""
+
+    threshold: float = 0.0
+    decision: int | None = None
+    # Whether `minimise_value` of the search should drive w itself down (True for all
+    # built-in properties); the Lipschitz search uses |w(x) - w(x0)| either way.
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def spec(self) -> MinMaxSpec | None:
+        """MinMaxSpec for certified bounds, or None when the property has none."""
+        return None
+
+    def violated(self, z: torch.Tensor) -> torch.Tensor:
+        """Boolean (B,): the property fails at these outputs (w <= c, or w is NaN)."""
+        w = self.value(z)
+        return ~(w > self.threshold)
+
+
+class SpecBoundProperty(BoundProperty):
+    """A bound property whose w - c IS its MinMaxSpec (exact): value = spec(z) + c."""
+
+    def __init__(self, spec: MinMaxSpec, threshold: float = 0.0, decision: int | None = None):
+        self._spec = spec
+        self.threshold = float(threshold)
+        self.decision = decision
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        return self._spec.evaluate(z) + self.threshold
+
+    def spec(self) -> MinMaxSpec:
+        return self._spec
+
+
+@dataclass(frozen=True)
+class Property:
+    """Base of property specs: `kind` names it; the fields are its parameters."""
+
+    kind: ClassVar[str] = ""
+    # True for properties whose radius is measured around reference inputs (invariance).
+    needs_references: ClassVar[bool] = False
+
+    def bind(self, z0: torch.Tensor, label: int | None = None) -> BoundProperty:
+        """Fix the property at x0, given its outputs z0 (m,) and optional true label."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """Plain, JSON-able parameters (with `kind`)."""
+        out = {"kind": self.kind}
+        out.update(dataclasses.asdict(self))
+        return out
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+
+PROPERTY_KINDS: dict[str, type[Property]] = {}
+
+
+def register_property(cls: type[Property]) -> type[Property]:
+    """Class decorator: make a Property subclass available by its `kind` (config and CLI)."""
+    if not cls.kind:
+        raise ValueError("a property class needs a non-empty `kind`")
+    PROPERTY_KINDS[cls.kind] = cls
+    return cls
+
+
+def make_property(spec: dict[str, Any]) -> Property:
+    """Build a property from a plain dict {'kind': ..., **params}; clear error on bad keys."""
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in PROPERTY_KINDS:
+        known = ", ".join(sorted(PROPERTY_KINDS))
+        raise ConfigError(f"unknown property kind {kind!r}; choose one of: {known}")
+    cls = PROPERTY_KINDS[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(spec) - names)
+    if unknown:
+        raise ConfigError(f"property '{kind}' has no parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names)) or 'none'}")
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"property '{kind}': {exc}") from None
