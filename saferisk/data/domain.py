@@ -62,3 +62,49 @@ class Domain:
                 f"{what} row {row} feature {col} = {float(x[row, col]):.6g} is outside the domain "
                 f"[{float(self.lower[col]):.6g}, {float(self.upper[col]):.6g}]")
         return torch.minimum(torch.maximum(x, self.lower), self.upper)
+
+
+def load_domain_file(path, n: int | None = None) -> Domain:
+    """A domain from a file: `.npy` of shape (2, n) (row 0 lower, row 1 upper) or a CSV with
+    columns `lower,upper`, one row per feature (an optional `feature` column is ignored)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"domain file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        if array.ndim != 2 or array.shape[0] != 2 or array.dtype.kind not in "biuf":
+            raise DataError(f"{path}: a domain .npy must be a numeric array of shape (2, n), got {array.shape}")
+        lower, upper = array[0], array[1]
+    elif suffix == ".csv":
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(path, skipinitialspace=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+        table.columns = [str(c).strip().lower() for c in table.columns]
+        if not {"lower", "upper"} <= set(table.columns):
+            raise DataError(f"{path}: a domain CSV needs columns 'lower' and 'upper'; has {', '.join(table.columns)}")
+        columns = table[["lower", "upper"]].apply(pd.to_numeric, errors="coerce")
+        if columns.isna().to_numpy().any():
+            row = int(np.flatnonzero(columns.isna().any(axis=1).to_numpy())[0])
+            raise DataError(f"{path}: row {row} has a missing or non-numeric bound")
+        lower, upper = columns["lower"].to_numpy(), columns["upper"].to_numpy()
+    else:
+        raise DataError(f"{path}: a domain file must be .npy (2, n) or .csv with lower,upper columns")
+    lower = np.array(lower, dtype=np.float64)  # a writable copy (torch.as_tensor shares it)
+    upper = np.array(upper, dtype=np.float64)
+    if np.isnan(lower).any() or np.isnan(upper).any():
+        raise DataError(f"{path}: domain bounds contain NaN")
+    try:
+        return Domain.from_bounds(lower, upper, n if n is not None else lower.size)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None

@@ -23,8 +23,19 @@ appears in attributes:
 | identity     | x           | -                 | -                                          | x (Dropout in eval, Identity) |
 | constant     | -           | value             | -                                          | a constant tensor (no batch dim) |
 
-Ops not listed here may be added by the reader for execution only (`extra ops`); certified
-bounds then report them as unsupported, never silently wrong.
+Ops not listed here may be added by the reader for execution only (`extra ops`, in
+`EXTRA_OPS`); certified bounds then report them as unsupported, never silently wrong:
+
+| extra op | inputs | attrs            | meaning |
+| -------- | ------ | ---------------- | ------- |
+| clip     | x      | min, max (None = unbounded) | min(max(x, min), max) (ONNX Clip other than Clip(0, inf) = relu) |
+| pad      | x (B,C,H,W) | padding (t,l,b,r), value | constant padding of H and W (folded into a following Conv when value is 0) |
+| mul      | x, y   | -                | x * y (both variable) |
+| slice    | x      | axes (>=1), starts, ends, steps (>0), resolved | x[..., start:end:step, ...] on those axes |
+
+A `concat` input that is a `constant` node (no batch dim) is broadcast over the batch; an
+`avgpool` with asymmetric padding and count_include_pad False averages over the real cells only
+(ONNX semantics; still linear in x).
 """
 
 from __future__ import annotations
@@ -142,13 +153,17 @@ def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         include = bool(a.get("count_include_pad", False))
         if sym is not None:
             return F.avg_pool2d(args[0], kernel, stride, padding=sym, count_include_pad=include)
-        if not include:
-            raise ModelError("asymmetric AveragePool padding without count_include_pad is not supported")
-        return F.avg_pool2d(_pad_input(args[0], pad, 0.0), kernel, stride)
+        summed = F.avg_pool2d(_pad_input(args[0], pad, 0.0), kernel, stride)
+        if include:
+            return summed
+        ones = torch.ones((1, 1, *args[0].shape[2:]), dtype=args[0].dtype, device=args[0].device)
+        return summed / F.avg_pool2d(_pad_input(ones, pad, 0.0), kernel, stride)  # mean over real cells
     if op == "transpose":
         perm = [0] + [int(i) + 1 for i in a["perm"]]
         return args[0].permute(*perm)
     if op == "concat":
+        ref = max(args, key=lambda t: t.dim())
+        args = [t if t.dim() == ref.dim() else t.unsqueeze(0).expand(ref.shape[0], *t.shape) for t in args]
         return torch.cat(args, dim=int(a["axis"]))
     if op == "identity":
         return args[0]
@@ -160,8 +175,29 @@ def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     raise ModelError(f"unsupported operation '{op}' in node '{node.name or node.output}'")
 
 
-# Execution-only ops a reader may register: name -> fn(node, args) -> tensor.
-EXTRA_OPS: dict[str, Any] = {}
+def _clip(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return torch.clamp(args[0], min=node.attrs.get("min"), max=node.attrs.get("max"))
+
+
+def _pad(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    top, left, bottom, right = (int(v) for v in node.attrs["padding"])
+    return F.pad(args[0], (left, right, top, bottom), value=float(node.attrs.get("value", 0.0)))
+
+
+def _mul(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return args[0] * args[1]
+
+
+def _slice(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    index: list[slice] = [slice(None)] * args[0].dim()
+    a = node.attrs
+    for axis, start, end, step in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+        index[int(axis)] = slice(int(start), int(end), int(step))
+    return args[0][tuple(index)]
+
+
+# Execution-only ops (see the module docstring): name -> fn(node, args) -> tensor.
+EXTRA_OPS: dict[str, Any] = {"clip": _clip, "pad": _pad, "mul": _mul, "slice": _slice}
 
 
 class GraphModule(torch.nn.Module):

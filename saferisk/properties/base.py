@@ -34,10 +34,18 @@ class MinMaxSpec:
 
     def evaluate(self, z: torch.Tensor) -> torch.Tensor:
         """s(z) for a batch of outputs z (B, m) -> (B,)."""
-        A = self.A.to(z.device, z.dtype)
-        rows = torch.einsum("jrm,bm->bjr", A, z) + self.b.to(z.device, z.dtype)
-        rows = rows.masked_fill(~self.mask.to(z.device), float("-inf"))
-        return rows.max(dim=2).values.min(dim=1).values
+        J, R, m = self.A.shape
+        key = (z.device, z.dtype)
+        if getattr(self, "_cache_key", None) != key:  # flattened, masked copy on z's device
+            self._cache_key = key
+            self._A2 = self.A.reshape(J * R, m).to(z.device, z.dtype)
+            self._b2 = self.b.masked_fill(~self.mask, float("-inf")).reshape(J * R).to(z.device, z.dtype)
+        rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
+        if R > 1:
+            rows = rows.max(dim=2).values
+        else:
+            rows = rows.squeeze(2)
+        return rows.min(dim=1).values if J > 1 else rows.squeeze(1)
 
     @staticmethod
     def from_rows(rows: list[list[tuple[list[float], float]]], m: int, exact: bool = True) -> "MinMaxSpec":

@@ -1,0 +1,30 @@
+# saferisk audit workflow: `snakemake` audits every configured model for every configured
+# property and writes results/reports/*.pdf. Configuration: config/config.yaml (documented
+# in config/README.md, checked by `saferisk validate-config`). Profiles: profiles/default
+# (found automatically), profiles/slurm (`snakemake --profile profiles/slurm`).
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/inputs.smk"
+include: "workflow/rules/radius.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+onstart:
+    write_run_metadata()
+
+
+onsuccess:
+    print_report_locations()
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),
+    localrule: True

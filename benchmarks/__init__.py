@@ -1,0 +1,1 @@
+"""saferisk benchmarks: `python -m benchmarks [--quick] [--only NAME ...]` (see benchmarks/README.md)."""

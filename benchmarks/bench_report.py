@@ -1,0 +1,49 @@
+"""Benchmark: aggregate-summary + render the summary PDF of 4 models x 4 properties x 1000
+inputs (fabricated results, saferisk.audit.synthetic). Goal: < 10 s.
+
+    .venv/bin/python benchmarks/bench_report.py [--inputs 1000] [--out /tmp/bench-summary.pdf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+PROPERTIES = [("robustness", "inf"), ("robustness", "2"), ("uncertainty", "inf"), ("invariance", "inf")]
+CRITERIA = [{"property": "robustness-inf", "radius": 0.02, "min_fraction": 0.9, "basis": "certified"},
+            {"property": "robustness-2", "radius": 0.05, "min_fraction": 0.9, "basis": "certified"},
+            {"property": "uncertainty-inf", "radius": 0.02, "min_fraction": 0.9, "basis": "estimate"},
+            {"property": "invariance-inf", "radius": 0.02, "min_fraction": 0.5, "basis": "certified"}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", type=int, default=1000)
+    parser.add_argument("--models", type=int, default=4)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    from saferisk.audit import summarize, table_from_results
+    from saferisk.audit.synthetic import fabricate_results
+    from saferisk.report import render_summary_report
+
+    results = []
+    for index in range(args.models):
+        results += fabricate_results(f"model-{index}", PROPERTIES, args.inputs, input_shape=(1, 8, 8), seed=index,
+                                     model_sha256=f"{index:02d}" * 32, strength=0.6 + 0.3 * index)
+    manifests = {f"model-{i}": {"name": f"model-{i}", "artifact_sha256": f"{i:02d}" * 32} for i in range(args.models)}
+    table = table_from_results(results)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "summary.pdf"
+    start = time.perf_counter()
+    summary = summarize(table, CRITERIA, models=sorted(manifests))
+    summarized = time.perf_counter()
+    render_summary_report(table, summary, manifests, {"audit_date": "2026-11-20"}, out)
+    done = time.perf_counter()
+    print(f"rows {len(table)}; summarize {summarized - start:.2f} s; render {done - summarized:.2f} s; "
+          f"total {done - start:.2f} s (goal < 10 s); {out} {out.stat().st_size / 1e3:.0f} kB")
+
+
+if __name__ == "__main__":
+    main()

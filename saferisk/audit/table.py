@@ -1,0 +1,204 @@
+"""The tidy audit table: one row per (model, input_set, property, norm, input_id).
+
+Columns: the key columns, then the other `RESULT_FIELDS` of `saferisk.result.RadiusResult`
+(with `extra` as a sorted JSON string), plus
+  shard  the shard file the row came from (relative name, e.g. 'shard-0.parquet'),
+  pass   nullable bool: True when no risk was found within max_radius (status ok and no
+         witness, radius_upper null), False when one was (a witness, or violated at x0),
+         null when the input could not be assessed. An empirical statement, NOT a certificate:
+         certified statements use radius_lower (see saferisk.audit.summary).
+A missing expected shard is never dropped: it becomes one placeholder row with
+input_id '<missing shard-K>' and status 'missing: <path>' (see `MISSING_PREFIX`).
+Non-finite radii are stored as nulls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from saferisk.errors import DataError
+from saferisk.io import atomic_write
+from saferisk.result import RESULT_FIELDS, STATUS_OK, STATUS_VIOLATED_AT_INPUT
+
+KEY_COLUMNS = ("model", "input_set", "property", "norm", "input_id")
+TABLE_COLUMNS = (*KEY_COLUMNS, *(c for c in RESULT_FIELDS if c not in KEY_COLUMNS), "shard", "pass")
+MISSING_PREFIX = "missing: "
+FLOAT_COLUMNS = ("max_radius", "value_at_x0", "threshold", "radius_lower", "radius_estimate",
+                 "lipschitz_estimate", "radius_upper", "seconds", "certify_seconds")
+INT_COLUMNS = ("label", "decision")  # nullable
+COUNT_COLUMNS = ("evaluations", "seed")
+BOOL_COLUMNS = ("estimate_exceeds_upper",)
+STRING_COLUMNS = tuple(c for c in RESULT_FIELDS if c not in
+                       (*FLOAT_COLUMNS, *INT_COLUMNS, *COUNT_COLUMNS, *BOOL_COLUMNS, "extra"))
+# results/radii/<model>/<input_set>/<property>-<norm>/shard-<k>.parquet
+_SHARD_RE = re.compile(r"(?:^|/)(?P<model>[^/]+)/(?P<input_set>[^/]+)/(?P<property>[^/]+)-(?P<norm>inf|1|2)/"
+                       r"(?P<shard>[^/]+\.parquet)$")
+
+
+def parse_shard_path(path: str | Path) -> dict[str, str]:
+    """(model, input_set, property, norm, shard) from the radius-shard layout
+    `<model>/<input_set>/<property>-<norm>/shard-<k>.parquet`."""
+    match = _SHARD_RE.search(Path(path).as_posix())
+    if not match:
+        raise DataError(f"{path}: not a radius shard path of the form "
+                        "<model>/<input_set>/<property>-<norm>/shard-<k>.parquet")
+    return match.groupdict()
+
+
+def _extra_json(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "{}"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value else {}
+        except json.JSONDecodeError as exc:
+            raise DataError(f"column 'extra' holds invalid JSON {value[:60]!r}: {exc}") from None
+    return json.dumps(value, sort_keys=True, allow_nan=False, default=str)
+
+
+def _read_shard(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several kinds for corrupt files
+        raise DataError(f"{path}: cannot read radius shard: {exc}") from None
+    missing = [c for c in RESULT_FIELDS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: radius shard lacks column(s) {', '.join(missing)}")
+    frame = frame.loc[:, list(RESULT_FIELDS)].copy()
+    frame["shard"] = path.name
+    return frame
+
+
+def _missing_row(spec: Mapping[str, str], path: str) -> dict:
+    row = {name: None for name in RESULT_FIELDS}
+    row.update(model=spec["model"], input_set=spec["input_set"], property=spec["property"],
+               norm=spec["norm"], input_id=f"<missing {Path(spec['shard']).stem}>",
+               status=f"{MISSING_PREFIX}{path}", extra="{}", shard=Path(spec["shard"]).name)
+    return row
+
+
+def normalise_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Coerce dtypes (nulls for non-finite floats), compute `pass`, sort deterministically."""
+    frame = frame.copy()
+    for name in TABLE_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = None
+    for name in FLOAT_COLUMNS:
+        values = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        frame[name] = values.where(np.isfinite(values), np.nan)
+    for name in INT_COLUMNS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+    for name in COUNT_COLUMNS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").fillna(0).astype("int64")
+    for name in BOOL_COLUMNS:
+        frame[name] = frame[name].fillna(False).astype(bool)
+    for name in (*STRING_COLUMNS, "shard"):
+        frame[name] = frame[name].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                      else str(v)).astype(object)
+    frame["extra"] = frame["extra"].map(_extra_json).astype(object)
+    status = frame["status"]
+    found = frame["radius_upper"].notna() | (status == STATUS_VIOLATED_AT_INPUT)
+    assessed = status.isin([STATUS_OK, STATUS_VIOLATED_AT_INPUT])
+    frame["pass"] = pd.array([(not f) if a else pd.NA for f, a in zip(found, assessed)], dtype="boolean")
+    frame = frame.loc[:, list(TABLE_COLUMNS)]
+    return sort_table(frame)
+
+
+def _natural(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: f"{int(v):020d}" if str(v).isdigit() else f"~{v}")
+
+
+def sort_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by (model, input_set, property, norm, input_id) with numeric ids in
+    numeric order; index reset."""
+    order = frame.assign(_id=_natural(frame["input_id"])).sort_values(
+        ["model", "input_set", "property", "norm", "_id"], kind="mergesort").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def aggregate(shard_paths: Iterable[str | Path], expected_shards: Iterable[str | Path | Mapping] | None = None
+              ) -> pd.DataFrame:
+    """Read radius shards into the tidy table.
+
+    expected_shards: the shards the audit should have produced (paths in the radius-shard
+    layout, or mappings with model/input_set/property/norm/shard). Each one absent from
+    `shard_paths` or from disk becomes a placeholder row with status 'missing: <path>'.
+    Raises DataError for an unreadable shard, a missing column or a duplicated key.
+    """
+    frames = []
+    present: set[str] = set()
+    for path in map(Path, shard_paths):
+        if not path.exists():
+            raise DataError(f"{path}: radius shard not found")
+        frames.append(_read_shard(path))
+        present.add(path.resolve().as_posix())
+    missing_rows = []
+    for spec in expected_shards or ():
+        if isinstance(spec, Mapping):
+            path = str(spec.get("path", spec["shard"]))
+            fields = {k: str(spec[k]) for k in ("model", "input_set", "property", "norm", "shard")}
+        else:
+            path = str(spec)
+            fields = parse_shard_path(spec)
+        if Path(path).resolve().as_posix() not in present or not Path(path).exists():
+            missing_rows.append(_missing_row(fields, path))
+    if missing_rows:
+        frames.append(pd.DataFrame(missing_rows, columns=[*RESULT_FIELDS, "shard"]))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return normalise_table(pd.DataFrame(columns=list(TABLE_COLUMNS)))
+    table = normalise_table(pd.concat(frames, ignore_index=True))
+    duplicated = table.duplicated(list(KEY_COLUMNS), keep=False)
+    if duplicated.any():
+        row = table.loc[duplicated].iloc[0]
+        key = ", ".join(f"{k}={row[k]}" for k in KEY_COLUMNS)
+        raise DataError(f"duplicated result rows for ({key}) in shard(s) "
+                        f"{sorted(set(table.loc[duplicated, 'shard']))}")
+    return table
+
+
+def table_from_results(results: Iterable) -> pd.DataFrame:
+    """Tidy table from RadiusResult objects (tests, the single-model CLI path)."""
+    rows = [r.to_dict() for r in results]
+    for row in rows:
+        row["shard"] = row.get("shard", "")
+    return normalise_table(pd.DataFrame(rows, columns=[*RESULT_FIELDS, "shard"]))
+
+
+def write_tables(table: pd.DataFrame, out_dir: str | Path, stem: str = "audit") -> tuple[Path, Path]:
+    """Write <out_dir>/<stem>.parquet and .csv atomically, rows sorted, floats as the shortest
+    repr that round-trips. Returns (parquet path, csv path)."""
+    out_dir = Path(out_dir)
+    table = normalise_table(table)
+    parquet_path, csv_path = out_dir / f"{stem}.parquet", out_dir / f"{stem}.csv"
+    atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
+    csv_text = table_csv(table)
+    atomic_write(csv_path, lambda tmp: Path(tmp).write_text(csv_text, encoding="utf-8"))
+    return parquet_path, csv_path
+
+
+def table_csv(table: pd.DataFrame) -> str:
+    """The table as CSV text (the PDF attachment and the .csv file share it)."""
+    return table.to_csv(index=False, lineterminator="\n", na_rep="")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read an audit table written by `write_tables` (Parquet or CSV)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: audit table not found")
+    try:
+        frame = pd.read_csv(path, dtype={"input_id": str}) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read audit table: {exc}") from None
+    missing = [c for c in RESULT_FIELDS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: audit table lacks column(s) {', '.join(missing)}")
+    return normalise_table(frame)

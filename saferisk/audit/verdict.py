@@ -1,0 +1,171 @@
+"""Pass/fail criteria from config and the verdicts they give.
+
+A criterion: {"property": "robustness-inf" (or "robustness" + "norm": "inf"), "radius": 0.02,
+"min_fraction": 0.95, "basis": "certified" | "estimate", optional "model"} reads "at least
+95% of inputs are safe within radius 0.02". With the fractions of module
+saferisk.audit.summary at that radius (n inputs, failed ones counted as unknown):
+  basis certified: fraction_low = #proven safe / n, fraction_high = 1 - #proven unsafe / n
+  basis estimate:  fraction_low = #estimate safe / n, fraction_high = fraction_low + #unknown / n
+  PASS when fraction_low >= min_fraction, FAIL when fraction_high < min_fraction,
+  INCONCLUSIVE otherwise (bracket too wide, failures) and whenever a shard is missing or there
+  are no results. Certified verdicts are sound; estimate verdicts are not guarantees and are
+  labelled as such. Verdicts combine as: any FAIL -> FAIL, else any INCONCLUSIVE ->
+  INCONCLUSIVE, else PASS; a combined verdict's basis is 'certified', 'estimate' or 'mixed'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from saferisk.audit.table import MISSING_PREFIX
+from saferisk.audit.summary import input_states, split_property_key
+from saferisk.errors import ConfigError
+from saferisk.norms import parse_norm
+
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+BASES = ("certified", "estimate")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    property: str
+    norm: str | None
+    radius: float
+    min_fraction: float
+    basis: str = "certified"
+    model: str | None = None
+
+    @property
+    def label(self) -> str:
+        prop = f"{self.property}-{self.norm}" if self.norm else self.property
+        return f"{prop}: >= {self.min_fraction:.0%} of inputs safe at r = {self.radius:g} ({self.basis})"
+
+    @property
+    def property_key(self) -> str:
+        return f"{self.property}-{self.norm}" if self.norm else self.property
+
+    def matches(self, model: str, property_name: str, norm: str) -> bool:
+        if self.model is not None and self.model != model:
+            return False
+        return self.property == property_name and (self.norm is None or self.norm == norm)
+
+    def to_dict(self) -> dict:
+        return {"property": self.property, "norm": self.norm, "radius": self.radius,
+                "min_fraction": self.min_fraction, "basis": self.basis, "model": self.model}
+
+
+def parse_criteria(items: Iterable[Mapping] | None) -> list[Criterion]:
+    """Criteria from config dicts; ConfigError naming the entry on a bad one."""
+    criteria = []
+    for index, item in enumerate(items or ()):
+        where = f"criteria[{index}]"
+        if isinstance(item, Criterion):
+            criteria.append(item)
+            continue
+        unknown = set(item) - {"property", "norm", "radius", "min_fraction", "basis", "model"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        try:
+            prop, norm = str(item["property"]), item.get("norm")
+            radius, min_fraction = float(item["radius"]), float(item["min_fraction"])
+        except KeyError as exc:
+            raise ConfigError(f"{where}: missing key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if norm is None:
+            prop, norm = split_property_key(prop)
+        else:
+            norm = parse_norm(norm)
+        basis = str(item.get("basis", "certified"))
+        if basis not in BASES:
+            raise ConfigError(f"{where}: basis must be 'certified' or 'estimate', got {basis!r}")
+        if not radius > 0:
+            raise ConfigError(f"{where}: radius must be > 0, got {radius}")
+        if not 0 <= min_fraction <= 1:
+            raise ConfigError(f"{where}: min_fraction must be in [0, 1], got {min_fraction}")
+        model = item.get("model")
+        criteria.append(Criterion(prop, norm, radius, min_fraction, basis, None if model is None else str(model)))
+    return criteria
+
+
+@dataclass
+class Verdict:
+    """A verdict of one criterion (criterion set) or of a combination (criterion None)."""
+
+    model: str
+    scope: str  # criterion label, property key, or 'overall'
+    verdict: str
+    basis: str | None  # 'certified' | 'estimate' | 'mixed' | None (no criterion)
+    reason: str
+    fraction_low: float | None = None
+    fraction_high: float | None = None
+    n_inputs: int = 0
+    criterion: Criterion | None = None
+
+    @property
+    def label(self) -> str:
+        """Verdict with its basis in words, e.g. 'PASS (estimate only: not a guarantee)'."""
+        if self.basis == "estimate" and self.verdict != INCONCLUSIVE:
+            return f"{self.verdict} (estimate only: not a guarantee)"
+        if self.basis == "mixed" and self.verdict == PASS:
+            return f"{self.verdict} (partly on estimates: not a guarantee)"
+        if self.basis == "certified" and self.verdict == PASS:
+            return f"{self.verdict} (certified)"
+        return self.verdict
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "scope": self.scope, "verdict": self.verdict, "basis": self.basis,
+                "label": self.label, "reason": self.reason, "fraction_low": self.fraction_low,
+                "fraction_high": self.fraction_high, "n_inputs": self.n_inputs,
+                "criterion": self.criterion.to_dict() if self.criterion else None}
+
+
+def evaluate_criterion(rows: pd.DataFrame, criterion: Criterion, model: str) -> Verdict:
+    """Verdict of one criterion on the rows of one model and matching property/norm."""
+    missing = rows["status"].str.startswith(MISSING_PREFIX) if len(rows) else pd.Series([], dtype=bool)
+    inputs = rows.loc[~missing]
+    n = len(inputs)
+
+    def verdict(value: str, reason: str, low=None, high=None) -> Verdict:
+        return Verdict(model, criterion.label, value, criterion.basis, reason, low, high, n, criterion)
+
+    if len(rows) == 0:
+        return verdict(INCONCLUSIVE, f"no results for {criterion.property_key}")
+    if missing.any():
+        return verdict(INCONCLUSIVE, f"{int(missing.sum())} result shard(s) missing: the number of inputs is unknown")
+    if n == 0:
+        return verdict(INCONCLUSIVE, f"no inputs were assessed for {criterion.property_key}")
+    states = input_states(inputs, criterion.radius)
+    unsafe = int(states["proven_unsafe"].sum())
+    if criterion.basis == "certified":
+        safe = int(states["proven_safe"].sum())
+        low, high = safe / n, (n - unsafe) / n
+        what = f"{safe} of {n} inputs certified safe, {unsafe} with a witness"
+    else:
+        safe = int(states["estimate_safe"].sum())
+        unknown = int(states["estimate_unknown"].sum())
+        low, high = safe / n, (safe + unknown) / n
+        what = f"{safe} of {n} inputs estimated safe (not a guarantee), {unsafe} with a witness, {unknown} unknown"
+    what += f" at r = {criterion.radius:g}; required {criterion.min_fraction:.1%}"
+    if low >= criterion.min_fraction:
+        return verdict(PASS, what, low, high)
+    if high < criterion.min_fraction:
+        return verdict(FAIL, what, low, high)
+    n_failed = int((~inputs["status"].isin(["ok", "violated_at_input"])).sum())
+    cause = f"{n_failed} inputs failed" if n_failed else "the bracket straddles the required fraction"
+    return verdict(INCONCLUSIVE, f"{what}; between {low:.1%} and {high:.1%} safe ({cause})", low, high)
+
+
+def combine(model: str, scope: str, verdicts: list[Verdict], empty_reason: str) -> Verdict:
+    """Combined verdict: any FAIL -> FAIL, else any INCONCLUSIVE -> INCONCLUSIVE, else PASS."""
+    if not verdicts:
+        return Verdict(model, scope, INCONCLUSIVE, None, empty_reason)
+    values = [v.verdict for v in verdicts]
+    value = FAIL if FAIL in values else INCONCLUSIVE if INCONCLUSIVE in values else PASS
+    bases = {v.basis for v in verdicts if v.verdict == value}
+    basis = bases.pop() if len(bases) == 1 else "mixed"
+    counts = ", ".join(f"{values.count(v)} {v}" for v in (PASS, FAIL, INCONCLUSIVE) if v in values)
+    return Verdict(model, scope, value, basis, f"{len(values)} criteria: {counts}")

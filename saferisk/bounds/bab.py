@@ -1,0 +1,156 @@
+"""Branch and bound within a time budget: the set is certified when every sub-problem is.
+
+Input splitting (low-dimensional inputs such as ACAS Xu's 5): the box of the set is cut in
+two at the midpoint of the feature with the largest |coefficient| x width in the worst row's
+CROWN bound; the union of the halves is the box, so certifying both certifies the whole (a
+ball constraint, when present, is kept for every half).
+
+ReLU splitting: an unstable ReLU input x_i in [l, u] is split into x_i >= 0 and x_i <= 0; each
+half has a tighter, valid relaxation (the ReLU is linear on it), so a lower bound over the
+whole input set with that relaxation is a lower bound over the half; intermediate bounds that
+cross (l > u) prove the half empty. The neuron chosen is the one whose upper-line intercept
+contributes most to the worst row's bound (BaBSR-like).
+
+Both also evaluate s at the sub-domain centres: a centre inside the set with s <= 0 is a
+counterexample (for exact specs) and ends the search as "falsified".
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from saferisk.bounds.engine import BoundEngine
+from saferisk.bounds.sets import InputSet
+from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound, spec_value
+
+MAX_DOMAINS = 200_000
+
+
+def _inside_ball(inset: InputSet, x: torch.Tensor) -> torch.Tensor:
+    if not inset.has_ball():
+        return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    diff = x - inset.x0
+    if inset.unit is not None:
+        diff = diff / inset.unit
+    order = 2.0 if inset.norm == "2" else 1.0
+    return torch.linalg.vector_norm(diff, ord=order, dim=-1) <= inset.radius
+
+
+def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
+                batch: int = 256, exact_spec: bool = True) -> str:
+    """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by input splitting."""
+    lower, upper = inset.lower, inset.upper
+    balls = inset.select(torch.zeros(1, dtype=torch.long, device=lower.device))
+    scale = (upper - lower).clamp_min(1e-12)
+    with torch.no_grad():
+        while lower.shape[0]:
+            if time.perf_counter() > deadline or lower.shape[0] > MAX_DOMAINS:
+                return "unknown"
+            lo_b, hi_b = lower[:batch], upper[:batch]
+            lower, upper = lower[batch:], upper[batch:]
+            sub = balls.select(torch.zeros(lo_b.shape[0], dtype=torch.long, device=lo_b.device)).with_box(lo_b, hi_b)
+            ibp = engine.ibp(sub)
+            bounds = engine.intermediate_bounds(sub, "crown", None, None, ibp)
+            B = sub.batch
+            shape = engine.output_shape
+            if rows.on_logits:
+                A = rows.C.reshape((1, -1) + shape).expand((B, -1) + shape)
+                A_in, bias = engine.backward(engine.output_name, A, bounds)
+                A_in = A_in.reshape(B, A.shape[1], -1)
+                row_lb = torch.maximum(sub.min_linear(A_in) + bias + rows.d, ibp_rows_lower_bound(engine, rows, ibp))
+            else:
+                row_lb = rows_lower_bound(engine, sub, rows, bounds)
+                A_in = None
+            s_lb = rows.combine(row_lb)
+            open_ = ~(s_lb > 0)
+            if exact_spec:
+                centre = (lo_b + hi_b) / 2
+                bad = (spec_value(engine, rows, centre) <= 0) & _inside_ball(sub, centre)
+                if bool(bad.any()):
+                    return "falsified"
+            if not bool(open_.any()):
+                continue
+            lo_o, hi_o = lo_b[open_], hi_b[open_]
+            width = (hi_o - lo_o) / scale
+            if A_in is not None:  # the worst row's |coefficient| x width (smart branching)
+                worst = row_lb[open_].argmin(dim=1)
+                coef = A_in[open_].gather(1, worst.view(-1, 1, 1).expand(-1, 1, A_in.shape[-1])).squeeze(1)
+                score = coef.abs() * (hi_o - lo_o) + 1e-9 * width
+            else:
+                score = width
+            dim = score.argmax(dim=1)
+            mid = ((lo_o + hi_o) / 2).gather(1, dim[:, None]).squeeze(1)
+            left_hi, right_lo = hi_o.clone(), lo_o.clone()
+            rows_idx = torch.arange(lo_o.shape[0], device=lo_o.device)
+            left_hi[rows_idx, dim] = mid
+            right_lo[rows_idx, dim] = mid
+            lower = torch.cat([torch.cat([lo_o, right_lo]), lower])
+            upper = torch.cat([torch.cat([left_hi, hi_o]), upper])
+    return "verified"
+
+
+def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
+               batch: int = 64, exact_spec: bool = True) -> str:
+    """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting."""
+    pre = [n.inputs[0] for n in engine.relu_nodes]
+    if not pre:
+        return "unknown"
+    splits0 = {name: torch.zeros((1,) + engine.shapes[name], dtype=torch.int8, device=engine.device) for name in pre}
+    domains = [splits0]  # each: dict name -> (1, *shape)
+    with torch.no_grad():
+        while domains:
+            if time.perf_counter() > deadline or len(domains) > MAX_DOMAINS:
+                return "unknown"
+            chunk, domains = domains[:batch], domains[batch:]
+            B = len(chunk)
+            splits = {name: torch.cat([d[name] for d in chunk]) for name in pre}
+            sub = inset.select(torch.zeros(B, dtype=torch.long, device=inset.lower.device))
+            ibp = engine.ibp(sub)
+            bounds = engine.intermediate_bounds(sub, "crown", None, splits, ibp)
+            record: dict = {}
+            row_lb = rows_lower_bound(engine, sub, rows, bounds, None, record)
+            s_lb = rows.combine(row_lb)
+            empty = torch.zeros(B, dtype=torch.bool, device=s_lb.device)
+            for name in pre:
+                lo, hi = bounds[name]
+                empty |= (lo > hi).reshape(B, -1).any(dim=1)
+            open_ = ~(s_lb > 0) & ~empty
+            if not bool(open_.any()):
+                continue
+            worst = rows.critical_row(row_lb)
+            best_score = torch.full((B,), -1.0, dtype=row_lb.dtype, device=row_lb.device)
+            best_choice: list = [None] * B
+            for name in pre:
+                lo, hi = bounds[name]
+                coef, bu = record[name]
+                unstable = ((lo < 0) & (hi > 0) & (splits[name] == 0)).reshape(B, -1)
+                c = coef.gather(1, worst.view(B, 1, *([1] * (coef.dim() - 2))).expand(B, 1, *coef.shape[2:])).squeeze(1)
+                intercept = bu.expand_as(coef)[:, 0] if bu.shape[1] == 1 else bu.gather(
+                    1, worst.view(B, 1, *([1] * (coef.dim() - 2))).expand(B, 1, *coef.shape[2:])).squeeze(1)
+                score = (-(c.clamp(max=0)) * intercept).reshape(B, -1)
+                score = score + 1e-6 * ((hi - lo).reshape(B, -1))
+                score = torch.where(unstable, score, torch.full_like(score, -1.0))
+                value, index = score.max(dim=1)
+                better = value > best_score
+                for b in torch.nonzero(better & open_).flatten().tolist():
+                    best_score[b] = value[b]
+                    best_choice[b] = (name, int(index[b]))
+            for b in torch.nonzero(open_).flatten().tolist():
+                if best_choice[b] is None:  # nothing left to split: the relaxation is exact here
+                    return "unknown"
+                name, flat = best_choice[b]
+                for sign in (1, -1):
+                    child = {k: chunk[b][k].clone() for k in pre}
+                    child[name].view(-1)[flat] = sign
+                    domains.append(child)
+    return "verified"
+
+
+def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
+                     input_split_max_dim: int = 8, batch: int = 64, exact_spec: bool = True) -> str:
+    """Input splitting for small inputs, ReLU splitting otherwise."""
+    if engine.n_inputs <= input_split_max_dim:
+        return input_split(engine, rows, inset, deadline, max(batch, 256), exact_spec)
+    return relu_split(engine, rows, inset, deadline, batch, exact_spec)

@@ -1,0 +1,215 @@
+"""Certified lower bound of the maximum safe radius, box verification and output ranges.
+
+certify_radius: the largest d in [0, max_radius] (capped by a witness radius) at which a sound
+lower bound of s over B_p(x0, d) ∩ box is > 0. Since the balls are nested, a certificate at d
+holds for every smaller radius, so the largest certified radius found is a valid lower bound of
+r*, whatever the search did. The search bounds a grid of radii in one batched pass per round
+(cheap methods first: IBP, CROWN), then refines the bracket [certified, not certified] with
+alpha-CROWN and branch and bound while the time budget lasts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from saferisk.bounds.bab import branch_and_bound
+from saferisk.bounds.config import Certificate, CertifyConfig
+from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
+from saferisk.bounds.methods import rows_bound
+from saferisk.bounds.sets import InputSet
+from saferisk.bounds.spec import SpecRows, spec_value
+from saferisk.models.graph import Graph
+from saferisk.properties.base import MinMaxSpec
+
+_ENGINES: dict[tuple[int, str], BoundEngine] = {}
+
+
+def _engine(graph: Graph, device: str | None) -> BoundEngine:
+    """The prepared engine of a graph (cached per graph object and device)."""
+    key = (id(graph), str(device))
+    cached = _ENGINES.get(key)
+    if cached is None or cached._source is not graph:
+        cached = BoundEngine(graph, device)
+        cached._source = graph
+        if len(_ENGINES) > 8:
+            _ENGINES.clear()
+        _ENGINES[key] = cached
+    return cached
+
+
+def _vector(value, engine: BoundEngine, n: int, what: str) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=engine.dtype).to(engine.device).reshape(-1)
+    if t.numel() == 1 and n > 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise ValueError(f"{what} has {t.numel()} values, the model has {n} input features")
+    return t
+
+
+class _RadiusProblem:
+    """Bounds of s over B_p(x0, d) ∩ box for batches of radii d."""
+
+    def __init__(self, engine, rows, x0, norm, lower, upper, unit, config, deadline):
+        self.engine, self.rows, self.x0, self.norm = engine, rows, x0, norm
+        self.lower, self.upper, self.unit, self.config, self.deadline = lower, upper, unit, config, deadline
+
+    def inset(self, radii: torch.Tensor) -> InputSet:
+        return InputSet.ball(self.x0, radii, self.norm, self.lower, self.upper, self.unit)
+
+    def certified(self, radii: list[float], method: str) -> list[bool]:
+        r = torch.tensor(radii, dtype=self.engine.dtype, device=self.engine.device)
+        inset = self.inset(r)
+        if method == "bab":
+            results = []
+            for k in range(len(radii)):
+                single = inset.select(torch.tensor([k], device=r.device))
+                verdict = branch_and_bound(self.engine, self.rows, single, self.deadline,
+                                           self.config.input_split_max_dim, self.config.bab_batch)
+                results.append(verdict == "verified")
+            return results
+        row_lb = rows_bound(self.engine, self.rows, inset, method, alpha_iterations=self.config.alpha_iterations,
+                            alpha_lr=self.config.alpha_lr, deadline=self.deadline)
+        return [bool(v) for v in (self.rows.combine(row_lb) > 0).tolist()]
+
+
+def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: float, grid: int,
+            floor: float) -> float:
+    """Largest certified radius in (lo, hi] found by batched grid bisection (lo if none)."""
+    top = hi
+    for _ in range(60):
+        if top - lo <= tol * top or top <= floor or time.perf_counter() > problem.deadline:
+            break
+        if lo <= 0:
+            radii = [top * 2.0 ** (-k) for k in range(grid - 1, -1, -1)]
+        else:
+            radii = [lo + (top - lo) * (k + 1) / grid for k in range(grid)]
+        ok = problem.certified(radii, method)
+        certified = [r for r, good in zip(radii, ok) if good]
+        if certified:
+            lo = max(lo, max(certified))
+        above = [r for r, good in zip(radii, ok) if not good and r > lo]
+        top = min(above) if above else lo
+    return lo
+
+
+def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_radius: float, domain, unit=None,
+                   config: CertifyConfig | None = None, upper_hint: float | None = None) -> Certificate:
+    """Certified lower bound of the maximum safe radius around x0 (see the module docstring)."""
+    start = time.perf_counter()
+    config = config or CertifyConfig()
+    deadline = start + float(config.time_budget_s)
+
+    def done(radius, method, reason):
+        return Certificate(radius, method, reason, time.perf_counter() - start)
+
+    if spec is None:
+        return done(None, None, "the property has no linear spec for certified bounds")
+    try:
+        engine = _engine(graph, config.device)
+        rows = SpecRows.from_spec(spec, engine)
+    except UnsupportedGraph as exc:
+        return done(None, None, str(exc))
+    n = engine.n_inputs
+    x0 = _vector(x0, engine, n, "x0")
+    lower = _vector(domain.lower, engine, n, "domain lower")
+    upper = _vector(domain.upper, engine, n, "domain upper")
+    x0 = torch.minimum(torch.maximum(x0, lower), upper)
+    unit_t = None if unit is None else _vector(unit, engine, n, "unit")
+    with torch.no_grad():
+        s0 = float(spec_value(engine, rows, x0[None])[0])
+    if not s0 > 0:
+        return done(0.0, None, f"property spec is not positive at x0 (s(x0) = {s0:.6g}); nothing to certify")
+    hi = float(max_radius)
+    if upper_hint is not None and math.isfinite(float(upper_hint)):
+        hi = min(hi, float(upper_hint))
+    if hi <= 0:
+        return done(0.0, None, "the search interval is empty (max_radius or witness radius is 0)")
+    problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, deadline)
+    lo, method_lo = 0.0, None
+    tol = float(config.tolerance)
+    floor = hi * 1e-9
+    for method in config.ladder():
+        if time.perf_counter() > deadline and method_lo is not None:
+            break
+        if method == "bab":
+            found = _bab_refine(problem, lo, hi, tol)
+        else:
+            grid = config.grid_size if method != "alpha-crown" else max(2, config.grid_size // 2)
+            found = _search(problem, method, lo, hi, tol, grid, floor)
+        if found > lo:
+            lo, method_lo = found, method
+        if lo >= hi:
+            break
+    if method_lo is None:
+        return done(0.0, None, "no radius > 0 certified within the time budget (bounds too loose)")
+    return done(lo, method_lo, None)
+
+
+def _bab_refine(problem: _RadiusProblem, lo: float, hi: float, tol: float) -> float:
+    """Bisection with branch and bound (one radius at a time) while the budget lasts."""
+    top = hi
+    if problem.certified([hi], "bab")[0]:
+        return hi
+    while top - lo > tol * top and time.perf_counter() < problem.deadline:
+        mid = lo + (top - lo) / 2 if lo > 0 else top / 2
+        if problem.certified([mid], "bab")[0]:
+            lo = mid
+        else:
+            top = mid
+    return lo
+
+
+def _box_inset(engine: BoundEngine, lower, upper) -> InputSet:
+    lo = torch.as_tensor(lower, dtype=engine.dtype).to(engine.device)
+    hi = torch.as_tensor(upper, dtype=engine.dtype).to(engine.device)
+    n = engine.n_inputs
+    if lo.numel() % n or lo.shape != hi.shape:
+        raise ValueError(f"the box has {lo.numel()} / {hi.numel()} bounds, the model has {n} input features")
+    lo, hi = lo.reshape(-1, n), hi.reshape(-1, n)
+    return InputSet.box(lo, hi)
+
+
+def bound_outputs(graph: Graph, lower, upper, method: str = "crown") -> tuple[torch.Tensor, torch.Tensor]:
+    """Sound bounds (lb, ub) of every graph output over the box [lower, upper] ((m,) or (B, m))."""
+    engine = _engine(graph, None)
+    inset = _box_inset(engine, lower, upper)
+    m = engine.n_outputs
+    eye = torch.eye(m, dtype=torch.float64)
+    rows = SpecRows(torch.cat([eye, -eye]).to(engine.device), torch.zeros(2 * m, dtype=engine.dtype, device=engine.device),
+                    torch.arange(2 * m, device=engine.device), 2 * m, True)
+    if engine.softmax_output:
+        rows.on_logits = False
+    row_lb = rows_bound(engine, rows, inset, method)
+    lb, ub = row_lb[:, :m], -row_lb[:, m:]
+    if torch.as_tensor(lower).dim() <= 1:
+        return lb[0], ub[0]
+    return lb, ub
+
+
+def verify_box(graph: Graph, spec: MinMaxSpec, lower, upper, timeout_s: float,
+               config: CertifyConfig | None = None) -> str:
+    """'verified' if s > 0 on the whole box is proved within timeout_s, else 'unknown'."""
+    start = time.perf_counter()
+    config = config or CertifyConfig()
+    deadline = start + float(timeout_s)
+    try:
+        engine = _engine(graph, config.device)
+        rows = SpecRows.from_spec(spec, engine)
+    except UnsupportedGraph:
+        return "unknown"
+    inset = _box_inset(engine, lower, upper)
+    for method in config.ladder():
+        if method == "bab":
+            verdict = branch_and_bound(engine, rows, inset, deadline, config.input_split_max_dim, config.bab_batch,
+                                       exact_spec=spec.exact)
+            return "verified" if verdict == "verified" else "unknown"
+        row_lb = rows_bound(engine, rows, inset, method, alpha_iterations=config.alpha_iterations,
+                            alpha_lr=config.alpha_lr, deadline=deadline)
+        if bool((rows.combine(row_lb) > 0).all()):
+            return "verified"
+        if time.perf_counter() > deadline:
+            break
+    return "unknown"

@@ -1,0 +1,56 @@
+"""Configuration and result records of certified bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from saferisk.errors import ConfigError
+
+METHODS = ("ibp", "crown", "alpha-crown", "bab")
+
+
+@dataclass
+class CertifyConfig:
+    """How hard to try for a certified lower bound.
+
+    method: the strongest method used ("ibp" | "crown" | "alpha-crown" | "bab"; None = the
+    strongest, "bab"); the radius search always starts with the cheaper ones and refines near the
+    boundary with the expensive ones while `time_budget_s` (per input) lasts.
+    tolerance: relative width of the final radius bracket of the bisection.
+    """
+
+    method: str | None = None
+    tolerance: float = 1e-3
+    time_budget_s: float = 2.0
+    alpha_iterations: int = 20
+    alpha_lr: float = 0.25
+    grid_size: int = 8  # radii bounded together in one batched pass per bisection round
+    input_split_max_dim: int = 8  # input splitting for inputs of at most this many features
+    bab_batch: int = 64  # sub-domains bounded together per branch-and-bound step
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.method is not None and self.method not in METHODS:
+            raise ConfigError(f"certify method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not 0 < float(self.tolerance) < 1:
+            raise ConfigError(f"certify tolerance must be in (0, 1), got {self.tolerance}")
+        if float(self.time_budget_s) <= 0:
+            raise ConfigError(f"certify time_budget_s must be > 0, got {self.time_budget_s}")
+
+    @property
+    def strongest(self) -> str:
+        return self.method or "bab"
+
+    def ladder(self) -> tuple[str, ...]:
+        """The methods to run, cheapest first, up to the strongest."""
+        return METHODS[: METHODS.index(self.strongest) + 1]
+
+
+@dataclass
+class Certificate:
+    """A certified lower bound of the maximum safe radius (None with `reason` if unsupported)."""
+
+    radius_lower: float | None
+    method: str | None
+    reason: str | None
+    seconds: float

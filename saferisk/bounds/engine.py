@@ -1,0 +1,360 @@
+"""Bound propagation over saferisk's internal `Graph`: interval bounds (IBP) and linear
+relaxation back-substitution (CROWN), batched over B input sets, with optional optimised ReLU
+slopes (alpha) and ReLU split constraints (branch and bound).
+
+IBP: for an affine op y = M x + c, mid_y = M mid_x + c and rad_y = |M| rad_x; monotone
+elementwise ops and max-pooling map (l, u) to (f(l), f(u)); add and concat act bound-wise.
+
+CROWN: a lower bound of A . y_t (node t, rows A (B, K, *shape_t)) is found by walking the graph
+backwards: through an affine op A -> A M (bias += A c, exact); through an elementwise
+nonlinearity with lines a_l x + b_l <= f(x) <= a_u x + b_u (see relax.py) A -> A+ a_l + A- a_u
+(bias += A+ b_l + A- b_u, sound since A+ >= 0 picks the lower line, A- <= 0 the upper one);
+through max-pooling the window's element i with the largest lower bound gives
+max >= x_i, and max <= x_i when l_i >= u_j for every other j, else max <= max_j u_j; add sends A
+to both summands, concat splits it. At the input, A . x is minimised over the input set
+(sets.py). The pre-activation bounds the relaxations need are themselves computed this way (rows
+[I; -I]), intersected with the IBP bounds (both are sound, so the intersection is).
+
+Computation runs in float64 on the device of the graph's tensors (or a given device).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from saferisk.bounds.relax import default_alpha, leaky_relu_relax, s_shaped_relax
+from saferisk.bounds.sets import InputSet
+from saferisk.models.graph import Graph, Node, run_node
+
+AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"}
+ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"}
+OTHER_OPS = {"add", "concat", "maxpool", "constant"}
+SUPPORTED_OPS = AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS
+
+
+class UnsupportedGraph(Exception):
+    """The graph has an operation certified bounds cannot handle; str(exc) is the reason."""
+
+
+def _node_label(node: Node) -> str:
+    return node.name or node.output
+
+
+def _prune(graph: Graph, output: str) -> list[Node]:
+    """Nodes that `output` depends on, in topological order."""
+    needed = {output}
+    kept = []
+    for node in reversed(graph.nodes):
+        if node.output in needed:
+            kept.append(node)
+            needed.update(node.inputs)
+    return kept[::-1]
+
+
+class BoundEngine:
+    """A graph prepared for bounds: supported-op check, float64 parameters, per-node shapes.
+
+    If the graph's last op is a softmax over the output, bounds are computed on its input
+    (`softmax_output` is True) and the caller decides how to pass the softmax (spec.py).
+    """
+
+    def __init__(self, graph: Graph, device: torch.device | str | None = None):
+        if device is None:
+            device = next((v.device for n in graph.nodes for v in n.params.values() if v is not None),
+                          torch.device("cpu"))
+        self.device = torch.device(device)
+        self.dtype = torch.float64
+        self.graph = graph.to(self.device, self.dtype)
+        by_output = {n.output: n for n in self.graph.nodes}
+        output = self.graph.output_name
+        self.softmax_output = False
+        last = by_output.get(output)
+        if last is not None and last.op == "softmax":
+            axis = int(last.attrs.get("axis", 1))
+            self.softmax_output = True
+            self.softmax_axis = axis
+            output = last.inputs[0]
+        self.output_name = output
+        self.nodes = _prune(self.graph, output)
+        for node in self.nodes:
+            if node.op == "softmax":
+                raise UnsupportedGraph(f"unsupported operation 'softmax' in node '{_node_label(node)}' "
+                                       "(softmax is only supported as the last operation)")
+            if node.op not in SUPPORTED_OPS:
+                raise UnsupportedGraph(f"unsupported operation '{node.op}' in node '{_node_label(node)}'")
+        self.input_name = self.graph.input_name
+        self.input_shape = tuple(int(d) for d in self.graph.input_shape)
+        self.n_inputs = int(torch.tensor(self.input_shape).prod()) if self.input_shape else 1
+        self.shapes = self._shapes()
+        for node in self.nodes:
+            if node.op == "affine" and self.shapes[node.output] != self.shapes[node.inputs[0]]:
+                raise UnsupportedGraph(f"unsupported operation 'affine' in node '{_node_label(node)}' "
+                                       "(broadcasting changes the shape)")
+            if node.op == "add" and len({self.shapes[i] for i in node.inputs}) != 1:
+                raise UnsupportedGraph(f"unsupported operation 'add' in node '{_node_label(node)}' (broadcasting)")
+        self.output_shape = self.shapes[output]
+        if self.softmax_output and (len(self.output_shape) != 1 or self.softmax_axis not in (1, -1)):
+            raise UnsupportedGraph(f"unsupported operation 'softmax' in node '{_node_label(last)}' "
+                                   "(only a final softmax over a flat output is supported)")
+        self.n_outputs = int(torch.tensor(self.output_shape).prod()) if self.output_shape else 1
+        # nodes whose bounds the relaxations need (inputs of nonlinear ops)
+        self.pre_nodes = []
+        for node in self.nodes:
+            if node.op in ELEMENTWISE_OPS or node.op == "maxpool":
+                if node.inputs[0] not in self.pre_nodes:
+                    self.pre_nodes.append(node.inputs[0])
+        self.relu_nodes = [n for n in self.nodes if n.op in ("relu", "leaky_relu")]
+        # nodes computed from the input by affine ops only (their CROWN bound needs one pass)
+        self.affine_only = {self.input_name}
+        for node in self.nodes:
+            if node.op in AFFINE_OPS | {"add", "concat", "constant"} and all(
+                    i in self.affine_only or i in self.constants_names() for i in node.inputs):
+                self.affine_only.add(node.output)
+        self.constants = {n.output: n.params["value"] for n in self.nodes if n.op == "constant"}
+
+    # ------------------------------------------------------------------ helpers
+    def constants_names(self) -> set[str]:
+        return {n.output for n in self.nodes if n.op == "constant"}
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        values = {self.input_name: torch.zeros((1,) + self.input_shape, dtype=self.dtype, device=self.device)}
+        shapes = {self.input_name: self.input_shape}
+        for node in self.nodes:
+            if node.op == "constant":
+                values[node.output] = node.params["value"]
+                shapes[node.output] = tuple(node.params["value"].shape)
+                continue
+            out = run_node(node, [self._batched(values[i]) for i in node.inputs])
+            values[node.output] = out
+            shapes[node.output] = tuple(out.shape[1:])
+        return shapes
+
+    def _batched(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs (before a final softmax) for flat inputs (B, n) -> (B, n_outputs)."""
+        values = {self.input_name: x.to(self.device, self.dtype).reshape((x.shape[0],) + self.input_shape)}
+        for node in self.nodes:
+            if node.op == "constant":
+                values[node.output] = node.params["value"].expand((x.shape[0],) + tuple(node.params["value"].shape))
+                continue
+            values[node.output] = run_node(node, [values[i] for i in node.inputs])
+        return values[self.output_name].reshape(x.shape[0], -1)
+
+    # ------------------------------------------------------------------ IBP
+    def ibp(self, inset: InputSet) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Interval bounds of every node: name -> (lower, upper), each (B, *shape)."""
+        B = inset.batch
+        bounds = {self.input_name: (inset.lower.reshape((B,) + self.input_shape),
+                                    inset.upper.reshape((B,) + self.input_shape))}
+        for node in self.nodes:
+            bounds[node.output] = self._ibp_node(node, [bounds[i] for i in node.inputs] if node.op != "constant" else [], B)
+        return bounds
+
+    def _ibp_node(self, node, args, B):
+        op = node.op
+        if op == "constant":
+            v = node.params["value"].expand((B,) + tuple(node.params["value"].shape))
+            return v, v
+        if op in AFFINE_OPS:
+            lo, hi = args[0]
+            mid, rad = (lo + hi) / 2, (hi - lo) / 2
+            out_mid = run_node(node, [mid])
+            out_rad = run_node(_abs_node(node), [rad])
+            return out_mid - out_rad, out_mid + out_rad
+        if op in ("relu", "tanh", "sigmoid", "maxpool"):
+            return run_node(node, [args[0][0]]), run_node(node, [args[0][1]])
+        if op == "leaky_relu":
+            lo, hi = args[0]
+            flo, fhi = run_node(node, [lo]), run_node(node, [hi])
+            straddle = (lo < 0) & (hi > 0)
+            low = torch.where(straddle, torch.minimum(torch.minimum(flo, fhi), torch.zeros_like(lo)), torch.minimum(flo, fhi))
+            return low, torch.maximum(flo, fhi)
+        if op == "add":
+            return args[0][0] + args[1][0], args[0][1] + args[1][1]
+        if op == "concat":
+            axis = int(node.attrs["axis"])
+            return torch.cat([a[0] for a in args], dim=axis), torch.cat([a[1] for a in args], dim=axis)
+        raise UnsupportedGraph(f"unsupported operation '{op}' in node '{_node_label(node)}'")
+
+    # ------------------------------------------------------------------ CROWN
+    def intermediate_bounds(self, inset: InputSet, method: str = "crown", alphas: dict | None = None,
+                            splits: dict | None = None, ibp: dict | None = None) -> dict:
+        """Bounds of the inputs of every nonlinear op (and the input box), split constraints applied.
+
+        alphas: {(relu output name, target name): tensor (B, G, *shape)} optimised lower slopes
+        (created on first use when the dict is given); splits: {pre-node name: int tensor
+        (B, *shape) in {-1, 0, +1}} (-1: x <= 0, +1: x >= 0).
+        """
+        ibp = self.ibp(inset) if ibp is None else ibp
+        B = inset.batch
+        bounds = {self.input_name: ibp[self.input_name]}
+        for name in self.pre_nodes:
+            lo, hi = ibp[name]
+            if method != "ibp" and name != self.input_name:
+                shape = self.shapes[name]
+                size = int(torch.tensor(shape).prod()) if shape else 1
+                eye = torch.eye(size, dtype=self.dtype, device=self.device)
+                if name in self.affine_only:  # no relaxation on the way: upper = -lower of -rows
+                    rows = eye.reshape((1, size) + shape).expand((B, size) + shape)
+                    A_in, bias = self.backward(name, rows, bounds)
+                    A_in = A_in.reshape(B, size, -1)
+                    lb = torch.cat([inset.min_linear(A_in) + bias, inset.min_linear(-A_in) - bias], dim=1)
+                else:
+                    rows = torch.cat([eye, -eye]).reshape((1, 2 * size) + shape).expand((B, 2 * size) + shape)
+                    lb = self.lower_bound(name, rows, inset, bounds, alphas, target_groups=2)
+                lo = torch.maximum(lo, lb[:, :size].reshape((B,) + shape))
+                hi = torch.minimum(hi, -lb[:, size:].reshape((B,) + shape))
+            if splits is not None and name in splits:
+                s = splits[name]
+                lo = torch.where(s > 0, lo.clamp_min(0), lo)
+                hi = torch.where(s < 0, hi.clamp_max(0), hi)
+            bounds[name] = (lo, hi)
+        return bounds
+
+    def lower_bound(self, target: str, A: torch.Tensor, inset: InputSet, bounds: dict,
+                    alphas: dict | None = None, target_groups: int = 1, record: dict | None = None) -> torch.Tensor:
+        """Sound lower bound of min_{x in S_b} A[b, k] . y_target(x) -> (B, K)."""
+        A_in, bias = self.backward(target, A, bounds, alphas, target_groups, record)
+        B, K = A.shape[:2]
+        return inset.min_linear(A_in.reshape(B, K, -1)) + bias
+
+    def backward(self, target: str, A: torch.Tensor, bounds: dict, alphas: dict | None = None,
+                 target_groups: int = 1, record: dict | None = None):
+        """Back-substitute A . y_target to the input: returns (A_input (B, K, *input_shape), bias (B, K))."""
+        B, K = A.shape[:2]
+        pending = {target: A}
+        bias = torch.zeros(B, K, dtype=self.dtype, device=self.device)
+        index = next(i for i, n in enumerate(self.nodes) if n.output == target) if target != self.input_name else -1
+        for node in reversed(self.nodes[: index + 1]):
+            coef = pending.pop(node.output, None)
+            if coef is None:
+                continue
+            if node.op == "constant":
+                bias = bias + (coef * node.params["value"]).reshape(B, K, -1).sum(-1)
+                continue
+            contributions, extra = self._backward_node(node, coef, bounds, alphas, target, target_groups, record)
+            if extra is not None:
+                bias = bias + extra
+            for name, c in contributions:
+                pending[name] = pending[name] + c if name in pending else c
+        A_in = pending.pop(self.input_name, None)
+        if A_in is None:
+            A_in = torch.zeros((B, K) + self.input_shape, dtype=self.dtype, device=self.device)
+        return A_in, bias
+
+    def _backward_node(self, node, coef, bounds, alphas, target, groups, record):
+        op, p, a = node.op, node.params, node.attrs
+        B, K = coef.shape[:2]
+        x = node.inputs[0] if node.inputs else None
+        in_shape = self.shapes[x] if x is not None else ()
+        if op == "linear":
+            bias = p.get("bias")
+            return [(x, coef @ p["weight"])], (coef @ bias if bias is not None else None)
+        if op in ("identity",):
+            return [(x, coef)], None
+        if op in ("flatten", "reshape"):
+            return [(x, coef.reshape((B, K) + in_shape))], None
+        if op == "transpose":
+            perm = [int(i) for i in a["perm"]]
+            inverse = [perm.index(i) for i in range(len(perm))]
+            return [(x, coef.permute(0, 1, *[i + 2 for i in inverse]))], None
+        if op == "affine":
+            scale, shift = p.get("scale"), p.get("shift")
+            extra = None
+            if shift is not None:
+                extra = (coef * shift).reshape(B, K, -1).sum(-1)
+            return [(x, coef * scale if scale is not None else coef)], extra
+        if op in ("conv", "avgpool"):
+            extra = None
+            if op == "conv" and p.get("bias") is not None:
+                extra = (coef.sum(dim=(3, 4)) * p["bias"]).sum(-1)
+            return [(x, _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape))], extra
+        if op == "add":
+            return [(name, coef) for name in node.inputs], None
+        if op == "concat":
+            axis = int(a["axis"])
+            sizes = [self.shapes[name][axis - 1] for name in node.inputs]
+            parts = torch.split(coef, sizes, dim=axis + 1)
+            return list(zip(node.inputs, parts)), None
+        if op in ELEMENTWISE_OPS:
+            lo, hi = bounds[x]
+            if op in ("relu", "leaky_relu"):
+                slope = 0.0 if op == "relu" else float(a.get("alpha", 0.01))
+                alpha = None
+                if alphas is not None:
+                    key = (node.output, target)
+                    if key not in alphas:
+                        alphas[key] = default_alpha(lo, hi).unsqueeze(1).expand((B, groups) + in_shape).clone().requires_grad_(True)
+                    g = alphas[key]
+                    alpha = g.unsqueeze(2).expand((B, groups, K // groups) + in_shape).reshape((B, K) + in_shape)
+                    al, bl, au, bu = leaky_relu_relax(lo.unsqueeze(1), hi.unsqueeze(1), slope, alpha)
+                else:
+                    al, bl, au, bu = (t.unsqueeze(1) for t in leaky_relu_relax(lo, hi, slope))
+            else:
+                al, bl, au, bu = (t.unsqueeze(1) for t in s_shaped_relax(op, lo, hi))
+            pos, neg = coef.clamp(min=0), coef.clamp(max=0)
+            if record is not None:
+                record[x] = (coef, bu)
+            extra = (pos * bl + neg * bu).reshape(B, K, -1).sum(-1)
+            return [(x, pos * al + neg * au)], extra
+        if op == "maxpool":
+            return self._maxpool_backward(node, coef, bounds[x], in_shape)
+        raise UnsupportedGraph(f"unsupported operation '{op}' in node '{_node_label(node)}'")
+
+    def _maxpool_backward(self, node, coef, pre, in_shape):
+        a = node.attrs
+        B, K = coef.shape[:2]
+        C, H, W = in_shape
+        kernel = tuple(a["kernel"])
+        stride = tuple(a.get("stride", kernel))
+        top, left, bottom, right = tuple(a.get("padding", (0, 0, 0, 0)))
+        lo, hi = pre
+        pad = (left, right, top, bottom)
+        lo_p = F.pad(lo, pad, value=float("-inf")).reshape(B * C, 1, H + top + bottom, W + left + right)
+        hi_p = F.pad(hi, pad, value=float("-inf")).reshape(B * C, 1, H + top + bottom, W + left + right)
+        lo_patch = F.unfold(lo_p, kernel, stride=stride)  # (B*C, kk, L)
+        hi_patch = F.unfold(hi_p, kernel, stride=stride)
+        idx = lo_patch.argmax(dim=1, keepdim=True)
+        chosen_lo = lo_patch.gather(1, idx)
+        max_hi = hi_patch.amax(dim=1, keepdim=True)
+        others = hi_patch.scatter(1, idx, float("-inf")).amax(dim=1, keepdim=True)
+        exact = (chosen_lo >= others).to(coef.dtype)  # (B*C, 1, L)
+        L = lo_patch.shape[-1]
+        kk = lo_patch.shape[1]
+        c = coef.reshape(B, K, C, L)
+        pos, neg = c.clamp(min=0), c.clamp(max=0)
+        exact_b = exact.reshape(B, 1, C, L)
+        to_x = pos + neg * exact_b
+        extra = (neg * (1 - exact_b) * max_hi.reshape(B, 1, C, L)).reshape(B, K, -1).sum(-1)
+        idx_b = idx.reshape(B, 1, C, 1, L).expand(B, K, C, 1, L)
+        patches = torch.zeros(B, K, C, kk, L, dtype=coef.dtype, device=coef.device)
+        patches = patches.scatter(3, idx_b, to_x.unsqueeze(3))
+        Hp, Wp = H + top + bottom, W + left + right
+        folded = F.fold(patches.reshape(B * K * C, kk, L), (Hp, Wp), kernel, stride=stride)
+        folded = folded.reshape(B, K, C, Hp, Wp)[:, :, :, top:top + H, left:left + W]
+        return [(node.inputs[0], folded)], extra
+
+
+def _abs_node(node: Node, keep_sign: bool = False) -> Node:
+    """The node's linear part (bias/shift dropped), with |weights| unless keep_sign."""
+    params = {}
+    for k, v in node.params.items():
+        if k in ("bias", "shift") or v is None:
+            params[k] = None
+        else:
+            params[k] = v if keep_sign else v.abs()
+    return Node(node.op, list(node.inputs), node.output, params, dict(node.attrs), node.name)
+
+
+def _linear_vjp(node: Node, coef: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """coef @ M for the linear map M of a bias-free node (its exact transpose, via autograd)."""
+    B, K = coef.shape[:2]
+    with torch.enable_grad():
+        x = torch.zeros((B * K,) + in_shape, dtype=coef.dtype, device=coef.device, requires_grad=True)
+        y = run_node(node, [x])
+        (grad,) = torch.autograd.grad(y, x, coef.reshape((B * K,) + tuple(y.shape[1:])),
+                                      create_graph=coef.requires_grad)
+    return grad.reshape((B, K) + in_shape)

@@ -1,0 +1,71 @@
+"""The incomplete bound methods on spec rows: IBP, CROWN and alpha-CROWN.
+
+alpha-CROWN: the lower line of an unstable ReLU may have any slope alpha in [0, 1] (relax.py),
+so the bound is sound for every alpha; projected gradient ascent (Adam, then clipping to [0, 1])
+on the sum of the row bounds tunes them (separately per spec row for the final pass, per
+lower/upper half for the intermediate bounds, which are recomputed with their own alphas). The
+best bound seen per row over the iterations is kept (each one is sound).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from saferisk.bounds.engine import BoundEngine
+from saferisk.bounds.sets import InputSet
+from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound
+
+
+def rows_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, method: str, *,
+               alpha_iterations: int = 20, alpha_lr: float = 0.25, splits: dict | None = None,
+               deadline: float | None = None, alpha_intermediate: bool = False) -> torch.Tensor:
+    """Sound lower bounds (B, S) of the spec rows over each input set with `method`."""
+    with torch.no_grad():
+        ibp = engine.ibp(inset)
+        ibp_rows = ibp_rows_lower_bound(engine, rows, ibp)
+        if method == "ibp":
+            return ibp_rows
+        if method == "crown" or not engine.relu_nodes:
+            bounds = engine.intermediate_bounds(inset, "crown", None, splits, ibp)
+            return torch.maximum(rows_lower_bound(engine, inset, rows, bounds), ibp_rows)
+    return torch.maximum(alpha_crown(engine, rows, inset, alpha_iterations, alpha_lr, splits, deadline, ibp,
+                                     alpha_intermediate), ibp_rows)
+
+
+def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputSet, iterations: int, lr: float,
+                splits: dict | None = None, deadline: float | None = None, ibp: dict | None = None,
+                intermediate: bool = False) -> torch.Tensor:
+    """Row lower bounds (B, S) with optimised ReLU lower slopes.
+
+    intermediate=False keeps the CROWN intermediate bounds fixed and optimises the slopes of the
+    final pass only (cheap: S rows); True also optimises the slopes used for the intermediate
+    bounds (tighter, much slower).
+    """
+    alphas: dict = {}
+    best = None
+    optimiser = None
+    ibp = engine.ibp(inset) if ibp is None else ibp
+    fixed = None
+    if not intermediate:
+        with torch.no_grad():
+            fixed = engine.intermediate_bounds(inset, "crown", None, splits, ibp)
+    for iteration in range(max(1, iterations)):
+        with torch.enable_grad():
+            bounds = fixed if fixed is not None else engine.intermediate_bounds(inset, "crown", alphas, splits, ibp)
+            row_lb = rows_lower_bound(engine, inset, rows, bounds, alphas)
+            best = row_lb.detach() if best is None else torch.maximum(best, row_lb.detach())
+            if bool((rows.combine(best) > 0).all()) or iteration == iterations - 1:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            if optimiser is None:
+                optimiser = torch.optim.Adam(list(alphas.values()), lr=lr)
+            optimiser.zero_grad()
+            (-row_lb.sum()).backward()
+            optimiser.step()
+        with torch.no_grad():
+            for value in alphas.values():
+                value.clamp_(0.0, 1.0)
+    return best

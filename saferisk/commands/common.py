@@ -1,0 +1,133 @@
+"""Argument helpers shared by the CLI commands (parsing lists, domains, inputs, JSON output)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saferisk.data.domain import Domain
+from saferisk.errors import ConfigError, DataError
+from saferisk.io import dumps_json
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def add_model_args(parser) -> None:
+    parser.add_argument("--model", required=True, metavar="FILE",
+                        help="model file: ONNX (.onnx, any opset >= 7), TorchScript (.pt/.ts) or torch.export (.pt2)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available); default cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def add_domain_args(parser) -> None:
+    parser.add_argument("--domain", metavar="LO,HI", help="input domain for every feature, e.g. --domain=0,1 "
+                        "(use '=' before negative numbers: --domain=-1,1); default unbounded")
+    parser.add_argument("--domain-file", metavar="F", help="per-feature domain: .npy of shape (2, n) or a CSV "
+                        "with lower,upper columns, one row per feature")
+
+
+def load_model_arg(args):
+    from saferisk.models import load_model
+
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    return load_model(args.model, device=args.device)
+
+
+def domain_from_args(args, n: int) -> Domain:
+    if args.domain and args.domain_file:
+        raise ConfigError("give either --domain or --domain-file, not both")
+    if args.domain_file:
+        return load_domain_file(args.domain_file, n)
+    if args.domain:
+        bounds = parse_floats(args.domain, "--domain")
+        if len(bounds) != 2:
+            raise ConfigError(f"--domain needs two numbers LO,HI, got {args.domain!r}")
+        return Domain.from_bounds(bounds[0], bounds[1], n)
+    return Domain.scalar(-np.inf, np.inf, n)
+
+
+def load_domain_file(path: str, n: int) -> Domain:
+    """A domain file: .npy of shape (2, n), or a CSV with `lower,upper` columns (one row per feature)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"domain file not found: {path}")
+    if p.suffix == ".npy":
+        arr = np.load(p, allow_pickle=False)
+        if arr.ndim != 2 or arr.shape[0] != 2:
+            raise DataError(f"domain file {path}: expected shape (2, {n}), got {arr.shape}")
+        return Domain.from_bounds(arr[0], arr[1], n)
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(p)
+    except Exception as exc:
+        raise DataError(f"domain file {path}: cannot read CSV ({exc})") from None
+    if not {"lower", "upper"} <= set(frame.columns):
+        raise DataError(f"domain file {path}: needs 'lower' and 'upper' columns, has {list(frame.columns)}")
+    return Domain.from_bounds(frame["lower"].to_numpy(float), frame["upper"].to_numpy(float), n)
+
+
+def load_rows(path: str, n: int, what: str = "inputs") -> np.ndarray:
+    """Rows of a .npy/.npz/.csv file as (N, n) float64: one input per row, flat or in the
+    model's per-sample shape (a file declaring a batch of 1 also works)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} file not found: {path}")
+    try:
+        if p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                key = next((k for k in ("X", "x", "inputs", "y", "labels") if k in data), None)
+                if what == "labels":
+                    key = next((k for k in ("y", "labels") if k in data), key)
+                if key is None:
+                    raise DataError(f"{what} file {path}: no array named X/x/inputs (has {list(data.keys())})")
+                arr = data[key]
+        elif p.suffix == ".csv":
+            arr = np.loadtxt(p, delimiter=",", skiprows=0, ndmin=2)
+        else:
+            raise DataError(f"{what} file {path}: unsupported extension {p.suffix!r} (use .npy, .npz or .csv)")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{what} file {path}: cannot read ({type(exc).__name__}: {exc})") from None
+    arr = np.asarray(arr, dtype=np.float64)
+    if what == "labels":
+        return arr.reshape(-1)
+    if arr.ndim == 0 or arr.size % n != 0:
+        raise DataError(f"{what} file {path}: {arr.size} values do not split into inputs of {n} values "
+                        f"(shape {arr.shape})")
+    rows = arr.reshape(-1, n)
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        raise DataError(f"{what} file {path}: row {int(np.nonzero(bad)[0][0])} contains NaN or inf")
+    return rows
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(dumps_json(obj))
+
+
+def loads_json_arg(text: str, what: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None

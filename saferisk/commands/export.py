@@ -1,0 +1,89 @@
+"""`saferisk export`: canonical model artifact (model.onnx) + manifest.json from any source."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from saferisk.errors import ConfigError, DataError
+from saferisk.io import dumps_json
+from saferisk.models.load import FORMATS
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a model to the canonical artifact (model.onnx) + manifest.json",
+        description="Read a model (ONNX, TorchScript, torch.export .pt2, or a state_dict/.safetensors "
+        "with --factory), check the canonical ONNX artifact against the source, write "
+        "DIR/model.onnx and DIR/manifest.json, and print the manifest.")
+    parser.add_argument("--source", required=True, help="model file")
+    parser.add_argument("--format", choices=FORMATS, help="source format (default: from the extension)")
+    parser.add_argument("--factory", help="'package.module:function' that builds the nn.Module (state_dict sources)")
+    parser.add_argument("--factory-kwargs", default=None, help="JSON object of keyword arguments for the factory")
+    parser.add_argument("--input-shape", help="per-sample input shape, e.g. 1,28,28 (torch sources)")
+    parser.add_argument("--domain", help="input domain LO,HI (same for every feature), or a .npy (2, n) / .csv "
+                        "(lower,upper columns) file of per-feature bounds")
+    parser.add_argument("--output-kind", choices=("logits", "probabilities", "regression"), default="logits")
+    parser.add_argument("--decision", choices=("argmax", "argmin"), default="argmax")
+    parser.add_argument("--class-names", help="comma-separated class names")
+    parser.add_argument("--check-inputs", help=".npy array (N, n_inputs) or (N, *input_shape) to compare source and artifact on")
+    parser.add_argument("--labels", help=".npy array (N,) of integer labels for the check inputs (reports accuracy)")
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="max |source - artifact| allowed, times max(1, max |output|) (default 1e-5)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.set_defaults(func=run)
+
+
+def _load_npy(path: str | None, what: str):
+    if path is None:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{what} file not found: {path}") from None
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{what} file {path} is not a readable .npy array: {exc}") from None
+
+
+def _parse_domain(text: str | None):
+    if text is None:
+        return None
+    if text.lower().endswith((".npy", ".csv")):
+        from saferisk.data.domain import load_domain_file
+
+        domain = load_domain_file(text)
+        return {"lower": domain.lower.tolist(), "upper": domain.upper.tolist()}
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--domain '{text}' must be LO,HI (two numbers)") from None
+    return [lo, hi]
+
+
+def build_source(args: argparse.Namespace) -> dict:
+    try:
+        kwargs = json.loads(args.factory_kwargs) if args.factory_kwargs else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--factory-kwargs is not valid JSON: {exc}") from None
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ConfigError("--factory-kwargs must be a JSON object")
+    source = {"path": args.source, "format": args.format, "factory": args.factory, "factory_kwargs": kwargs,
+              "input_shape": args.input_shape, "domain": _parse_domain(args.domain),
+              "output_kind": args.output_kind, "decision": args.decision,
+              "class_names": args.class_names.split(",") if args.class_names else None}
+    return {k: v for k, v in source.items() if v is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from saferisk.models.export import export_model
+
+    manifest = export_model(build_source(args), Path(args.out),
+                            check_inputs=_load_npy(args.check_inputs, "--check-inputs"),
+                            labels=_load_npy(args.labels, "--labels"), tolerance=args.tolerance)
+    sys.stdout.write(dumps_json(manifest))
+    return 0

@@ -1,0 +1,208 @@
+"""`saferisk init MODEL [--inputs DATA] [--out config/my-audit.yaml]`: a first audit config.
+
+Inspects the model (format, input shape, number of outputs) and the data, and writes a
+commented config with sensible defaults:
+  classifier (several outputs)  -> robustness (L-inf) + uncertainty on the data;
+  one output (regression)       -> reachability over the domain box (allowed output range
+                                   taken from the observed outputs, widened; EDIT it).
+DATA may be .npy/.npz/.csv, a PNG folder, or a VNN-LIB file / box JSON (a region). The
+written file passes `saferisk validate-config`; the command prints what to run next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from saferisk.errors import ConfigError
+from saferisk.io import atomic_write_bytes
+
+FORMAT_NAMES = {".onnx": "ONNX", ".pt2": "torch.export", ".ts": "TorchScript", ".pt": "TorchScript / state_dict",
+                ".safetensors": "safetensors", ".pth": "state_dict"}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("init", help="write a commented audit config for a model",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="model file (.onnx, .pt, .pt2, .safetensors)")
+    parser.add_argument("--inputs", help="input data (.npy/.npz/.csv, PNG folder, .vnnlib or box .json)")
+    parser.add_argument("--out", default="config/my-audit.yaml", help="config file to write (default: %(default)s)")
+    parser.add_argument("--name", help="model name in the config (default: from the file name)")
+    parser.add_argument("--factory", help="module:function building the network (state_dict / safetensors)")
+    parser.add_argument("--input-shape", type=int, nargs="+", help="per-sample input shape (torch sources)")
+    parser.add_argument("--decision", choices=("argmax", "argmin"), default="argmax",
+                        help="classifier decision rule (argmin for e.g. ACAS Xu)")
+    parser.add_argument("--domain", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="input domain for every feature (default: [0, 1] for data in [0, 1], "
+                             "else the data's range per feature)")
+    parser.add_argument("--max-inputs", type=int, default=32, help="inputs audited (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="points drawn inside a box input set (default: %(default)s)")
+    parser.add_argument("--budget", type=int, default=20000,
+                        help="search budget (forward evaluations) per input (default: %(default)s)")
+    parser.add_argument("--max-radius", type=float, help="largest radius searched (default: 0.1 in input "
+                        "units for data in [0, 1], else 0.1 of the domain width)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.set_defaults(func=run)
+
+
+def _slug(text: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in text)
+    out = out.strip("_") or "model"
+    return out if out[0].isalpha() else f"m_{out}"
+
+
+def _inspect_model(args) -> dict:
+    from saferisk.models import load_model
+
+    kwargs = {}
+    if args.factory:
+        kwargs["factory"] = args.factory
+    if args.input_shape:
+        kwargs["input_shape"] = args.input_shape
+    model = load_model(args.model, **kwargs)
+    import torch
+
+    return {"input_shape": list(model.input_shape), "n_inputs": int(model.n_inputs),
+            "n_outputs": int(model.n_outputs), "format": FORMAT_NAMES.get(Path(args.model).suffix.lower(), "model"),
+            "forward": lambda X: model.forward_flat(torch.as_tensor(X, dtype=torch.float32)).double().numpy()}
+
+
+def _inspect_inputs(path: str, max_inputs: int) -> dict:
+    """Rows (first max_inputs), labels, box of the data file."""
+    from saferisk.data.inputs import load_input_set
+
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        box = json.loads(p.read_text())
+        if "lower" not in box or "upper" not in box:
+            raise ConfigError(f"{p}: a box JSON needs 'lower' and 'upper'")
+        lo, hi = np.asarray(box["lower"], float), np.asarray(box["upper"], float)
+        return {"X": ((lo + hi) / 2)[None], "labels": None, "box": (lo, hi), "n_rows": 1}
+    data = load_input_set(p)
+    if data.is_box:
+        return {"X": data.X, "labels": None, "box": (data.box_lower, data.box_upper), "n_rows": 1}
+    return {"X": data.X[:max_inputs], "labels": data.labels, "box": None, "n_rows": len(data)}
+
+
+def _fmt_list(values) -> str:
+    return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
+
+
+def build_config_text(args) -> tuple[str, str]:
+    """(YAML text with comments, model name)."""
+    info = _inspect_model(args)
+    name = _slug(args.name or Path(args.model).stem)
+    n = info["n_inputs"]
+    classifier = info["n_outputs"] > 1
+    data = _inspect_inputs(args.inputs, args.max_inputs) if args.inputs else None
+    X = None if data is None else data["X"]
+    if X is not None and X.shape[1] != n:
+        raise ConfigError(f"--inputs {args.inputs}: {X.shape[1]} features per input, the model takes {n}")
+
+    # domain: explicit, [0, 1] for image-like data, the box, or the data's per-feature range
+    if args.domain:
+        lo, hi = np.full(n, args.domain[0]), np.full(n, args.domain[1])
+        domain_note = "from --domain"
+    elif data is not None and data["box"] is not None:
+        lo, hi = data["box"]
+        domain_note = "the input box"
+    elif X is not None and X.min() >= 0 and X.max() <= 1:
+        lo, hi = np.zeros(n), np.ones(n)
+        domain_note = "data in [0, 1] (pixels?)"
+    elif X is not None:
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        domain_note = "observed range of the data: EDIT to the physical range"
+    else:
+        lo, hi = np.zeros(n), np.ones(n)
+        domain_note = "a guess ([0, 1]): EDIT to the real input range"
+    unit_box = bool(np.all(lo == 0) and np.all(hi == 1))
+    scalar = bool(np.all(lo == lo[0]) and np.all(hi == hi[0]))
+    domain_yaml = (f"{{lower: {float(lo[0]):.6g}, upper: {float(hi[0]):.6g}}}" if scalar
+                   else f"{{lower: {_fmt_list(lo)}, upper: {_fmt_list(hi)}}}")
+    max_radius = args.max_radius or 0.1
+    scale = "input" if unit_box else "domain"
+
+    lines = [
+        f"# saferisk audit config for {args.model}, written by `saferisk init`.",
+        f"# Model: {info['format']}, input shape {info['input_shape']} ({n} features), "
+        f"{info['n_outputs']} output(s) -> {'classifier' if classifier else 'regression'} defaults.",
+        "# Check it with `saferisk validate-config <this file>`; every key: config/README.md.",
+        "",
+        "models:",
+        f"  {name}:",
+        f"    source: {json.dumps(str(Path(args.model)))}",
+    ]
+    if args.factory:
+        lines.append(f"    factory: {args.factory}")
+    if args.input_shape:
+        lines.append(f"    input_shape: {list(args.input_shape)}")
+    lines += [f"    domain: {domain_yaml}  # {domain_note}",
+              f"    output_kind: {'logits' if classifier else 'regression'}"]
+    if classifier:
+        lines.append(f"    decision: {args.decision}  # argmin for networks that pick the smallest output")
+    lines.append("    input_sets: [inputs]")
+    lines += ["", "input_sets:", "  inputs:"]
+    if data is not None and data["box"] is None:
+        lines.append(f"    path: {json.dumps(str(Path(args.inputs)))}")
+        lines.append(f"    selection: {{first: {min(args.max_inputs, data['n_rows'])}}}  # of {data['n_rows']} rows")
+        if not unit_box:
+            lines.append(f"    domain: {domain_yaml}")
+    else:
+        box = data["box"] if data is not None else (lo, hi)
+        lines.append(f"    box: {{lower: {_fmt_list(box[0])}, upper: {_fmt_list(box[1])}}}  # the region audited")
+        lines.append(f"    samples: {args.samples}  # points drawn in the box besides its centre")
+
+    budget = f"search: {{mode: fast, budget: {args.budget}}}"
+    lines += ["", "properties:"]
+    if classifier:
+        lines += ["  robustness:  # the decision must not change",
+                  "    kind: robustness",
+                  "    norms: [inf]",
+                  f"    max_radius: {max_radius}",
+                  f"    scale: {scale}",
+                  f"    {budget}",
+                  "  uncertainty:  # the output must not become near-uniform (KL to uniform <= epsilon)",
+                  "    kind: uncertainty",
+                  "    params: {epsilon: 0.1}",
+                  "    norms: [inf]",
+                  f"    max_radius: {max_radius}",
+                  f"    scale: {scale}",
+                  f"    {budget}"]
+        criteria = ["  - {property: robustness, norm: inf, radius: %g, min_fraction: 0.9, basis: certified}"
+                    % (max_radius / 5)]
+    else:
+        pts = X if X is not None else lo + np.random.default_rng(0).random((64, n)) * (hi - lo)
+        out = info["forward"](pts)[:, 0]
+        width = max(float(out.max() - out.min()), 1e-6)
+        low, high = float(out.min() - 0.25 * width), float(out.max() + 0.25 * width)
+        lines += ["  reachability:  # the output must stay in [lower, upper]: EDIT to the safe range",
+                  "    kind: reachability",
+                  f"    params: {{output: 0, lower: {low:.6g}, upper: {high:.6g}}}  # observed range widened by 25%",
+                  "    norms: [inf]",
+                  f"    max_radius: {max_radius}",
+                  "    scale: domain",
+                  f"    {budget}"]
+        criteria = ["  - {property: reachability, radius: %g, min_fraction: 1.0, basis: certified}" % (max_radius / 5)]
+    lines += ["", "criteria:  # pass/fail: the fraction of inputs whose radius reaches `radius`", *criteria,
+              "", "sharding:", "  shard_size: 100  # inputs per radius job", "",
+              "report:", f"  title: Safety risk audit of {name}", "", "device: auto  # auto | cpu | cuda", ""]
+    return "\n".join(lines), name
+
+
+def run(args: argparse.Namespace) -> int:
+    from saferisk.config import load_plan
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    text, name = build_config_text(args)
+    atomic_write_bytes(out, text.encode())
+    plan = load_plan(out, base=Path("."))
+    print(f"wrote {out}: {plan.summary()}")
+    print(f"next: snakemake --configfile {out}")
+    return 0

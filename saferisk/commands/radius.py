@@ -1,0 +1,127 @@
+"""`saferisk radius`: the radius bracket of inputs for one property and norm."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from saferisk.commands.common import (add_domain_args, add_model_args, domain_from_args, load_model_arg,
+                                      load_rows, parse_floats, parse_ints, print_json)
+from saferisk.errors import ConfigError, DataError
+from saferisk.properties import make_property
+from saferisk.search import SEARCH_MODES, SearchConfig
+
+
+def register(sub) -> None:
+    p = sub.add_parser("radius", help="maximum safe radius bracket of inputs (lower <= r* <= upper, with the estimate)",
+                       description="For each input x0: the certified lower bound, the paper's Lipschitz-metric "
+                       "estimate (NOT a guarantee) and a witness upper bound (a re-checked violating input) of the "
+                       "maximum safe radius of B_p(x0, r) ∩ domain.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--inputs", required=True, metavar="FILE", help="inputs, one per row (.npy, .npz with X, .csv), flat or in the model's shape")
+    p.add_argument("--indices", metavar="I,J,..", help="only these rows (0-based)")
+    p.add_argument("--labels", metavar="FILE", help="labels (.npy/.npz/.csv), needed by invariance")
+    p.add_argument("--property", required=True, help="robustness | reachability | uncertainty | invariance")
+    p.add_argument("--decision", default="argmax", choices=["argmax", "argmin"], help="robustness: decision rule (argmin for ACAS Xu)")
+    p.add_argument("--target-classes", metavar="I,J", help="robustness: only a decision in these classes counts")
+    p.add_argument("--output", default="0", metavar="INDEX|W1,W2,..", help="reachability: output index or weights over the outputs")
+    p.add_argument("--lower", metavar="L", help="reachability: lower bound of the output (use --lower=-1 for negatives)")
+    p.add_argument("--upper", metavar="U", help="reachability: upper bound of the output")
+    p.add_argument("--epsilon", type=float, default=0.01, help="uncertainty: KL(uniform||softmax) must stay above this")
+    p.add_argument("--k", type=int, default=3, help="invariance: number of nearest differently-labelled references")
+    p.add_argument("--norm", required=True, choices=["inf", "2", "1"], help="norm of the ball")
+    p.add_argument("--max-radius", required=True, type=float, help="d: the largest radius examined")
+    add_domain_args(p)
+    p.add_argument("--scale", default="input", choices=["input", "domain"],
+                   help="radii in the model's input units, or in fractions of each feature's domain width")
+    p.add_argument("--search", default="fast", choices=list(SEARCH_MODES), help="gps: the paper's full poll; fast: random-subspace polls + gradient-guided starts")
+    p.add_argument("--budget", type=int, default=SearchConfig.budget, help="max forward evaluations per input")
+    p.add_argument("--no-certify", action="store_true", help="skip certified lower bounds")
+    p.add_argument("--certify-method", default=None, help="ibp | crown | alpha-crown | bab (default: strongest)")
+    p.add_argument("--certify-timeout", type=float, default=None, help="seconds of certified-bound work per input")
+    p.add_argument("--witness-dir", metavar="DIR", help="save x0 and each witness to DIR/witnesses.npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print a JSON list of result records")
+    p.set_defaults(func=run)
+
+
+def property_spec(args) -> dict:
+    kind = args.property
+    if kind == "robustness":
+        spec = {"kind": kind, "decision": args.decision}
+        if args.target_classes:
+            spec["target_classes"] = parse_ints(args.target_classes, "--target-classes")
+        return spec
+    if kind == "reachability":
+        values = parse_floats(args.output, "--output")
+        output = int(values[0]) if len(values) == 1 and "." not in args.output else values
+        return {"kind": kind, "output": output,
+                "lower": None if args.lower is None else parse_floats(args.lower, "--lower")[0],
+                "upper": None if args.upper is None else parse_floats(args.upper, "--upper")[0]}
+    if kind == "uncertainty":
+        return {"kind": kind, "epsilon": args.epsilon}
+    if kind == "invariance":
+        return {"kind": kind, "k": args.k}
+    return {"kind": kind}
+
+
+def certify_config(args):
+    if args.no_certify:
+        return False
+    if args.certify_method is None and args.certify_timeout is None:
+        return None
+    from saferisk.bounds import CertifyConfig
+
+    kwargs = {}
+    if args.certify_method:
+        kwargs["method"] = args.certify_method
+    if args.certify_timeout:
+        kwargs["time_budget_s"] = args.certify_timeout
+    return CertifyConfig(**kwargs)
+
+
+def run(args) -> int:
+    from saferisk.radius import compute_radii
+
+    prop = make_property(property_spec(args))
+    if not args.max_radius > 0:
+        raise ConfigError(f"--max-radius must be > 0, got {args.max_radius}")
+    model = load_model_arg(args)
+    X = load_rows(args.inputs, model.n_inputs)
+    ids = [str(i) for i in range(X.shape[0])]
+    labels = None
+    if args.labels:
+        labels = load_rows(args.labels, 1, "labels").astype(int)
+        if len(labels) != X.shape[0]:
+            raise DataError(f"{X.shape[0]} inputs but {len(labels)} labels")
+    domain = domain_from_args(args, model.n_inputs)
+    X_all, labels_all = X, labels
+    if args.indices:
+        idx = parse_ints(args.indices, "--indices")
+        bad = [i for i in idx if not 0 <= i < X.shape[0]]
+        if bad:
+            raise DataError(f"--indices {bad} out of range for {X.shape[0]} inputs")
+        X = X[idx]
+        ids = [str(i) for i in idx]
+        labels = None if labels is None else labels[idx]
+    references = None
+    if prop.needs_references and labels_all is not None:
+        references = (X_all, labels_all, [str(i) for i in range(X_all.shape[0])])
+    witness_path = Path(args.witness_dir) / "witnesses.npz" if args.witness_dir else None
+    search = SearchConfig(mode=args.search, budget=args.budget)
+    results = compute_radii(model, X, prop, args.norm, args.max_radius, domain, labels=labels, ids=ids,
+                            references=references, scale=args.scale, search=search,
+                            certify=certify_config(args), seed=args.seed, witness_path=witness_path,
+                            witness_ref=str(witness_path) if witness_path else None)
+    records = [r.to_dict() for r in results]
+    if args.json:
+        print_json(records)
+    else:
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"
+        print(f"{'input':>6} {'lower':>9} {'estimate':>9} {'upper':>9}  status")
+        for r in results:
+            print(f"{r.input_id:>6} {fmt(r.radius_lower):>9} {fmt(r.radius_estimate):>9} {fmt(r.radius_upper):>9}  {r.status}")
+    return 0

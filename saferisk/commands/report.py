@@ -1,0 +1,82 @@
+"""`saferisk report`: render an audit PDF from a tidy table (saferisk.audit) and manifests.
+
+    saferisk report --table results/tables/audit.parquet \
+        --manifest results/models/m/manifest.json --out results/reports/m.pdf \
+        [--criteria config.yaml] [--provenance provenance.json] [--audit-date 2026-11-20] \
+        [--witnesses results/radii/m] [--templates reports] [--summary]
+
+One --manifest gives that model's report; several (or --summary) the cross-model summary.
+The audit date comes from --audit-date, else provenance['audit_date'], else the table file's
+modification time (UTC): never from the clock, so re-rendering unchanged results is
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from saferisk.errors import ConfigError, DataError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("report", help="render an audit report PDF from an audit table",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", required=True, help="tidy audit table (.parquet or .csv)")
+    parser.add_argument("--manifest", action="append", required=True, default=None,
+                        help="model manifest.json (repeat for a summary report)")
+    parser.add_argument("--out", required=True, help="output PDF path")
+    parser.add_argument("--criteria", help="YAML/JSON file: a list of criteria or a mapping with key 'criteria'")
+    parser.add_argument("--provenance", help="JSON/YAML file of provenance facts (audit_date, versions, ...)")
+    parser.add_argument("--audit-date", help="ISO 8601 date of the audit results (overrides provenance)")
+    parser.add_argument("--witnesses", help="directory that witness_ref paths are relative to")
+    parser.add_argument("--templates", help="report templates directory (default: the shipped reports/)")
+    parser.add_argument("--summary", action="store_true", help="render the cross-model summary report")
+    parser.set_defaults(func=run)
+
+
+def _load_mapping(path: str, what: str):
+    import yaml
+
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"{what} file {file} not found")
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} file {file}: {exc}") from None
+
+
+def run(args) -> int:
+    from saferisk.audit import read_table, summarize
+    from saferisk.report import DEFAULT_TEMPLATES_DIR, render_model_report, render_summary_report
+
+    table = read_table(args.table)
+    manifests = {}
+    for path in args.manifest:
+        manifest = _load_mapping(path, "manifest")
+        if not isinstance(manifest, dict) or not manifest.get("name"):
+            raise DataError(f"manifest {path} is not a mapping with a 'name'")
+        manifests[str(manifest["name"])] = manifest
+    criteria = []
+    if args.criteria:
+        loaded = _load_mapping(args.criteria, "criteria")
+        criteria = loaded.get("criteria", []) if isinstance(loaded, dict) else loaded
+        if not isinstance(criteria, list):
+            raise ConfigError(f"criteria file {args.criteria}: expected a list of criteria")
+    provenance = dict(_load_mapping(args.provenance, "provenance") or {}) if args.provenance else {}
+    if args.audit_date:
+        provenance["audit_date"] = args.audit_date
+    provenance.setdefault("audit_date", dt.datetime.fromtimestamp(
+        Path(args.table).stat().st_mtime, dt.timezone.utc).replace(microsecond=0).isoformat())
+    summary = summarize(table, criteria, models=sorted(manifests))
+    templates = Path(args.templates) if args.templates else DEFAULT_TEMPLATES_DIR
+    if args.summary or len(manifests) > 1:
+        out = render_summary_report(table, summary, manifests, provenance, args.out, templates)
+    else:
+        manifest = next(iter(manifests.values()))
+        out = render_model_report(table, summary, manifest, provenance, args.out, templates, args.witnesses)
+    verdicts = {v.model: v.label for v in summary.model_verdicts if v.model in manifests}
+    print(json.dumps({"report": str(out), "verdicts": verdicts}, sort_keys=True))
+    return 0

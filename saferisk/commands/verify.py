@@ -1,0 +1,274 @@
+"""`saferisk verify --model M.onnx --spec P.vnnlib`: VNN-COMP's question for one property.
+
+Answers (exit code 0 for each):
+  sat      a counterexample: an input inside the VNN-LIB input box whose output satisfies the
+           unsafe output assertion, found by search and RE-CHECKED by a fresh forward pass;
+  unsat    the property is PROVED on the whole box by certified bounds (saferisk.bounds);
+  unknown  neither within the time limit.
+Errors (missing file, malformed spec, model/spec size mismatch) exit 2 with one line.
+
+The search looks for w(y) = min_j max_r (C_j[r] y - d_j[r]) <= 0 over the box, i.e.
+find_witness over B_inf(centre, 1) in units of the box half-widths, intersected with the box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from saferisk.data.domain import Domain
+from saferisk.data.vnnlib import VnnlibSpec, load_vnnlib
+from saferisk.errors import DataError, SaferiskError
+from saferisk.io import atomic_write_bytes, dumps_json
+
+RESULTS = ("sat", "unsat", "unknown")
+MIN_UNIT = 1e-9  # half-widths of zero-width input intervals are clamped to this
+FIRST_BUDGET = 4096  # forward evaluations of the quick first search round
+SEARCH_BUDGET = 200_000  # per later round (each round a fresh seed, until the deadline)
+
+
+@dataclass
+class Counterexample:
+    """An input x in the box and its output y = f(x) in the unsafe set (disjunct `disjunct`)."""
+
+    input: list[float]
+    output: list[float]
+    disjunct: int
+
+    def to_dict(self) -> dict:
+        return {"input": self.input, "output": self.output, "disjunct": self.disjunct,
+                "input_in_box": True, "output_unsafe": True}
+
+
+@dataclass
+class VerifyResult:
+    result: str  # sat | unsat | unknown
+    seconds: float
+    counterexample: Counterexample | None = None
+    method: str | None = None  # how the answer was reached: search / bounds
+    evaluations: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"result": self.result, "seconds": round(self.seconds, 4), "method": self.method,
+                "counterexample": None if self.counterexample is None else self.counterexample.to_dict(),
+                "evaluations": self.evaluations, "notes": list(self.notes)}
+
+
+def check_counterexample(model, spec: VnnlibSpec, x: torch.Tensor) -> Counterexample | None:
+    """Fresh forward pass: a Counterexample only if x is inside the box (exactly) and f(x) is
+    finite and satisfies the unsafe output assertion C_j y <= d_j for some disjunct j."""
+    x = torch.as_tensor(x, dtype=torch.float64).reshape(-1).cpu()
+    x_model = x.to(model.dtype)
+    x_used = x_model.to(torch.float64).numpy()  # the input the model actually sees
+    if not spec.input_inside(x_used):
+        return None
+    y = model.forward_flat(x_model.reshape(1, -1)).to("cpu", torch.float64).reshape(-1).numpy()
+    if not np.all(np.isfinite(y)):
+        return None
+    for j, (C, d) in enumerate(spec.unsafe_rows()):
+        if np.all(C @ y <= d):
+            return Counterexample([float(v) for v in x_used], [float(v) for v in y], j)
+    return None
+
+
+class _Stop(Exception):
+    """Raised inside a search to end it: a counterexample was seen, or time is up."""
+
+
+class _WatchedModel:
+    """A model proxy for the search: checks every output batch for the unsafe condition (the
+    first unsafe input ends the search at once: no shrinking needed for sat) and stops the
+    search at the deadline."""
+
+    def __init__(self, model, spec: VnnlibSpec, deadline: float):
+        self._model, self._deadline = model, deadline
+        self._C = [torch.as_tensor(C) for C, _ in spec.unsafe_rows()]
+        self._d = [torch.as_tensor(d) for _, d in spec.unsafe_rows()]
+        self.candidate: torch.Tensor | None = None
+        self.evaluations = 0
+        self.timed_out = False
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def _watch(self, x: torch.Tensor, z: torch.Tensor) -> None:
+        self.evaluations += int(x.shape[0])
+        y = z.detach().to("cpu", torch.float64)
+        unsafe = torch.zeros(y.shape[0], dtype=torch.bool)
+        for C, d in zip(self._C, self._d):
+            unsafe |= (y @ C.T <= d).all(dim=1)
+        unsafe &= torch.isfinite(y).all(dim=1)
+        if bool(unsafe.any()):
+            self.candidate = x.detach()[int(unsafe.nonzero()[0])].to("cpu", torch.float64).clone()
+            raise _Stop
+        if time.perf_counter() > self._deadline:
+            self.timed_out = True
+            raise _Stop
+
+    def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
+        z = self._model.forward_flat(x)
+        self._watch(x, z)
+        return z
+
+    def forward_flat_grad(self, x: torch.Tensor) -> torch.Tensor:
+        z = self._model.forward_flat_grad(x)
+        self._watch(x, z)
+        return z
+
+
+def _search(model, spec: VnnlibSpec, deadline: float, seed: int, budget: int) -> _WatchedModel:
+    """find_witness over B_inf(box centre, 1) in units of the half-widths, inside the box,
+    stopped at the first unsafe output or at the deadline; returns the watcher."""
+    from saferisk.search import SearchConfig, find_witness
+
+    lower = torch.as_tensor(spec.lower, dtype=torch.float64)
+    upper = torch.as_tensor(spec.upper, dtype=torch.float64)
+    centre = (lower + upper) / 2.0
+    unit = ((upper - lower) / 2.0).clamp_min(MIN_UNIT)
+    z0 = model.forward_flat(centre.reshape(1, -1).to(model.dtype)).to("cpu", torch.float64).reshape(-1)
+    bound = spec.unsafe.bind(z0)
+    watched = _WatchedModel(model, spec, deadline)
+    try:
+        find_witness(watched, bound, centre, 1.0, "inf", Domain(lower, upper), unit=unit,
+                     config=SearchConfig(budget=int(budget)), seed=seed)
+    except _Stop:
+        pass
+    return watched
+
+
+def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]:
+    """(True, None) when certified bounds prove the box safe; else (False, why not)."""
+    try:
+        from saferisk.bounds import verify_box
+    except ImportError:
+        return False, "certified bounds (saferisk.bounds.verify_box) are not available"
+    lower = torch.as_tensor(spec.lower, dtype=torch.float64)
+    upper = torch.as_tensor(spec.upper, dtype=torch.float64)
+    centre = (lower + upper) / 2.0
+    z0 = model.forward_flat(centre.reshape(1, -1).to(model.dtype)).to("cpu", torch.float64).reshape(-1)
+    minmax = spec.unsafe.bind(z0).spec()
+    try:
+        answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s))
+    except SaferiskError as exc:  # e.g. an operation the bounds do not support
+        return False, f"bounds: {exc}"
+    return answer == "verified", None if answer == "verified" else f"bounds: {answer}"
+
+
+def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0) -> VerifyResult:
+    """sat / unsat / unknown for one VNN-LIB spec within about `timeout_s` seconds.
+
+    Order: a quick search round (most falsifiable properties fall here), certified bounds with
+    half the time left, then search rounds with fresh seeds until the deadline."""
+    start = time.perf_counter()
+    deadline = start + float(timeout_s)
+    if model.n_inputs != spec.n_inputs:
+        raise DataError(f"{spec.source}: the spec has {spec.n_inputs} inputs, the model takes {model.n_inputs}")
+    n_out = model.n_outputs
+    if n_out != spec.n_outputs:
+        raise DataError(f"{spec.source}: the spec has {spec.n_outputs} outputs, the model gives {n_out}")
+    notes: list[str] = []
+    evaluations = 0
+
+    def searched(watched: _WatchedModel) -> VerifyResult | None:
+        nonlocal evaluations
+        evaluations += watched.evaluations
+        if watched.candidate is None:
+            return None
+        cex = check_counterexample(model, spec, watched.candidate)
+        if cex is None:
+            notes.append("a search candidate failed the independent re-check")
+            return None
+        return VerifyResult("sat", time.perf_counter() - start, cex, "search", evaluations, notes)
+
+    quick_deadline = min(deadline, start + max(0.1 * timeout_s, 0.5))
+    if (result := searched(_search(model, spec, quick_deadline, seed, FIRST_BUDGET))) is not None:
+        return result
+    remaining = deadline - time.perf_counter()
+    if remaining > 0:
+        proved, why = _prove(model, spec, remaining / 2.0)
+        if proved:
+            return VerifyResult("unsat", time.perf_counter() - start, None, "bounds", evaluations, notes)
+        if why:
+            notes.append(why)
+    round_index = 1
+    while time.perf_counter() < deadline:
+        watched = _search(model, spec, deadline, seed + round_index, SEARCH_BUDGET)
+        if (result := searched(watched)) is not None:
+            return result
+        round_index += 1
+    return VerifyResult("unknown", time.perf_counter() - start, None, None, evaluations, notes)
+
+
+def vnncomp_result_text(result: VerifyResult) -> str:
+    """The VNN-COMP result file: the answer, and for sat the assignment ((X_i v) ... (Y_j v))."""
+    lines = [result.result]
+    if result.counterexample is not None:
+        values = [f"(X_{i} {v!r})" for i, v in enumerate(result.counterexample.input)]
+        values += [f"(Y_{i} {v!r})" for i, v in enumerate(result.counterexample.output)]
+        lines.append("(" + "\n ".join(values) + ")")
+    return "\n".join(lines) + "\n"
+
+
+def _load_model(path: str):
+    from pathlib import Path
+
+    from saferisk.errors import ModelError
+
+    if not Path(path).is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        from saferisk.models import load_model
+
+        return load_model(path)
+    except ModuleNotFoundError as exc:  # the generic loader is not there yet: read ONNX directly
+        if exc.name != "saferisk.models.load" or not str(path).lower().endswith(".onnx"):
+            raise
+        from saferisk.models.model import Model
+        from saferisk.models.onnx_reader import read_onnx
+
+        return Model(read_onnx(path), name=Path(path).stem)
+
+
+def run(args: argparse.Namespace) -> int:
+    from saferisk.errors import ConfigError
+
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    spec = load_vnnlib(args.spec)
+    model = _load_model(args.model)
+    torch.manual_seed(args.seed)
+    result = verify_spec(model, spec, timeout_s=args.timeout, seed=args.seed)
+    if args.output:
+        atomic_write_bytes(args.output, vnncomp_result_text(result).encode())
+    if args.json:
+        payload = result.to_dict()
+        payload.update({"model": str(args.model), "spec": str(args.spec), "seed": args.seed,
+                        "timeout": args.timeout})
+        sys.stdout.write(dumps_json(payload))
+    else:
+        print(result.result)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="VNN-COMP style check of one VNN-LIB property: sat / unsat / unknown",
+        description="Check one VNN-LIB property (VNN-COMP format) on a model. 'sat': a re-checked "
+        "counterexample was found; 'unsat': certified bounds prove the property on the whole input "
+        "box; 'unknown': neither within the time limit. Exit code 0 for all three.")
+    parser.add_argument("--model", required=True, help="model file (.onnx, TorchScript or .pt2)")
+    parser.add_argument("--spec", required=True, help="VNN-LIB property file (.vnnlib)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    parser.add_argument("--json", action="store_true",
+                        help="print result, counterexample (input and output) and seconds as JSON")
+    parser.add_argument("--output", default=None,
+                        help="also write a VNN-COMP result file (answer and counterexample assignment)")
+    parser.set_defaults(func=run)

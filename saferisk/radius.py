@@ -1,0 +1,320 @@
+"""The radius engine: one bracket per (input, property, norm).
+
+    radius_lower  <=  r*  <=  radius_upper          (certified bound, witness)
+    radius_estimate = min(d, (w(x0) - c) / L_hat)   (the paper's estimate, NOT a guarantee)
+
+r* = sup{ r <= d : w(f(x)) > c on B_p(x0, r) ∩ D } is the maximum safe radius, d = max_radius.
+radius_upper is the distance of the closest violating input found (re-checked by a fresh
+forward pass; None if none within d); radius_lower comes from sound bound propagation
+(saferisk.bounds) or is None with the reason in radius_lower_method.
+Edge cases: w(x0) <= c -> radius 0, status `violated_at_input`; no change of w found ->
+estimate = d; NaN/inf outputs -> status `failed: ...` for that input only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from saferisk import __version__
+from saferisk.data.domain import Domain
+from saferisk.errors import ConfigError, DataError
+from saferisk.norms import distance as norm_distance
+from saferisk.norms import parse_norm
+from saferisk.properties.base import BoundProperty, Property
+from saferisk.properties.invariance import targeted_away
+from saferisk.result import STATUS_VIOLATED_AT_INPUT, RadiusResult, failed_status
+from saferisk.search.config import SearchConfig
+from saferisk.search.lipschitz import lipschitz_search
+from saferisk.search.region import Evaluator, Region
+from saferisk.search.witness import ViolationTracker, recheck, search_violation, shrink_witness
+
+log = logging.getLogger(__name__)
+SCALES = ("input", "domain")
+
+
+@dataclass
+class Bracket:
+    """Everything computed around one centre for one bound property."""
+
+    value_at_center: float
+    threshold: float = 0.0
+    lipschitz_estimate: float | None = None
+    radius_estimate: float | None = None
+    radius_upper: float | None = None
+    witness: torch.Tensor | None = None
+    radius_lower: float | None = None
+    radius_lower_method: str | None = None
+    certify_seconds: float = 0.0
+    evaluations: int = 0
+    violated_at_center: bool = False
+
+
+@dataclass
+class WitnessStore:
+    """Witnesses of one batch of results, saved together as one .npz (keys '<id>/x0', '<id>/witness')."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, key: str, x0: torch.Tensor, witness: torch.Tensor) -> None:
+        self.arrays[f"{key}/x0"] = x0.detach().cpu().double().numpy().reshape(-1)
+        self.arrays[f"{key}/witness"] = witness.detach().cpu().double().numpy().reshape(-1)
+
+    def save(self, path) -> None:
+        from saferisk.io import atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{k: self.arrays[k] for k in sorted(self.arrays)})
+        atomic_write(path, write)
+
+
+def input_seed(seed: int, input_id: str) -> int:
+    """Per-input seed: results do not depend on how inputs are sharded."""
+    return (int(seed) * 1_000_003 + zlib.crc32(str(input_id).encode())) % (2**31)
+
+
+def device_name(model) -> str:
+    dev = torch.device(model.device)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return dev.type
+
+
+def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius: float, domain: Domain,
+            unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, float]:
+    """(radius_lower, method or reason, seconds) from saferisk.bounds; never raises."""
+    start = time.perf_counter()
+    spec = prop.spec()
+    if spec is None:
+        return None, "no linear specification for this property (custom property)", 0.0
+    try:
+        from saferisk.bounds import certify_radius
+    except Exception as exc:  # pragma: no cover - bounds are part of the package
+        return None, f"certified bounds unavailable: {exc}", 0.0
+    try:
+        cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
+                              upper_hint=upper_hint)
+    except Exception as exc:  # a bounds failure must not lose the rest of the result
+        log.warning("certified bounds failed: %s", exc)
+        return None, f"bounds failed: {type(exc).__name__}: {exc}", time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if cert.radius_lower is None:
+        return None, cert.reason or "not certified", seconds
+    return float(cert.radius_lower), cert.method or "bounds", seconds
+
+
+def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_radius: float, domain: Domain,
+            unit: torch.Tensor | None, search: SearchConfig, certify_config, seed: int,
+            lipschitz: bool = True) -> Bracket:
+    """Estimate, witness upper bound and certified lower bound around `center` (flat, model dtype)."""
+    dtype, device = model.dtype, model.device
+    region = Region(center, float(max_radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit)
+    evaluator = Evaluator(model, prop.value, search.chunk_size, search.budget)
+    generator = torch.Generator().manual_seed(seed)
+    w0 = float(prop.value(model.forward_flat(center.unsqueeze(0)).to(dtype))[0])
+    if not w0 > prop.threshold:
+        return Bracket(w0, prop.threshold, radius_estimate=0.0, radius_upper=0.0, witness=center.clone(), radius_lower=0.0,
+                       radius_lower_method="property fails at the input", violated_at_center=True)
+    out = Bracket(w0, prop.threshold)
+    tracker = ViolationTracker(prop, region)
+    evaluator.observers.append(tracker)
+    if lipschitz:
+        L_hat = lipschitz_search(prop, region, w0, evaluator, search, generator)
+        out.lipschitz_estimate = L_hat
+        margin = w0 - prop.threshold
+        out.radius_estimate = float(max_radius) if L_hat <= 0 else min(float(max_radius), margin / L_hat)
+    search_violation(prop, region, evaluator, search, generator, tracker=tracker)
+    if tracker.best_x is not None:
+        shrink_witness(prop, region, tracker.best_x, evaluator, search, generator, tracker)
+        witness = recheck(model, prop, region, tracker.best_x)
+        if witness is not None:
+            out.radius_upper, out.witness = witness.distance, witness.x
+    out.evaluations = evaluator.evaluations
+    if certify_config is not False:
+        cap = float(max_radius) if out.radius_upper is None else min(float(max_radius), out.radius_upper)
+        lower, method, seconds = certify(model, prop, center, norm, cap, domain, unit, certify_config, out.radius_upper)
+        if lower is not None and out.radius_upper is not None and lower > out.radius_upper * (1 + 1e-6) + 1e-9:
+            log.error("certified radius %.6g exceeds witness radius %.6g: refusing it", lower, out.radius_upper)
+            lower, method = None, f"refused: certified {lower:.6g} > witness {out.radius_upper:.6g} (bug, please report)"
+        out.radius_lower, out.radius_lower_method, out.certify_seconds = lower, method, seconds
+    return out
+
+
+def _prepare(model, x, domain: Domain, what: str) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(-1)
+    if x.numel() != model.n_inputs:
+        raise DataError(f"{what} has {x.numel()} values, the model expects {model.n_inputs} "
+                        f"(input shape {tuple(model.input_shape)})")
+    return domain.check_and_clip(x.unsqueeze(0), what)[0]
+
+
+def _validate(norm, max_radius, scale, domain: Domain, model) -> tuple[str, float, torch.Tensor | None]:
+    norm = parse_norm(norm)
+    try:
+        max_radius = float(max_radius)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max radius must be a number, got {max_radius!r}") from None
+    if not (max_radius > 0 and np.isfinite(max_radius)):
+        raise ConfigError(f"max radius must be a finite number > 0, got {max_radius}")
+    if scale not in SCALES:
+        raise ConfigError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if domain.n != model.n_inputs:
+        raise DataError(f"domain has {domain.n} features, the model expects {model.n_inputs}")
+    unit = domain.width().to(model.device, model.dtype) if scale == "domain" else None
+    return norm, max_radius, unit
+
+
+def compute_radius(model, x0, prop: Property, norm, max_radius, domain: Domain, *, scale: str = "input",
+                   label: int | None = None, input_id: str = "0", search: SearchConfig | None = None,
+                   certify=None, seed: int = 0, references=None, witness_store: WitnessStore | None = None,
+                   witness_ref_prefix: str = "") -> RadiusResult:
+    """The result record for one input. `references` (invariance only): list of (id, x1) with
+    a different label than x0's `label`. `certify`: a saferisk.bounds.CertifyConfig, None for
+    the default, or False to skip certified bounds."""
+    norm, max_radius, unit = _validate(norm, max_radius, scale, domain, model)
+    search = search or SearchConfig()
+    x0_t = _prepare(model, x0, domain, f"input {input_id}")
+    result = RadiusResult(input_id=str(input_id), property=prop.kind, norm=norm, max_radius=max_radius,
+                          label=None if label is None else int(label), scale=scale,
+                          search_mode=search.describe(), device=device_name(model), seed=int(seed),
+                          saferisk_version=__version__, model=model.name, model_sha256=model.sha256)
+    start = time.perf_counter()
+    center = x0_t.to(model.device, model.dtype)
+    z0 = model.forward_flat(center.unsqueeze(0))[0]
+    if not bool(torch.isfinite(z0).all()):
+        result.status = failed_status("non-finite model outputs (NaN/inf) at the input")
+        result.radius_lower_method = "not computed: the input failed"
+        result.seconds = time.perf_counter() - start
+        return result
+    result.decision = int(z0.argmin() if getattr(prop, "decision", "argmax") == "argmin" else z0.argmax())
+    pseed = input_seed(seed, input_id)
+    if prop.needs_references:
+        brackets = _invariance(model, prop, x0_t, label, references, norm, max_radius, domain, unit, search, certify, pseed, result)
+    else:
+        bound = prop.bind(z0.double().cpu(), label)
+        brackets = [("", center, bracket(model, bound, center, norm, max_radius, domain, unit, search, certify, pseed))]
+    _fill(result, brackets, witness_store, witness_ref_prefix, x0_t)
+    result.seconds = time.perf_counter() - start - result.certify_seconds
+    return result
+
+
+def _invariance(model, prop, x0_t, label, references, norm, max_radius, domain, unit, search, certify, seed, result):
+    if label is None:
+        raise DataError("invariance needs labelled inputs (give labels)")
+    if not references:
+        raise DataError(f"invariance: input {result.input_id} has no reference input with a different label")
+    out = []
+    for ref_id, x1 in references:
+        x1_t = _prepare(model, x1, domain, f"reference input {ref_id}").to(model.device, model.dtype)
+        z1 = model.forward_flat(x1_t.unsqueeze(0))[0]
+        bound = targeted_away(int(label), int(z1.numel()))
+        b = bracket(model, bound, x1_t, norm, max_radius, domain, unit, search, certify, seed + zlib.crc32(str(ref_id).encode()) % 9973)
+        ref_distance = float(norm_distance(x1_t.double().cpu().unsqueeze(0), x0_t.unsqueeze(0)[0], norm,
+                                           None if unit is None else unit.double().cpu())[0])
+        out.append((str(ref_id), x1_t, b, ref_distance))
+    return out
+
+
+def _min_or_none(values):
+    values = [v for v in values if v is not None]
+    return min(values) if values else None
+
+
+def _fill(result: RadiusResult, brackets, store: WitnessStore | None, prefix: str, x0_t: torch.Tensor) -> None:
+    """Combine the bracket(s) into the record: for invariance, the minimum over the references."""
+    if len(brackets) == 1 and len(brackets[0]) == 3:
+        _, center, b = brackets[0]
+        chosen, ref_info = b, None
+        lowers = [b.radius_lower]
+        methods = [b.radius_lower_method]
+    else:
+        key = lambda item: (item[2].radius_upper if item[2].radius_upper is not None else float("inf"),
+                            item[2].radius_estimate if item[2].radius_estimate is not None else float("inf"))
+        ref_id, center, chosen, ref_distance = min(brackets, key=key)
+        lowers = [b.radius_lower for _, _, b, _ in brackets]
+        methods = [b.radius_lower_method for _, _, b, _ in brackets]
+        ref_info = {"reference_id": ref_id, "reference_distance": ref_distance,
+                    "references": [{"id": r, "distance": d, "radius_upper": b.radius_upper,
+                                    "radius_estimate": b.radius_estimate, "radius_lower": b.radius_lower}
+                                   for r, _, b, d in brackets]}
+        result.extra.update(ref_info)
+    all_b = [item[2] for item in brackets]
+    result.value_at_x0 = chosen.value_at_center
+    result.threshold = chosen.threshold
+    result.lipschitz_estimate = chosen.lipschitz_estimate
+    result.radius_estimate = _min_or_none([b.radius_estimate for b in all_b])
+    result.radius_upper = _min_or_none([b.radius_upper for b in all_b])
+    result.evaluations = sum(b.evaluations for b in all_b)
+    result.certify_seconds = sum(b.certify_seconds for b in all_b)
+    if all(v is not None for v in lowers):
+        result.radius_lower = min(lowers)
+        result.radius_lower_method = methods[int(np.argmin(lowers))]
+    else:
+        result.radius_lower = None
+        result.radius_lower_method = next(m for v, m in zip(lowers, methods) if v is None)
+    if any(b.violated_at_center for b in all_b):
+        result.status = STATUS_VIOLATED_AT_INPUT
+    if result.radius_upper is not None and result.radius_estimate is not None:
+        result.estimate_exceeds_upper = bool(result.radius_estimate > result.radius_upper * (1 + 1e-9))
+    witness_b = min((b for b in all_b if b.radius_upper is not None), key=lambda b: b.radius_upper, default=None)
+    if witness_b is not None and store is not None:
+        key = result.input_id
+        store.add(key, x0_t if ref_info is None else center, witness_b.witness)
+        result.witness_ref = f"{prefix}#{key}"
+
+
+def nearest_references(X: torch.Tensor, labels, index: int, k: int, norm: str, unit) -> list[int]:
+    """Indices of the k inputs nearest to X[index] (in the audit's norm) with a different label."""
+    others = [i for i in range(X.shape[0]) if int(labels[i]) != int(labels[index])]
+    if not others:
+        return []
+    d = norm_distance(X[others], X[index], norm, unit)
+    order = torch.argsort(d, stable=True)[:k]
+    return [others[int(i)] for i in order]
+
+
+def compute_radii(model, X, prop: Property, norm, max_radius, domain: Domain, *, labels=None, ids=None,
+                  references=None, scale: str = "input", search: SearchConfig | None = None, certify=None,
+                  seed: int = 0, witness_path=None, witness_ref: str | None = None, progress=None) -> list[RadiusResult]:
+    """Results for every row of X (N, n). For invariance, references default to X itself with
+    `labels` (pass references=(X_ref, labels_ref, ids_ref) to draw them from a larger set).
+    Witnesses go to `witness_path` (.npz; referenced as '<witness_ref or file name>#<id>')."""
+    X_t = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    X_t = X_t.reshape(X_t.shape[0], -1)
+    n = X_t.shape[0]
+    ids = [str(i) for i in range(n)] if ids is None else [str(i) for i in ids]
+    if len(ids) != n or (labels is not None and len(labels) != n):
+        raise DataError(f"{n} inputs but {len(ids)} ids / {None if labels is None else len(labels)} labels")
+    store = WitnessStore() if witness_path is not None else None
+    prefix = witness_ref if witness_ref is not None else (str(witness_path.name) if hasattr(witness_path, "name") else str(witness_path or ""))
+    ref_X = ref_labels = ref_ids = None
+    if prop.needs_references:
+        if labels is None:
+            raise DataError("invariance needs labelled inputs (give labels)")
+        ref_X, ref_labels, ref_ids = references if references is not None else (X_t, labels, ids)
+        ref_X = torch.as_tensor(np.asarray(ref_X, dtype=np.float64)).reshape(len(ref_ids), -1)
+        norm_c = parse_norm(norm)
+        unit = domain.width() if scale == "domain" else None
+    results = []
+    for i in range(n):
+        refs = None
+        if prop.needs_references:
+            all_X = torch.cat([X_t[i : i + 1], ref_X])
+            all_labels = [labels[i]] + list(ref_labels)
+            picked = nearest_references(all_X, all_labels, 0, int(prop.k), norm_c, unit)
+            refs = [(ref_ids[j - 1], ref_X[j - 1]) for j in picked]
+        results.append(compute_radius(model, X_t[i], prop, norm, max_radius, domain, scale=scale,
+                                      label=None if labels is None else int(labels[i]), input_id=ids[i],
+                                      search=search, certify=certify, seed=seed, references=refs,
+                                      witness_store=store, witness_ref_prefix=prefix))
+        if progress is not None:
+            progress(i + 1, n, results[-1])
+    if store is not None:
+        store.save(witness_path)
+    return results

@@ -1,0 +1,252 @@
+"""Jinja2 contexts of the reports: plain dicts of already-formatted facts (no logic in
+templates beyond loops and `if`). Every value a template reads is always defined."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pandas as pd
+
+from saferisk import __version__
+from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
+from saferisk.audit.table import MISSING_PREFIX
+from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from saferisk.report.plots import comparison_figure, property_figure
+from saferisk.report.render import fmt_number, fmt_percent, fmt_seconds
+from saferisk.report.witness import worst_case_views
+
+NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}
+RADIUS_NAMES = {"radius_lower": "certified lower bound", "radius_estimate": "estimate (paper's r̂)",
+                "radius_upper": "witness upper bound"}
+MAX_FAILURE_ROWS = 15
+
+
+def property_title(property_name: str, norm: str) -> str:
+    return f"{property_name} · {NORM_NAMES.get(norm, 'L' + norm)} norm"
+
+
+def verdict_dict(verdict: Verdict) -> dict:
+    return {"verdict": verdict.verdict, "label": verdict.label, "basis": verdict.basis or "none",
+            "reason": verdict.reason, "scope": verdict.scope, "css": verdict.verdict.lower(),
+            "fraction_low": fmt_percent(verdict.fraction_low), "fraction_high": fmt_percent(verdict.fraction_high)}
+
+
+def manifest_hashes(manifest: dict) -> dict[str, str]:
+    """{'artifact': ..., 'source': ...} from the manifest's sha256 fields, whatever their nesting."""
+    found: dict[str, str] = {}
+    for key, value in sorted(manifest.items()):
+        if isinstance(value, dict) and "sha256" in key.lower():
+            found.update({str(k): str(v) for k, v in sorted(value.items())})
+        elif isinstance(value, dict) and "sha256" in value:
+            found[str(key)] = str(value["sha256"])
+        elif "sha256" in key.lower() and isinstance(value, str):
+            found[key.lower().replace("sha256", "").strip("_-") or "artifact"] = value
+    return found
+
+
+def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.DataFrame) -> dict:
+    values = {"mean": fmt_number(stats.mean), "median": fmt_number(stats.median), "min": fmt_number(stats.min)}
+    note = ""
+    if stats.n_values == 0:
+        if group.n_inputs == 0:
+            note = "not available: " + (group.availability_note() or "no inputs")
+        elif group.n_failed == group.n_inputs:
+            note = f"not available: {group.availability_note()}"
+        elif kind == "radius_upper":
+            note = "no witness found within the maximum radius for any input"
+        elif kind == "radius_lower":
+            reasons = Counter(str(m) for m in rows.loc[rows["radius_lower"].isna() & (rows["status"] == "ok"),
+                                                       "radius_lower_method"] if m)
+            why = "; ".join(f"{r}: {c}" for r, c in sorted(reasons.items())) or "no certification ran"
+            note = f"not available: no input certified ({why})"
+        else:
+            note = "not available: no estimate computed"
+    elif stats.n_null:
+        what = "inputs without a witness" if kind == "radius_upper" else "inputs without a value"
+        note = f"over {stats.n_values} of {group.n_inputs} inputs; {stats.n_null} {what}"
+        if group.n_failed and kind != "radius_upper":
+            note += f" ({group.n_failed} failed)"
+    return {"name": RADIUS_NAMES[kind], "kind": kind, "available": stats.n_values > 0, "note": note, **values}
+
+
+def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary, manifest: dict,
+                  witnesses_root, with_figure: bool = True) -> dict:
+    inputs = rows.loc[~rows["status"].str.startswith(MISSING_PREFIX)]
+    verdicts = [verdict_dict(v) for v in summary.criterion_verdicts
+                if v.model == group.model and v.criterion is not None
+                and v.criterion.property == group.property and v.criterion.norm == group.norm]
+    failed = inputs.loc[~inputs["status"].isin(["ok", "violated_at_input"])]
+    criteria_radii = {v.criterion.radius for v in summary.criterion_verdicts if v.criterion is not None
+                      and v.criterion.property == group.property and v.criterion.norm == group.norm}
+    curve = [{"radius": fmt_number(r), "criterion": r in criteria_radii,
+              "certified": fmt_percent(c), "estimate": fmt_percent(e), "risk": fmt_percent(k),
+              "unknown": fmt_percent(1 - c - k) if c == c else "—"}
+             for r, c, e, k in zip(group.radii, group.certified_fraction, group.estimate_fraction, group.risk_fraction)]
+    return {
+        "key": group.key, "anchor": f"prop-{group.key}", "title": property_title(group.property, group.norm),
+        "property": group.property, "norm": NORM_NAMES.get(group.norm, group.norm),
+        "scale": "fractions of each feature's domain width" if group.scale == "domain" else "the model's input units",
+        "max_radius": fmt_number(group.max_radius), "input_sets": ", ".join(group.input_sets) or "—",
+        "n_inputs": group.n_inputs, "n_ok": group.n_ok, "n_violated_at_input": group.n_violated_at_input,
+        "n_failed": group.n_failed, "n_risks_found": group.n_risks_found,
+        "n_estimate_exceeds_upper": group.n_estimate_exceeds_upper,
+        "note": group.availability_note() or "", "missing_shards": group.missing_shards,
+        "stats": [_stats_row(k, getattr(group, k), group, inputs) for k in RADIUS_NAMES],
+        "curve": curve, "verdicts": verdicts,
+        "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
+        "figure": (property_figure(inputs, group) or "") if with_figure else "",
+        "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)] if with_figure else [],
+        "failures": [{"input_set": r.input_set, "input_id": r.input_id, "status": r.status}
+                     for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
+        "more_failures": max(0, len(failed) - MAX_FAILURE_ROWS),
+        "seconds": fmt_seconds(float(inputs["seconds"].sum())),
+        "certify_seconds": fmt_seconds(float(inputs["certify_seconds"].sum())),
+    }
+
+
+def _flatten(prefix: str, value, out: list) -> None:
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
+    elif isinstance(value, (list, tuple)):
+        out.append((prefix, ", ".join(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+                                      for v in value) or "—"))
+    else:
+        out.append((prefix, "—" if value is None else str(value)))
+
+
+def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
+    """Provenance as sorted (key, value) rows, plus facts read from the table itself."""
+    rows: list = []
+    _flatten("", {k: v for k, v in provenance.items() if k != "audit_date"}, rows)
+    inputs = table.loc[~table["status"].str.startswith(MISSING_PREFIX)]
+
+    def distinct(column):
+        return ", ".join(sorted({str(v) for v in inputs[column] if str(v) != ""})) or "—"
+
+    rows += [("table: saferisk versions", distinct("saferisk_version")), ("table: devices", distinct("device")),
+             ("table: seeds", distinct("seed")), ("table: search modes", distinct("search_mode")),
+             ("table: radius search time (sum)", fmt_seconds(float(inputs["seconds"].sum()))),
+             ("table: certification time (sum)", fmt_seconds(float(inputs["certify_seconds"].sum()))),
+             ("table: forward evaluations (sum)", f"{int(inputs['evaluations'].sum()):,}")]
+    return [{"key": k, "value": v} for k, v in rows]
+
+
+def common_context(provenance: dict, audit_date, title: str) -> dict:
+    return {"title": title, "audit_date": audit_date.date().isoformat(),
+            "audit_datetime": audit_date.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generator": f"saferisk {__version__}", "PASS": PASS, "FAIL": FAIL, "INCONCLUSIVE": INCONCLUSIVE}
+
+
+def basis_statement(verdicts: list[Verdict]) -> dict:
+    certified = list(dict.fromkeys(v.scope for v in verdicts if v.basis == "certified"))
+    estimate = list(dict.fromkeys(v.scope for v in verdicts if v.basis == "estimate"))
+    return {"certified": certified, "estimate": estimate}
+
+
+def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, provenance: dict, audit_date,
+                  witnesses_root, attachment_name: str) -> dict:
+    model = str(manifest.get("name") or "")
+    summary = summary.for_model(model)
+    rows = table.loc[table["model"] == model]
+    hashes = manifest_hashes(manifest)
+    table_hashes = sorted({h for h in rows["model_sha256"] if h})
+    mismatched = [h for h in table_hashes if h not in hashes.values()]
+    overall = next((v for v in summary.model_verdicts if v.model == model), None)
+    if overall is None:
+        overall = Verdict(model, "overall", INCONCLUSIVE, None, "no results for this model in the audit table")
+    groups = sorted(summary.groups, key=lambda g: (g.property, g.norm))
+    sections = [group_section(g, rows.loc[(rows["property"] == g.property) & (rows["norm"] == g.norm)],
+                              summary, manifest, witnesses_root) for g in groups]
+    failed_model = len(rows) > 0 and not rows["status"].isin(["ok", "violated_at_input"]).any()
+    context = common_context(provenance, audit_date, f"Safety risk audit: {model}")
+    context.update({
+        "model": {"name": model, "hashes": [{"name": k, "value": v} for k, v in hashes.items()],
+                  "sha256": hashes.get("artifact") or next(iter(hashes.values()), None) or
+                  (table_hashes[0] if table_hashes else "not recorded"),
+                  "input_shape": "×".join(str(s) for s in manifest.get("input_shape") or []) or "—",
+                  "output_kind": str(manifest.get("output_kind") or "—"),
+                  "decision": str(manifest.get("decision") or "—"),
+                  "accuracy": _accuracy_text(manifest),
+                  "classes": ", ".join(map(str, manifest.get("class_names") or [])) or "—",
+                  "domain": _domain_text(manifest.get("domain"))},
+        "hash_mismatch": mismatched,
+        "overall": verdict_dict(overall),
+        "failed_model": failed_model,
+        "n_rows": int(len(rows)),
+        "input_sets": ", ".join(sorted(set(rows["input_set"]))) or "—",
+        "property_verdicts": [verdict_dict(v) for v in summary.property_verdicts],
+        "criterion_verdicts": [verdict_dict(v) for v in summary.criterion_verdicts],
+        "basis": basis_statement(summary.criterion_verdicts),
+        "sections": sections,
+        "overview": [{"title": s["title"], "anchor": s["anchor"], "n_inputs": s["n_inputs"], "n_failed": s["n_failed"],
+                      "n_risks_found": s["n_risks_found"], "note": s["note"],
+                      "min_upper": s["stats"][2]["min"], "median_lower": s["stats"][0]["median"],
+                      "median_estimate": s["stats"][1]["median"]} for s in sections],
+        "provenance": provenance_rows(provenance, rows),
+        "attachment_name": attachment_name,
+    })
+    return context
+
+
+def _accuracy_text(manifest: dict) -> str:
+    accuracy = manifest.get("accuracy", (manifest.get("check") or {}).get("accuracy"))
+    return fmt_percent(accuracy) if isinstance(accuracy, (int, float)) else "—"
+
+
+def _domain_text(domain) -> str:
+    if domain is None:
+        return "—"
+    if isinstance(domain, dict):
+        lo, hi = domain.get("lo", domain.get("lower")), domain.get("hi", domain.get("upper"))
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+            return f"[{lo:g}, {hi:g}] per feature"
+        if isinstance(lo, list) and isinstance(hi, list) and lo and hi:
+            return f"per-feature box, {len(lo)} features, [{min(lo):g} … {max(hi):g}]"
+        return ", ".join(f"{k}: {v}" for k, v in sorted(domain.items()) if not isinstance(v, (list, dict)))
+    return str(domain)
+
+
+def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[str, dict], provenance: dict,
+                    audit_date, attachment_name: str) -> dict:
+    models = sorted(set(summary.models) | set(manifests))
+    keys = sorted({g.key for g in summary.groups} | {v.scope for v in summary.property_verdicts})
+    by_model_key = {(v.model, v.scope): v for v in summary.property_verdicts}
+    matrix = []
+    for model in models:
+        overall = next((v for v in summary.model_verdicts if v.model == model),
+                       Verdict(model, "overall", INCONCLUSIVE, None, "no results for this model"))
+        cells = []
+        for key in keys:
+            verdict = by_model_key.get((model, key))
+            cells.append(verdict_dict(verdict) if verdict else {"verdict": "—", "label": "no results", "css": "none",
+                                                                "reason": "", "basis": "none"})
+        hashes = manifest_hashes(manifests.get(model, {}))
+        matrix.append({"model": model, "overall": verdict_dict(overall), "cells": cells,
+                       "sha256": hashes.get("artifact") or next(iter(hashes.values()), "not recorded")})
+    properties = []
+    for key in sorted({g.key for g in summary.groups}):
+        groups = sorted((g for g in summary.groups if g.key == key), key=lambda g: g.model)
+        first = groups[0]
+        criteria = [c for c in summary.criteria if c.property == first.property and c.norm in (None, first.norm)]
+        at_radius = criteria[0].radius if criteria else first.max_radius
+        rows = []
+        for g in groups:
+            index = g.radii.index(at_radius) if at_radius in g.radii else len(g.radii) - 1
+            rows.append({"model": g.model, "n_inputs": g.n_inputs, "n_failed": g.n_failed,
+                         "certified": fmt_percent(g.certified_fraction[index]) if g.radii else "—",
+                         "estimate": fmt_percent(g.estimate_fraction[index]) if g.radii else "—",
+                         "risks": g.n_risks_found, "min_upper": fmt_number(g.radius_upper.min),
+                         "median_lower": fmt_number(g.radius_lower.median),
+                         "median_estimate": fmt_number(g.radius_estimate.median),
+                         "note": g.availability_note() or ""})
+        properties.append({"key": key, "anchor": f"prop-{key}", "title": property_title(first.property, first.norm),
+                           "at_radius": fmt_number(at_radius), "rows": rows, "figure": comparison_figure(groups) or ""})
+    context = common_context(provenance, audit_date, "Safety risk audit: summary")
+    context.update({"models": models, "keys": keys, "matrix": matrix, "properties": properties,
+                    "criteria": [c.label for c in summary.criteria],
+                    "basis": basis_statement(summary.criterion_verdicts),
+                    "provenance": provenance_rows(provenance, table), "n_rows": int(len(table)),
+                    "attachment_name": attachment_name})
+    return context

@@ -1,0 +1,144 @@
+"""Report figures as reproducible SVG data URIs (matplotlib, no pyplot, no timestamps).
+
+Text in the SVGs stays text (svg.fonttype "none", DejaVu Sans, an installed font WeasyPrint
+embeds), and identical data give identical bytes (svg.hashsalt fixed, metadata Date None).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from saferisk.audit.summary import GroupSummary
+
+matplotlib.rcParams.update({
+    "svg.hashsalt": "saferisk-report",
+    "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+})
+COLORS = {"radius_lower": "#1b7837", "radius_estimate": "#e08214", "radius_upper": "#b2182b"}
+LABELS = {"radius_lower": "certified lower bound", "radius_estimate": "estimate (paper)",
+          "radius_upper": "witness upper bound"}
+MODEL_COLORS = ("#1f4e79", "#b2182b", "#1b7837", "#e08214", "#762a83", "#4d4d4d", "#2166ac", "#8c510a")
+MAX_BRACKET_INPUTS = 1000
+
+
+def svg_data_uri(fig: Figure) -> str:
+    """data:image/svg+xml URI of the figure (explicit size, tight bbox, no date)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _radius_label(group: GroupSummary) -> str:
+    unit = "fraction of domain width" if group.scale == "domain" else "input units"
+    return f"radius (L{'∞' if group.norm == 'inf' else group.norm}, {unit})"
+
+
+def property_figure(rows: pd.DataFrame, group: GroupSummary) -> str | None:
+    """Three panels for one (model, property, norm): radius distributions, fraction of inputs
+    safe vs radius (certified / estimate / upper bound from witnesses), and each input's
+    bracket with its estimate. None when no input has any radius."""
+    assessed = rows.loc[rows["status"].isin(["ok", "violated_at_input"])]
+    if not len(assessed) or not any(assessed[k].notna().any() for k in LABELS):
+        return None
+    fig = Figure(figsize=(7.2, 2.35))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25], "wspace": 0.38})
+    _distribution_panel(axes[0], assessed, group)
+    _fraction_panel(axes[1], group)
+    _bracket_panel(axes[2], assessed, group)
+    return svg_data_uri(fig)
+
+
+def _distribution_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
+    top = group.max_radius or max(float(rows[k].max()) for k in LABELS if rows[k].notna().any())
+    bins = np.linspace(0.0, top if top > 0 else 1.0, 21)
+    for kind in LABELS:
+        values = rows[kind].dropna().to_numpy(dtype=float)
+        if values.size:
+            ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, histtype="step", linewidth=1.3,
+                    color=COLORS[kind], label=f"{LABELS[kind]} (n={values.size})")
+    ax.set_title("radius distribution")
+    ax.set_xlabel(_radius_label(group))
+    ax.set_ylabel("inputs")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+
+
+def _fraction_panel(ax, group: GroupSummary) -> None:
+    radii = np.asarray(group.radii, dtype=float)
+    if radii.size:
+        ax.step(radii, group.certified_fraction, where="post", color=COLORS["radius_lower"], label="certified safe")
+        ax.step(radii, group.estimate_fraction, where="post", color=COLORS["radius_estimate"],
+                linestyle="--", label="estimated safe")
+        ax.step(radii, 1 - np.asarray(group.risk_fraction), where="post", color=COLORS["radius_upper"],
+                linestyle=":", label="no witness found")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.set_title("fraction of inputs safe at radius r")
+    ax.set_xlabel(_radius_label(group))
+    ax.set_ylabel("fraction of inputs")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+
+
+def _bracket_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
+    """Inputs sorted by estimate on x; the band from certified lower bound to witness (or to
+    max_radius without a witness) and the estimate as lines: a few SVG paths for any n."""
+    ordered = rows.assign(_key=rows["radius_estimate"].fillna(rows["radius_lower"]).fillna(0.0))
+    ordered = ordered.sort_values(["_key", "input_id"], kind="mergesort")
+    if len(ordered) > MAX_BRACKET_INPUTS:
+        picks = np.linspace(0, len(ordered) - 1, MAX_BRACKET_INPUTS).round().astype(int)
+        ordered = ordered.iloc[picks]
+        title = f"bracket per input ({MAX_BRACKET_INPUTS} of {len(rows)})"
+    else:
+        title = "bracket per input"
+    top = group.max_radius or 1.0
+    xs = np.arange(len(ordered))
+    lower = ordered["radius_lower"].fillna(0.0).to_numpy(dtype=float)
+    upper = ordered["radius_upper"].to_numpy(dtype=float)
+    ax.fill_between(xs, lower, np.where(np.isnan(upper), top, upper), step="mid", color="#c6dbef",
+                    linewidth=0, label="bracket")
+    ax.plot(xs, lower, drawstyle="steps-mid", color=COLORS["radius_lower"], linewidth=0.9, label="certified")
+    ax.plot(xs, upper, drawstyle="steps-mid", color=COLORS["radius_upper"], linewidth=0.9, label="witness")
+    ax.plot(xs, ordered["radius_estimate"].to_numpy(dtype=float), drawstyle="steps-mid",
+            color=COLORS["radius_estimate"], linewidth=1.1, label="estimate")
+    ax.axhline(top, color="#777777", linewidth=0.6, linestyle="--")
+    ax.set_title(title)
+    ax.set_xlabel("inputs, sorted by estimate")
+    ax.set_ylabel(_radius_label(group))
+    ax.set_xlim(-0.5, max(len(ordered) - 0.5, 0.5))
+    ax.set_ylim(0, top * 1.05)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, ncol=2)
+
+
+def comparison_figure(groups: list[GroupSummary]) -> str | None:
+    """Certified-fraction curves of several models for one property and norm (summary report)."""
+    groups = [g for g in groups if g.radii and g.n_inputs]
+    if not groups:
+        return None
+    fig = Figure(figsize=(6.6, 2.5))
+    ax_cert, ax_est = fig.subplots(1, 2, gridspec_kw={"wspace": 0.3})
+    for index, group in enumerate(groups):
+        color = MODEL_COLORS[index % len(MODEL_COLORS)]
+        ax_cert.step(group.radii, group.certified_fraction, where="post", color=color, label=group.model)
+        ax_est.step(group.radii, group.estimate_fraction, where="post", color=color, linestyle="--",
+                    label=group.model)
+    for ax, title in ((ax_cert, "certified safe (sound)"), (ax_est, "estimated safe (not a guarantee)")):
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(left=0)
+        ax.set_title(title)
+        ax.set_xlabel(_radius_label(groups[0]))
+        ax.set_ylabel("fraction of inputs")
+    ax_cert.legend(loc="upper center", bbox_to_anchor=(1.1, -0.25), frameon=False,
+                   ncol=min(4, len(groups)))
+    return svg_data_uri(fig)

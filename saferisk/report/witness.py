@@ -1,0 +1,173 @@
+"""Worst-case inputs: the witness next to the original.
+
+witness_ref = "<path of an .npz relative to witnesses_root>#<key>"; the npz holds flat float64
+rows "<key>/x0" and "<key>/witness". Inputs whose manifest `input_shape` is an image (C, H, W)
+with C in {1, 3}, or (H, W), are shown as PNG images (original, witness, difference);
+others as a table of the features that changed most.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MAX_FEATURE_ROWS = 10
+IMAGE_DISPLAY_PX = 112
+
+
+@dataclass
+class WitnessView:
+    input_id: str
+    input_set: str
+    radius_upper: float | None
+    radius_lower: float | None
+    radius_estimate: float | None
+    kind: str  # 'image' | 'table' | 'unavailable'
+    note: str = ""
+    original_png: str = ""
+    witness_png: str = ""
+    difference_png: str = ""
+    max_abs_change: float | None = None
+    features: list[dict] = field(default_factory=list)
+    n_features: int = 0
+    n_changed: int = 0
+
+
+def image_shape(input_shape) -> tuple[int, int, int] | None:
+    """(C, H, W) when the per-sample input shape is an image, else None."""
+    shape = [int(s) for s in (input_shape or [])]
+    while len(shape) > 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) == 2:
+        shape = [1, *shape]
+    if len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) >= 4:
+        return tuple(shape)
+    if len(shape) == 3 and shape[2] in (1, 3) and min(shape[:2]) >= 4:  # (H, W, C)
+        return None if shape[0] in (1, 3) else (shape[2], shape[0], shape[1])
+    return None
+
+
+def display_shape(manifest: dict, n: int) -> tuple[int, int, int] | None:
+    """(C, H, W) to show an input of n values as an image: the manifest's input_shape when it
+    is an image, else its optional 'image_shape', else (1, s, s) for a flat input of s*s >= 64
+    values in a [0, 1] domain (e.g. flattened greyscale digits); None for tabular inputs."""
+    for candidate in (manifest.get("input_shape"), manifest.get("image_shape")):
+        shape = image_shape(candidate)
+        if shape is not None and int(np.prod(shape)) == n:
+            return shape
+    side = int(round(n ** 0.5))
+    domain = manifest.get("domain") or {}
+    bounds = [domain.get("lower"), domain.get("upper")] if isinstance(domain, dict) else list(domain or [])
+    flat = [v for b in bounds for v in (b if isinstance(b, list) else [b])]
+    unit_box = bool(flat) and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in flat)
+    if side * side == n and n >= 64 and unit_box:
+        return (1, side, side)
+    return None
+
+
+def load_witness(witnesses_root: str | Path | None, witness_ref: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x0, witness) flat arrays; raises FileNotFoundError / KeyError with the reference."""
+    if "#" not in witness_ref:
+        raise KeyError(f"witness reference {witness_ref!r} lacks '#<key>'")
+    rel, key = witness_ref.rsplit("#", 1)
+    path = Path(witnesses_root or ".") / rel
+    if not path.exists():
+        raise FileNotFoundError(f"witness file {path} not found")
+    with np.load(path, allow_pickle=False) as data:
+        for name in (f"{key}/x0", f"{key}/witness"):
+            if name not in data:
+                raise KeyError(f"{path} has no array {name!r}")
+        return np.asarray(data[f"{key}/x0"], dtype=float).ravel(), np.asarray(data[f"{key}/witness"], dtype=float).ravel()
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    image = Image.fromarray(rgb, mode="RGB")
+    scale = max(1, IMAGE_DISPLAY_PX // max(image.size))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _to_rgb(chw: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    scaled = np.clip((chw - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    hwc = np.repeat(scaled, 3, axis=0) if chw.shape[0] == 1 else scaled
+    return (np.transpose(hwc, (1, 2, 0)) * 255).round().astype(np.uint8)
+
+
+def _difference_rgb(diff: np.ndarray) -> np.ndarray:
+    """Signed change per pixel (summed over channels): red up, blue down, white none."""
+    signed = diff.sum(axis=0)
+    peak = float(np.abs(signed).max()) or 1.0
+    t = np.clip(signed / peak, -1, 1)[..., None]
+    white, red, blue = np.array([1.0, 1, 1]), np.array([0.70, 0.09, 0.17]), np.array([0.13, 0.40, 0.67])
+    rgb = np.where(t >= 0, white + t * (red - white), white + (-t) * (blue - white))
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def witness_view(row, x0: np.ndarray, witness: np.ndarray, manifest: dict) -> WitnessView:
+    """Image or feature-difference view of one witness."""
+    view = _base_view(row)
+    diff = witness - x0
+    view.max_abs_change = float(np.abs(diff).max()) if diff.size else 0.0
+    view.n_features = int(diff.size)
+    view.n_changed = int((np.abs(diff) > 0).sum())
+    shape = display_shape(manifest, x0.size)
+    if shape is not None:
+        both = np.concatenate([x0, witness])
+        lo, hi = (0.0, 1.0) if both.min() >= 0 and both.max() <= 1 else (float(both.min()), float(both.max()))
+        view.kind = "image"
+        view.original_png = _png_uri(_to_rgb(x0.reshape(shape), lo, hi))
+        view.witness_png = _png_uri(_to_rgb(witness.reshape(shape), lo, hi))
+        view.difference_png = _png_uri(_difference_rgb(diff.reshape(shape)))
+        return view
+    names = list(manifest.get("feature_names") or [])
+    order = np.argsort(-np.abs(diff), kind="stable")[:MAX_FEATURE_ROWS]
+    view.kind = "table"
+    view.features = [{"name": names[i] if i < len(names) else f"x[{i}]", "original": float(x0[i]),
+                      "witness": float(witness[i]), "change": float(diff[i])}
+                     for i in order if diff[i] != 0]
+    return view
+
+
+def _none(value):
+    return None if value is None or value != value else float(value)
+
+
+def _base_view(row) -> WitnessView:
+    return WitnessView(input_id=str(row["input_id"]), input_set=str(row["input_set"]),
+                       radius_upper=_none(row["radius_upper"]), radius_lower=_none(row["radius_lower"]),
+                       radius_estimate=_none(row["radius_estimate"]), kind="unavailable")
+
+
+def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 3) -> list[WitnessView]:
+    """The `count` assessed inputs (not violated at x0) with the smallest witness radius, each as a WitnessView (a missing or
+    unreadable witness file gives kind 'unavailable' with the reason in `note`)."""
+    found = rows.loc[rows["radius_upper"].notna() & (rows["status"] == "ok")]
+    found = found.assign(_r=found["radius_upper"]).sort_values(["_r", "input_set", "input_id"], kind="mergesort")
+    views = []
+    for _, row in found.head(count).iterrows():
+        ref = row["witness_ref"]
+        if not ref:
+            view = _base_view(row)
+            view.note = "no witness reference recorded for this input"
+        else:
+            try:
+                x0, witness = load_witness(witnesses_root, ref)
+            except (OSError, KeyError, ValueError) as exc:
+                view = _base_view(row)
+                view.note = f"witness not available: {exc}"
+            else:
+                if x0.shape != witness.shape:
+                    view = _base_view(row)
+                    view.note = f"witness not available: shapes differ ({x0.size} vs {witness.size} values) in {ref}"
+                else:
+                    view = witness_view(row, x0, witness, manifest)
+        views.append(view)
+    return views

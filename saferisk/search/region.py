@@ -1,0 +1,103 @@
+"""The search region B_p(x0, r) ∩ [lower, upper] and the batched model evaluator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from saferisk import norms
+
+
+@dataclass
+class Region:
+    """Ball of `radius` around x0 in the p-norm (distances divided by `unit`), inside the box."""
+
+    x0: torch.Tensor  # (n,)
+    radius: float
+    norm: str
+    lower: torch.Tensor  # (n,) domain
+    upper: torch.Tensor
+    unit: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.box_lower, self.box_upper = norms.ball_box(self.x0, self.radius, self.norm, self.lower, self.upper, self.unit)
+        self.half_width = (self.box_upper - self.box_lower) / 2
+
+    @property
+    def n(self) -> int:
+        return int(self.x0.numel())
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return norms.project(x, self.x0, self.radius, self.norm, self.lower, self.upper, self.unit)
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        return norms.distance(x, self.x0, self.norm, self.unit)
+
+    def shrink(self, radius: float) -> "Region":
+        return Region(self.x0, radius, self.norm, self.lower, self.upper, self.unit)
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """`count` random points of the region: uniform in its box for L-inf; for L2/L1 a
+        random direction at a radius drawn so that both the surface and the inside are seen."""
+        n, device, dtype = self.n, self.x0.device, self.x0.dtype
+        u = torch.rand(count, n, generator=generator, dtype=dtype).to(device)
+        if self.norm == "inf":
+            return self.box_lower + u * (self.box_upper - self.box_lower)
+        g = torch.randn(count, n, generator=generator, dtype=dtype).to(device)
+        if self.norm == "1":
+            g = torch.sign(g) * (-torch.log(u.clamp_min(1e-12)))  # Laplace: uniform on the L1 sphere
+        direction = g / torch.linalg.vector_norm(g, ord=norms.norm_order(self.norm), dim=1, keepdim=True).clamp_min(1e-12)
+        scale = torch.rand(count, 1, generator=generator, dtype=dtype).to(device)
+        scale = torch.where(scale > 0.5, torch.ones_like(scale), scale * 2) * self.radius
+        step = direction * scale
+        if self.unit is not None:
+            step = step * self.unit
+        return self.project(self.x0 + step)
+
+
+Observer = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class Evaluator:
+    """Evaluates w(f(x)) for batches of flat points: one forward pass per chunk of
+    `chunk_size` points, counts evaluations and shows every (x, w) pair to the observers.
+    `value` maps outputs z (B, m) to w (B,) (a BoundProperty's value, or an output weighting)."""
+
+    def __init__(self, model, value: Callable[[torch.Tensor], torch.Tensor], chunk_size: int = 8192,
+                 budget: int | None = None):
+        self.model = model
+        self.value = value
+        self.chunk_size = int(chunk_size)
+        self.budget = budget
+        self.evaluations = 0
+        self.phase_start = 0
+        self.observers: list[Observer] = []
+
+    @property
+    def exhausted(self) -> bool:
+        return self.budget is not None and self.evaluations >= self.phase_start + self.budget
+
+    def new_phase(self) -> None:
+        """Give the next search phase (Lipschitz search, attack, shrinking) a fresh budget."""
+        self.phase_start = self.evaluations
+
+    def _observe(self, x: torch.Tensor, w: torch.Tensor) -> None:
+        self.evaluations += int(x.shape[0])
+        for observe in self.observers:
+            observe(x, w)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] <= self.chunk_size:
+            w = self.value(self.model.forward_flat(x).to(x.dtype))
+        else:
+            w = torch.cat([self.value(self.model.forward_flat(part).to(x.dtype)) for part in torch.split(x, self.chunk_size)])
+        self._observe(x, w)
+        return w
+
+    def with_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable w(f(x)) (counted and observed)."""
+        w = self.value(self.model.forward_flat_grad(x).to(x.dtype))
+        self._observe(x.detach(), w.detach())
+        return w

@@ -1,0 +1,160 @@
+"""Witnesses: concrete violating inputs (w(f(x)) <= c) inside B_p(x0, r) ∩ domain.
+
+A witness gives the upper bound r* <= ||x - x0||. Search: random sampling, gradient-guided
+starts and pattern search minimising w directly (for the uncertainty property this is the
+paper's uncertainty-example search: minimise KL). A found violation is shrunk toward x0
+(bisection on the segment, then bisection on the radius with a fresh local search), and the
+final input is RE-CHECKED by a fresh forward pass before it is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from saferisk.properties.base import BoundProperty
+from saferisk.search.config import SearchConfig
+from saferisk.search.gps import pattern_search
+from saferisk.search.gradient import gradient_descent
+from saferisk.search.region import Evaluator, Region
+
+
+@dataclass
+class Witness:
+    """A re-checked violating input: x (n,) float64 on CPU, w at x, ||x - x0|| in the region's norm."""
+
+    x: torch.Tensor
+    value: float
+    distance: float
+    evaluations: int = 0
+
+
+class ViolationTracker:
+    """Observer keeping the violating point closest to x0 among everything evaluated."""
+
+    def __init__(self, prop: BoundProperty, region: Region):
+        self.prop, self.region = prop, region
+        self.best_x: torch.Tensor | None = None
+        self.best_distance = float("inf")
+
+    def __call__(self, x: torch.Tensor, w: torch.Tensor) -> None:
+        bad = w <= self.prop.threshold
+        if not bool(bad.any()):
+            return
+        d = self.region.distance(x[bad])
+        i = int(d.argmin())
+        if float(d[i]) < self.best_distance:
+            self.best_distance, self.best_x = float(d[i]), x[bad][i].detach().clone()
+
+
+def value_objective(prop: BoundProperty, evaluator: Evaluator, differentiable: bool = False):
+    """Objective 'w(f(x)) - c' (minimise it to find violations)."""
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        w = evaluator.with_grad(x) if differentiable else evaluator(x)
+        return w - prop.threshold
+    return objective
+
+
+def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+                     generator: torch.Generator, extra_starts: torch.Tensor | None = None,
+                     tracker: "ViolationTracker | None" = None) -> None:
+    """Run sampling, gradient starts and pattern search on w; violations land in the tracker
+    the caller attached to `evaluator.observers`. With `tracker`, the search stops as soon as
+    it holds a violation inside `region` (shrinking, not deeper violations, tightens the bound)."""
+    evaluator.new_phase()
+    objective = value_objective(prop, evaluator)
+    stop = None
+    if tracker is not None:
+        stop = lambda: tracker.best_distance <= region.radius * (1 + 1e-6)
+    samples = region.sample(config.n_random, generator)
+    if extra_starts is not None:
+        samples = torch.cat([extra_starts.to(samples), samples])
+    values = objective(samples)
+    starts = [samples[torch.nan_to_num(values, nan=float("inf")).argsort()[: config.n_starts]]]
+    if config.gradient_starts and config.mode == "fast" and not evaluator.exhausted:
+        try:
+            gx, gv = gradient_descent(value_objective(prop, evaluator, True), samples[: config.n_starts],
+                                      region, config.gradient_steps, evaluator, stop=stop)
+            starts.append(gx)
+        except RuntimeError:  # a model without gradients stays black-box
+            pass
+    if stop is not None and stop():
+        return
+    start = torch.cat(starts)
+    pattern_search(objective, start, region, config, evaluator, generator, stop=stop)
+
+
+def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, evaluator: Evaluator,
+                   config: SearchConfig, generator: torch.Generator, tracker: ViolationTracker) -> None:
+    """Move a violation toward x0: bisection on the segment x0 -> x_bad, then bisection on the
+    radius, each step a short local search inside the smaller ball. Results land in `tracker`."""
+    x0 = region.x0
+    lo, hi = 0.0, 1.0
+    for _ in range(20):  # segment bisection: smallest t with a violation at x0 + t (x_bad - x0)
+        t = torch.linspace(lo, hi, 9, dtype=x0.dtype, device=x0.device)[1:-1]
+        pts = x0 + t.unsqueeze(1) * (x_bad - x0)
+        w = evaluator(pts)
+        bad = (w <= prop.threshold).nonzero().flatten()
+        if bad.numel():
+            hi = float(t[bad[0]])
+            lo = float(t[bad[0] - 1]) if bad[0] > 0 else lo
+        else:
+            lo = float(t[-1])
+        if hi - lo < 1e-6:
+            break
+    small = SearchConfig(**{**config.to_dict(), "n_random": max(32, config.n_random // 8),
+                            "max_iterations": max(20, config.max_iterations // 5),
+                            "gradient_steps": max(10, config.gradient_steps // 2)})
+    r_lo, r_hi = 0.0, tracker.best_distance
+    for _ in range(config.shrink_steps):
+        if evaluator.exhausted or r_hi <= 0:
+            break
+        r_try = (r_lo + r_hi) / 2 if r_lo > 0 else 0.7 * r_hi
+        inner = region.shrink(r_try)
+        before = tracker.best_distance
+        seed_point = inner.project(tracker.best_x.unsqueeze(0))
+        search_violation(prop, inner, evaluator, small, generator, extra_starts=seed_point, tracker=tracker)
+        if tracker.best_distance < before and tracker.best_distance <= r_try * (1 + 1e-6):
+            r_hi = tracker.best_distance
+        else:
+            r_lo = r_try
+        if r_hi - r_lo <= 1e-3 * r_hi:
+            break
+
+
+def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, tolerance: float = 1e-6) -> Witness | None:
+    """Fresh forward pass of a candidate: a Witness only if it violates, has finite outputs,
+    and lies in the region (domain and ball, to `tolerance`)."""
+    x = x.detach().to(model.dtype).to(region.x0.device).reshape(1, -1)
+    z = model.forward_flat(x).to(torch.float64)
+    w = float(prop.value(z)[0])
+    inside_box = bool(((x >= region.lower - tolerance) & (x <= region.upper + tolerance)).all())
+    distance = float(region.distance(x.to(region.x0.dtype))[0])
+    if not (torch.isfinite(z).all() and w <= prop.threshold and inside_box
+            and distance <= region.radius * (1 + tolerance) + tolerance):
+        return None
+    return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance)
+
+
+def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domain, unit=None,
+                 config: SearchConfig | None = None, seed: int = 0) -> Witness | None:
+    """The closest re-checked violating input found in B_p(x0, radius) ∩ domain, or None."""
+    config = config or SearchConfig()
+    dtype, device = model.dtype, model.device
+    x0 = torch.as_tensor(x0, dtype=dtype).reshape(-1).to(device)
+    unit_t = None if unit is None else torch.as_tensor(unit, dtype=dtype).to(device)
+    region = Region(x0, float(radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit_t)
+    evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget)
+    generator = torch.Generator().manual_seed(int(seed))
+    tracker = ViolationTracker(prop, region)
+    evaluator.observers.append(tracker)
+    evaluator(x0.unsqueeze(0))
+    search_violation(prop, region, evaluator, config, generator, tracker=tracker)
+    if tracker.best_x is None:
+        return None
+    shrink_witness(prop, region, tracker.best_x, evaluator, config, generator, tracker)
+    witness = recheck(model, prop, region, tracker.best_x)
+    if witness is not None:
+        witness.evaluations = evaluator.evaluations
+    return witness

@@ -1,0 +1,181 @@
+"""saferisk.audit: tidy table from shards, missing shards, NaN radii, fractions, verdicts."""
+
+from __future__ import annotations
+
+import json
+import pandas as pd
+import pytest
+
+from saferisk.audit import (
+    FAIL, INCONCLUSIVE, PASS, aggregate, parse_criteria, parse_shard_path, read_table, summarize,
+    table_from_results, write_tables,
+)
+from saferisk.errors import ConfigError, DataError
+from saferisk.result import RESULT_FIELDS, RadiusResult, failed_status
+
+
+def result(i, lower, estimate, upper, *, prop="robustness", norm="inf", model="m", status="ok", **kw):
+    return RadiusResult(input_id=str(i), property=prop, norm=norm, max_radius=0.1, model=model, input_set="test",
+                        radius_lower=lower, radius_estimate=estimate, radius_upper=upper, status=status, **kw)
+
+
+def write_shard(path, results):
+    rows = [r.to_dict() for r in results]
+    for row in rows:
+        row["extra"] = json.dumps(row["extra"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=list(RESULT_FIELDS)).to_parquet(path, index=False)
+    return path
+
+
+# Ten inputs at r = 0.02 (L-inf): 6 certified (lower >= 0.02), 2 with a witness within 0.02,
+# 1 bracket straddling 0.02, 1 failed.
+TEN = [result(i, 0.03, 0.05, None) for i in range(6)] + [
+    result(6, 0.005, 0.03, 0.015), result(7, 0.0, 0.01, 0.012), result(8, 0.01, 0.04, 0.05),
+    result(9, None, None, None, status=failed_status("NaN outputs"))]
+
+
+def test_parse_shard_path():
+    assert parse_shard_path("results/radii/mlp/digits/robustness-inf/shard-3.parquet") == {
+        "model": "mlp", "input_set": "digits", "property": "robustness", "norm": "inf", "shard": "shard-3.parquet"}
+    with pytest.raises(DataError, match="not a radius shard path"):
+        parse_shard_path("results/whatever.parquet")
+
+
+def test_aggregate_sorts_and_flags_missing_shard(tmp_path):
+    base = tmp_path / "radii" / "m" / "test" / "robustness-inf"
+    shard0 = write_shard(base / "shard-0.parquet", [result(i, 0.01, 0.02, None) for i in (10, 2, 1)])
+    missing = base / "shard-1.parquet"
+    table = aggregate([shard0], expected_shards=[shard0, missing])
+    assert list(table["input_id"]) == ["1", "2", "10", "<missing shard-1>"]  # numeric order, placeholder last
+    placeholder = table.iloc[-1]
+    assert placeholder["status"] == f"missing: {missing}" and placeholder["shard"] == "shard-1.parquet"
+    summary = summarize(table, [{"property": "robustness-inf", "radius": 0.005, "min_fraction": 0.5}])
+    group = summary.groups[0]
+    assert group.n_inputs == 3 and group.missing_shards == [str(missing)]
+    assert "1 result shard(s) missing" in group.availability_note()
+    verdict = summary.criterion_verdicts[0]
+    assert verdict.verdict == INCONCLUSIVE and "missing" in verdict.reason
+    assert summary.overall("m").verdict == INCONCLUSIVE
+
+
+def test_aggregate_errors(tmp_path):
+    base = tmp_path / "m" / "test" / "robustness-inf"
+    shard = write_shard(base / "shard-0.parquet", [result(1, 0.01, 0.02, None)])
+    with pytest.raises(DataError, match="duplicated result rows .*input_id=1"):
+        aggregate([shard, write_shard(base / "shard-1.parquet", [result(1, 0.01, 0.02, None)])])
+    broken = base / "shard-2.parquet"
+    pd.DataFrame({"input_id": ["1"]}).to_parquet(broken)
+    with pytest.raises(DataError, match=r"shard-2.parquet: radius shard lacks column\(s\) property"):
+        aggregate([broken])
+    with pytest.raises(DataError, match="not found"):
+        aggregate([base / "nope.parquet"])
+
+
+def test_nan_radii_become_nulls_and_stats_are_nan_aware():
+    table = table_from_results([result(0, float("nan"), 0.02, float("inf")), result(1, 0.01, float("nan"), 0.03),
+                                result(2, 0.03, 0.04, None)])
+    assert table["radius_lower"].isna().sum() == 1 and table["radius_upper"].isna().sum() == 2
+    group = summarize(table).groups[0]
+    assert group.radius_lower.n_values == 2 and group.radius_lower.n_null == 1
+    assert group.radius_lower.mean == pytest.approx(0.02) and group.radius_lower.min == pytest.approx(0.01)
+    assert group.radius_estimate.median == pytest.approx(0.03)
+    assert group.n_risks_found == 1
+    assert list(table["pass"]) == [True, False, True]
+
+
+def test_fraction_curves_and_counts():
+    group = summarize(table_from_results(TEN), radii=[0.01, 0.02]).groups[0]
+    assert group.n_inputs == 10 and group.n_failed == 1 and group.failure_reasons == {"NaN outputs": 1}
+    assert group.radii == [0.01, 0.02]
+    # r = 0.01: certified 0..5 and 8 (lower 0.01 >= 0.01) = 7; r = 0.02: 0..5 = 6
+    assert group.certified_fraction == pytest.approx([0.7, 0.6])
+    # witnesses within r: none at 0.01 (0.012, 0.015 > 0.01); 6 and 7 at 0.02
+    assert group.risk_fraction == pytest.approx([0.0, 0.2])
+    # estimate >= r and not proven unsafe: r=0.01 -> 0..8 = 9; r=0.02 -> 0..5, 8 = 7
+    assert group.estimate_fraction == pytest.approx([0.9, 0.7])
+    assert group.n_risks_found == 3
+
+
+@pytest.mark.parametrize("min_fraction, basis, expected", [
+    (0.6, "certified", PASS),          # 6/10 certified
+    (0.8, "certified", INCONCLUSIVE),  # between 60% and 80% (2 with witness)
+    (0.85, "certified", FAIL),         # at most 8/10 can be safe
+    (0.7, "estimate", PASS),
+    (0.75, "estimate", INCONCLUSIVE),  # 7/10 estimated + 1 failed unknown
+    (0.9, "estimate", FAIL),
+])
+def test_verdicts(min_fraction, basis, expected):
+    criteria = [{"property": "robustness", "norm": "Linf", "radius": 0.02, "min_fraction": min_fraction, "basis": basis}]
+    summary = summarize(table_from_results(TEN), criteria)
+    verdict = summary.criterion_verdicts[0]
+    assert verdict.verdict == expected, verdict.reason
+    assert verdict.basis == basis
+    overall = summary.overall("m")
+    assert overall.verdict == expected
+    if expected != INCONCLUSIVE and basis == "estimate":
+        assert "estimate only" in overall.label
+    if expected == PASS and basis == "certified":
+        assert overall.label == "PASS (certified)"
+
+
+def test_verdict_combination_and_missing_property():
+    results = TEN + [result(i, 0.05, 0.06, None, prop="uncertainty") for i in range(5)]
+    criteria = [{"property": "robustness-inf", "radius": 0.02, "min_fraction": 0.5},
+                {"property": "uncertainty-inf", "radius": 0.02, "min_fraction": 0.9, "basis": "estimate"},
+                {"property": "reachability", "radius": 0.02, "min_fraction": 0.5}]
+    summary = summarize(table_from_results(results), criteria, models=["m", "failed-model"])
+    by_scope = {(v.model, v.scope): v for v in summary.property_verdicts}
+    assert by_scope[("m", "robustness-inf")].verdict == PASS
+    assert by_scope[("m", "uncertainty-inf")].basis == "estimate"
+    assert by_scope[("m", "reachability")].verdict == INCONCLUSIVE
+    reach = [v for v in summary.criterion_verdicts if v.model == "m" and v.criterion.property == "reachability"][0]
+    assert reach.reason == "no results for reachability"
+    assert summary.overall("m").verdict == INCONCLUSIVE
+    assert summary.overall("failed-model").verdict == INCONCLUSIVE  # a model without rows does not vanish
+    data = summary.to_dict()
+    json.dumps(data, allow_nan=False)  # JSON-able without NaN
+    assert {g["key"] for g in data["groups"]} == {"robustness-inf", "uncertainty-inf"}
+
+
+def test_all_failed_group_is_inconclusive_not_fail():
+    results = [result(i, None, None, None, status=failed_status("NaN outputs")) for i in range(4)]
+    summary = summarize(table_from_results(results), [{"property": "robustness-inf", "radius": 0.01, "min_fraction": 0.5}])
+    assert summary.criterion_verdicts[0].verdict == INCONCLUSIVE
+    assert summary.groups[0].availability_note() == "4 of 4 inputs failed (NaN outputs: 4)"
+    assert set(summary.groups[0].certified_fraction) == {0.0}  # failed inputs never count as safe
+    assert summary.groups[0].radius_lower.mean is None
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"property": "robustness", "radius": 0.1}, "missing key 'min_fraction'"),
+    ({"property": "robustness", "radius": 0, "min_fraction": 0.5}, "radius must be > 0"),
+    ({"property": "robustness", "radius": 0.1, "min_fraction": 1.5}, "min_fraction must be in"),
+    ({"property": "robustness", "radius": 0.1, "min_fraction": 0.5, "basis": "vibes"}, "basis must be"),
+    ({"property": "robustness", "radius": 0.1, "min_fraction": 0.5, "colour": 1}, "unknown key"),
+])
+def test_bad_criteria(item, message):
+    with pytest.raises(ConfigError, match=rf"criteria\[0\]: .*{message}"):
+        parse_criteria([item])
+
+
+def test_write_tables_is_deterministic_and_round_trips(tmp_path):
+    table = table_from_results(TEN + [result(20, 0.1 / 3, 1e-9, None, extra={"b": 1, "a": [1.5]})])
+    parquet_a, csv_a = write_tables(table, tmp_path / "a")
+    parquet_b, csv_b = write_tables(table.sample(frac=1, random_state=1), tmp_path / "b")  # other row order
+    assert parquet_a.read_bytes() == parquet_b.read_bytes()
+    assert csv_a.read_bytes() == csv_b.read_bytes()
+    assert "0.03333333333333333" in csv_a.read_text()  # floats round-trip exactly
+    assert '"{""a"": [1.5], ""b"": 1}"' in csv_a.read_text()  # sorted JSON extra
+    for path in (parquet_a, csv_a):
+        back = read_table(path)
+        pd.testing.assert_frame_equal(back, table, check_dtype=False)
+    assert not list((tmp_path / "a").glob(".*tmp"))  # atomic: no leftovers
+
+
+def test_empty_table():
+    table = aggregate([])
+    assert len(table) == 0
+    summary = summarize(table, [{"property": "robustness-inf", "radius": 0.01, "min_fraction": 0.5}], models=["m"])
+    assert summary.overall("m").verdict == INCONCLUSIVE
+    assert summary.criterion_verdicts[0].reason == "no results for robustness-inf"

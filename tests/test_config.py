@@ -1,0 +1,182 @@
+"""The config schema, parse-time checks, job expansion and `saferisk validate-config`."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from saferisk.cli import main
+from saferisk.config import build_plan, load_config_file, schema_keys
+from saferisk.config.schema import check_schema
+from saferisk.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+@pytest.fixture()
+def default_config() -> dict:
+    return load_config_file(DEFAULT)
+
+
+def test_default_config_plan(default_config):
+    plan = build_plan(default_config, ROOT)
+    assert sorted(plan.models) == ["digits_cnn", "digits_mlp", "regression_net"]
+    jobs = plan.radius_jobs()
+    # 2 digits models x (robustness inf + 2, uncertainty, invariance) + reachability on the box
+    assert len(jobs) == 9
+    assert {j.property for j in jobs if j.model == "regression_net"} == {"reachability"}
+    assert {(j.property, j.norm) for j in jobs if j.model == "digits_mlp"} == {
+        ("robustness", "inf"), ("robustness", "2"), ("uncertainty", "inf"), ("invariance", "inf")}
+    assert jobs[0].output == "results/radii/digits_mlp/digits/robustness-inf/shard-0.parquet"
+    assert plan.input_sets["digits"].info.n_rows == 32
+    assert plan.input_sets["regression_box"].info.n_rows == 4
+
+
+def test_defaults_filled_everywhere(default_config):
+    config = check_schema(default_config)
+    assert config["models"]["digits_mlp"]["decision"] == "argmax"
+    assert config["models"]["digits_mlp"]["format"] == "auto"
+    assert config["input_sets"]["digits"]["samples"] == 0
+    assert config["properties"]["robustness"]["certify"] == {"enabled": True}
+    assert config["criteria"][0]["model"] is None
+    assert config["seeds"]["search"] == 0
+
+
+def test_every_schema_key_documented_in_readme():
+    readme = (ROOT / "config" / "README.md").read_text()
+    missing = [k for k in schema_keys() if not re.search(rf"`{re.escape(k)}`", readme)]
+    assert not missing, f"config/README.md does not document: {missing}"
+
+
+def test_every_schema_key_has_description_and_default():
+    from saferisk.config import load_schema
+
+    schema = load_schema()
+    problems = []
+
+    def walk(node, path, required=()):
+        for key, sub in node.get("properties", {}).items():
+            if "description" not in sub:
+                problems.append(f"{path}.{key}: no description")
+            if "default" not in sub and key not in required and path.count(".") < 4:
+                problems.append(f"{path}.{key}: no default")
+            walk(sub, f"{path}.{key}", sub.get("required", ()))
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.*", extra.get("required", ()))
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]", node["items"].get("required", ()))
+
+    walk(schema, "", schema.get("required", ()))
+    # selection.first/indices/per_class are alternatives: no default by design
+    problems = [p for p in problems if ".selection." not in p]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["models"]["digits_mlp"].__setitem__("format", "keras"),
+     r"models\.digits_mlp\.format: 'keras' is not allowed; choose one of: auto, onnx"),
+    (lambda c: c["models"]["digits_mlp"].__setitem__("colour", 1),
+     r"models\.digits_mlp: unknown key\(s\) colour; allowed keys: .*class_names"),
+    (lambda c: c["properties"]["robustness"].__setitem__("norms", ["inf", "3"]),
+     r"properties\.robustness\.norms"),
+    (lambda c: c["properties"]["robustness"].__setitem__("max_radius", -1),
+     r"properties\.robustness\.max_radius"),
+    (lambda c: c["sharding"].__setitem__("shard_size", 0), r"sharding\.shard_size"),
+    (lambda c: c.__setitem__("device", "tpu"), r"device: 'tpu' is not allowed; choose one of: auto, cpu, cuda"),
+    (lambda c: c["models"].__setitem__("bad-name", c["models"]["digits_mlp"]), r"name 'bad-name' is not allowed"),
+])
+def test_schema_errors_name_the_key(default_config, mutate, message):
+    mutate(default_config)
+    with pytest.raises(ConfigError, match=message):
+        build_plan(default_config, ROOT)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["models"]["digits_mlp"].__setitem__("input_sets", ["regression_box"]),
+     r"models\.digits_mlp\.input_sets: input set 'regression_box' has 3 features per input, but model 'digits_mlp' takes 64"),
+    (lambda c: c["models"]["digits_mlp"].__setitem__("input_sets", ["nope"]),
+     r"models\.digits_mlp\.input_sets: unknown input set 'nope'"),
+    (lambda c: c["models"]["digits_mlp"].__setitem__("properties", ["robustness", "ghost"]),
+     r"models\.digits_mlp\.properties: unknown property 'ghost'"),
+    (lambda c: c["models"]["regression_net"].__setitem__("properties", ["robustness"]),
+     r"needs a classifier"),
+    (lambda c: c["models"]["digits_mlp"].__setitem__("source", "missing/model.onnx"),
+     r"models\.digits_mlp\.source: model file not found"),
+    (lambda c: c["input_sets"]["digits"].__setitem__("selection", {"indices": [1, 5000]}),
+     r"input_sets\.digits\.selection\.indices: index 5000 is out of range for 540 rows"),
+    (lambda c: c["criteria"][0].__setitem__("norm", "1"),
+     r"criteria\[0\]\.norm: property 'robustness' is not measured in norm 1"),
+    (lambda c: c["criteria"][0].__setitem__("radius", 5.0), r"criteria\[0\]\.radius: 5.0 exceeds"),
+    (lambda c: c["properties"]["reachability"].__setitem__("params", {"output": 0}),
+     r"properties\.reachability\.params: reachability needs `lower` and/or `upper`"),
+    (lambda c: c["models"]["digits_mlp"].update(source="demo:digits_mlp.safetensors"),
+     r"models\.digits_mlp\.factory: a safetensors source needs a factory"),
+])
+def test_cross_key_errors_at_parse_time(default_config, mutate, message):
+    mutate(default_config)
+    with pytest.raises(ConfigError, match=message):
+        build_plan(default_config, ROOT)
+
+
+def test_invariance_needs_labels(tmp_path, default_config):
+    np.savez(tmp_path / "nolabels.npz", X=np.random.default_rng(0).random((5, 64)))
+    default_config["input_sets"]["digits"] = {"path": str(tmp_path / "nolabels.npz")}
+    with pytest.raises(ConfigError, match=r"'invariance' \(invariance\) needs labels, input set 'digits' has none"):
+        build_plan(default_config, ROOT)
+
+
+def test_norm_list_and_shards_expand(tmp_path, default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["properties"]["robustness"]["norms"] = ["linf", "l2", 1]
+    cfg["sharding"]["shard_size"] = 10
+    cfg["input_sets"]["digits"]["selection"] = {"first": 25}
+    plan = build_plan(cfg, ROOT)
+    jobs = [j for j in plan.radius_jobs() if j.model == "digits_mlp" and j.property == "robustness"]
+    assert sorted({j.norm for j in jobs}) == ["1", "2", "inf"]
+    assert sorted({j.shard for j in jobs}) == [0, 1, 2]
+    assert plan.input_sets["digits"].shard_positions(2) == [20, 21, 22, 23, 24]
+
+
+def test_shard_fingerprints_only_change_for_changed_rows(tmp_path, default_config):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30, 64)), rng.integers(0, 10, 30)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    cfg = copy.deepcopy(default_config)
+    cfg["input_sets"]["digits"] = {"path": str(tmp_path / "d.npz")}
+    cfg["sharding"]["shard_size"] = 10
+    before = build_plan(cfg, ROOT).input_sets["digits"]
+    X2 = np.concatenate([X, rng.random((5, 64))])
+    np.savez(tmp_path / "d.npz", X=X2, y=np.concatenate([y, [1] * 5]))
+    after = build_plan(cfg, ROOT).input_sets["digits"]
+    assert (before.n_shards, after.n_shards) == (3, 4)
+    assert [before.shard_fingerprint(k) for k in range(3)] == [after.shard_fingerprint(k) for k in range(3)]
+    X2[15, 0] += 0.5
+    np.savez(tmp_path / "d.npz", X=X2, y=np.concatenate([y, [1] * 5]))
+    changed = build_plan(cfg, ROOT).input_sets["digits"]
+    assert changed.shard_fingerprint(0) == before.shard_fingerprint(0)
+    assert changed.shard_fingerprint(1) != before.shard_fingerprint(1)
+
+
+def test_validate_config_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["validate-config"]) == 0
+    assert capsys.readouterr().out.strip() == "config OK: 3 models, 2 input sets, 4 properties -> 9 radius jobs"
+    bad = yaml.safe_load(DEFAULT.read_text())
+    bad["properties"]["robustness"]["scale"] = "pixels"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["validate-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("saferisk: error: invalid config: properties.robustness.scale: 'pixels' is not allowed; "
+                          "choose one of: input, domain")
+    assert len(err.strip().splitlines()) == 1
+    (tmp_path / "broken.yaml").write_text("models: [\n")
+    assert main(["validate-config", str(tmp_path / "broken.yaml")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err

@@ -1,0 +1,35 @@
+rule aggregate_model:
+    input:
+        get_model_radius_tables,
+    output:
+        table="results/tables/{model}.parquet",
+        csv="results/tables/{model}.csv",
+        summary="results/tables/{model}.summary.json",
+    log:
+        "logs/aggregate_model/{model}.log",
+    params:
+        criteria=PLAN.config["criteria"],
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/aggregate_model.py"
+
+
+rule combine_tables:
+    input:
+        get_model_tables,
+    output:
+        table="results/tables/audit.parquet",
+        csv="results/tables/audit.csv",
+        summary="results/tables/summary.json",
+    log:
+        "logs/combine_tables/audit.log",
+    params:
+        criteria=PLAN.config["criteria"],
+        models=list(PLAN.models),
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/combine_tables.py"

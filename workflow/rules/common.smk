@@ -1,0 +1,141 @@
+# All Python of the workflow: config validation (the schema shipped in the saferisk package),
+# the audit plan, wildcard constraints, input functions get_<thing>(wildcards) and targets.
+import os
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+import saferisk.config
+import saferisk.pipeline
+
+min_version("9.0")
+
+# saferisk's own checks first: friendly one-line errors naming the key (and the
+# cross-key checks JSON Schema cannot express: names, shapes, labels), before any job runs.
+PLAN = saferisk.config.build_plan(config, base=Path.cwd())
+validate(config, schema=str(saferisk.config.schema_path()))
+ALGORITHM_HASH = saferisk.pipeline.algorithm_hash()
+REPORTS_DIR = Path(os.path.relpath(Path(workflow.basedir) / "reports"))
+CONDA_ENV = "../../environment.yml"
+
+
+wildcard_constraints:
+    model=PLAN.wildcard_pattern("model"),
+    inputs=PLAN.wildcard_pattern("inputs"),
+    property=PLAN.wildcard_pattern("property"),
+    norm="inf|2|1",
+    shard=r"\d+",
+
+
+def get_final_output():
+    """Every report, the tidy tables and the input-set manifests."""
+    out = [f"results/reports/{m}.pdf" for m in PLAN.models]
+    out += ["results/reports/summary.pdf", "results/tables/audit.csv"]
+    out += [f"results/inputs/{d}/manifest.json" for d in PLAN.input_sets]
+    return out
+
+
+def get_model_source(wildcards):
+    # ancient(): a touched but unchanged file never reruns; the content hash param does.
+    return ancient(str(PLAN.models[wildcards.model].source))
+
+
+def get_model_source_sha256(wildcards):
+    return PLAN.models[wildcards.model].source_sha256()
+
+
+def get_model_spec(wildcards):
+    return PLAN.config["models"][wildcards.model]
+
+
+def get_input_source(wildcards):
+    source = PLAN.input_sets[wildcards.inputs].info.source
+    return [] if source is None else ancient(str(source))
+
+
+def get_input_load_spec(wildcards):
+    return PLAN.input_sets[wildcards.inputs].load_spec()
+
+
+def get_shard_positions(wildcards):
+    return PLAN.input_sets[wildcards.inputs].shard_positions(int(wildcards.shard))
+
+
+def get_shard_fingerprint(wildcards):
+    return PLAN.input_sets[wildcards.inputs].shard_fingerprint(int(wildcards.shard))
+
+
+def get_input_shards(wildcards):
+    return PLAN.input_sets[wildcards.inputs].shards()
+
+
+def get_radius_inputs(wildcards):
+    """The model artifact, its manifest (small, checksummed) and the shard; invariance jobs
+    also read every shard of the set (the differently-labelled references)."""
+    files = {
+        "model": ancient(f"results/models/{wildcards.model}/model.onnx"),
+        "manifest": f"results/models/{wildcards.model}/manifest.json",
+        "shard": f"results/inputs/{wildcards.inputs}/shard-{wildcards.shard}.npz",
+    }
+    if PLAN.properties[wildcards.property]["kind"] == "invariance":
+        files["references"] = PLAN.input_sets[wildcards.inputs].shards()
+    return files
+
+
+def get_radius_model_spec(wildcards):
+    spec = PLAN.config["models"][wildcards.model]
+    return {k: spec[k] for k in ("decision", "domain", "output_kind")}
+
+
+def get_property_spec(wildcards):
+    return PLAN.property_spec(wildcards.property)
+
+
+def get_radius_runtime(wildcards, attempt):
+    """Minutes: generous for a shard of the configured size, doubled per retry."""
+    return 30 * attempt
+
+
+def get_radius_mem_mb(wildcards, attempt):
+    return 4000 * attempt
+
+
+def get_model_radius_tables(wildcards):
+    return [
+        job.output for job in PLAN.radius_jobs() if job.model == wildcards.model
+    ]
+
+
+def get_model_witnesses(wildcards):
+    return [
+        job.output.replace(".parquet", ".witnesses.npz")
+        for job in PLAN.radius_jobs()
+        if job.model == wildcards.model
+    ]
+
+
+def get_model_manifests(wildcards):
+    return [f"results/models/{m}/manifest.json" for m in PLAN.models]
+
+
+def get_model_tables(wildcards):
+    return [f"results/tables/{m}.parquet" for m in PLAN.models]
+
+
+def get_report_assets(wildcards):
+    """Templates, CSS and fonts: inputs of the report rules, so editing them reruns reports."""
+    return sorted(str(p) for p in REPORTS_DIR.rglob("*") if p.is_file())
+
+
+def write_run_metadata():
+    """results/run-metadata.json: start time, host, targets; no rule reads it."""
+    saferisk.pipeline.write_run_metadata(
+        "results/run-metadata.json",
+        {"plan": PLAN.summary(), "workdir": os.getcwd()},
+    )
+
+
+def print_report_locations():
+    reports = sorted(Path("results/reports").glob("*.pdf"))
+    if reports:
+        print("saferisk reports:\n" + "\n".join(f"  {p}" for p in reports))

@@ -1,0 +1,15 @@
+rule export_model:
+    input:
+        source=get_model_source,
+    output:
+        model="results/models/{model}/model.onnx",
+        manifest="results/models/{model}/manifest.json",
+    log:
+        "logs/export_model/{model}.log",
+    params:
+        spec=get_model_spec,
+        source_sha256=get_model_source_sha256,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/export_model.py"

@@ -1,0 +1,30 @@
+rule prepare_input_shard:
+    input:
+        source=get_input_source,
+    output:
+        "results/inputs/{inputs}/shard-{shard}.npz",
+    log:
+        "logs/prepare_input_shard/{inputs}/shard-{shard}.log",
+    params:
+        spec=get_input_load_spec,
+        positions=get_shard_positions,
+        fingerprint=get_shard_fingerprint,
+        seeds=PLAN.config["seeds"],
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/prepare_input_shard.py"
+
+
+rule describe_input_set:
+    input:
+        get_input_shards,
+    output:
+        "results/inputs/{inputs}/manifest.json",
+    log:
+        "logs/describe_input_set/{inputs}.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/describe_input_set.py"

@@ -1,0 +1,16 @@
+"""Rule report_model: results/reports/<model>.pdf (saferisk.pipeline.report_model_step)."""
+from saferisk.pipeline import report_model_step, run_step
+
+run_step(
+    snakemake.log[0],
+    report_model_step,
+    model_name=snakemake.wildcards.model,
+    table_path=snakemake.input.table,
+    summary_path=snakemake.input.summary,
+    manifest_path=snakemake.input.manifest,
+    model_spec=snakemake.params.model_spec,
+    report_options=snakemake.params.report,
+    criteria=snakemake.params.criteria,
+    templates_dir=snakemake.params.templates,
+    out_path=snakemake.output[0],
+)

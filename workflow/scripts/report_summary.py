@@ -1,0 +1,14 @@
+"""Rule report_summary: results/reports/summary.pdf (saferisk.pipeline.report_summary_step)."""
+from saferisk.pipeline import report_summary_step, run_step
+
+run_step(
+    snakemake.log[0],
+    report_summary_step,
+    table_path=snakemake.input.table,
+    summary_path=snakemake.input.summary,
+    manifest_paths=dict(zip(snakemake.params.models, snakemake.input.manifests)),
+    report_options=snakemake.params.report,
+    criteria=snakemake.params.criteria,
+    templates_dir=snakemake.params.templates,
+    out_path=snakemake.output[0],
+)
