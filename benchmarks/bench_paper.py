@@ -47,8 +47,12 @@ def reachability_table(quick: bool) -> tuple[Table, list[Goal], list[str]]:
         model = dense_model(W, b, activation, name=label)
         lower, upper = np.zeros(n), np.full(n, 10.0)
         _warm_up(model, lower, upper)
-        with timer() as t:
-            res = reachable_range(model, 0, lower, upper, seed=0)
+        times = []
+        for _ in range(1 if quick else 3):  # best of 3: the machine may be shared
+            with timer() as t:
+                res = reachable_range(model, 0, lower, upper, seed=0)
+            times.append(t[0])
+        t = [min(times)]
         hidden = "x".join(str(w.shape[1]) for w in W[:-1])
         ref = REFERENCE_RANGES.get(label)
         paper = PAPER_SECONDS[label]
@@ -63,7 +67,8 @@ def reachability_table(quick: bool) -> tuple[Table, list[Goal], list[str]]:
                   res.max, ref[1] if ref else None, err_max, res.evaluations)
     table.notes.append("Boxes: [0,10]^2 for ReLU-NN-0..5, [0,10]^4 for the tanh net (no reference range: "
                        "method.md gives none). Reference ranges: method.md §5 (dense grid + local refinement). "
-                       "Paper times were measured by the authors on their machine (MATLAB); ours on this machine.")
+                       "Paper times were measured by the authors on their machine (MATLAB); ours on this machine, "
+                       f"{'one run' if quick else 'best of 3 runs'}, default `reachable_range` settings.")
     goals = [Goal("reachability time <= 1/4 of the paper's DeepQuant time on every ReLU net",
                   f"worst ratio {max(ratios):.3f}", max(ratios) <= 0.25),
              Goal(f"ranges within {RANGE_TOLERANCE} of the reference on every ReLU net",
@@ -91,7 +96,7 @@ def acsc_table(quick: bool) -> tuple[Table, list[str]]:
     table = Table("ACSC-Xu robustness at X[1199] (paper's point #1200)",
                   ["norm", "scale", "max radius", "margin w(x0)", "Lipschitz estimate", "estimate r_hat",
                    "certified lower", "witness upper", "time (s)", "evaluations"])
-    cases = [("inf", "input", 10000.0), ("inf", "domain", 1.0), ("1", "domain", 5.0)]
+    cases = [("inf", "domain", 1.0)] if quick else [("inf", "input", 10000.0), ("inf", "domain", 1.0), ("1", "domain", 5.0)]
     for norm, scale, max_radius in cases:
         with timer() as t:
             res = compute_radius(model, x0, Robustness(), norm, max_radius, domain, scale=scale, label=label,
@@ -99,7 +104,7 @@ def acsc_table(quick: bool) -> tuple[Table, list[str]]:
         table.add(f"L{norm}", scale, max_radius, res.value_at_x0, res.lipschitz_estimate, res.radius_estimate,
                   res.radius_lower, res.radius_upper, t[0], res.evaluations)
     table.notes.append(f"Decision at x0: class {int(z0.argmax())} (label {label}); logit margin {margin:.4f} "
-                       f"(method.md §5: {ACSC_MARGIN_REFERENCE}). The first row searches the whole domain in "
+                       f"(method.md §5: {ACSC_MARGIN_REFERENCE}). The 'input' row searches the whole domain in "
                        f"raw units: method.md gives L-inf Lipschitz ~{ACSC_LIPSCHITZ_REFERENCE} there. "
                        "Scale 'domain' measures radii in fractions of each feature's range.")
     return table, [f"ACSC-Xu X[1199]: margin {margin:.4f} (paper code: {ACSC_MARGIN_REFERENCE})."]
@@ -115,52 +120,60 @@ def _save_digit_png(x: np.ndarray, path) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
-def uncertainty_table(quick: bool) -> tuple[Table, list[str], list[str]]:
-    """Minimise KL(U || softmax) inside B_inf(x0, 0.4) ∩ [0, 1]^64 (the paper's uncertainty search)."""
+def minimise_kl(model, x0: torch.Tensor, quick: bool, seed: int = 0):
+    """The paper's uncertainty-example search: minimise KL(U || softmax) over B_inf(x0, 0.4) ∩ [0, 1]^n
+    (random samples, gradient-guided starts, then batched GPS). Returns (x, KL re-checked, evaluations)."""
     from saferisk.properties import kl_uniform_softmax
     from saferisk.search import Evaluator, Region, SearchConfig, pattern_search
     from saferisk.search.gradient import gradient_descent
-    from saferisk.search.region import forward_grad
+
+    n = x0.numel()
+    region = Region(x0, FIG5_RADIUS, "inf", torch.zeros(n), torch.ones(n))
+    config = SearchConfig(mode="gps", mesh_tolerance=1e-5, max_iterations=150 if quick else 600, n_starts=4,
+                          budget=60_000 if quick else 200_000)
+    evaluator = Evaluator(model, kl_uniform_softmax, config.chunk_size, config.budget)
+    generator = torch.Generator().manual_seed(seed)
+    samples = region.sample(256, generator)
+    starts = samples[evaluator(samples).argsort()[:3]]
+    gx, _ = gradient_descent(evaluator.with_grad, torch.cat([x0[None], starts]), region, 100, evaluator)
+    res = pattern_search(evaluator, torch.cat([x0[None], gx]), region, config, evaluator, generator)
+    x_best = res.x[int(res.value.argmin())]
+    kl_after = float(kl_uniform_softmax(model.forward_flat(x_best[None]))[0])  # fresh re-check
+    return x_best, kl_after, evaluator.evaluations
+
+
+def uncertainty_table(quick: bool) -> tuple[Table, list[str], list[str]]:
+    """Figure 5 on the first correctly classified digits (the images of the first one are saved)."""
+    from saferisk.properties import kl_uniform_softmax
 
     model = demo_model("digits_cnn.onnx")
     X, y = digits_test_set()
     z = model.forward_flat(torch.as_tensor(X, dtype=torch.float32))
     kl = kl_uniform_softmax(z)
-    correct = (z.argmax(1).numpy() == y)
-    index = int(np.flatnonzero(correct)[0])
-    x0 = torch.as_tensor(X[index], dtype=torch.float32)
-    region = Region(x0, FIG5_RADIUS, "inf", torch.zeros(64), torch.ones(64))
-    config = SearchConfig(mode="gps", mesh_tolerance=1e-5, max_iterations=300 if quick else 1500, n_starts=4)
-    evaluator = Evaluator(model, config.chunk_size, config.budget)
-    generator = torch.Generator().manual_seed(0)
-
-    def objective(x, differentiable=False):
-        return kl_uniform_softmax(forward_grad(evaluator, x) if differentiable else evaluator(x))
-
-    with timer() as t:
-        samples = region.sample(256, generator)
-        values = objective(samples)
-        starts = samples[values.argsort()[:3]]
-        gx, _ = gradient_descent(lambda x: objective(x, True), torch.cat([x0[None], starts]), region, 100, evaluator)
-        res = pattern_search(objective, torch.cat([x0[None], gx]), region, config, evaluator, generator)
-    best = int(res.value.argmin())
-    x_adv = res.x[best]
-    kl_after = float(kl_uniform_softmax(model.forward_flat(x_adv[None]))[0])  # fresh re-check
-    z_adv = model.forward_flat(x_adv[None])[0]
-    p_before = torch.softmax(z[index], 0).max().item()
-    p_after = torch.softmax(z_adv, 0).max().item()
-    before_png, after_png = "fig5_digit_before.png", "fig5_digit_after.png"
-    _save_digit_png(X[index], RESULTS_DIR / before_png)
-    _save_digit_png(x_adv.double().numpy(), RESULTS_DIR / after_png)
+    chosen = np.flatnonzero(z.argmax(1).numpy() == y)[: 1 if quick else 3]
     table = Table("Figure 5: uncertainty example on the digits CNN, L-inf ball of radius 0.4",
                   ["test input", "label", "KL before", "top prob before", "KL after", "top prob after",
                    "decision after", "L-inf distance", "time (s)", "evaluations"])
-    table.add(index, int(y[index]), float(kl[index]), p_before, kl_after, p_after, int(z_adv.argmax()),
-              float((x_adv - x0).abs().max()), t[0], evaluator.evaluations)
+    files: list[str] = []
+    headline = []
+    for index in chosen:
+        x0 = torch.as_tensor(X[index], dtype=torch.float32)
+        with timer() as t:
+            x_adv, kl_after, evaluations = minimise_kl(model, x0, quick)
+        z_adv = model.forward_flat(x_adv[None])[0]
+        table.add(int(index), int(y[index]), float(kl[index]), torch.softmax(z[index], 0).max().item(), kl_after,
+                  torch.softmax(z_adv, 0).max().item(), int(z_adv.argmax()), float((x_adv - x0).abs().max()), t[0],
+                  evaluations)
+        if not files:
+            files = [f"fig5_digit{index}_before.png", f"fig5_digit{index}_after.png"]
+            _save_digit_png(X[index], RESULTS_DIR / files[0])
+            _save_digit_png(x_adv.double().numpy(), RESULTS_DIR / files[1])
+            headline = [f"Figure 5 analogue: KL {float(kl[index]):.2f} -> {kl_after:.2e} on a digit (L-inf 0.4)."]
     table.notes.append("Paper (CIFAR-10 image): KL 2.55 -> ~5e-8 inside the same ball. KL(U||p) = logsumexp(z) - "
-                       f"mean(z) - log m (natural log); the minimum over the ball is searched by gradient starts + GPS. "
-                       f"Median KL over the digits test set: {float(kl.median()):.3f}.")
-    return table, [f"Figure 5 analogue: KL {float(kl[index]):.2f} -> {kl_after:.2e} on a digit (L-inf 0.4)."], [before_png, after_png]
+                       "mean(z) - log m (natural log); minimised by random samples, gradient starts and GPS. "
+                       f"Median KL over the digits test set: {float(kl.median()):.3f}. Images (first row): "
+                       + ", ".join(files) + ".")
+    return table, headline, files
 
 
 def run(quick: bool = False) -> BenchReport:

@@ -45,8 +45,8 @@ def run(quick: bool = False) -> BenchReport:
                    "search / raw", "iterations"])
     ratios = []
     for repeat in range(1 if quick else 2):
-        evaluator = Evaluator(model, config.chunk_size, config.budget)
-        evaluator.observers.append(lambda x, z: batch_sizes.append(int(x.shape[0])) if repeat == 0 else None)
+        evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget)
+        evaluator.observers.append(lambda x, w: batch_sizes.append(int(x.shape[0])) if repeat == 0 else None)
         objective = value_objective(prop, evaluator)
         objective(starts)  # warm-up outside the timing
         evaluator.evaluations = 0

@@ -34,7 +34,7 @@ def test_default_config_plan(default_config):
     assert {(j.property, j.norm) for j in jobs if j.model == "digits_mlp"} == {
         ("robustness", "inf"), ("robustness", "2"), ("uncertainty", "inf"), ("invariance", "inf")}
     assert jobs[0].output == "results/radii/digits_mlp/digits/robustness-inf/shard-0.parquet"
-    assert plan.input_sets["digits"].info.n_rows == 32
+    assert plan.input_sets["digits"].info.n_rows == 24
     assert plan.input_sets["regression_box"].info.n_rows == 4
 
 

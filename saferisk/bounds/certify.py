@@ -76,9 +76,13 @@ class _RadiusProblem:
 
 
 def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: float, grid: int,
-            floor: float) -> float:
-    """Largest certified radius in (lo, hi] found by batched grid bisection (lo if none)."""
-    top = hi
+            floor: float, top: float | None = None) -> tuple[float, float]:
+    """Largest certified radius in (lo, hi] by batched grid bisection: (certified, failed above).
+
+    The search starts below `top` (a radius a weaker method failed at) and moves up toward hi
+    while everything it tries is certified.
+    """
+    top = hi if top is None else min(hi, top)
     for _ in range(60):
         if top - lo <= tol * top or top <= floor or time.perf_counter() > problem.deadline:
             break
@@ -91,8 +95,13 @@ def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: flo
         if certified:
             lo = max(lo, max(certified))
         above = [r for r, good in zip(radii, ok) if not good and r > lo]
-        top = min(above) if above else lo
-    return lo
+        if above:
+            top = min(above)
+        elif top < hi:  # everything certified up to top: look higher
+            top = min(hi, 2 * lo + tol * hi)
+        else:
+            top = lo
+    return lo, max(top, lo)
 
 
 def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_radius: float, domain, unit=None,
@@ -128,17 +137,21 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     if hi <= 0:
         return done(0.0, None, "the search interval is empty (max_radius or witness radius is 0)")
     problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, deadline)
-    lo, method_lo = 0.0, None
+    lo, method_lo, failed = 0.0, None, hi
     tol = float(config.tolerance)
+    coarse = max(tol, 0.01)
+    ladder = config.ladder()
     floor = hi * 1e-9
-    for method in config.ladder():
+    for method in ladder:
         if time.perf_counter() > deadline and method_lo is not None:
             break
+        last = method == ladder[-1]
         if method == "bab":
-            found = _bab_refine(problem, lo, hi, tol)
+            found = _bab_refine(problem, lo, hi, tol, failed)
         else:
             grid = config.grid_size if method != "alpha-crown" else max(2, config.grid_size // 2)
-            found = _search(problem, method, lo, hi, tol, grid, floor)
+            top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
+            found, failed = _search(problem, method, lo, hi, tol if last else coarse, grid, floor, top)
         if found > lo:
             lo, method_lo = found, method
         if lo >= hi:
@@ -148,11 +161,11 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     return done(lo, method_lo, None)
 
 
-def _bab_refine(problem: _RadiusProblem, lo: float, hi: float, tol: float) -> float:
-    """Bisection with branch and bound (one radius at a time) while the budget lasts."""
-    top = hi
-    if problem.certified([hi], "bab")[0]:
-        return hi
+def _bab_refine(problem: _RadiusProblem, lo: float, hi: float, tol: float, failed: float) -> float:
+    """Bisection with branch and bound (one radius at a time) in (lo, failed] while the budget lasts."""
+    top = min(hi, max(failed, lo))
+    if top <= lo:
+        return lo
     while top - lo > tol * top and time.perf_counter() < problem.deadline:
         mid = lo + (top - lo) / 2 if lo > 0 else top / 2
         if problem.certified([mid], "bab")[0]:

@@ -105,13 +105,19 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
     }
 
 
+MAX_VALUE_CHARS = 240
+
+
 def _flatten(prefix: str, value, out: list) -> None:
+    """Nested dicts as dotted keys; long lists shortened (e.g. per-feature domain bounds)."""
     if isinstance(value, dict):
         for key in sorted(value, key=str):
             _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
     elif isinstance(value, (list, tuple)):
-        out.append((prefix, ", ".join(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
-                                      for v in value) or "—"))
+        text = ", ".join(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v) for v in value)
+        if len(text) > MAX_VALUE_CHARS:
+            text = text[:MAX_VALUE_CHARS].rsplit(", ", 1)[0] + f", … ({len(value)} values)"
+        out.append((prefix, text or "—"))
     else:
         out.append((prefix, "—" if value is None else str(value)))
 
@@ -130,6 +136,13 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
              ("table: radius search time (sum)", fmt_seconds(float(inputs["seconds"].sum()))),
              ("table: certification time (sum)", fmt_seconds(float(inputs["certify_seconds"].sum()))),
              ("table: forward evaluations (sum)", f"{int(inputs['evaluations'].sum()):,}")]
+    return [{"key": k, "value": v} for k, v in rows]
+
+
+def manifest_rows(manifest: dict) -> list[dict]:
+    """The model manifest as sorted (key, value) rows, hashes included."""
+    rows: list = []
+    _flatten("", {k: v for k, v in manifest.items() if k != "name"}, rows)
     return [{"key": k, "value": v} for k, v in rows]
 
 
@@ -185,6 +198,7 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
                       "min_upper": s["stats"][2]["min"], "median_lower": s["stats"][0]["median"],
                       "median_estimate": s["stats"][1]["median"]} for s in sections],
         "provenance": provenance_rows(provenance, rows),
+        "manifest_rows": manifest_rows(manifest),
         "attachment_name": attachment_name,
     })
     return context

@@ -13,6 +13,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from saferisk.audit.summary import GroupSummary
 
@@ -115,6 +116,7 @@ def _bracket_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
     ax.axhline(top, color="#777777", linewidth=0.6, linestyle="--")
     ax.set_title(title)
     ax.set_xlabel("inputs, sorted by estimate")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     ax.set_ylabel(_radius_label(group))
     ax.set_xlim(-0.5, max(len(ordered) - 0.5, 0.5))
     ax.set_ylim(0, top * 1.05)

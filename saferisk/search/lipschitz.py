@@ -18,6 +18,9 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
+LIPSCHITZ_BUDGET = 0.4  # share of SearchConfig.budget
+
+
 class RatioTracker:
     """Observer keeping max |w(x) - w0| / ||x - x0|| over everything evaluated while attached."""
 
@@ -42,7 +45,7 @@ def lipschitz_search(prop: BoundProperty, region: Region, w0: float, evaluator: 
     """L_hat: the largest ratio |w(x) - w0| / ||x - x0|| the search finds in the region."""
     tracker = RatioTracker(prop, region, w0)
     evaluator.observers.append(tracker)
-    evaluator.new_phase()
+    evaluator.new_phase(LIPSCHITZ_BUDGET)
     try:
         def neg_ratio(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
             w = evaluator.with_grad(x) if differentiable else evaluator(x)

@@ -73,15 +73,24 @@ class Evaluator:
         self.budget = budget
         self.evaluations = 0
         self.phase_start = 0
+        self.phase_budget: int | None = None
         self.observers: list[Observer] = []
 
     @property
     def exhausted(self) -> bool:
-        return self.budget is not None and self.evaluations >= self.phase_start + self.budget
+        if self.budget is not None and self.evaluations >= self.budget:
+            return True
+        return self.phase_budget is not None and self.evaluations >= self.phase_start + self.phase_budget
 
-    def new_phase(self) -> None:
-        """Give the next search phase (Lipschitz search, attack, shrinking) a fresh budget."""
+    @property
+    def total_exhausted(self) -> bool:
+        return self.budget is not None and self.evaluations >= self.budget
+
+    def new_phase(self, fraction: float | None = None) -> None:
+        """Start a search phase (Lipschitz search, attack, shrinking) allowed `fraction` of the
+        total budget (None: whatever is left)."""
         self.phase_start = self.evaluations
+        self.phase_budget = None if fraction is None or self.budget is None else max(1, int(fraction * self.budget))
 
     def _observe(self, x: torch.Tensor, w: torch.Tensor) -> None:
         self.evaluations += int(x.shape[0])

@@ -20,6 +20,12 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
+# Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
+# Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
+ATTACK_BUDGET = 0.35
+SHRINK_BUDGET = 0.25
+
+
 @dataclass
 class Witness:
     """A re-checked violating input: x (n,) float64 on CPU, w at x, ||x - x0|| in the region's norm."""
@@ -58,11 +64,11 @@ def value_objective(prop: BoundProperty, evaluator: Evaluator, differentiable: b
 
 def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                      generator: torch.Generator, extra_starts: torch.Tensor | None = None,
-                     tracker: "ViolationTracker | None" = None) -> None:
+                     tracker: "ViolationTracker | None" = None, budget_fraction: float | None = None) -> None:
     """Run sampling, gradient starts and pattern search on w; violations land in the tracker
     the caller attached to `evaluator.observers`. With `tracker`, the search stops as soon as
     it holds a violation inside `region` (shrinking, not deeper violations, tightens the bound)."""
-    evaluator.new_phase()
+    evaluator.new_phase(budget_fraction)
     objective = value_objective(prop, evaluator)
     stop = None
     if tracker is not None:
@@ -71,10 +77,14 @@ def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, 
     if extra_starts is not None:
         samples = torch.cat([extra_starts.to(samples), samples])
     values = objective(samples)
-    starts = [samples[torch.nan_to_num(values, nan=float("inf")).argsort()[: config.n_starts]]]
+    best = samples[torch.nan_to_num(values, nan=float("inf")).argsort()[: config.n_starts]]
+    starts = [best]
     if config.gradient_starts and config.mode == "fast" and not evaluator.exhausted:
+        # PGD-style: start at the centre (gradients far from x0 can vanish, e.g. on saturated
+        # softmax outputs) and at the best random samples
+        grad_starts = torch.cat([region.x0.unsqueeze(0), best[: max(config.n_starts - 1, 0)]])
         try:
-            gx, gv = gradient_descent(value_objective(prop, evaluator, True), samples[: config.n_starts],
+            gx, gv = gradient_descent(value_objective(prop, evaluator, True), grad_starts,
                                       region, config.gradient_steps, evaluator, stop=stop)
             starts.append(gx)
         except RuntimeError:  # a model without gradients stays black-box
@@ -103,18 +113,20 @@ def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, eva
             lo = float(t[-1])
         if hi - lo < 1e-6:
             break
-    small = SearchConfig(**{**config.to_dict(), "n_random": max(32, config.n_random // 8),
+    small = SearchConfig(**{**config.to_dict(), "n_random": max(16, config.n_random // 16),
                             "max_iterations": max(20, config.max_iterations // 5),
-                            "gradient_steps": max(10, config.gradient_steps // 2)})
+                            "gradient_steps": 2 * config.gradient_steps})
     r_lo, r_hi = 0.0, tracker.best_distance
+    per_step = SHRINK_BUDGET / max(config.shrink_steps, 1)
     for _ in range(config.shrink_steps):
-        if evaluator.exhausted or r_hi <= 0:
+        if evaluator.total_exhausted or r_hi <= 0:
             break
         r_try = (r_lo + r_hi) / 2 if r_lo > 0 else 0.7 * r_hi
         inner = region.shrink(r_try)
         before = tracker.best_distance
         seed_point = inner.project(tracker.best_x.unsqueeze(0))
-        search_violation(prop, inner, evaluator, small, generator, extra_starts=seed_point, tracker=tracker)
+        search_violation(prop, inner, evaluator, small, generator, extra_starts=seed_point, tracker=tracker,
+                         budget_fraction=per_step)
         if tracker.best_distance < before and tracker.best_distance <= r_try * (1 + 1e-6):
             r_hi = tracker.best_distance
         else:
@@ -150,7 +162,7 @@ def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domai
     tracker = ViolationTracker(prop, region)
     evaluator.observers.append(tracker)
     evaluator(x0.unsqueeze(0))
-    search_violation(prop, region, evaluator, config, generator, tracker=tracker)
+    search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
     if tracker.best_x is None:
         return None
     shrink_witness(prop, region, tracker.best_x, evaluator, config, generator, tracker)

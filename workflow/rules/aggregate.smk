@@ -7,11 +7,11 @@ rule aggregate_model:
         summary="results/tables/{model}.summary.json",
     log:
         "logs/aggregate_model/{model}.log",
-    params:
-        criteria=PLAN.config["criteria"],
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        criteria=PLAN.config["criteria"],
     script:
         "../scripts/aggregate_model.py"
 
@@ -25,11 +25,11 @@ rule combine_tables:
         summary="results/tables/summary.json",
     log:
         "logs/combine_tables/audit.log",
-    params:
-        criteria=PLAN.config["criteria"],
-        models=list(PLAN.models),
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        criteria=PLAN.config["criteria"],
+        models=list(PLAN.models),
     script:
         "../scripts/combine_tables.py"

@@ -101,9 +101,7 @@ def get_radius_mem_mb(wildcards, attempt):
 
 
 def get_model_radius_tables(wildcards):
-    return [
-        job.output for job in PLAN.radius_jobs() if job.model == wildcards.model
-    ]
+    return [job.output for job in PLAN.radius_jobs() if job.model == wildcards.model]
 
 
 def get_model_witnesses(wildcards):

@@ -6,10 +6,10 @@ rule export_model:
         manifest="results/models/{model}/manifest.json",
     log:
         "logs/export_model/{model}.log",
+    conda:
+        CONDA_ENV
     params:
         spec=get_model_spec,
         source_sha256=get_model_source_sha256,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/export_model.py"

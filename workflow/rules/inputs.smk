@@ -5,13 +5,13 @@ rule prepare_input_shard:
         "results/inputs/{inputs}/shard-{shard}.npz",
     log:
         "logs/prepare_input_shard/{inputs}/shard-{shard}.log",
+    conda:
+        CONDA_ENV
     params:
         spec=get_input_load_spec,
         positions=get_shard_positions,
         fingerprint=get_shard_fingerprint,
         seeds=PLAN.config["seeds"],
-    conda:
-        CONDA_ENV
     script:
         "../scripts/prepare_input_shard.py"
 

@@ -9,16 +9,16 @@ rule report_model:
         "results/reports/{model}.pdf",
     log:
         "logs/report_model/{model}.log",
+    benchmark:
+        "results/benchmarks/report_model/{model}.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         report=PLAN.config["report"],
         model_spec=get_model_spec,
         criteria=PLAN.config["criteria"],
         templates=str(REPORTS_DIR),
-    localrule: True
-    benchmark:
-        "results/benchmarks/report_model/{model}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/report_model.py"
 
@@ -33,13 +33,13 @@ rule report_summary:
         "results/reports/summary.pdf",
     log:
         "logs/report_summary/summary.log",
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         report=PLAN.config["report"],
         criteria=PLAN.config["criteria"],
         templates=str(REPORTS_DIR),
         models=list(PLAN.models),
-    localrule: True
-    conda:
-        CONDA_ENV
     script:
         "../scripts/report_summary.py"
