@@ -35,7 +35,8 @@ def run(quick: bool = False) -> BenchReport:
     x0 = torch.as_tensor(vnnlib_centre(shared_path("vnncomp", "mnistfc", "prop_0_0.03.vnnlib")), dtype=torch.float32)
     domain = Domain.scalar(0.0, 1.0, model.n_inputs)
     prop = Robustness().bind(model.forward_flat(x0[None])[0].double())
-    config = SearchConfig(mode="gps", n_starts=8, max_iterations=8 if quick else 30, mesh_tolerance=1e-12)
+    config = SearchConfig(mode="gps", n_starts=8, max_iterations=8 if quick else 30, mesh_tolerance=1e-12,
+                          budget=10**9)
     region = Region(x0, 0.03, "inf", domain.lower.float(), domain.upper.float())
     starts = region.sample(config.n_starts, torch.Generator().manual_seed(0))
 

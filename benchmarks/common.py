@@ -167,13 +167,15 @@ def machine_info() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {"cpu": cpu_model(), "cores": cores, "torch_threads": torch.get_num_threads(), "gpu": gpu,
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "saferisk": getattr(saferisk, "__version__", "unknown"), "os": platform.platform()}
+            "saferisk": getattr(saferisk, "__version__", "unknown"), "os": platform.platform(),
+            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
 def machine_markdown(machine: dict) -> str:
     return (f"Machine: {machine['cpu']} ({machine['cores']} cores available, torch threads "
             f"{machine['torch_threads']}), GPU: {machine['gpu']}; Python {machine['python']}, torch "
-            f"{machine['torch']}, numpy {machine['numpy']}, saferisk {machine['saferisk']}.")
+            f"{machine['torch']}, numpy {machine['numpy']}, saferisk {machine['saferisk']}; load average "
+            f"{machine.get('load_average_1min')} when written (timings on a loaded machine are slower).")
 
 
 @contextmanager

@@ -143,6 +143,8 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
             log.error("certified radius %.6g exceeds witness radius %.6g: refusing it", lower, out.radius_upper)
             lower, method = None, f"refused: certified {lower:.6g} > witness {out.radius_upper:.6g} (bug, please report)"
         out.radius_lower, out.radius_lower_method, out.certify_seconds = lower, method, seconds
+    else:
+        out.radius_lower_method = "not computed: certified bounds were skipped"
     return out
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from saferisk.audit import (
-    FAIL, INCONCLUSIVE, PASS, aggregate, parse_criteria, parse_shard_path, read_table, summarize,
+    FAIL, INCONCLUSIVE, NO_CRITERION, PASS, aggregate, parse_criteria, parse_shard_path, read_table, summarize,
     table_from_results, write_tables,
 )
 from saferisk.errors import ConfigError, DataError
@@ -123,7 +123,7 @@ def test_verdict_combination_and_missing_property():
     results = TEN + [result(i, 0.05, 0.06, None, prop="uncertainty") for i in range(5)]
     criteria = [{"property": "robustness-inf", "radius": 0.02, "min_fraction": 0.5},
                 {"property": "uncertainty-inf", "radius": 0.02, "min_fraction": 0.9, "basis": "estimate"},
-                {"property": "reachability", "radius": 0.02, "min_fraction": 0.5}]
+                {"property": "reachability", "radius": 0.02, "min_fraction": 0.5, "model": "m"}]
     summary = summarize(table_from_results(results), criteria, models=["m", "failed-model"])
     by_scope = {(v.model, v.scope): v for v in summary.property_verdicts}
     assert by_scope[("m", "robustness-inf")].verdict == PASS
@@ -133,6 +133,12 @@ def test_verdict_combination_and_missing_property():
     assert reach.reason == "no results for reachability"
     assert summary.overall("m").verdict == INCONCLUSIVE
     assert summary.overall("failed-model").verdict == INCONCLUSIVE  # a model without rows does not vanish
+    assert {v.reason for v in summary.criterion_verdicts if v.model == "failed-model"} == {
+        "no results for robustness-inf", "no results for uncertainty-inf"}
+    # a criterion without model skips a model that does not measure its property
+    other = summarize(table_from_results(results + [result(0, 0.05, 0.06, None, model="n")]), criteria)
+    assert [v.scope for v in other.property_verdicts if v.model == "n"] == ["robustness-inf"]
+    assert other.overall("n").verdict == PASS
     data = summary.to_dict()
     json.dumps(data, allow_nan=False)  # JSON-able without NaN
     assert {g["key"] for g in data["groups"]} == {"robustness-inf", "uncertainty-inf"}
@@ -179,3 +185,11 @@ def test_empty_table():
     summary = summarize(table, [{"property": "robustness-inf", "radius": 0.01, "min_fraction": 0.5}], models=["m"])
     assert summary.overall("m").verdict == INCONCLUSIVE
     assert summary.criterion_verdicts[0].reason == "no results for robustness-inf"
+
+
+def test_property_without_criterion_is_not_judged():
+    results = TEN + [result(i, 0.05, 0.06, None, norm="2") for i in range(3)]
+    summary = summarize(table_from_results(results), [{"property": "robustness-inf", "radius": 0.02, "min_fraction": 0.5}])
+    by_scope = {v.scope: v for v in summary.property_verdicts}
+    assert by_scope["robustness-2"].verdict == NO_CRITERION
+    assert by_scope["robustness-inf"].verdict == PASS and summary.overall("m").verdict == PASS

@@ -82,3 +82,16 @@ def test_retraining_is_byte_identical(tmp_path):
     assert metrics["digits_mlp_accuracy"] >= 0.95 and metrics["digits_cnn_accuracy"] >= 0.95
     for name, shipped in demo_files().items():
         assert (tmp_path / name).read_bytes() == shipped.read_bytes(), f"{name} differs after retraining"
+
+
+def test_training_restores_global_torch_settings():
+    import torch
+
+    from saferisk.demo.nets import digits_mlp_small
+    from saferisk.demo.train import digits_split, train_classifier
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    split = digits_split()
+    train_classifier(digits_mlp_small(), split.X_train[:64], split.y_train[:64], (64,), epochs=1)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic

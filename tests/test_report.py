@@ -203,7 +203,7 @@ def test_bad_data_is_stated_where_the_number_would_be(tmp_path):
                                                     status=failed_status("non-finite model outputs (NaN/inf) at the input"))
                                        for i in range(3)])
     table = normalise_table(pd.concat([table, failed_model], ignore_index=True))
-    criteria = CRITERIA + [{"property": "reachability-inf", "radius": 0.02, "min_fraction": 0.5}]
+    criteria = CRITERIA + [{"property": "reachability-inf", "radius": 0.02, "min_fraction": 0.5, "model": "broken"}]
     summary = summarize(table, criteria, models=["broken", "dead"])
     out = render_model_report(table, summary, manifest("broken", "bb" * 32, (4,)), PROVENANCE, tmp_path / "broken.pdf")
     text = " ".join(pdf_text(out).split())

@@ -16,11 +16,11 @@ from saferisk.audit.table import (
     KEY_COLUMNS, MISSING_PREFIX, TABLE_COLUMNS, aggregate, normalise_table, parse_shard_path, read_table,
     table_csv, table_from_results, write_tables,
 )
-from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Criterion, Verdict, parse_criteria
+from saferisk.audit.verdict import FAIL, INCONCLUSIVE, NO_CRITERION, PASS, Criterion, Verdict, parse_criteria
 
 __all__ = [
     "AuditSummary", "GroupSummary", "RadiusStats", "summarize", "KEY_COLUMNS", "MISSING_PREFIX",
     "TABLE_COLUMNS", "aggregate", "normalise_table", "parse_shard_path", "read_table", "table_csv",
-    "table_from_results", "write_tables", "FAIL", "INCONCLUSIVE", "PASS", "Criterion", "Verdict",
+    "table_from_results", "write_tables", "FAIL", "INCONCLUSIVE", "NO_CRITERION", "PASS", "Criterion", "Verdict",
     "parse_criteria",
 ]

@@ -224,8 +224,10 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
     radii: the radii of the fraction curves (default: 10 steps up to each group's max_radius);
     the criteria radii are always added. models: models expected in the audit (a model with no
     rows at all, e.g. a failed export, then gets INCONCLUSIVE verdicts instead of vanishing).
+    A criterion without `model` applies to every model that has rows for its property (and to
+    models without any rows); one naming a model always applies to it.
     """
-    from saferisk.audit.verdict import combine, evaluate_criterion, parse_criteria
+    from saferisk.audit.verdict import NO_CRITERION, Verdict, combine, evaluate_criterion, parse_criteria
 
     criteria = parse_criteria(criteria)
     groups = []
@@ -246,6 +248,8 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
             if criterion.model is not None and criterion.model != model:
                 continue
             mask = model_rows["property"] == criterion.property
+            if criterion.model is None and len(model_rows) and not mask.any():
+                continue  # a criterion without model reads only the models that measure the property
             if criterion.norm is not None:
                 mask &= model_rows["norm"] == criterion.norm
             matched = model_rows.loc[mask]
@@ -259,8 +263,11 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
                 criterion_verdicts.append(verdict)
                 verdicts_by_property.setdefault(criterion.property_key, []).append(verdict)
         for key in sorted(set(verdicts_by_property) | {g.key for g in groups if g.model == model}):
-            property_verdicts.append(combine(model, key, verdicts_by_property.get(key, []),
-                                             "no criterion configured for this property"))
+            if key in verdicts_by_property:
+                property_verdicts.append(combine(model, key, verdicts_by_property[key], ""))
+            else:
+                property_verdicts.append(Verdict(model, key, NO_CRITERION, None,
+                                                 "no criterion reads this property: measurements only"))
         model_verdicts.append(combine(model, "overall", [v for vs in verdicts_by_property.values() for v in vs],
                                       "no criteria configured"))
     return AuditSummary(groups, criteria, criterion_verdicts, property_verdicts, model_verdicts)

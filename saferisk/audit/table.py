@@ -103,6 +103,7 @@ def normalise_table(frame: pd.DataFrame) -> pd.DataFrame:
         frame[name] = frame[name].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
                                       else str(v)).astype(object)
     frame["extra"] = frame["extra"].map(_extra_json).astype(object)
+    frame.loc[frame["status"] == "", "status"] = "failed: no status recorded"
     status = frame["status"]
     found = frame["radius_upper"].notna() | (status == STATUS_VIOLATED_AT_INPUT)
     assessed = status.isin([STATUS_OK, STATUS_VIOLATED_AT_INPUT])

@@ -11,6 +11,8 @@ saferisk.audit.summary at that radius (n inputs, failed ones counted as unknown)
   are no results. Certified verdicts are sound; estimate verdicts are not guarantees and are
   labelled as such. Verdicts combine as: any FAIL -> FAIL, else any INCONCLUSIVE ->
   INCONCLUSIVE, else PASS; a combined verdict's basis is 'certified', 'estimate' or 'mixed'.
+A measured property that no criterion reads gets NO CRITERION (and does not affect the overall
+verdict); a model with no criterion at all is INCONCLUSIVE overall.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from saferisk.errors import ConfigError
 from saferisk.norms import parse_norm
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+NO_CRITERION = "NO CRITERION"  # a measured property no criterion reads: measurements only
 BASES = ("certified", "estimate")
 
 

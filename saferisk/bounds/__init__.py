@@ -3,7 +3,14 @@ internal Graph, and the certified lower bound of the maximum safe radius.
 
 radius_lower <= r* (the true maximum safe radius) <= radius_upper (a witness): every number
 here is a sound bound of the real-valued network (float64 arithmetic), or None with a reason
-(an unsupported operation, a property without a linear spec).
+(an unsupported operation, a property without a linear spec). The bounds are computed in
+float64 for the real-valued function of the network's stored weights; the rounding of float32
+inference itself (relative ~1e-6) is not modelled.
+
+Modules: sets (input sets and their concretisation), relax (linear relaxations), engine (IBP and
+CROWN over the Graph), spec (MinMaxSpec rows, final softmax), methods (IBP / CROWN /
+alpha-CROWN on spec rows), bab (input and ReLU splitting), certify (certify_radius, verify_box,
+bound_outputs). Time budgets are soft: a bound already started is finished.
 """
 
 from saferisk.bounds.certify import bound_outputs, certify_radius, verify_box

@@ -21,6 +21,7 @@ from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
 from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.sets import InputSet
 from saferisk.bounds.spec import SpecRows, spec_value
+from saferisk.errors import DataError
 from saferisk.models.graph import Graph
 from saferisk.properties.base import MinMaxSpec
 
@@ -45,7 +46,7 @@ def _vector(value, engine: BoundEngine, n: int, what: str) -> torch.Tensor:
     if t.numel() == 1 and n > 1:
         t = t.expand(n).clone()
     if t.numel() != n:
-        raise ValueError(f"{what} has {t.numel()} values, the model has {n} input features")
+        raise DataError(f"{what} has {t.numel()} values, the model has {n} input features")
     return t
 
 
@@ -66,7 +67,9 @@ class _RadiusProblem:
             results = []
             for k in range(len(radii)):
                 single = inset.select(torch.tensor([k], device=r.device))
-                verdict = branch_and_bound(self.engine, self.rows, single, self.deadline,
+                now = time.perf_counter()
+                share = now + max((self.deadline - now) / 3, 0.0)  # one hard radius must not take it all
+                verdict = branch_and_bound(self.engine, self.rows, single, share,
                                            self.config.input_split_max_dim, self.config.bab_batch)
                 results.append(verdict == "verified")
             return results
@@ -146,12 +149,9 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         if time.perf_counter() > deadline and method_lo is not None:
             break
         last = method == ladder[-1]
-        if method == "bab":
-            found = _bab_refine(problem, lo, hi, tol, failed)
-        else:
-            grid = config.grid_size if method != "alpha-crown" else max(2, config.grid_size // 2)
-            top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
-            found, failed = _search(problem, method, lo, hi, tol if last else coarse, grid, floor, top)
+        grid = {"ibp": config.grid_size, "crown": config.grid_size, "alpha-crown": max(2, config.grid_size // 2)}.get(method, 2)
+        top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
+        found, failed = _search(problem, method, lo, hi, tol if last else coarse, grid, floor, top)
         if found > lo:
             lo, method_lo = found, method
         if lo >= hi:
@@ -161,26 +161,12 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     return done(lo, method_lo, None)
 
 
-def _bab_refine(problem: _RadiusProblem, lo: float, hi: float, tol: float, failed: float) -> float:
-    """Bisection with branch and bound (one radius at a time) in (lo, failed] while the budget lasts."""
-    top = min(hi, max(failed, lo))
-    if top <= lo:
-        return lo
-    while top - lo > tol * top and time.perf_counter() < problem.deadline:
-        mid = lo + (top - lo) / 2 if lo > 0 else top / 2
-        if problem.certified([mid], "bab")[0]:
-            lo = mid
-        else:
-            top = mid
-    return lo
-
-
 def _box_inset(engine: BoundEngine, lower, upper) -> InputSet:
     lo = torch.as_tensor(lower, dtype=engine.dtype).to(engine.device)
     hi = torch.as_tensor(upper, dtype=engine.dtype).to(engine.device)
     n = engine.n_inputs
     if lo.numel() % n or lo.shape != hi.shape:
-        raise ValueError(f"the box has {lo.numel()} / {hi.numel()} bounds, the model has {n} input features")
+        raise DataError(f"the box has {lo.numel()} / {hi.numel()} bounds, the model has {n} input features")
     lo, hi = lo.reshape(-1, n), hi.reshape(-1, n)
     return InputSet.box(lo, hi)
 

@@ -111,6 +111,12 @@ class BoundEngine:
             if node.op in AFFINE_OPS | {"add", "concat", "constant"} and all(
                     i in self.affine_only or i in self.constants_names() for i in node.inputs):
                 self.affine_only.add(node.output)
+        consumers: dict[str, list[str]] = {}
+        for node in self.nodes:
+            for i in node.inputs:
+                consumers.setdefault(i, []).append(node.op)
+        self.relu_only_consumers = {name: all(op in ("relu", "leaky_relu") for op in consumers.get(name, []))
+                                    for name in self.pre_nodes}
         self.constants = {n.output: n.params["value"] for n in self.nodes if n.op == "constant"}
 
     # ------------------------------------------------------------------ helpers
@@ -125,13 +131,10 @@ class BoundEngine:
                 values[node.output] = node.params["value"]
                 shapes[node.output] = tuple(node.params["value"].shape)
                 continue
-            out = run_node(node, [self._batched(values[i]) for i in node.inputs])
+            out = run_node(node, [values[i] for i in node.inputs])
             values[node.output] = out
             shapes[node.output] = tuple(out.shape[1:])
         return shapes
-
-    def _batched(self, value: torch.Tensor) -> torch.Tensor:
-        return value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs (before a final softmax) for flat inputs (B, n) -> (B, n_outputs)."""
@@ -194,25 +197,44 @@ class BoundEngine:
         for name in self.pre_nodes:
             lo, hi = ibp[name]
             if method != "ibp" and name != self.input_name:
-                shape = self.shapes[name]
-                size = int(torch.tensor(shape).prod()) if shape else 1
-                eye = torch.eye(size, dtype=self.dtype, device=self.device)
-                if name in self.affine_only:  # no relaxation on the way: upper = -lower of -rows
-                    rows = eye.reshape((1, size) + shape).expand((B, size) + shape)
-                    A_in, bias = self.backward(name, rows, bounds)
-                    A_in = A_in.reshape(B, size, -1)
-                    lb = torch.cat([inset.min_linear(A_in) + bias, inset.min_linear(-A_in) - bias], dim=1)
-                else:
-                    rows = torch.cat([eye, -eye]).reshape((1, 2 * size) + shape).expand((B, 2 * size) + shape)
-                    lb = self.lower_bound(name, rows, inset, bounds, alphas, target_groups=2)
-                lo = torch.maximum(lo, lb[:, :size].reshape((B,) + shape))
-                hi = torch.minimum(hi, -lb[:, size:].reshape((B,) + shape))
+                lo, hi = self._crown_node_bounds(name, lo, hi, inset, bounds, alphas)
             if splits is not None and name in splits:
                 s = splits[name]
                 lo = torch.where(s > 0, lo.clamp_min(0), lo)
                 hi = torch.where(s < 0, hi.clamp_max(0), hi)
             bounds[name] = (lo, hi)
         return bounds
+
+    def _crown_node_bounds(self, name, lo, hi, inset, bounds, alphas):
+        """CROWN bounds of node `name` intersected with (lo, hi); only for neurons that matter.
+
+        Before a ReLU only neurons unstable under (lo, hi) need a tighter bound: the relaxation
+        of a stable ReLU is exact already.
+        """
+        B = inset.batch
+        shape = self.shapes[name]
+        size = lo[0].numel()
+        lo_flat, hi_flat = lo.reshape(B, size), hi.reshape(B, size)
+        if self.relu_only_consumers[name]:
+            index = ((lo_flat < 0) & (hi_flat > 0)).any(dim=0).nonzero().flatten()
+        else:
+            index = torch.arange(size, device=self.device)
+        k = int(index.numel())
+        if k == 0:
+            return lo, hi
+        eye = torch.zeros(k, size, dtype=self.dtype, device=self.device)
+        eye[torch.arange(k, device=self.device), index] = 1.0
+        if name in self.affine_only:  # no relaxation on the way: upper = -lower of -rows
+            rows = eye.reshape((1, k) + shape).expand((B, k) + shape)
+            A_in, bias = self.backward(name, rows, bounds)
+            A_in = A_in.reshape(B, k, -1)
+            lb = torch.cat([inset.min_linear(A_in) + bias, inset.min_linear(-A_in) - bias], dim=1)
+        else:
+            rows = torch.cat([eye, -eye]).reshape((1, 2 * k) + shape).expand((B, 2 * k) + shape)
+            lb = self.lower_bound(name, rows, inset, bounds, alphas, target_groups=2)
+        lo_new = lo_flat.index_copy(1, index, torch.maximum(lo_flat[:, index], lb[:, :k]))
+        hi_new = hi_flat.index_copy(1, index, torch.minimum(hi_flat[:, index], -lb[:, k:]))
+        return lo_new.reshape(lo.shape), hi_new.reshape(hi.shape)
 
     def lower_bound(self, target: str, A: torch.Tensor, inset: InputSet, bounds: dict,
                     alphas: dict | None = None, target_groups: int = 1, record: dict | None = None) -> torch.Tensor:
@@ -295,11 +317,13 @@ class BoundEngine:
                     al, bl, au, bu = (t.unsqueeze(1) for t in leaky_relu_relax(lo, hi, slope))
             else:
                 al, bl, au, bu = (t.unsqueeze(1) for t in s_shaped_relax(op, lo, hi))
-            pos, neg = coef.clamp(min=0), coef.clamp(max=0)
+            # A+ a_l + A- a_u = A a_u + A+ (a_l - a_u);  A+ b_l + A- b_u = A b_u + A+ (b_l - b_u)
+            pos = coef.clamp(min=0)
             if record is not None:
                 record[x] = (coef, bu)
-            extra = (pos * bl + neg * bu).reshape(B, K, -1).sum(-1)
-            return [(x, pos * al + neg * au)], extra
+            flat = (B, K, -1)
+            extra = (coef * bu).reshape(flat).sum(-1) + (pos * (bl - bu)).reshape(flat).sum(-1)
+            return [(x, coef * au + pos * (al - au))], extra
         if op == "maxpool":
             return self._maxpool_backward(node, coef, bounds[x], in_shape)
         raise UnsupportedGraph(f"unsupported operation '{op}' in node '{_node_label(node)}'")

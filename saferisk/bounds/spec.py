@@ -20,6 +20,7 @@ import torch
 
 from saferisk.bounds.engine import BoundEngine
 from saferisk.bounds.sets import InputSet
+from saferisk.errors import ModelError
 from saferisk.properties.base import MinMaxSpec
 
 
@@ -38,7 +39,7 @@ class SpecRows:
         mask = spec.mask.bool()
         J, R, m = spec.A.shape
         if m != engine.n_outputs:
-            raise ValueError(f"the property spec has {m} outputs, the model has {engine.n_outputs}")
+            raise ModelError(f"the property spec has {m} outputs, the model has {engine.n_outputs}")
         jj, rr = mask.nonzero(as_tuple=True)
         C = spec.A[jj, rr].to(engine.device, engine.dtype)
         d = spec.b[jj, rr].to(engine.device, engine.dtype)

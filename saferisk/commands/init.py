@@ -44,6 +44,8 @@ def register(subparsers) -> None:
                         help="points drawn inside a box input set (default: %(default)s)")
     parser.add_argument("--budget", type=int, default=20000,
                         help="search budget (forward evaluations) per input (default: %(default)s)")
+    parser.add_argument("--certify-seconds", type=float, default=0.5,
+                        help="time budget of the certified lower bound per input (default: %(default)s)")
     parser.add_argument("--max-radius", type=float, help="largest radius searched (default: 0.1 in input "
                         "units for data in [0, 1], else 0.1 of the domain width)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -157,7 +159,8 @@ def build_config_text(args) -> tuple[str, str]:
         lines.append(f"    box: {{lower: {_fmt_list(box[0])}, upper: {_fmt_list(box[1])}}}  # the region audited")
         lines.append(f"    samples: {args.samples}  # points drawn in the box besides its centre")
 
-    budget = f"search: {{mode: fast, budget: {args.budget}}}"
+    budget = (f"search: {{mode: fast, budget: {args.budget}}}\n"
+              f"    certify: {{time_budget_s: {args.certify_seconds}}}  # per input")
     lines += ["", "properties:"]
     if classifier:
         lines += ["  robustness:  # the decision must not change",

@@ -27,7 +27,6 @@ from saferisk.data.vnnlib import VnnlibSpec, load_vnnlib
 from saferisk.errors import DataError, SaferiskError
 from saferisk.io import atomic_write_bytes, dumps_json
 
-RESULTS = ("sat", "unsat", "unknown")
 MIN_UNIT = 1e-9  # half-widths of zero-width input intervals are clamped to this
 FIRST_BUDGET = 4096  # forward evaluations of the quick first search round
 SEARCH_BUDGET = 200_000  # per later round (each round a fresh seed, until the deadline)
@@ -143,6 +142,111 @@ def _search(model, spec: VnnlibSpec, deadline: float, seed: int, budget: int) ->
     return watched
 
 
+_PREFIX_OPS = ("affine", "flatten", "reshape", "identity")
+
+
+def _flat_param(value, shape: tuple[int, ...], default: float) -> torch.Tensor:
+    """An elementwise parameter broadcast to one sample's shape, flattened (float64, CPU)."""
+    n = int(np.prod(shape))
+    if value is None:
+        return torch.full((n,), default, dtype=torch.float64)
+    return torch.broadcast_to(value.detach().to("cpu", torch.float64), shape).reshape(-1)
+
+
+def first_layer_corners(graph, lower: torch.Tensor, upper: torch.Tensor, max_units: int = 256) -> torch.Tensor | None:
+    """Box vertices that switch first-layer ReLUs on and off: for each first-layer unit whose
+    pre-activation z_k = w_k . x + b_k changes sign on the box, the vertices maximising and
+    minimising z_k (x_i = upper_i where w_ki > 0, else lower_i, and the opposite). Gradient
+    search cannot enter the region where a unit is off at its start (zero gradient there);
+    these starts cover each unit's active side. None when the graph does not begin with a
+    `linear` layer (after elementwise affine / flatten / reshape / identity ops)."""
+    scale = torch.ones(graph.n_inputs, dtype=torch.float64)
+    shift = torch.zeros(graph.n_inputs, dtype=torch.float64)
+    shape = tuple(graph.input_shape)
+    for node in graph.nodes:
+        if node.op == "linear":
+            W = node.params["weight"].detach().to("cpu", torch.float64)
+            if W.shape[1] != graph.n_inputs:
+                return None
+            bias = node.params.get("bias")
+            b = torch.zeros(W.shape[0], dtype=torch.float64) if bias is None else bias.detach().to("cpu", torch.float64)
+            W_eff, b_eff = W * scale, W @ shift + b  # z = W (scale * x + shift) + b
+            centre, half = (lower + upper) / 2, (upper - lower) / 2
+            z_mid, z_rad = W_eff @ centre + b_eff, W_eff.abs() @ half
+            unstable = ((z_mid - z_rad < 0) & (z_mid + z_rad > 0)).nonzero().flatten()
+            if unstable.numel() == 0:
+                return None
+            order = z_rad[unstable].argsort(descending=True)[:max_units]
+            signs = W_eff[unstable[order]] > 0
+            return torch.cat([torch.where(signs, upper, lower), torch.where(signs, lower, upper)])
+        if node.op not in _PREFIX_OPS:
+            return None
+        if node.op == "affine":
+            try:
+                a, c = (_flat_param(node.params.get(k), shape, default) for k, default in (("scale", 1.0), ("shift", 0.0)))
+            except RuntimeError:  # a parameter that does not broadcast to one sample
+                return None
+            scale, shift = scale * a, shift * a + c
+        elif node.op == "reshape":
+            shape = tuple(node.attrs.get("shape", shape))
+        elif node.op == "flatten":
+            shape = (graph.n_inputs,)
+    return None
+
+
+def _disjunct_pgd(watched: "_WatchedModel", spec: VnnlibSpec, starts: torch.Tensor, steps: int,
+                  deadline: float) -> None:
+    """Projected sign-gradient descent of each disjunct's s_j(y) = max_r (C_j[r] y - d_j[r])
+    from every start (a disjunct-targeted attack: the min over disjuncts only follows the one
+    that is smallest now). Step sizes fall from 1/4 to 1/100 of the box width. An unsafe
+    output ends the search through the watcher."""
+    lower = torch.as_tensor(spec.lower, dtype=torch.float64)
+    upper = torch.as_tensor(spec.upper, dtype=torch.float64)
+    rows = spec.unsafe_rows()
+    J = len(rows)
+    x = starts.to(torch.float64).repeat_interleave(J, dim=0)
+    which = torch.arange(J).repeat(starts.shape[0])
+    R = max(C.shape[0] for C, _ in rows)
+    m = spec.n_outputs
+    A = torch.zeros(J, R, m, dtype=torch.float64)
+    off = torch.full((J, R), float("-inf"), dtype=torch.float64)
+    for j, (C, d) in enumerate(rows):
+        A[j, : C.shape[0]] = torch.as_tensor(C)
+        off[j, : C.shape[0]] = -torch.as_tensor(d)
+    A_x, off_x = A[which], off[which]
+    width = upper - lower
+    for step in range(steps):
+        if time.perf_counter() > deadline:
+            return
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            y = watched.forward_flat_grad(x.to(watched.dtype)).to("cpu", torch.float64)
+            s = (torch.einsum("brm,bm->br", A_x, y) + off_x).max(dim=1).values
+            (grad,) = torch.autograd.grad(s.sum(), x)
+        size = 0.25 * (1 - step / steps) + 0.01
+        x = torch.minimum(torch.maximum(x.detach() - size * width * torch.sign(grad), lower), upper)
+    watched.forward_flat(x.to(watched.dtype))
+
+
+def _attack(model, spec: VnnlibSpec, deadline: float, seed: int, corners: bool, steps: int = 50) -> _WatchedModel:
+    """Disjunct-targeted PGD from random starts (and first-layer corner starts if `corners`)."""
+    lower = torch.as_tensor(spec.lower, dtype=torch.float64)
+    upper = torch.as_tensor(spec.upper, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(int(seed))
+    random_starts = lower + (upper - lower) * torch.rand(8, spec.n_inputs, generator=generator, dtype=torch.float64)
+    corner_starts = first_layer_corners(model.graph, lower, upper) if corners else None
+    starts = random_starts if corner_starts is None else torch.cat([corner_starts, random_starts])
+    watched = _WatchedModel(model, spec, deadline)
+    try:
+        for chunk in torch.split(starts, max(1, 2048 // max(1, len(spec.unsafe.unsafe)))):
+            _disjunct_pgd(watched, spec, chunk, steps, deadline)
+    except _Stop:
+        pass
+    except RuntimeError:  # a model without gradients: the black-box search still runs
+        pass
+    return watched
+
+
 def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]:
     """(True, None) when certified bounds prove the box safe; else (False, why not)."""
     try:
@@ -164,8 +268,9 @@ def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]
 def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0) -> VerifyResult:
     """sat / unsat / unknown for one VNN-LIB spec within about `timeout_s` seconds.
 
-    Order: a quick search round (most falsifiable properties fall here), certified bounds with
-    half the time left, then search rounds with fresh seeds until the deadline."""
+    Order: a quick search round (most falsifiable properties fall here), a disjunct-targeted
+    gradient attack from first-layer corner starts, certified bounds with half the time left,
+    then attack and search rounds with fresh seeds until the deadline."""
     start = time.perf_counter()
     deadline = start + float(timeout_s)
     if model.n_inputs != spec.n_inputs:
@@ -190,6 +295,9 @@ def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0)
     quick_deadline = min(deadline, start + max(0.1 * timeout_s, 0.5))
     if (result := searched(_search(model, spec, quick_deadline, seed, FIRST_BUDGET))) is not None:
         return result
+    attack_deadline = min(deadline, time.perf_counter() + max(0.15 * timeout_s, 0.5))
+    if (result := searched(_attack(model, spec, attack_deadline, seed, corners=True))) is not None:
+        return result
     remaining = deadline - time.perf_counter()
     if remaining > 0:
         proved, why = _prove(model, spec, remaining / 2.0)
@@ -199,9 +307,10 @@ def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0)
             notes.append(why)
     round_index = 1
     while time.perf_counter() < deadline:
-        watched = _search(model, spec, deadline, seed + round_index, SEARCH_BUDGET)
-        if (result := searched(watched)) is not None:
-            return result
+        for watched in (_attack(model, spec, deadline, seed + round_index, corners=False),
+                        _search(model, spec, deadline, seed + round_index, SEARCH_BUDGET)):
+            if (result := searched(watched)) is not None:
+                return result
         round_index += 1
     return VerifyResult("unknown", time.perf_counter() - start, None, None, evaluations, notes)
 
@@ -220,20 +329,11 @@ def _load_model(path: str):
     from pathlib import Path
 
     from saferisk.errors import ModelError
+    from saferisk.models import load_model
 
     if not Path(path).is_file():
         raise ModelError(f"model file not found: {path}")
-    try:
-        from saferisk.models import load_model
-
-        return load_model(path)
-    except ModuleNotFoundError as exc:  # the generic loader is not there yet: read ONNX directly
-        if exc.name != "saferisk.models.load" or not str(path).lower().endswith(".onnx"):
-            raise
-        from saferisk.models.model import Model
-        from saferisk.models.onnx_reader import read_onnx
-
-        return Model(read_onnx(path), name=Path(path).stem)
+    return load_model(path)
 
 
 def run(args: argparse.Namespace) -> int:

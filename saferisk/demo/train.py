@@ -10,8 +10,10 @@ import argparse
 import io
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -49,11 +51,19 @@ def digits_split() -> DigitsSplit:
     return DigitsSplit(X_tr, y_tr, X_te, y_te)
 
 
-def _deterministic(seed: int) -> torch.Generator:
+@contextmanager
+def deterministic(seed: int) -> Iterator[torch.Generator]:
+    """Seeded, deterministic, single-threaded torch inside the block (global settings restored after)."""
+    threads = torch.get_num_threads()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    return torch.Generator().manual_seed(seed)
+    try:
+        yield torch.Generator().manual_seed(seed)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(was_deterministic)
 
 
 def train_classifier(
@@ -68,7 +78,11 @@ def train_classifier(
     seed: int = TRAIN_SEED,
 ) -> nn.Module:
     """Adam on cross-entropy with seeded mini-batch shuffling; returns the model in eval mode."""
-    gen = _deterministic(seed)
+    with deterministic(seed) as gen:
+        return _train_classifier(model, X, y, input_shape, epochs, batch_size, lr, gen)
+
+
+def _train_classifier(model, X, y, input_shape, epochs, batch_size, lr, gen) -> nn.Module:
     # re-initialise with the seeded global RNG so the result does not depend on prior RNG use
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
@@ -106,7 +120,11 @@ def train_regression(n_train: int = 4000, steps: int = 1500, seed: int = TRAIN_S
     With z = (x - mid) / half the first layer W z + b equals (W / half) x + (b - (W / half) mid).
     Returns the model (raw physical inputs) and its RMSE on 2000 fresh points.
     """
-    gen = _deterministic(seed)
+    with deterministic(seed) as gen:
+        return _train_regression(n_train, steps, seed, gen)
+
+
+def _train_regression(n_train: int, steps: int, seed: int, gen: torch.Generator) -> tuple[nn.Module, float]:
     model = nets.regression_net()
     for module in model.modules():
         if hasattr(module, "reset_parameters"):

@@ -9,7 +9,7 @@ from collections import Counter
 import pandas as pd
 
 from saferisk import __version__
-from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
+from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats, input_states
 from saferisk.audit.table import MISSING_PREFIX
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from saferisk.report.plots import comparison_figure, property_figure
@@ -20,6 +20,7 @@ NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}
 RADIUS_NAMES = {"radius_lower": "certified lower bound", "radius_estimate": "estimate (paper's r̂)",
                 "radius_upper": "witness upper bound"}
 MAX_FAILURE_ROWS = 15
+CSS_CLASSES = {PASS: "pass", FAIL: "fail", INCONCLUSIVE: "inconclusive"}
 
 
 def property_title(property_name: str, norm: str) -> str:
@@ -28,7 +29,7 @@ def property_title(property_name: str, norm: str) -> str:
 
 def verdict_dict(verdict: Verdict) -> dict:
     return {"verdict": verdict.verdict, "label": verdict.label, "basis": verdict.basis or "none",
-            "reason": verdict.reason, "scope": verdict.scope, "css": verdict.verdict.lower(),
+            "reason": verdict.reason, "scope": verdict.scope, "css": CSS_CLASSES.get(verdict.verdict, "none"),
             "fraction_low": fmt_percent(verdict.fraction_low), "fraction_high": fmt_percent(verdict.fraction_high)}
 
 
@@ -148,6 +149,7 @@ def manifest_rows(manifest: dict) -> list[dict]:
 
 def common_context(provenance: dict, audit_date, title: str) -> dict:
     return {"title": title, "audit_date": audit_date.date().isoformat(),
+            "audit_title": str(provenance.get("title") or ""), "organisation": str(provenance.get("organisation") or ""),
             "audit_datetime": audit_date.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "generator": f"saferisk {__version__}", "PASS": PASS, "FAIL": FAIL, "INCONCLUSIVE": INCONCLUSIVE}
 
@@ -234,7 +236,7 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
         cells = []
         for key in keys:
             verdict = by_model_key.get((model, key))
-            cells.append(verdict_dict(verdict) if verdict else {"verdict": "—", "label": "no results", "css": "none",
+            cells.append(verdict_dict(verdict) if verdict else {"verdict": "—", "label": "not measured", "css": "none",
                                                                 "reason": "", "basis": "none"})
         hashes = manifest_hashes(manifests.get(model, {}))
         matrix.append({"model": model, "overall": verdict_dict(overall), "cells": cells,
@@ -244,13 +246,17 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
         groups = sorted((g for g in summary.groups if g.key == key), key=lambda g: g.model)
         first = groups[0]
         criteria = [c for c in summary.criteria if c.property == first.property and c.norm in (None, first.norm)]
-        at_radius = criteria[0].radius if criteria else first.max_radius
+        # the criterion's radius, else the smallest radius of the grid (max_radius / 10)
+        at_radius = criteria[0].radius if criteria else (first.radii[0] if first.radii else None)
         rows = []
         for g in groups:
-            index = g.radii.index(at_radius) if at_radius in g.radii else len(g.radii) - 1
+            group_rows = table.loc[(table["model"] == g.model) & (table["property"] == g.property)
+                                   & (table["norm"] == g.norm) & ~table["status"].str.startswith(MISSING_PREFIX)]
+            n = len(group_rows)
+            states = input_states(group_rows, at_radius) if n and at_radius is not None else None
             rows.append({"model": g.model, "n_inputs": g.n_inputs, "n_failed": g.n_failed,
-                         "certified": fmt_percent(g.certified_fraction[index]) if g.radii else "—",
-                         "estimate": fmt_percent(g.estimate_fraction[index]) if g.radii else "—",
+                         "certified": fmt_percent(states["proven_safe"].sum() / n) if states else "—",
+                         "estimate": fmt_percent(states["estimate_safe"].sum() / n) if states else "—",
                          "risks": g.n_risks_found, "min_upper": fmt_number(g.radius_upper.min),
                          "median_lower": fmt_number(g.radius_lower.median),
                          "median_estimate": fmt_number(g.radius_estimate.median),

@@ -7,6 +7,7 @@ embeds), and identical data give identical bytes (svg.hashsalt fixed, metadata D
 from __future__ import annotations
 
 import base64
+import functools
 import io
 
 import matplotlib
@@ -17,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from saferisk.audit.summary import GroupSummary
 
-matplotlib.rcParams.update({
+RC = {
     "svg.hashsalt": "saferisk-report",
     "svg.fonttype": "none",
     "font.family": "DejaVu Sans",
@@ -27,12 +28,21 @@ matplotlib.rcParams.update({
     "legend.fontsize": 7,
     "axes.spines.top": False,
     "axes.spines.right": False,
-})
+}
 COLORS = {"radius_lower": "#1b7837", "radius_estimate": "#e08214", "radius_upper": "#b2182b"}
 LABELS = {"radius_lower": "certified lower bound", "radius_estimate": "estimate (paper)",
           "radius_upper": "witness upper bound"}
 MODEL_COLORS = ("#1f4e79", "#b2182b", "#1b7837", "#e08214", "#762a83", "#4d4d4d", "#2166ac", "#8c510a")
 MAX_BRACKET_INPUTS = 1000
+
+
+def _with_style(make_figure):
+    """Run a figure function under the report's rcParams without changing global state."""
+    @functools.wraps(make_figure)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(RC):
+            return make_figure(*args, **kwargs)
+    return wrapper
 
 
 def svg_data_uri(fig: Figure) -> str:
@@ -47,6 +57,7 @@ def _radius_label(group: GroupSummary) -> str:
     return f"radius (L{'∞' if group.norm == 'inf' else group.norm}, {unit})"
 
 
+@_with_style
 def property_figure(rows: pd.DataFrame, group: GroupSummary) -> str | None:
     """Three panels for one (model, property, norm): radius distributions, fraction of inputs
     safe vs radius (certified / estimate / upper bound from witnesses), and each input's
@@ -123,6 +134,7 @@ def _bracket_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, ncol=2)
 
 
+@_with_style
 def comparison_figure(groups: list[GroupSummary]) -> str | None:
     """Certified-fraction curves of several models for one property and norm (summary report)."""
     groups = [g for g in groups if g.radii and g.n_inputs]

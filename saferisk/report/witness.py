@@ -1,7 +1,8 @@
 """Worst-case inputs: the witness next to the original.
 
 witness_ref = "<path of an .npz relative to witnesses_root>#<key>"; the npz holds flat float64
-rows "<key>/x0" and "<key>/witness". Inputs whose manifest `input_shape` is an image (C, H, W)
+rows "<key>/x0" and "<key>/witness". For invariance "<key>/x0" is the differently labelled
+reference input the witness lies near (extra.reference_id names it). Inputs whose manifest `input_shape` is an image (C, H, W)
 with C in {1, 3}, or (H, W), are shown as PNG images (original, witness, difference);
 others as a table of the features that changed most.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,8 @@ class WitnessView:
     features: list[dict] = field(default_factory=list)
     n_features: int = 0
     n_changed: int = 0
+    relative_to_range: bool = False  # features ordered by change / domain width
+    reference_id: str = ""  # invariance: the witness lies near this differently labelled input
 
 
 def image_shape(input_shape) -> tuple[int, int, int] | None:
@@ -68,6 +72,20 @@ def display_shape(manifest: dict, n: int) -> tuple[int, int, int] | None:
     if side * side == n and n >= 64 and unit_box:
         return (1, side, side)
     return None
+
+
+def domain_width(manifest: dict, n: int) -> np.ndarray | None:
+    """Per-feature domain width (upper - lower) from the manifest's domain, None if unknown."""
+    domain = manifest.get("domain")
+    if not isinstance(domain, dict) or domain.get("lower") is None or domain.get("upper") is None:
+        return None
+    try:
+        lower = np.broadcast_to(np.asarray(domain["lower"], dtype=float), (n,))
+        upper = np.broadcast_to(np.asarray(domain["upper"], dtype=float), (n,))
+    except ValueError:
+        return None
+    width = upper - lower
+    return width if np.all(width > 0) else None
 
 
 def load_witness(witnesses_root: str | Path | None, witness_ref: str) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +146,14 @@ def witness_view(row, x0: np.ndarray, witness: np.ndarray, manifest: dict) -> Wi
         view.difference_png = _png_uri(_difference_rgb(diff.reshape(shape)))
         return view
     names = list(manifest.get("feature_names") or [])
-    order = np.argsort(-np.abs(diff), kind="stable")[:MAX_FEATURE_ROWS]
+    width = domain_width(manifest, diff.size)
+    relative = np.abs(diff) / width if width is not None else np.abs(diff)
+    order = np.argsort(-relative, kind="stable")[:MAX_FEATURE_ROWS]
     view.kind = "table"
+    view.relative_to_range = width is not None
     view.features = [{"name": names[i] if i < len(names) else f"x[{i}]", "original": float(x0[i]),
-                      "witness": float(witness[i]), "change": float(diff[i])}
+                      "witness": float(witness[i]), "change": float(diff[i]),
+                      "change_of_range": float(diff[i] / width[i]) if width is not None else None}
                      for i in order if diff[i] != 0]
     return view
 
@@ -141,9 +163,15 @@ def _none(value):
 
 
 def _base_view(row) -> WitnessView:
+    try:
+        extra = json.loads(row["extra"]) if isinstance(row["extra"], str) and row["extra"] else {}
+    except json.JSONDecodeError:
+        extra = {}
+    reference = extra.get("reference_id") if isinstance(extra, dict) else None
     return WitnessView(input_id=str(row["input_id"]), input_set=str(row["input_set"]),
                        radius_upper=_none(row["radius_upper"]), radius_lower=_none(row["radius_lower"]),
-                       radius_estimate=_none(row["radius_estimate"]), kind="unavailable")
+                       radius_estimate=_none(row["radius_estimate"]), kind="unavailable",
+                       reference_id="" if reference is None else str(reference))
 
 
 def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 3) -> list[WitnessView]:

@@ -1,5 +1,6 @@
 # All Python of the workflow: config validation (the schema shipped in the saferisk package),
 # the audit plan, wildcard constraints, input functions get_<thing>(wildcards) and targets.
+import copy
 import os
 from pathlib import Path
 
@@ -9,6 +10,12 @@ import saferisk.config
 import saferisk.pipeline
 
 min_version("9.0")
+
+# `--configfile FILE` REPLACES config/config.yaml (Snakemake would merge the two, mixing the
+# default audit's models into yours); `--config key=value` still overrides single keys.
+if workflow.overwrite_configfiles:
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 # saferisk's own checks first: friendly one-line errors naming the key (and the
 # cross-key checks JSON Schema cannot express: names, shapes, labels), before any job runs.

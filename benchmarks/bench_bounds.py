@@ -1,0 +1,141 @@
+"""Certified lower bounds (saferisk.bounds): radius brackets on mnist-net_256x2 and the demo
+digits models, certified count at eps 0.03, ACAS Xu verify_box beside the competition verdicts.
+
+    python -m benchmarks --only bounds [--quick]      or      python benchmarks/bench_bounds.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO_ROOT, BenchReport, Goal, Skip, Table, shared_path  # noqa: E402
+from saferisk.bounds import CertifyConfig, certify_radius, verify_box  # noqa: E402
+from saferisk.data.domain import Domain  # noqa: E402
+from saferisk.data.vnnlib import load_vnnlib  # noqa: E402
+from saferisk.models.load import load_model  # noqa: E402
+from saferisk.properties import Robustness  # noqa: E402
+
+MNIST_KNOWN = {0: ("verified", "counterexample"), 1: ("verified", "counterexample"), 2: ("verified", "verified"),
+               3: ("verified", "counterexample"), 4: ("verified", "verified")}
+ACAS_KNOWN = {("1_1", 1): "verified", ("1_1", 2): "verified", ("1_1", 3): "verified", ("1_1", 4): "verified",
+              ("2_1", 1): "verified", ("2_1", 2): "counterexample", ("2_1", 3): "verified", ("2_1", 4): "verified"}
+
+
+def _witness_radius(model, bound, x0, max_radius, domain) -> float:
+    """radius_upper: distance of a re-checked violating input (max_radius if none found)."""
+    try:
+        from saferisk.search import find_witness
+    except ImportError:
+        return float("nan")
+    witness = find_witness(model, bound, x0, max_radius, "inf", domain)
+    return float(witness.distance) if witness is not None else float(max_radius)
+
+
+def _bracket_rows(table: Table, name: str, model, inputs: list[tuple[torch.Tensor, int | None]], max_radius: float,
+                  domain: Domain, config: CertifyConfig) -> tuple[float, list]:
+    lowers, uppers, seconds, methods = [], [], [], []
+    for x0, label in inputs:
+        z0 = model.forward_flat(x0[None])[0]
+        bound = Robustness().bind(z0, label)
+        cert = certify_radius(model.graph, bound.spec(), x0, "inf", max_radius, domain, config=config)
+        upper = _witness_radius(model, bound, x0, max_radius, domain)
+        lowers.append(cert.radius_lower if cert.radius_lower is not None else float("nan"))
+        uppers.append(upper)
+        seconds.append(cert.seconds)
+        methods.append(cert.method)
+    counts = {m: methods.count(m) for m in sorted(set(methods), key=str)}
+    table.add(name, len(inputs), float(np.nanmean(lowers)), float(np.nanmean(uppers)),
+              float(np.nanmean(np.array(lowers) / np.array(uppers))), float(np.mean(seconds)), float(np.max(seconds)),
+              ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return float(np.mean(seconds)), lowers
+
+
+def run(quick: bool = False) -> BenchReport:
+    torch.set_num_threads(1)  # small tensors: one thread avoids oversubscription
+    report = BenchReport("bounds", "Certified lower bounds (IBP / CROWN / alpha-CROWN / BaB)", quick=quick)
+    config = CertifyConfig(time_budget_s=2.0)
+    brackets = Table("Radius brackets, L-inf robustness (CPU, 1 thread)",
+                     ["model", "inputs", "mean radius_lower", "mean radius_upper (witness)", "mean lower/upper",
+                      "s / input (mean)", "s / input (max)", "method of the bound"])
+    mnist_dir = shared_path("vnncomp", "mnistfc")
+    model = load_model(mnist_dir / "mnist-net_256x2.onnx")
+    domain = Domain.scalar(0.0, 1.0, 784)
+    verdicts = Table("mnist-net_256x2: the vnnlib properties", ["prop", "label", "radius_lower", "method",
+                                                                 "verify_box eps 0.03", "known 0.03",
+                                                                 "radius_lower <= 0.05 where known counterexample"])
+    inputs, certified_003 = [], 0
+    for prop in range(5):
+        spec = load_vnnlib(mnist_dir / f"prop_{prop}_0.03.vnnlib")
+        lower, upper = torch.tensor(spec.lower), torch.tensor(spec.upper)
+        x0 = torch.where(lower > 0, lower + 0.03, upper - 0.03)
+        inputs.append((x0, spec.label))
+        z0 = model.forward_flat(x0[None])[0]
+        bound = spec.prop.bind(z0, spec.label)
+        cert = certify_radius(model.graph, bound.spec(), x0, "inf", 0.1, domain, config=config)
+        start = time.perf_counter()
+        verdict = verify_box(model.graph, bound.spec(), lower, upper, timeout_s=5.0 if not quick else 1.0)
+        elapsed = time.perf_counter() - start
+        certified_003 += int(cert.radius_lower >= 0.03 or verdict == "verified")
+        consistent = "n/a" if MNIST_KNOWN[prop][1] == "verified" else str(cert.radius_lower <= 0.05)
+        verdicts.add(prop, spec.label, cert.radius_lower, cert.method, f"{verdict} ({elapsed:.2f} s)",
+                     MNIST_KNOWN[prop][0], consistent)
+    mean_s, _ = _bracket_rows(brackets, "mnist-net_256x2 (vnnlib centres), default: BaB, 2 s", model, inputs, 0.1,
+                              domain, config)
+    fast = CertifyConfig(method="alpha-crown", time_budget_s=1.0)
+    fast_s, _ = _bracket_rows(brackets, "mnist-net_256x2 (vnnlib centres), alpha-CROWN, 1 s", model, inputs, 0.1,
+                              domain, fast)
+    mean_s = min(mean_s, fast_s)
+    report.goals.append(Goal("under 1 s per input on CPU for mnist-net_256x2", f"{mean_s:.2f} s", mean_s < 1.0))
+    report.goals.append(Goal("certified at eps 0.03: all five (complete verifiers: 5; plain CROWN: 2)",
+                             f"{certified_003}/5", certified_003 == 5))
+    demo = REPO_ROOT / "saferisk" / "demo"
+    if (demo / "digits_test.npz").exists():
+        data = np.load(demo / "digits_test.npz")
+        count = 5 if quick else 20
+        X, y = torch.tensor(data["X"][:count], dtype=torch.float64), data["y"][:count]
+        for name in ("digits_mlp", "digits_cnn"):
+            if (demo / f"{name}.onnx").exists():
+                net = load_model(demo / f"{name}.onnx")
+                _bracket_rows(brackets, name, net, [(X[i], int(y[i])) for i in range(count)], 0.5,
+                              Domain.scalar(0.0, 1.0, X.shape[1]), config)
+    report.tables += [brackets, verdicts]
+    acas = Table("ACAS Xu verify_box (input-splitting BaB) beside the VNN-COMP 2021 verdicts",
+                 ["network", "property", "verify_box", "seconds", "known"])
+    timeout = 10.0 if quick else 60.0
+    solved = 0
+    for net in ("1_1", "2_1"):
+        acas_model = load_model(shared_path("vnncomp", "acasxu", f"ACASXU_run2a_{net}_batch_2000.onnx"))
+        for prop in (1, 2, 3, 4):
+            spec = load_vnnlib(shared_path("vnncomp", "acasxu", f"prop_{prop}.vnnlib"))
+            start = time.perf_counter()
+            verdict = verify_box(acas_model.graph, spec.unsafe.bind(torch.zeros(5)).spec(), spec.lower, spec.upper,
+                                 timeout_s=timeout)
+            acas.add(net, prop, verdict, time.perf_counter() - start, ACAS_KNOWN[(net, prop)])
+            solved += int(verdict == "verified")
+            if verdict == "verified" and ACAS_KNOWN[(net, prop)] == "counterexample":
+                raise AssertionError(f"UNSOUND: ACAS Xu {net} prop {prop} verified despite a counterexample")
+    acas.notes.append(f"per-instance timeout {timeout:.0f} s; 'unknown' = not proved within it")
+    report.tables.append(acas)
+    report.goals.append(Goal("ACAS Xu: verify the 7 safe instances", f"{solved}/7", solved == 7))
+    return report
+
+
+def main() -> None:
+    try:
+        report = run(quick="--quick" in sys.argv)
+    except Skip as exc:
+        print(f"skipped: {exc}")
+        return
+    print(report.markdown())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""API behaviour of saferisk.bounds: reasons instead of wrong numbers, caps, softmax, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saferisk.bounds import CertifyConfig, bound_outputs, certify_radius, verify_box
+from saferisk.data.domain import Domain
+from saferisk.errors import ConfigError
+from saferisk.models.graph import Graph, GraphModule, Node
+from saferisk.properties import Reachability, Robustness, Uncertainty
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _mlp(seed=0, n=3, h=10, m=3, final=None):
+    g = torch.Generator().manual_seed(seed)
+    nodes = [Node("linear", ["x"], "h", {"weight": torch.randn(h, n, generator=g), "bias": torch.randn(h, generator=g)}, name="fc1"),
+             Node("relu", ["h"], "a", name="relu1"),
+             Node("linear", ["a"], "z", {"weight": torch.randn(m, h, generator=g), "bias": torch.randn(m, generator=g)}, name="fc2")]
+    out = "z"
+    if final is not None:
+        nodes.append(Node(final, ["z"], "p", {}, {"axis": 1}, name="final"))
+        out = "p"
+    return Graph("x", out, (n,), nodes)
+
+
+def test_unsupported_operation_gives_none_with_reason():
+    graph = _mlp()
+    graph.nodes.insert(2, Node("clip", ["a"], "a2", {}, {"min": 0.0, "max": 1.0}, name="clipper"))
+    graph.nodes[3].inputs = ["a2"]
+    x0 = torch.zeros(3, dtype=torch.float64)
+    z0 = GraphModule(graph)(x0[None].float())[0]
+    cert = certify_radius(graph, Robustness().bind(z0).spec(), x0, "inf", 0.5, Domain.scalar(-1, 1, 3))
+    assert cert.radius_lower is None and cert.method is None
+    assert cert.reason == "unsupported operation 'clip' in node 'clipper'"
+    assert verify_box(graph, Robustness().bind(z0).spec(), -torch.ones(3), torch.ones(3), 1.0) == "unknown"
+
+
+def test_softmax_inside_the_graph_is_unsupported_but_final_softmax_is_passed():
+    graph = _mlp(final="softmax")
+    x0 = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+    probs = GraphModule(graph.to("cpu", torch.float64))(x0[None])[0]
+    domain = Domain.scalar(-1, 1, 3)
+    # robustness rows are pairwise differences: certified on the logits, same as without softmax
+    logits_graph = _mlp()
+    z0 = GraphModule(logits_graph.to("cpu", torch.float64))(x0[None])[0]
+    config = CertifyConfig(method="crown")
+    with_softmax = certify_radius(graph, Robustness().bind(probs).spec(), x0, "inf", 1.0, domain, config=config)
+    without = certify_radius(logits_graph, Robustness().bind(z0).spec(), x0, "inf", 1.0, domain, config=config)
+    assert with_softmax.radius_lower == pytest.approx(without.radius_lower)
+    # a reachability threshold on a probability needs the softmax itself: interval bounds, sound
+    lb, ub = bound_outputs(graph, -torch.ones(3), torch.ones(3))
+    samples = GraphModule(graph.to("cpu", torch.float64))(torch.rand(5000, 3, dtype=torch.float64) * 2 - 1)
+    assert bool((samples >= lb - 1e-9).all()) and bool((samples <= ub + 1e-9).all())
+    assert bool((ub <= 1).all()) and bool((lb >= 0).all())
+    reach = Reachability(output=int(probs.argmax()), lower=0.05).bind(probs)
+    cert = certify_radius(graph, reach.spec(), x0, "inf", 1.0, domain)
+    assert cert.radius_lower is not None and cert.radius_lower >= 0
+    inner = _mlp()
+    inner.nodes.insert(2, Node("softmax", ["a"], "sm", {}, {"axis": 1}, name="mid_softmax"))
+    inner.nodes[3].inputs = ["sm"]
+    cert = certify_radius(inner, Robustness().bind(z0).spec(), x0, "inf", 1.0, domain)
+    assert cert.radius_lower is None and "softmax" in cert.reason and "mid_softmax" in cert.reason
+
+
+def test_property_failing_at_x0_gives_zero_and_hint_caps_the_radius():
+    graph = _mlp()
+    x0 = torch.tensor([0.2, 0.1, -0.3], dtype=torch.float64)
+    z0 = GraphModule(graph.to("cpu", torch.float64))(x0[None])[0]
+    domain = Domain.scalar(-1, 1, 3)
+    violated = Reachability(output=0, upper=float(z0[0]) - 1.0).bind(z0)
+    cert = certify_radius(graph, violated.spec(), x0, "inf", 0.5, domain)
+    assert cert.radius_lower == 0.0 and "not positive at x0" in cert.reason
+    robust = Robustness().bind(z0).spec()
+    free = certify_radius(graph, robust, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown"))
+    assert free.radius_lower > 0
+    capped = certify_radius(graph, robust, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown"),
+                            upper_hint=free.radius_lower / 2)
+    assert capped.radius_lower <= free.radius_lower / 2
+    assert capped.method in ("ibp", "crown")
+
+
+def test_scaled_units_and_domain_clipping():
+    graph = _mlp(seed=3)
+    x0 = torch.tensor([0.9, 0.0, -0.5], dtype=torch.float64)
+    z0 = GraphModule(graph.to("cpu", torch.float64))(x0[None])[0]
+    spec = Robustness().bind(z0).spec()
+    domain = Domain.from_bounds([-1, -10, -1], [1, 10, 1], 3)
+    unit = domain.width()
+    cert = certify_radius(graph, spec, x0, "inf", 0.5, domain, unit=unit, config=CertifyConfig(method="crown"))
+    assert cert.radius_lower is not None
+    # check by sampling the certified set in scaled units
+    r = cert.radius_lower
+    pts = x0 + (torch.rand(4000, 3, dtype=torch.float64) * 2 - 1) * r * unit
+    pts = torch.minimum(torch.maximum(pts, domain.lower), domain.upper)
+    z = GraphModule(graph.to("cpu", torch.float64))(pts)
+    assert not bool(Robustness().bind(z0).violated(z).any())
+
+
+def test_uncertainty_spec_is_sound_lower_bound():
+    graph = _mlp(seed=5)
+    x0 = torch.tensor([0.3, 0.3, 0.3], dtype=torch.float64)
+    z0 = GraphModule(graph.to("cpu", torch.float64))(x0[None])[0]
+    bound = Uncertainty(epsilon=0.01).bind(z0)
+    cert = certify_radius(graph, bound.spec(), x0, "2", 1.0, Domain.scalar(-1, 1, 3))
+    assert cert.radius_lower is not None
+    if cert.radius_lower > 0:
+        d = torch.randn(4000, 3, dtype=torch.float64)
+        pts = x0 + d / d.norm(dim=1, keepdim=True) * cert.radius_lower * torch.rand(4000, 1, dtype=torch.float64)
+        pts = pts.clamp(-1, 1)
+        z = GraphModule(graph.to("cpu", torch.float64))(pts)
+        assert bool((bound.value(z) > bound.threshold).all())
+
+
+def test_bound_outputs_batched_and_config_validation():
+    graph = _mlp()
+    lower = torch.tensor([[-1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
+    upper = torch.tensor([[1.0, 1.0, 1.0], [0.1, 0.2, 0.3]])
+    lb, ub = bound_outputs(graph, lower, upper, method="alpha-crown")
+    assert lb.shape == (2, 3) and bool((lb <= ub).all())
+    single_lb, _ = bound_outputs(graph, lower[1], upper[1])
+    assert single_lb.shape == (3,)
+    with pytest.raises(ConfigError):
+        CertifyConfig(method="magic")
+    with pytest.raises(ConfigError):
+        CertifyConfig(tolerance=0)
+    assert CertifyConfig().ladder() == ("ibp", "crown", "alpha-crown", "bab")
+    assert CertifyConfig(method="crown").ladder() == ("ibp", "crown")

@@ -1,0 +1,224 @@
+"""`saferisk radius` and `saferisk reach`: JSON output, and bad input as one clear line, no
+traceback, nonzero exit, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from saferisk.cli import main
+from saferisk.result import RESULT_FIELDS
+
+DEMO = Path(__file__).resolve().parents[1] / "saferisk" / "demo"
+MLP = str(DEMO / "digits_mlp.onnx")
+CNN = str(DEMO / "digits_cnn.onnx")
+REGRESSION = str(DEMO / "regression_net.onnx")
+QUICK = ["--no-certify", "--budget", "2000"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    data = np.load(DEMO / "digits_test.npz")
+    np.save(folder / "X.npy", data["X"][:12])
+    np.save(folder / "y.npy", data["y"][:12])
+    np.save(folder / "X_images.npy", data["X"][:12].reshape(12, 1, 8, 8))
+    return folder
+
+
+def run_cli(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_radius_json_prints_every_field(digits, tmp_path, capsys):
+    wdir = tmp_path / "witnesses"
+    code, out, err = run_cli(["radius", "--model", MLP, "--inputs", digits / "X.npy", "--indices", "0,3",
+                              "--property", "robustness", "--norm", "inf", "--max-radius", "0.3",
+                              "--domain=0,1", "--witness-dir", wdir, "--seed", "5", "--json", *QUICK], capsys)
+    assert code == 0, err
+    records = json.loads(out)
+    assert isinstance(records, list) and [r["input_id"] for r in records] == ["0", "3"]
+    for r in records:
+        assert set(RESULT_FIELDS) <= set(r), set(RESULT_FIELDS) - set(r)
+        assert r["property"] == "robustness" and r["norm"] == "inf" and r["max_radius"] == 0.3 and r["seed"] == 5
+        assert r["status"] == "ok" and r["radius_estimate"] is not None and r["evaluations"] > 0
+        assert r["model_sha256"] and r["search_mode"].startswith("fast")
+        if r["radius_upper"] is not None:
+            file, _, key = r["witness_ref"].partition("#")
+            assert Path(file) == wdir / "witnesses.npz" and key == r["input_id"]
+            with np.load(file) as saved:
+                assert saved[f"{key}/witness"].shape == (64,)
+    assert any(r["radius_upper"] is not None for r in records)
+    assert sorted(p.name for p in wdir.iterdir()) == ["witnesses.npz"]  # no temporary files left
+
+
+def test_radius_accepts_inputs_in_the_models_shape_and_other_properties(digits, capsys):
+    code, out, err = run_cli(["radius", "--model", CNN, "--inputs", digits / "X_images.npy", "--indices", "1",
+                              "--property", "uncertainty", "--epsilon", "0.05", "--norm", "2",
+                              "--max-radius", "1.0", "--domain=0,1", "--search", "gps", "--json", *QUICK], capsys)
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert record["property"] == "uncertainty" and record["threshold"] == 0.05 and record["norm"] == "2"
+    assert record["search_mode"].startswith("gps")
+    code, out, err = run_cli(["radius", "--model", MLP, "--inputs", digits / "X.npy", "--labels", digits / "y.npy",
+                              "--indices", "2", "--property", "invariance", "--k", "2", "--norm", "inf",
+                              "--max-radius", "0.5", "--domain=0,1", "--json", *QUICK], capsys)
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert record["property"] == "invariance" and len(record["extra"]["references"]) == 2
+    assert "reference_id" in record["extra"] and "reference_distance" in record["extra"]
+
+
+def test_radius_domain_with_negative_numbers_and_domain_file(tmp_path, capsys):
+    X = np.array([[5.0, 0.2, 500.0], [2.0, -0.5, 300.0]])
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "domain.csv").write_text("lower,upper\n0,10\n-1,1\n100,1000\n")
+    common = ["radius", "--model", REGRESSION, "--inputs", tmp_path / "x.npy", "--property", "reachability",
+              "--output", "0", "--lower=-0.5", "--norm", "inf", "--max-radius", "0.2", "--json", *QUICK]
+    code, out, err = run_cli([*common, "--domain-file", tmp_path / "domain.csv", "--scale", "domain"], capsys)
+    assert code == 0, err
+    records = json.loads(out)
+    assert [r["scale"] for r in records] == ["domain", "domain"]
+    code, out, err = run_cli([*common, "--domain=-1000,1000"], capsys)
+    assert code == 0, err
+    assert len(json.loads(out)) == 2
+
+
+def test_reach_json(capsys):
+    code, out, err = run_cli(["reach", "--model", REGRESSION, "--lower=0,-1,100", "--upper", "10,1,1000",
+                              "--budget", "20000", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) >= {"min", "max", "argmin", "argmax", "evaluations", "seconds"}
+    assert result["min"] < result["max"] and result["evaluations"] > 0 and result["seconds"] > 0
+    from saferisk.models import load_model
+
+    model = load_model(REGRESSION)
+    for key in ("min", "max"):
+        point = torch.tensor([result[f"arg{key}"]])
+        assert float(model.forward_flat(point)[0, 0]) == pytest.approx(result[key], abs=1e-5)
+    # the demo's target f = sin(0.6 d) + 0.5 s^2 + s log10(p / 100) ranges over [-1.5, 2.5] (RMSE 0.02)
+    assert -1.6 < result["min"] < -1.4 and 2.4 < result["max"] < 2.6
+    lower, upper = torch.tensor([0.0, -1.0, 100.0]), torch.tensor([10.0, 1.0, 1000.0])
+    samples = lower + (upper - lower) * torch.rand(20000, 3, generator=torch.Generator().manual_seed(0))
+    values = model.forward_flat(samples)[:, 0]
+    assert result["min"] <= float(values.min()) + 1e-6 and result["max"] >= float(values.max()) - 1e-6
+
+
+def _bad_inputs(folder: Path) -> dict[str, Path]:
+    files = {"wrong_shape": (np.zeros((3, 10)),), "nan": (np.full((2, 64), 0.5),), "outside": (np.full((2, 64), 0.5),)}
+    files["nan"][0][1, 7] = np.nan
+    files["outside"][0][1, 3] = 1.5
+    out = {}
+    for name, (arr,) in files.items():
+        out[name] = folder / f"{name}.npy"
+        np.save(out[name], arr)
+    return out
+
+
+BAD = [
+    ("wrong_shape", ["--inputs", "{wrong_shape}"], "do not split into inputs of 64 values"),
+    ("nan_input", ["--inputs", "{nan}"], "row 1 contains NaN"),
+    ("outside_domain", ["--inputs", "{outside}", "--domain=0,1"], "feature 3 = 1.5 is outside the domain"),
+    ("unknown_property", ["--property", "robustnes"], "unknown property kind 'robustnes'"),
+    ("radius_zero", ["--max-radius", "0"], "--max-radius must be > 0"),
+    ("radius_negative", ["--max-radius=-0.1"], "--max-radius must be > 0"),
+    ("missing_inputs", ["--inputs", "{folder}/nope.npy"], "inputs file not found"),
+    ("missing_model", ["--model", "{folder}/nope.onnx"], "nope.onnx"),
+    ("bad_domain", ["--domain=-1"], "--domain needs two numbers"),
+    ("inverted_domain", ["--domain=1,0"], "lower > upper"),
+    ("bad_indices", ["--indices", "0,99"], "--indices [99] out of range"),
+    ("domain_and_file", ["--domain=0,1", "--domain-file", "{folder}/d.csv"], "not both"),
+]
+
+
+@pytest.mark.parametrize("name, override, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, capsys, name, override, message):
+    files = _bad_inputs(tmp_path)
+    good = tmp_path / "good.npy"
+    np.save(good, np.full((2, 64), 0.5))
+    values = {**{k: str(v) for k, v in files.items()}, "folder": str(tmp_path)}
+    args = {"--model": MLP, "--inputs": str(good), "--property": "robustness", "--norm": "inf", "--max-radius": "0.1"}
+    extra = []
+    for i, item in enumerate(override):
+        item = item.format(**values)
+        if item in args and i + 1 < len(override):
+            continue
+        if i > 0 and override[i - 1] in args:
+            args[override[i - 1]] = item
+        elif item.startswith("--max-radius="):
+            args.pop("--max-radius")
+            extra.append(item)
+        else:
+            extra.append(item)
+    wdir = tmp_path / "wd"
+    argv = ["radius"] + [x for kv in args.items() for x in kv] + extra + ["--witness-dir", str(wdir), "--json", *QUICK]
+    code, out, err = run_cli(argv, capsys)
+    assert code != 0
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("saferisk: error: "), err
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert not wdir.exists() or not any(wdir.iterdir())
+
+
+def test_failure_on_a_later_input_leaves_no_witness_file(tmp_path, capsys):
+    X = np.full((3, 64), 0.5)
+    X[2, 0] = 2.0  # the third input is outside the domain: found after two inputs were computed
+    np.save(tmp_path / "x.npy", X)
+    wdir = tmp_path / "wd"
+    code, out, err = run_cli(["radius", "--model", MLP, "--inputs", tmp_path / "x.npy", "--property", "robustness",
+                              "--norm", "inf", "--max-radius", "0.5", "--domain=0,1", "--witness-dir", wdir,
+                              "--json", *QUICK], capsys)
+    assert code != 0 and "input 2" in err and "outside the domain" in err
+    assert out == ""
+    assert not wdir.exists() or not any(wdir.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--norm", "3"], "invalid choice: '3'"),
+    (["--search", "random"], "invalid choice: 'random'"),
+])
+def test_argparse_choices_are_clear_errors(capsys, argv, message):
+    base = ["radius", "--model", MLP, "--inputs", "x.npy", "--property", "robustness", "--max-radius", "0.1"]
+    if "--norm" not in argv:
+        base += ["--norm", "inf"]
+    with pytest.raises(SystemExit) as exc:
+        main(base + argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_reach_bad_input(capsys):
+    code, out, err = run_cli(["reach", "--model", REGRESSION, "--lower=0,-1", "--upper", "10,1"], capsys)
+    assert code == 2 and "the box has 2 dimensions, the model expects 3 inputs" in err
+    code, out, err = run_cli(["reach", "--model", REGRESSION, "--lower=0,-1,100", "--upper", "10,1"], capsys)
+    assert code == 2 and "--lower has 3 values, --upper has 2" in err
+    code, out, err = run_cli(["reach", "--model", REGRESSION, "--lower=0,2,100", "--upper", "10,1,1000"], capsys)
+    assert code == 2 and "lower > upper" in err and len(err.strip().splitlines()) == 1
+
+
+def test_real_subprocess_error_has_no_traceback(tmp_path):
+    X = np.full((2, 64), 0.5)
+    X[1, 5] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    wdir = tmp_path / "wd"
+    proc = subprocess.run([sys.executable, "-m", "saferisk", "radius", "--model", MLP, "--inputs",
+                           str(tmp_path / "x.npy"), "--property", "robustness", "--norm", "inf", "--max-radius", "0.1",
+                           "--witness-dir", str(wdir), "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "row 1 contains NaN" in lines[0], proc.stderr
+    assert not wdir.exists()

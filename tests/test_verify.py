@@ -1,0 +1,238 @@
+"""`saferisk verify`: sat only with a re-checked counterexample, unsat only from certified
+bounds, never sat on a property the VNN-COMP verifiers proved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from saferisk.cli import main
+from saferisk.commands.verify import _load_model, verify_spec
+from saferisk.data.vnnlib import load_vnnlib
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+VNNCOMP = SHARED / "vnncomp"
+ACAS = {"1_1": "ACASXU_run2a_1_1_batch_2000.onnx", "2_1": "ACASXU_run2a_2_1_batch_2000.onnx"}
+# Known outcomes (../shared/vnncomp/README.md): True = verified, False = counterexample.
+ACAS_VERIFIED = {("1_1", p): True for p in (1, 2, 3, 4)} | {("2_1", p): p != 2 for p in (1, 2, 3, 4)}
+MNIST_VERIFIED = {(p, "0.03"): True for p in range(5)} | {(p, "0.05"): p in (2, 4) for p in range(5)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small batched forward passes are much faster on one thread on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def vnncomp() -> Path:
+    if not (VNNCOMP / "acasxu").is_dir() or not (VNNCOMP / "mnistfc").is_dir():
+        pytest.skip("../shared/vnncomp is not available")
+    import torch.optim  # noqa: F401  (alpha-CROWN's optimiser: a one-off ~2 s import, not the verifier's time)
+    return VNNCOMP
+
+
+def _onnx_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
+    """An independent forward pass (onnxruntime, not saferisk's graph executor)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    info = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in info.shape]
+    return session.run(None, {info.name: np.asarray(x, np.float32).reshape(shape)})[0].reshape(-1)
+
+
+def _assert_valid_counterexample(model_path: Path, spec_path: Path, cex: dict) -> None:
+    spec = load_vnnlib(spec_path)
+    x = np.asarray(cex["input"])
+    assert x.shape == (spec.n_inputs,)
+    assert np.all(x >= spec.lower) and np.all(x <= spec.upper)  # every input constraint
+    y = _onnx_outputs(model_path, x).astype(np.float64)
+    np.testing.assert_allclose(y, cex["output"], rtol=1e-4, atol=1e-5)
+    # the unsafe condition, on the independent outputs, up to float32 rounding
+    assert any(np.all(C @ y <= d + 1e-5) for C, d in spec.unsafe_rows())
+    assert spec.output_unsafe(np.asarray(cex["output"]))  # exactly, on the reported outputs
+
+
+def _verify_json(capsys, model: Path, spec: Path, timeout: float = 3.0) -> dict:
+    code = main(["verify", "--model", str(model), "--spec", str(spec), "--timeout", str(timeout), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    return json.loads(out)
+
+
+# ----------------------------------------------------------------------------- VNN-COMP benchmarks
+
+def test_acasxu_2_1_prop_2_sat(vnncomp, capsys):
+    model, spec = vnncomp / "acasxu" / ACAS["2_1"], vnncomp / "acasxu" / "prop_2.vnnlib"
+    result = _verify_json(capsys, model, spec)
+    assert result["result"] == "sat" and result["method"] == "search"
+    assert result["seconds"] >= 0
+    _assert_valid_counterexample(model, spec, result["counterexample"])
+
+
+@pytest.mark.parametrize("prop", [0, 1, 3])
+def test_mnist_eps_005_sat(vnncomp, capsys, prop):
+    model, spec = vnncomp / "mnistfc" / "mnist-net_256x2.onnx", vnncomp / "mnistfc" / f"prop_{prop}_0.05.vnnlib"
+    result = _verify_json(capsys, model, spec)
+    assert result["result"] == "sat"
+    cex = result["counterexample"]
+    _assert_valid_counterexample(model, spec, cex)
+    # the label changed: some other class reaches the label's output
+    label = load_vnnlib(spec).label
+    assert max(v for i, v in enumerate(cex["output"]) if i != label) >= cex["output"][label]
+
+
+@pytest.mark.parametrize("prop, eps", [(2, "0.05"), (4, "0.03")])
+def test_mnist_unsat_by_certified_bounds(vnncomp, prop, eps):
+    model = _load_model(str(vnncomp / "mnistfc" / "mnist-net_256x2.onnx"))
+    result = verify_spec(model, load_vnnlib(vnncomp / "mnistfc" / f"prop_{prop}_{eps}.vnnlib"), timeout_s=5.0)
+    assert result.result == "unsat" and result.method == "bounds" and result.counterexample is None
+
+
+@pytest.mark.slow
+def test_never_sat_on_verified_mnist(vnncomp):
+    model = _load_model(str(vnncomp / "mnistfc" / "mnist-net_256x2.onnx"))
+    for (prop, eps), verified in sorted(MNIST_VERIFIED.items()):
+        spec_path = vnncomp / "mnistfc" / f"prop_{prop}_{eps}.vnnlib"
+        result = verify_spec(model, load_vnnlib(spec_path), timeout_s=1.0, seed=1)
+        if verified:
+            assert result.result != "sat", (prop, eps)
+        elif result.result == "sat":
+            _assert_valid_counterexample(vnncomp / "mnistfc" / "mnist-net_256x2.onnx", spec_path,
+                                         result.counterexample.to_dict())
+        if result.result == "unsat":
+            assert verified, (prop, eps)  # a proof of a property with a known counterexample: unsound
+
+
+@pytest.mark.slow
+def test_never_sat_on_verified_acasxu(vnncomp):
+    for net, name in ACAS.items():
+        model = _load_model(str(vnncomp / "acasxu" / name))
+        for prop in (1, 2, 3, 4):
+            spec_path = vnncomp / "acasxu" / f"prop_{prop}.vnnlib"
+            result = verify_spec(model, load_vnnlib(spec_path), timeout_s=1.0, seed=1)
+            if ACAS_VERIFIED[(net, prop)]:
+                assert result.result != "sat", (net, prop)
+            else:
+                assert result.result != "unsat", (net, prop)
+                if result.result == "sat":
+                    _assert_valid_counterexample(vnncomp / "acasxu" / name, spec_path,
+                                                 result.counterexample.to_dict())
+
+
+def test_plain_output_and_result_file(vnncomp, capsys, tmp_path):
+    model, spec = vnncomp / "acasxu" / ACAS["2_1"], vnncomp / "acasxu" / "prop_2.vnnlib"
+    out_file = tmp_path / "result.txt"
+    code = main(["verify", "--model", str(model), "--spec", str(spec), "--timeout", "3",
+                 "--output", str(out_file)])
+    assert code == 0
+    assert capsys.readouterr().out == "sat\n"
+    lines = out_file.read_text().splitlines()
+    assert lines[0] == "sat" and lines[1].startswith("((X_0 ") and lines[-1].startswith(" (Y_4 ")
+
+
+def test_model_spec_size_mismatch(vnncomp, capsys):
+    code = main(["verify", "--model", str(vnncomp / "acasxu" / ACAS["1_1"]),
+                 "--spec", str(vnncomp / "mnistfc" / "prop_0_0.03.vnnlib")])
+    err = capsys.readouterr().err
+    assert code == 2 and "784 inputs, the model takes 5" in err
+
+
+# ----------------------------------------------------------------------------- synthetic model
+
+def _tiny_model(path: Path) -> Path:
+    """y = relu(x0 + x1 - 0.5) and y1 = x0 - x1: a 2-input ONNX model built by hand."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    W1 = numpy_helper.from_array(np.array([[1.0, 1.0], [1.0, -1.0]], np.float32), "W1")
+    b1 = numpy_helper.from_array(np.array([-0.5, 0.0], np.float32), "b1")
+    W2 = numpy_helper.from_array(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), "W2")
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [W1, b1, W2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, path)
+    return path
+
+
+BOX = "(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)" \
+      "(assert (>= X_0 0))(assert (<= X_0 1))(assert (>= X_1 0))(assert (<= X_1 1))"
+
+
+def test_synthetic_sat_unsat(tmp_path, capsys):
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    (tmp_path / "sat.vnnlib").write_text(BOX + "(assert (>= Y_0 1.4))")  # max y0 = 1.5 at (1, 1)
+    (tmp_path / "unsat.vnnlib").write_text(BOX + "(assert (or (<= Y_0 -0.1) (>= Y_0 1.6)))")
+    sat = _verify_json(capsys, model, tmp_path / "sat.vnnlib", timeout=5.0)
+    assert sat["result"] == "sat"
+    x, y = np.asarray(sat["counterexample"]["input"]), np.asarray(sat["counterexample"]["output"])
+    assert np.all((x >= 0) & (x <= 1)) and y[0] >= 1.4
+    np.testing.assert_allclose(y, _onnx_outputs(model, x), rtol=1e-6)
+    unsat = _verify_json(capsys, model, tmp_path / "unsat.vnnlib", timeout=5.0)
+    assert unsat["result"] == "unsat" and unsat["counterexample"] is None
+
+
+def test_synthetic_boundary_and_unknown(tmp_path, capsys):
+    """Unsafe set reachable only at the corner (1, 1): y0 >= 1.5 - 1e-4 is sat; nothing
+    claims sat for y0 >= 1.5 + 1e-4 (outside the reachable range)."""
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    (tmp_path / "edge.vnnlib").write_text(BOX + "(assert (>= Y_0 1.4999))")
+    (tmp_path / "beyond.vnnlib").write_text(BOX + "(assert (>= Y_0 1.5001))")
+    assert _verify_json(capsys, model, tmp_path / "edge.vnnlib")["result"] == "sat"
+    assert _verify_json(capsys, model, tmp_path / "beyond.vnnlib", timeout=2.0)["result"] in ("unsat", "unknown")
+
+
+def test_cli_errors_in_process(tmp_path, capsys):
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    (tmp_path / "bad.vnnlib").write_text(BOX + "(assert (<= Y_7 0))")
+    assert main(["verify", "--model", str(model), "--spec", str(tmp_path / "bad.vnnlib")]) == 2
+    assert "Y_7 is used but not declared" in capsys.readouterr().err
+    assert main(["verify", "--model", str(tmp_path / "none.onnx"), "--spec", str(tmp_path / "bad.vnnlib")]) == 2
+    assert "bad.vnnlib" in capsys.readouterr().err  # the spec is read (and fails) first
+    (tmp_path / "ok.vnnlib").write_text(BOX + "(assert (>= Y_0 1.4))")
+    assert main(["verify", "--model", str(tmp_path / "none.onnx"), "--spec", str(tmp_path / "ok.vnnlib")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["verify", "--model", str(model), "--spec", str(tmp_path / "ok.vnnlib"), "--timeout", "0"]) == 2
+    assert "--timeout" in capsys.readouterr().err
+
+
+def test_cli_subprocess_bad_input(tmp_path):
+    (tmp_path / "bad.vnnlib").write_text("(declare-const X_0 Real)(assert (<= X_0")
+    proc = subprocess.run([sys.executable, "-m", "saferisk", "verify", "--model", str(tmp_path / "m.onnx"),
+                           "--spec", str(tmp_path / "bad.vnnlib")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("saferisk: error:") and "bad.vnnlib" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_first_layer_corners_through_affine_prefix():
+    from saferisk.commands.verify import first_layer_corners
+    from saferisk.models.graph import Graph, Node
+
+    f64 = dict(dtype=torch.float64)
+    nodes = [Node("affine", ["x"], "a", {"scale": torch.tensor([-1.0, 2.0], **f64), "shift": torch.tensor([0.5, 0.0], **f64)}),
+             Node("linear", ["a"], "z", {"weight": torch.tensor([[1.0, 1.0], [1.0, 1.0]], **f64),
+                                         "bias": torch.tensor([-0.2, 5.0], **f64)}),
+             Node("relu", ["z"], "r")]
+    graph = Graph("x", "r", (2,), nodes)
+    lower, upper = torch.zeros(2, **f64), torch.ones(2, **f64)
+    # unit 0: z = 0.3 - x0 + 2 x1 in [-0.7, 2.3] switches; unit 1 (z >= 4.5) is always on
+    corners = first_layer_corners(graph, lower, upper)
+    assert corners.tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    nodes[1].params["bias"] = torch.tensor([5.0, 5.0], **f64)
+    assert first_layer_corners(graph, lower, upper) is None  # nothing switches
+    assert first_layer_corners(Graph("x", "r", (2,), [Node("relu", ["x"], "r")]), lower, upper) is None

@@ -1,0 +1,173 @@
+"""Real Snakemake runs in a tmp dir: what a change recomputes (and what it leaves alone).
+
+One complete run of a tiny audit (two digits MLPs x robustness + uncertainty x 2 shards) is
+shared by the cache tests; each test changes one thing, asserts the exact jobs of a dry run,
+and puts the thing back (so the next test starts from an up-to-date state again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_workflow_support import (
+    ROOT,
+    perturb_weights,
+    planned_jobs,
+    radius_jobs,
+    rule_counts,
+    setup_workdir,
+    snakemake,
+    write_digits,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def done_run(tmp_path_factory) -> Path:
+    wd = setup_workdir(tmp_path_factory.mktemp("wf"))
+    snakemake(wd)
+    return wd
+
+
+def all_radius(models=("mlp_a", "mlp_b"), props=("robustness", "uncertainty"), shards=("0", "1")):
+    return {(m, "digits", p, "inf", s) for m in models for p in props for s in shards}
+
+
+def test_complete_run_outputs(done_run):
+    wd = done_run
+    for m in ("mlp_a", "mlp_b"):
+        assert (wd / f"results/models/{m}/model.onnx").exists()
+        assert (wd / f"results/reports/{m}.pdf").read_bytes().startswith(b"%PDF")
+        assert (wd / f"logs/export_model/{m}.log").exists()
+    assert (wd / "results/reports/summary.pdf").exists()
+    table = pd.read_parquet(wd / "results/tables/audit.parquet")
+    assert len(table) == 2 * 2 * 4  # models x properties x inputs
+    assert set(table["status"]) <= {"ok", "violated_at_input"}
+    assert (wd / "logs/compute_radius_shard/mlp_a/digits/robustness-inf/shard-1.log").read_text().count("done ") == 1
+    assert (wd / "results/run-metadata.json").exists()
+
+
+def test_second_run_does_nothing(done_run):
+    assert planned_jobs(done_run) == []
+    proc = snakemake(done_run)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_touching_a_model_file_reruns_nothing(done_run):
+    for path in (done_run / "models/mlp_a.onnx", done_run / "data/digits.npz",
+                 done_run / "results/models/mlp_a/model.onnx"):
+        os.utime(path, (time.time() + 5, time.time() + 5))
+    assert planned_jobs(done_run) == []
+
+
+def test_run_metadata_never_forces_a_rerun(done_run):
+    meta = done_run / "results/run-metadata.json"
+    meta.write_text('{"host": "elsewhere", "started": "2099-01-01T00:00:00"}\n')
+    assert planned_jobs(done_run) == []
+
+
+def test_changed_weights_rerun_only_that_model(done_run):
+    model = done_run / "models/mlp_b.onnx"
+    original = model.read_bytes()
+    try:
+        perturb_weights(model)
+        jobs = planned_jobs(done_run)
+        assert radius_jobs(jobs) == all_radius(models=("mlp_b",))
+        counts = rule_counts(jobs)
+        assert counts["export_model"] == 1 and counts["report_model"] == 1
+        assert "prepare_input_shard" not in counts
+        assert {w["model"] for r, w in jobs if r in ("export_model", "report_model", "aggregate_model")} == {"mlp_b"}
+    finally:
+        model.write_bytes(original)
+
+
+def test_changed_property_spec_reruns_only_that_property(done_run):
+    path = done_run / "config/config.yaml"
+    original = path.read_text()
+    try:
+        config = yaml.safe_load(original)
+        config["properties"]["uncertainty"]["max_radius"] = 0.15
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        jobs = planned_jobs(done_run)
+        assert radius_jobs(jobs) == all_radius(props=("uncertainty",))
+        assert not {"export_model", "prepare_input_shard"} & set(rule_counts(jobs))
+    finally:
+        path.write_text(original)
+
+
+def test_added_input_shard_runs_only_the_new_shard(done_run):
+    try:
+        write_digits(done_run, 6)  # 4 -> 6 rows: shard-2 is new, shards 0-1 unchanged
+        jobs = planned_jobs(done_run)
+        assert radius_jobs(jobs) == all_radius(shards=("2",))
+        assert [w["shard"] for r, w in jobs if r == "prepare_input_shard"] == ["2"]
+    finally:
+        write_digits(done_run, 4)
+
+
+def test_algorithm_change_reruns_radius_jobs(done_run, tmp_path):
+    """A copy of saferisk with one edited search file shadows the installed one."""
+    import saferisk
+
+    source = Path(saferisk.__file__).resolve().parent  # the package the completed run used
+    pkg = tmp_path / "pkg"
+    shutil.copytree(source, pkg / "saferisk", ignore=shutil.ignore_patterns("__pycache__"))
+    gps = next((pkg / "saferisk" / "search").glob("*.py"))
+    gps.write_text(gps.read_text() + "\n# an algorithm change\n")
+    env = {"PYTHONPATH": f"{pkg}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    jobs = planned_jobs(done_run, env=env)
+    assert radius_jobs(jobs) == all_radius()
+    assert not {"export_model", "prepare_input_shard"} & set(rule_counts(jobs))
+    # a change outside the algorithm (reports, CLI) does not
+    shutil.rmtree(pkg)
+    shutil.copytree(source, pkg / "saferisk", ignore=shutil.ignore_patterns("__pycache__"))
+    cli = pkg / "saferisk" / "cli.py"
+    cli.write_text(cli.read_text() + "\n# not the algorithm\n")
+    assert planned_jobs(done_run, env=env) == []
+
+
+def test_template_change_reruns_only_reports(done_run):
+    css = done_run / "reports/base.css"
+    original = css.read_text()
+    try:
+        css.write_text(original + "\n/* a style change */\n")
+        counts = rule_counts(planned_jobs(done_run))
+        assert counts == {"report_model": 2, "report_summary": 1, "all": 1}
+    finally:
+        css.write_text(original)
+
+
+def test_restoring_every_change_leaves_nothing_to_do(done_run):
+    """The tests above put back what they changed: content, not mtimes, decides."""
+    assert planned_jobs(done_run) == []
+
+
+def test_lint_and_snakefmt():
+    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    fmt = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_default_config_dry_run_and_slurm_profile():
+    """The shipped audit's DAG, locally and with the SLURM profile (no cluster needed)."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "-n"], cwd=ROOT,
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "compute_radius_shard" in out and "slurm_account=CHANGE_ME_ACCOUNT" in out
+    assert "gpu=1" in out
