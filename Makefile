@@ -36,5 +36,9 @@ lint: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+# Re-render the README's report pages from the default audit's PDFs.
+readme-pages: audit
+	$(BIN)/python docs/render_readme_pages.py
+
 clean-results:
 	rm -rf results logs

@@ -14,6 +14,8 @@ import traceback
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import torch
+
 from benchmarks.common import RESULTS_DIR, BenchReport, Skip, machine_info, machine_markdown, write_report
 
 #: run first, in this order; any other benchmarks/bench_<name>.py module runs after them
@@ -69,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer inputs and iterations (< 3 minutes on CPU)")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is steadier on a shared machine)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     names = discover()
     if args.list:
         print("\n".join(names))

@@ -130,7 +130,7 @@ def minimise_kl(model, x0: torch.Tensor, quick: bool, seed: int = 0):
     n = x0.numel()
     region = Region(x0, FIG5_RADIUS, "inf", torch.zeros(n), torch.ones(n))
     config = SearchConfig(mode="gps", mesh_tolerance=1e-5, max_iterations=150 if quick else 600, n_starts=4,
-                          budget=60_000 if quick else 100_000)
+                          budget=30_000 if quick else 100_000)
     evaluator = Evaluator(model, kl_uniform_softmax, config.chunk_size, config.budget)
     generator = torch.Generator().manual_seed(seed)
     samples = region.sample(256, generator)

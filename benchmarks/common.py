@@ -115,7 +115,8 @@ class BenchReport:
         parts = [f"## {self.title}", ""]
         if machine:
             parts += [machine_markdown(machine), ""]
-        parts.append(f"Command: `python -m benchmarks --only {self.name}{' --quick' if self.quick else ''}` "
+        threads = f" --threads {torch.get_num_threads()}"
+        parts.append(f"Command: `python -m benchmarks --only {self.name}{' --quick' if self.quick else ''}{threads}` "
                      f"({self.seconds:.1f} s)\n")
         parts += [t.markdown() for t in self.tables]
         if self.goals:

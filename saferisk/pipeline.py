@@ -286,9 +286,9 @@ def radius_shard(*, model_name: str, model_path: str, manifest_path: str, model_
     device = resolve_device(device)
     log_device(device)
     manifest = json.loads(Path(manifest_path).read_text())
-    model = load_model(model_path, device=device)
-    model.name = model_name
-    model.sha256 = manifest.get("sha256") or manifest.get("model_sha256") or sha256_file(model_path)
+    model = load_model(model_path, device=device, name=model_name)  # sha256: of the canonical artifact
+    if manifest.get("artifact_sha256") not in (None, model.sha256):
+        raise ModelError(f"{model_path} does not match {manifest_path} (artifact_sha256); rerun the export")
     data = load_npz_input_set(shard_path)
     domain = _domain_for(model_spec, data, data.n_features)
     prop = build_property(property_spec, model_spec)

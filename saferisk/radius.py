@@ -106,7 +106,7 @@ def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius:
     seconds = time.perf_counter() - start
     if cert.radius_lower is None:
         return None, cert.reason or "not certified", seconds
-    return float(cert.radius_lower), cert.method or "bounds", seconds
+    return float(cert.radius_lower), cert.method or cert.reason or "bounds", seconds
 
 
 def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_radius: float, domain: Domain,

@@ -311,9 +311,11 @@ def test_certified_radius_below_exact_milp_radius(seed):
     for norm, max_radius in (("inf", 1.0), ("1", 2.5)):
         exact = _exact_radius_milp(weights, x0.numpy(), -np.ones(3), np.ones(3), label, norm, max_radius)
         gaps = {}
-        for method in ("ibp", "crown", "alpha-crown", "bab"):
-            cert = certify_radius(graph, bound.spec(), x0, norm, max_radius, domain,
-                                  config=CertifyConfig(method=method, time_budget_s=1.5, alpha_iterations=10))
+        for method in ("ibp", "crown", "alpha-crown", "bab", "bab-relu"):
+            # bab on 3 inputs splits the input; bab-relu forces ReLU splitting (with beta)
+            config = CertifyConfig(method=method.replace("-relu", ""), time_budget_s=1.0, alpha_iterations=10,
+                                   input_split_max_dim=0 if method == "bab-relu" else 8)
+            cert = certify_radius(graph, bound.spec(), x0, norm, max_radius, domain, config=config)
             assert cert.radius_lower <= exact * (1 + 1e-7) + 1e-9, (seed, norm, method, cert, exact)
             gaps[method] = (cert.radius_lower, exact)
         print(f"seed {seed} L{norm}: exact {exact:.5f} " + " ".join(
@@ -322,3 +324,29 @@ def test_certified_radius_below_exact_milp_radius(seed):
         best = max(v[0] for v in gaps.values())
         assert best >= 0.4 * exact, (seed, norm, gaps)
         assert gaps["crown"][0] >= gaps["ibp"][0] - 1e-12  # the ladder keeps the best radius so far
+
+
+def test_relu_and_input_splitting_never_verify_a_box_with_a_violation():
+    """Branch and bound (with beta multipliers) on boxes around the decision boundary."""
+    from saferisk.bounds.bab import input_split, relu_split
+    import time
+    outcomes = {"verified": 0, "falsified": 0, "unknown": 0}
+    for seed in range(24):
+        graph, _ = mlp(500 + seed, 4, [12, 12], 3, ["relu"])
+        engine = BoundEngine(graph)
+        run = GraphModule(graph.to("cpu", torch.float64))
+        gen = torch.Generator().manual_seed(seed)
+        x0 = torch.rand(4, generator=gen, dtype=torch.float64) - 0.5
+        bound = Robustness().bind(run(x0[None])[0])
+        rows = SpecRows.from_spec(bound.spec(), engine)
+        half = 0.05 + 0.4 * float(torch.rand(1, generator=gen))
+        lo, hi = (x0 - half)[None], (x0 + half)[None]
+        pts = lo + (hi - lo) * torch.rand(4000, 4, generator=gen, dtype=torch.float64)
+        violated = bool(bound.violated(run(pts)).any())
+        for search in (relu_split, input_split):
+            verdict = search(engine, rows, InputSet.box(lo, hi), time.perf_counter() + 0.4)
+            outcomes[verdict] += 1
+            if violated:
+                assert verdict != "verified", (seed, search.__name__)
+    print("branch and bound outcomes:", outcomes)
+    assert outcomes["verified"] > 0 and outcomes["falsified"] + outcomes["unknown"] > 0

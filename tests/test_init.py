@@ -62,7 +62,7 @@ def test_init_acas_xu_argmin_over_vnnlib_box(tmp_path, monkeypatch, capsys, acas
     assert model["decision"] == "argmin" and len(model["domain"]["lower"]) == 5
     assert config["input_sets"]["inputs"]["samples"] == 1
     assert config["properties"]["robustness"]["scale"] == "domain"
-    snakemake(wd, "--configfile", "config/my-audit.yaml", "results/tables/audit.csv")
+    snakemake(wd, "results/tables/audit.csv", "--configfile", "config/my-audit.yaml")  # target first: --configfile takes 1+ values
     table = pd.read_parquet(wd / "results/tables/audit.parquet")
     assert set(table["model"]) == {"acas_1_1"} and len(table) == 2 * 2  # (centre + 1 sample) x 2 properties
     assert table["status"].str.startswith("failed").sum() == 0

@@ -288,3 +288,43 @@ def test_input_within_tolerance_of_the_domain_is_clipped():
     result = compute_radius(model, [1.0 + 5e-7, 0.2, -5e-7], Robustness(), "inf", 0.1, Domain.scalar(0, 1, 3),
                             search=FAST, certify=False)
     assert result.status == "ok"
+
+
+@pytest.mark.parametrize("prop", [Robustness(decision="argmin"), Robustness(target_classes=(0, 2)),
+                                  "uncertainty", "reach_weights"],
+                         ids=["argmin", "target_classes", "uncertainty", "reach_weights"])
+def test_witness_and_lower_bound_are_sound_for_every_property(tmp_path, prop):
+    from saferisk.properties import Uncertainty
+
+    model = random_mlp([3, 10, 10, 3], seed=21, scale=2.5)
+    domain = Domain.scalar(-1.0, 1.0, 3)
+    x0 = torch.tensor([0.2, -0.1, 0.4], dtype=torch.float64)
+    z0 = model.forward_flat(x0[None]).double()[0]
+    if prop == "uncertainty":  # threshold half the KL at x0, so a violation exists nearby
+        from saferisk.properties import kl_uniform_softmax
+        prop = Uncertainty(epsilon=float(kl_uniform_softmax(z0[None])[0]) * 0.5)
+    elif prop == "reach_weights":  # o = z0 - z1 + z2 / 2 must stay above o(x0) - 0.5
+        weights = (1.0, -1.0, 0.5)
+        prop = Reachability(output=weights, lower=float(z0 @ torch.tensor(weights, dtype=torch.float64)) - 0.5)
+    path = tmp_path / "w.npz"
+    result = compute_radii(model, x0[None].numpy(), prop, "2", 2.0, domain, search=FAST, certify=CERTIFY,
+                           witness_path=path)[0]
+    bound = prop.bind(z0)
+    print(f"\n{prop}: [{result.radius_lower}, {result.radius_upper}] estimate {result.radius_estimate} "
+          f"({result.radius_lower_method})")
+    assert result.status == "ok"
+    assert result.radius_upper is not None
+    check_witness(model, prop, result, load_witnesses(path), domain)
+    pts = samples_in_ball(x0, result.radius_upper, "2", domain, 100_000, seed=4)
+    bad = bound.violated(model.forward_flat(pts).double())
+    if bool(bad.any()):
+        assert result.radius_upper <= float(distance(pts[bad], x0, "2").min()) * 1.05 + 1e-3
+    assert result.radius_lower is not None
+    if result.radius_lower > 0:
+        assert result.radius_lower_method in ("ibp", "crown", "alpha-crown", "bab")
+    else:  # a trivial bound says why (e.g. the uncertainty spec's linear bound is not positive at x0)
+        assert result.radius_lower_method not in ("ibp", "crown", "alpha-crown", "bab", "bounds")
+    if result.radius_lower > 0:
+        assert result.radius_lower <= result.radius_upper
+        pts = samples_in_ball(x0, result.radius_lower * (1 - 1e-6), "2", domain, 100_000, seed=5)
+        assert not bool(bound.violated(model.forward_flat(pts).double()).any())

@@ -170,5 +170,7 @@ def combine(model: str, scope: str, verdicts: list[Verdict], empty_reason: str) 
     value = FAIL if FAIL in values else INCONCLUSIVE if INCONCLUSIVE in values else PASS
     bases = {v.basis for v in verdicts if v.verdict == value}
     basis = bases.pop() if len(bases) == 1 else "mixed"
+    if len(verdicts) == 1:
+        return Verdict(model, scope, value, basis, verdicts[0].reason)
     counts = ", ".join(f"{values.count(v)} {v}" for v in (PASS, FAIL, INCONCLUSIVE) if v in values)
     return Verdict(model, scope, value, basis, f"{len(values)} criteria: {counts}")

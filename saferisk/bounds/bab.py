@@ -8,7 +8,8 @@ ball constraint, when present, is kept for every half).
 ReLU splitting: an unstable ReLU input x_i in [l, u] is split into x_i >= 0 and x_i <= 0; each
 half has a tighter, valid relaxation (the ReLU is linear on it), so a lower bound over the
 whole input set with that relaxation is a lower bound over the half; intermediate bounds that
-cross (l > u) prove the half empty. The neuron chosen is the one whose upper-line intercept
+cross (l > u) prove the half empty. The split constraints also enter the final pass through
+Lagrange multipliers beta >= 0 (beta-CROWN, see engine.backward), optimised with the ReLU slopes. The neuron chosen is the one whose upper-line intercept
 contributes most to the worst row's bound (BaBSR-like).
 
 Both also evaluate s at the sub-domain centres: a centre inside the set with s <= 0 is a
@@ -91,8 +92,37 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: 
     return "verified"
 
 
+def _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterations, deadline, lr=0.1):
+    """Better final-pass row bounds of split sub-domains: ReLU slopes (alpha) and split
+    multipliers beta >= 0 by projected gradient ascent; the best bound per row is kept."""
+    B, S = row_lb.shape
+    alphas: dict = {}
+    betas = {name: (torch.zeros((B, S) + engine.shapes[name], dtype=engine.dtype, device=engine.device,
+                                requires_grad=True), splits[name]) for name in splits if bool((splits[name] != 0).any())}
+    best = row_lb
+    optimiser = None
+    for _ in range(iterations):
+        if time.perf_counter() > deadline:
+            break
+        with torch.enable_grad():
+            lb = rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas)
+            best = torch.maximum(best, lb.detach())
+            if optimiser is None:
+                optimiser = torch.optim.Adam(list(alphas.values()) + [b for b, _ in betas.values()], lr=lr)
+            optimiser.zero_grad()
+            (-lb.clamp(max=1.0).sum()).backward()
+            optimiser.step()
+        with torch.no_grad():
+            for value in alphas.values():
+                value.clamp_(0.0, 1.0)
+            for value, _ in betas.values():
+                value.clamp_(min=0.0)
+    with torch.no_grad():
+        return torch.maximum(best, rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas))
+
+
 def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
-               batch: int = 64, exact_spec: bool = True) -> str:
+               batch: int = 64, exact_spec: bool = True, iterations: int = 10) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting."""
     pre = [n.inputs[0] for n in engine.relu_nodes]
     if not pre:
@@ -117,6 +147,9 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: f
                 lo, hi = bounds[name]
                 empty |= (lo > hi).reshape(B, -1).any(dim=1)
             open_ = ~(s_lb > 0) & ~empty
+            if bool(open_.any()) and rows.on_logits and iterations > 0:
+                row_lb = _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterations, deadline)
+                open_ = ~(rows.combine(row_lb) > 0) & ~empty
             if not bool(open_.any()):
                 continue
             worst = rows.critical_row(row_lb)

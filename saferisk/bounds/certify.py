@@ -128,7 +128,7 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     x0 = _vector(x0, engine, n, "x0")
     lower = _vector(domain.lower, engine, n, "domain lower")
     upper = _vector(domain.upper, engine, n, "domain upper")
-    x0 = torch.minimum(torch.maximum(x0, lower), upper)
+    x0 = domain.check_and_clip(x0.cpu()[None], "x0")[0].to(engine.device, engine.dtype)
     unit_t = None if unit is None else _vector(unit, engine, n, "unit")
     with torch.no_grad():
         s0 = float(spec_value(engine, rows, x0[None])[0])

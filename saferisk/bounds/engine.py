@@ -237,15 +237,21 @@ class BoundEngine:
         return lo_new.reshape(lo.shape), hi_new.reshape(hi.shape)
 
     def lower_bound(self, target: str, A: torch.Tensor, inset: InputSet, bounds: dict,
-                    alphas: dict | None = None, target_groups: int = 1, record: dict | None = None) -> torch.Tensor:
+                    alphas: dict | None = None, target_groups: int = 1, record: dict | None = None,
+                    betas: dict | None = None) -> torch.Tensor:
         """Sound lower bound of min_{x in S_b} A[b, k] . y_target(x) -> (B, K)."""
-        A_in, bias = self.backward(target, A, bounds, alphas, target_groups, record)
+        A_in, bias = self.backward(target, A, bounds, alphas, target_groups, record, betas)
         B, K = A.shape[:2]
         return inset.min_linear(A_in.reshape(B, K, -1)) + bias
 
     def backward(self, target: str, A: torch.Tensor, bounds: dict, alphas: dict | None = None,
-                 target_groups: int = 1, record: dict | None = None):
-        """Back-substitute A . y_target to the input: returns (A_input (B, K, *input_shape), bias (B, K))."""
+                 target_groups: int = 1, record: dict | None = None, betas: dict | None = None):
+        """Back-substitute A . y_target to the input: returns (A_input (B, K, *input_shape), bias (B, K)).
+
+        betas: {pre-node name: (beta (B, K, *shape) >= 0, split sign (B, *shape))} adds the
+        Lagrangian terms of the split constraints (beta-CROWN): on {x_i >= 0}, f >= f - beta x_i, on
+        {x_i <= 0}, f >= f + beta x_i, so adding -sign * beta to x_i's coefficient keeps the bound sound.
+        """
         B, K = A.shape[:2]
         pending = {target: A}
         bias = torch.zeros(B, K, dtype=self.dtype, device=self.device)
@@ -254,6 +260,9 @@ class BoundEngine:
             coef = pending.pop(node.output, None)
             if coef is None:
                 continue
+            if betas is not None and node.output in betas:
+                beta, sign = betas[node.output]
+                coef = coef - beta * sign.unsqueeze(1).to(coef.dtype)
             if node.op == "constant":
                 bias = bias + (coef * node.params["value"]).reshape(B, K, -1).sum(-1)
                 continue

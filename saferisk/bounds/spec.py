@@ -80,14 +80,14 @@ def softmax_interval(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def rows_lower_bound(engine: BoundEngine, inset: InputSet, rows: SpecRows, bounds: dict,
-                     alphas: dict | None = None, record: dict | None = None) -> torch.Tensor:
+                     alphas: dict | None = None, record: dict | None = None, betas: dict | None = None) -> torch.Tensor:
     """Lower bounds (B, S) of every spec row over the input sets, given intermediate bounds."""
     B = inset.batch
     shape = engine.output_shape
     if rows.on_logits:
         A = rows.C.reshape((1, -1) + shape).expand((B, -1) + shape)
         return engine.lower_bound(engine.output_name, A, inset, bounds, alphas, target_groups=A.shape[1],
-                                  record=record) + rows.d
+                                  record=record, betas=betas) + rows.d
     m = engine.n_outputs
     eye = torch.eye(m, dtype=engine.dtype, device=engine.device)
     A = torch.cat([eye, -eye]).reshape((1, 2 * m) + shape).expand((B, 2 * m) + shape)
