@@ -32,7 +32,7 @@ from saferisk.result import STATUS_VIOLATED_AT_INPUT, RadiusResult, failed_statu
 from saferisk.search.config import SearchConfig
 from saferisk.search.lipschitz import lipschitz_search
 from saferisk.search.region import Evaluator, Region
-from saferisk.search.witness import ATTACK_BUDGET, ViolationTracker, recheck, search_violation, shrink_witness
+from saferisk.search.witness import ViolationTracker, locate_witness
 
 log = logging.getLogger(__name__)
 SCALES = ("input", "domain")
@@ -129,12 +129,9 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
         out.lipschitz_estimate = L_hat
         margin = w0 - prop.threshold
         out.radius_estimate = float(max_radius) if L_hat <= 0 else min(float(max_radius), margin / L_hat)
-    search_violation(prop, region, evaluator, search, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
-    if tracker.best_x is not None:
-        shrink_witness(prop, region, tracker.best_x, evaluator, search, generator, tracker)
-        witness = recheck(model, prop, region, tracker.best_x)
-        if witness is not None:
-            out.radius_upper, out.witness = witness.distance, witness.x
+    witness = locate_witness(model, prop, region, evaluator, search, generator, tracker)
+    if witness is not None:
+        out.radius_upper, out.witness = witness.distance, witness.x
     out.evaluations = evaluator.evaluations
     if certify_config is not False:
         cap = float(max_radius) if out.radius_upper is None else min(float(max_radius), out.radius_upper)

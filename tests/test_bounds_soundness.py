@@ -10,6 +10,7 @@ compared with the EXACT maximum safe radius from a MILP (scipy / HiGHS, big-M fr
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from saferisk.bounds import BoundEngine, CertifyConfig, InputSet, certify_radius
+from saferisk.bounds.bab import input_split, relu_split
 from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.spec import SpecRows
 from saferisk.data.domain import Domain
@@ -328,8 +330,6 @@ def test_certified_radius_below_exact_milp_radius(seed):
 
 def test_relu_and_input_splitting_never_verify_a_box_with_a_violation():
     """Branch and bound (with beta multipliers) on boxes around the decision boundary."""
-    from saferisk.bounds.bab import input_split, relu_split
-    import time
     outcomes = {"verified": 0, "falsified": 0, "unknown": 0}
     for seed in range(24):
         graph, _ = mlp(500 + seed, 4, [12, 12], 3, ["relu"])

@@ -48,7 +48,7 @@ def test_mnist_256x2_witnesses_agree_with_known_outcomes(mnist, tmp_path, prop):
     domain = Domain.scalar(0.0, 1.0, 784)
     path = tmp_path / "w.npz"
     result = compute_radii(model, x0[None], Robustness(), "inf", 0.05, domain, labels=[spec.label], ids=[f"p{prop}"],
-                           search=SearchConfig(budget=20_000), certify=False, seed=0, witness_path=path)[0]
+                           search=SearchConfig(), certify=False, seed=0, witness_path=path)[0]
     print(f"\nprop {prop}: estimate {result.radius_estimate:.4f} bracket [{result.radius_lower}, {result.radius_upper}] "
           f"exceeds upper: {result.estimate_exceeds_upper}, {result.evaluations} evals, {result.seconds:.2f} s")
     assert result.status == "ok"

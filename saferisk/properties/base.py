@@ -32,8 +32,8 @@ class MinMaxSpec:
     mask: torch.Tensor  # (J, R) bool
     exact: bool = True
 
-    def evaluate(self, z: torch.Tensor) -> torch.Tensor:
-        """s(z) for a batch of outputs z (B, m) -> (B,)."""
+    def groups(self, z: torch.Tensor) -> torch.Tensor:
+        """The J terms max_r (A[j,r] . z + b[j,r]) for a batch of outputs z (B, m) -> (B, J)."""
         J, R, m = self.A.shape
         key = (z.device, z.dtype)
         if getattr(self, "_cache_key", None) != key:  # flattened, masked copy on z's device
@@ -41,11 +41,12 @@ class MinMaxSpec:
             self._A2 = self.A.reshape(J * R, m).to(z.device, z.dtype)
             self._b2 = self.b.masked_fill(~self.mask, float("-inf")).reshape(J * R).to(z.device, z.dtype)
         rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
-        if R > 1:
-            rows = rows.max(dim=2).values
-        else:
-            rows = rows.squeeze(2)
-        return rows.min(dim=1).values if J > 1 else rows.squeeze(1)
+        return rows.max(dim=2).values if R > 1 else rows.squeeze(2)
+
+    def evaluate(self, z: torch.Tensor) -> torch.Tensor:
+        """s(z) = min_j groups(z)[:, j] for a batch of outputs z (B, m) -> (B,)."""
+        groups = self.groups(z)
+        return groups.min(dim=1).values if groups.shape[1] > 1 else groups.squeeze(1)
 
     @staticmethod
     def from_rows(rows: list[list[tuple[list[float], float]]], m: int, exact: bool = True) -> "MinMaxSpec":

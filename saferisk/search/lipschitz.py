@@ -18,7 +18,7 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
-LIPSCHITZ_BUDGET = 0.4  # share of SearchConfig.budget
+LIPSCHITZ_BUDGET = 0.3  # share of SearchConfig.budget
 
 
 class RatioTracker:

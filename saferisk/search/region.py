@@ -107,6 +107,11 @@ class Evaluator:
 
     def with_grad(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable w(f(x)) (counted and observed)."""
-        w = self.value(self.model.forward_flat_grad(x).to(x.dtype))
+        return self.outputs_with_grad(x)[1]
+
+    def outputs_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable (z, w) at x (counted and observed)."""
+        z = self.model.forward_flat_grad(x).to(x.dtype)
+        w = self.value(z)
         self._observe(x.detach(), w.detach())
-        return w
+        return z, w

@@ -22,8 +22,8 @@ from saferisk.search.region import Evaluator, Region
 
 # Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
-ATTACK_BUDGET = 0.35
-SHRINK_BUDGET = 0.25
+ATTACK_BUDGET = 0.15
+SHRINK_BUDGET = 0.4
 
 
 @dataclass
@@ -81,18 +81,47 @@ def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, 
     starts = [best]
     if config.gradient_starts and config.mode == "fast" and not evaluator.exhausted:
         # PGD-style: start at the centre (gradients far from x0 can vanish, e.g. on saturated
-        # softmax outputs) and at the best random samples
+        # softmax outputs) and at the best random samples; then targeted runs, one per term of
+        # the property's min (e.g. each competing class), since the gradient of a min only
+        # follows the currently smallest term
         grad_starts = torch.cat([region.x0.unsqueeze(0), best[: max(config.n_starts - 1, 0)]])
         try:
             gx, gv = gradient_descent(value_objective(prop, evaluator, True), grad_starts,
                                       region, config.gradient_steps, evaluator, stop=stop)
             starts.append(gx)
+            if not (stop is not None and stop()):
+                targeted = targeted_descent(prop, region, evaluator, config, stop)
+                if targeted is not None:
+                    starts.append(targeted)
         except RuntimeError:  # a model without gradients stays black-box
             pass
     if stop is not None and stop():
         return
     start = torch.cat(starts)
     pattern_search(objective, start, region, config, evaluator, generator, stop=stop)
+
+
+def targeted_descent(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+                     stop) -> torch.Tensor | None:
+    """Projected descent from x0 on each term j of w - c = min_j g_j(z) separately (the
+    `max_targets` smallest terms at x0); returns the end points, or None without a spec."""
+    spec = prop.spec()
+    if spec is None or spec.A.shape[0] < 2 or not spec.exact:
+        return None
+    with torch.no_grad():
+        g0 = spec.groups(evaluator.model.forward_flat(region.x0.unsqueeze(0)).to(region.x0.dtype))[0]
+    targets = g0.argsort()[: MAX_TARGETS]
+    starts = region.x0.unsqueeze(0).expand(targets.numel(), -1)
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        z, _ = evaluator.outputs_with_grad(x)
+        return spec.groups(z).gather(1, targets.view(-1, 1)[: x.shape[0]]).squeeze(1)
+
+    gx, _ = gradient_descent(objective, starts, region, 2 * config.gradient_steps, evaluator, stop=stop)
+    return gx
+
+
+MAX_TARGETS = 9
 
 
 def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, evaluator: Evaluator,
@@ -149,6 +178,29 @@ def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, toleran
     return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance)
 
 
+def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+                   generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
+    """Search, shrink and re-check: the closest violating input found in `region`, or None.
+    When nothing violates inside the ball, the search overshoots to a ball of OVERSHOOT times
+    the radius and shrinks what it finds there: a violation just outside saturated regions
+    often leads back inside (the result counts only if it ends inside the original ball)."""
+    search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
+    if tracker.best_x is None and not evaluator.total_exhausted:
+        outer = region.shrink(region.radius * OVERSHOOT)
+        search_violation(prop, outer, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
+    if tracker.best_x is None:
+        return None
+    shrink_witness(prop, region.shrink(max(region.radius, tracker.best_distance)), tracker.best_x, evaluator,
+                   config, generator, tracker)
+    witness = recheck(model, prop, region, tracker.best_x)
+    if witness is not None:
+        witness.evaluations = evaluator.evaluations
+    return witness
+
+
+OVERSHOOT = 2.0
+
+
 def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domain, unit=None,
                  config: SearchConfig | None = None, seed: int = 0) -> Witness | None:
     """The closest re-checked violating input found in B_p(x0, radius) ∩ domain, or None."""
@@ -162,11 +214,4 @@ def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domai
     tracker = ViolationTracker(prop, region)
     evaluator.observers.append(tracker)
     evaluator(x0.unsqueeze(0))
-    search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
-    if tracker.best_x is None:
-        return None
-    shrink_witness(prop, region, tracker.best_x, evaluator, config, generator, tracker)
-    witness = recheck(model, prop, region, tracker.best_x)
-    if witness is not None:
-        witness.evaluations = evaluator.evaluations
-    return witness
+    return locate_witness(model, prop, region, evaluator, config, generator, tracker)
