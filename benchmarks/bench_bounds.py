@@ -54,7 +54,8 @@ def _bracket_rows(table: Table, name: str, model, inputs: list[tuple[torch.Tenso
     counts = {m: methods.count(m) for m in sorted(set(methods), key=str)}
     table.add(name, len(inputs), float(np.nanmean(lowers)), float(np.nanmean(uppers)),
               float(np.nanmean(np.array(lowers) / np.array(uppers))), float(np.mean(seconds)), float(np.max(seconds)),
-              ", ".join(f"{k}: {v}" for k, v in counts.items()))
+              ", ".join(f"{k}: {v}" for k, v in counts.items()),
+              str(all(not (lo > up + 1e-9) for lo, up in zip(lowers, uppers))))
     return float(np.mean(seconds)), lowers
 
 
@@ -64,7 +65,7 @@ def run(quick: bool = False) -> BenchReport:
     config = CertifyConfig(time_budget_s=2.0)
     brackets = Table("Radius brackets, L-inf robustness (CPU, 1 thread)",
                      ["model", "inputs", "mean radius_lower", "mean radius_upper (witness)", "mean lower/upper",
-                      "s / input (mean)", "s / input (max)", "method of the bound"])
+                      "s / input (mean)", "s / input (max)", "method of the bound", "lower <= upper everywhere"])
     mnist_dir = shared_path("vnncomp", "mnistfc")
     model = load_model(mnist_dir / "mnist-net_256x2.onnx")
     domain = Domain.scalar(0.0, 1.0, 784)
