@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from saferisk.cli import main
-from saferisk.commands.verify import _load_model, verify_spec
+from saferisk.commands.verify import _load_model
+from saferisk.verify import verify_spec
 from saferisk.data.vnnlib import load_vnnlib
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -220,7 +221,7 @@ def test_cli_subprocess_bad_input(tmp_path):
 
 
 def test_first_layer_corners_through_affine_prefix():
-    from saferisk.commands.verify import first_layer_corners
+    from saferisk.verify import first_layer_corners
     from saferisk.models.graph import Graph, Node
 
     f64 = dict(dtype=torch.float64)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from saferisk.commands.common import (add_domain_args, add_model_args, domain_from_args, load_model_arg,
                                       load_rows, parse_floats, parse_ints, print_json)
