@@ -23,6 +23,7 @@ import time
 import torch
 
 from saferisk.bounds.engine import BoundEngine
+from saferisk.bounds.methods import Adam
 from saferisk.bounds.sets import InputSet
 from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound, spec_value
 
@@ -37,6 +38,49 @@ def _inside_ball(inset: InputSet, x: torch.Tensor) -> torch.Tensor:
         diff = diff / inset.unit
     order = 2.0 if inset.norm == "2" else 1.0
     return torch.linalg.vector_norm(diff, ord=order, dim=-1) <= inset.radius
+
+
+def max_affine_lower_bound(inset: InputSet, A_in: torch.Tensor, offset: torch.Tensor, rows: SpecRows,
+                           s_lb: torch.Tensor, steps: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Better lower bound of s = min_j max_{r in j} f_r over box sets, from linear lower bounds
+    f_r(x) >= a_r . x + c_r (A_in (B, S, n), offset (B, S)), and the deciding coefficient (B, n).
+
+    For any weights lambda >= 0 summing to 1 over a group, max_r f_r >= sum_r lambda_r f_r, so
+    min over the box of sum_r lambda_r (a_r . x + c_r) is a sound lower bound of the group's max
+    (max_r of the rows' separate minima is the one-hot case; by LP duality the best lambda
+    reaches min_x max_r (a_r . x + c_r)). lambda by exponentiated subgradient ascent from the
+    one-hot of the best row; the best value seen per set is kept. Returns the max of this and
+    `s_lb` (both sound), with the coefficient sum_r lambda_r a_r of the worst group.
+    """
+    B, S, n = A_in.shape
+    lo, hi = inset.lower, inset.upper
+    group_lbs, group_coefs = [], []
+    for j in range(rows.n_groups):
+        idx = (rows.group == j).nonzero().flatten()
+        A, c = A_in[:, idx], offset[:, idx]  # (B, R, n), (B, R)
+        sep = (A.clamp(min=0) @ lo.unsqueeze(-1) + A.clamp(max=0) @ hi.unsqueeze(-1)).squeeze(-1) + c  # (B, R)
+        best_value, arg = sep.max(dim=1)
+        best_coef = A.gather(1, arg.view(B, 1, 1).expand(B, 1, n)).squeeze(1)
+        if idx.numel() > 1:
+            theta = torch.zeros_like(sep)
+            theta.scatter_(1, arg[:, None], 2.0)
+            scale = (sep.amax(1, keepdim=True) - sep.amin(1, keepdim=True)).clamp_min(1e-9)
+            for _ in range(steps):
+                lam = torch.softmax(theta, dim=1)
+                w = (lam.unsqueeze(-1) * A).sum(1)  # (B, n)
+                x_star = torch.where(w > 0, lo, hi)
+                value = (w * x_star).sum(-1) + (lam * c).sum(1)
+                better = value > best_value
+                best_value = torch.where(better, value, best_value)
+                best_coef = torch.where(better[:, None], w, best_coef)
+                grad = (A @ x_star.unsqueeze(-1)).squeeze(-1) + c  # d value / d lambda_r
+                theta = theta + 2.0 * grad / scale
+        group_lbs.append(best_value)
+        group_coefs.append(best_coef)
+    lbs = torch.stack(group_lbs, dim=1)
+    worst = lbs.argmin(dim=1)
+    coef = torch.stack(group_coefs, dim=1).gather(1, worst.view(B, 1, 1).expand(B, 1, n)).squeeze(1)
+    return torch.maximum(lbs.amin(dim=1), s_lb), coef
 
 
 def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
@@ -65,6 +109,9 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: 
                 row_lb = rows_lower_bound(engine, sub, rows, bounds)
                 A_in = None
             s_lb = rows.combine(row_lb)
+            coef = None
+            if A_in is not None:
+                s_lb, coef = max_affine_lower_bound(sub, A_in, bias + rows.d, rows, s_lb)
             open_ = ~(s_lb > 0)
             if exact_spec:
                 centre = (lo_b + hi_b) / 2
@@ -75,10 +122,8 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: 
                 continue
             lo_o, hi_o = lo_b[open_], hi_b[open_]
             width = (hi_o - lo_o) / scale
-            if A_in is not None:  # the worst row's |coefficient| x width (smart branching)
-                worst = row_lb[open_].argmin(dim=1)
-                coef = A_in[open_].gather(1, worst.view(-1, 1, 1).expand(-1, 1, A_in.shape[-1])).squeeze(1)
-                score = coef.abs() * (hi_o - lo_o) + 1e-9 * width
+            if coef is not None:  # the deciding linear bound's |coefficient| x width (smart branching)
+                score = coef[open_].abs() * (hi_o - lo_o) + 1e-9 * width
             else:
                 score = width
             dim = score.argmax(dim=1)
@@ -108,8 +153,7 @@ def _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterat
             lb = rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas)
             best = torch.maximum(best, lb.detach())
             if optimiser is None:
-                optimiser = torch.optim.Adam(list(alphas.values()) + [b for b, _ in betas.values()], lr=lr)
-            optimiser.zero_grad()
+                optimiser = Adam(list(alphas.values()) + [b for b, _ in betas.values()], lr=lr)
             (-lb.clamp(max=1.0).sum()).backward()
             optimiser.step()
         with torch.no_grad():
@@ -122,7 +166,7 @@ def _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterat
 
 
 def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
-               batch: int = 64, exact_spec: bool = True, iterations: int = 10) -> str:
+               batch: int = 256, exact_spec: bool = True, iterations: int = 3) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting."""
     pre = [n.inputs[0] for n in engine.relu_nodes]
     if not pre:
@@ -182,8 +226,10 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: f
 
 
 def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
-                     input_split_max_dim: int = 8, batch: int = 64, exact_spec: bool = True) -> str:
-    """Input splitting for small inputs, ReLU splitting otherwise."""
+                     input_split_max_dim: int = 8, batch: int = 256, exact_spec: bool = True,
+                     iterations: int = 3) -> str:
+    """Input splitting for small inputs, ReLU splitting otherwise (`iterations` of slope and
+    beta optimisation per batch of sub-domains)."""
     if engine.n_inputs <= input_split_max_dim:
         return input_split(engine, rows, inset, deadline, max(batch, 256), exact_spec)
-    return relu_split(engine, rows, inset, deadline, batch, exact_spec)
+    return relu_split(engine, rows, inset, deadline, batch, exact_spec, iterations)

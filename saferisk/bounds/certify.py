@@ -60,37 +60,48 @@ class _RadiusProblem:
     def inset(self, radii: torch.Tensor) -> InputSet:
         return InputSet.ball(self.x0, radii, self.norm, self.lower, self.upper, self.unit)
 
-    def certified(self, radii: list[float], method: str) -> list[bool]:
+    def certified(self, radii: list[float], method: str, deadline: float | None = None) -> list[bool]:
+        """Which radii are certified by `method` (all radii in one batched pass; BaB: one radius)."""
+        deadline = self.deadline if deadline is None else deadline
         r = torch.tensor(radii, dtype=self.engine.dtype, device=self.engine.device)
         inset = self.inset(r)
         if method == "bab":
             results = []
             for k in range(len(radii)):
                 single = inset.select(torch.tensor([k], device=r.device))
-                now = time.perf_counter()
-                share = now + max((self.deadline - now) / 3, 0.0)  # one hard radius must not take it all
-                verdict = branch_and_bound(self.engine, self.rows, single, share,
-                                           self.config.input_split_max_dim, self.config.bab_batch)
+                verdict = branch_and_bound(self.engine, self.rows, single, deadline,
+                                           self.config.input_split_max_dim, self.config.bab_batch,
+                                           iterations=self.config.bab_iterations)
                 results.append(verdict == "verified")
             return results
         row_lb = rows_bound(self.engine, self.rows, inset, method, alpha_iterations=self.config.alpha_iterations,
-                            alpha_lr=self.config.alpha_lr, deadline=self.deadline)
+                            alpha_lr=self.config.alpha_lr, deadline=deadline,
+                            alpha_intermediate=self.config.optimise_intermediate(self.engine.relu_neurons))
         return [bool(v) for v in (self.rows.combine(row_lb) > 0).tolist()]
 
 
+def _close_enough(lo: float, top: float, tol: float) -> bool:
+    """The bracket [lo, top] is tight: top - lo <= tol * top."""
+    return top - lo <= tol * top
+
+
 def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: float, grid: int,
-            floor: float, top: float | None = None) -> tuple[float, float]:
+            floor: float, top: float | None = None, geometric: bool = True) -> tuple[float, float]:
     """Largest certified radius in (lo, hi] by batched grid bisection: (certified, failed above).
 
+    Each round bounds `grid` radii in one batched pass and keeps [largest certified, smallest
+    failed]; it ends when the bracket is within `tol` (relative), at the deadline, or at hi.
     The search starts below `top` (a radius a weaker method failed at) and moves up toward hi
     while everything it tries is certified.
     """
     top = hi if top is None else min(hi, top)
     for _ in range(60):
-        if top - lo <= tol * top or top <= floor or time.perf_counter() > problem.deadline:
+        if _close_enough(lo, top, tol) or top <= floor or time.perf_counter() > problem.deadline:
             break
-        if lo <= 0:
+        if lo <= 0 and geometric:  # no idea of the scale: top / 2^k
             radii = [top * 2.0 ** (-k) for k in range(grid - 1, -1, -1)]
+        elif lo <= 0:  # top is a witness radius: the answer is usually a good fraction of it
+            radii = [top * (k + 1) / grid for k in range(grid)]
         else:
             radii = [lo + (top - lo) * (k + 1) / grid for k in range(grid)]
         ok = problem.certified(radii, method)
@@ -107,9 +118,31 @@ def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: flo
     return lo, max(top, lo)
 
 
+def _bab_search(problem: _RadiusProblem, lo: float, top: float, tol: float) -> float:
+    """Branch and bound on single radii inside (lo, top), top the witness radius: bisection,
+    each radius with half of the time left, so that a radius BaB cannot prove does not take it
+    all and the time goes where the gap between certificate and witness is."""
+    for _ in range(30):
+        now = time.perf_counter()
+        left = problem.deadline - now
+        if _close_enough(lo, top, tol) or left <= 0:
+            break
+        radius = lo + (top - lo) / 2 if lo > 0 else top / 2
+        if problem.certified([radius], "bab", now + left / 2)[0]:
+            lo = radius
+        else:
+            top = radius
+    return lo
+
+
 def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_radius: float, domain, unit=None,
                    config: CertifyConfig | None = None, upper_hint: float | None = None) -> Certificate:
-    """Certified lower bound of the maximum safe radius around x0 (see the module docstring)."""
+    """Certified lower bound of the maximum safe radius around x0 (see the module docstring).
+
+    upper_hint: a radius known to be unsafe (the witness radius) caps the search; the search
+    stops as soon as the certified radius is within `tolerance` of the cap (nothing to gain),
+    else the ladder (CROWN, alpha-CROWN, BaB) narrows its bracket while the time budget lasts.
+    """
     start = time.perf_counter()
     config = config or CertifyConfig()
     deadline = start + float(config.time_budget_s)
@@ -135,23 +168,27 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     if not s0 > 0:
         return done(0.0, None, f"property spec is not positive at x0 (s(x0) = {s0:.6g}); nothing to certify")
     hi = float(max_radius)
-    if upper_hint is not None and math.isfinite(float(upper_hint)):
+    hinted = upper_hint is not None and math.isfinite(float(upper_hint))
+    if hinted:
         hi = min(hi, float(upper_hint))
     if hi <= 0:
         return done(0.0, None, "the search interval is empty (max_radius or witness radius is 0)")
     problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, deadline)
     lo, method_lo, failed = 0.0, None, hi
     tol = float(config.tolerance)
-    coarse = max(tol, 0.01)
     ladder = config.ladder()
+    if "crown" in ladder and ladder[0] == "ibp":
+        ladder = ladder[1:]  # CROWN's bound is max(CROWN, IBP): a separate IBP pass adds nothing
     floor = hi * 1e-9
     for method in ladder:
-        if time.perf_counter() > deadline and method_lo is not None:
+        if method_lo is not None and (time.perf_counter() > deadline or _close_enough(lo, hi, tol)):
             break
-        last = method == ladder[-1]
-        grid = {"ibp": config.grid_size, "crown": config.grid_size, "alpha-crown": max(2, config.grid_size // 2)}.get(method, 2)
-        top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
-        found, failed = _search(problem, method, lo, hi, tol if last else coarse, grid, floor, top)
+        if method == "bab":
+            found = _bab_search(problem, lo, hi, tol)  # BaB can prove radii the relaxations failed at
+        else:
+            grid = config.grid_size if method in ("ibp", "crown") else max(2, config.grid_size // 2)
+            top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
+            found, failed = _search(problem, method, lo, hi, tol, grid, floor, top, geometric=not hinted)
         if found > lo:
             lo, method_lo = found, method
         if lo >= hi:
@@ -203,7 +240,7 @@ def verify_box(graph: Graph, spec: MinMaxSpec, lower, upper, timeout_s: float,
     for method in config.ladder():
         if method == "bab":
             verdict = branch_and_bound(engine, rows, inset, deadline, config.input_split_max_dim, config.bab_batch,
-                                       exact_spec=spec.exact)
+                                       exact_spec=spec.exact, iterations=config.bab_iterations)
             return "verified" if verdict == "verified" else "unknown"
         row_lb = rows_bound(engine, rows, inset, method, alpha_iterations=config.alpha_iterations,
                             alpha_lr=config.alpha_lr, deadline=deadline)

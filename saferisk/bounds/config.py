@@ -16,17 +16,24 @@ class CertifyConfig:
     method: the strongest method used ("ibp" | "crown" | "alpha-crown" | "bab"; None = the
     strongest, "bab"); the radius search always starts with the cheaper ones and refines near the
     boundary with the expensive ones while `time_budget_s` (per input) lasts.
-    tolerance: relative width of the final radius bracket of the bisection.
+    tolerance: relative width of the final radius bracket; the search also stops once the
+    certified radius is within it of the witness radius (upper_hint) or max_radius.
+    time_budget_s: per input and property (an audit runs hundreds: ~1 s is the default).
     """
 
     method: str | None = None
-    tolerance: float = 1e-3
-    time_budget_s: float = 2.0
+    tolerance: float = 0.01
+    time_budget_s: float = 1.0
     alpha_iterations: int = 20
     alpha_lr: float = 0.25
+    # also optimise the slopes behind the intermediate bounds: None = when the network has at
+    # most `alpha_intermediate_max_neurons` ReLUs (tighter, cost grows with the neuron count)
+    alpha_intermediate: bool | None = None
+    alpha_intermediate_max_neurons: int = 256
     grid_size: int = 8  # radii bounded together in one batched pass per bisection round
     input_split_max_dim: int = 8  # input splitting for inputs of at most this many features
-    bab_batch: int = 64  # sub-domains bounded together per branch-and-bound step
+    bab_batch: int = 256  # sub-domains bounded together per branch-and-bound step
+    bab_iterations: int = 3  # slope and beta optimisation steps per batch of ReLU-split sub-domains
     device: str | None = None
 
     def __post_init__(self):
@@ -40,6 +47,12 @@ class CertifyConfig:
     @property
     def strongest(self) -> str:
         return self.method or "bab"
+
+    def optimise_intermediate(self, relu_neurons: int) -> bool:
+        """Whether alpha-CROWN optimises the intermediate-layer slopes for this network."""
+        if self.alpha_intermediate is not None:
+            return bool(self.alpha_intermediate)
+        return relu_neurons <= self.alpha_intermediate_max_neurons
 
     def ladder(self) -> tuple[str, ...]:
         """The methods to run, cheapest first, up to the strongest."""

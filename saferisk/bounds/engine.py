@@ -20,6 +20,8 @@ Computation runs in float64 on the device of the graph's tensors (or a given dev
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -105,6 +107,7 @@ class BoundEngine:
                 if node.inputs[0] not in self.pre_nodes:
                     self.pre_nodes.append(node.inputs[0])
         self.relu_nodes = [n for n in self.nodes if n.op in ("relu", "leaky_relu")]
+        self.relu_neurons = sum(math.prod(self.shapes[n.output]) for n in self.relu_nodes)
         # nodes computed from the input by affine ops only (their CROWN bound needs one pass)
         self.affine_only = {self.input_name}
         for node in self.nodes:

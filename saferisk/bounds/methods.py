@@ -34,6 +34,31 @@ def rows_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, method: str
                                      alpha_intermediate), ibp_rows)
 
 
+class Adam:
+    """Adam ascent steps on a list of tensors (torch.optim imports torch._dynamo on first use,
+    seconds of start-up an audit of one input cannot afford). Call step() after backward()."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One descent step on each parameter's .grad (then the grads are cleared)."""
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
+            p.grad = None
+
+
 def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputSet, iterations: int, lr: float,
                 splits: dict | None = None, deadline: float | None = None, ibp: dict | None = None,
                 intermediate: bool = False) -> torch.Tensor:
@@ -61,8 +86,7 @@ def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputSet, iterations
             if deadline is not None and time.perf_counter() > deadline:
                 break
             if optimiser is None:
-                optimiser = torch.optim.Adam(list(alphas.values()), lr=lr)
-            optimiser.zero_grad()
+                optimiser = Adam(list(alphas.values()), lr=lr)
             (-row_lb.sum()).backward()
             optimiser.step()
         with torch.no_grad():

@@ -1,0 +1,188 @@
+"""The documentation tells the truth about the repository.
+
+- every `make` target and every `saferisk` subcommand (and its --options) named in the README
+  and docs/ exists; every CLI subcommand is documented in the user guide;
+- every relative link and image in README.md and docs/*.md points to an existing file (and an
+  existing heading when it has a #fragment);
+- the README's two commands are exactly what the Makefile and .ci/run implement;
+- the README's performance block holds only the benchmarks' own numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from saferisk.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PERFORMANCE_FILE = ROOT / "benchmarks" / "results" / "README_performance.md"
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def code_of(markdown: str) -> list[str]:
+    """Lines of fenced code blocks and inline code spans, where commands are written."""
+    fenced = [block.replace("\\\n", " ")  # join shell continuation lines
+              for block in re.findall(r"^```[^\n]*\n(.*?)^```", markdown, re.S | re.M)]
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", markdown, flags=re.S | re.M)
+    lines = [line for block in fenced for line in block.splitlines()]
+    return lines + re.findall(r"`([^`\n]+)`", prose)
+
+
+COMMAND_START = r"(?:^|[\s;&|(])"
+
+
+def make_targets() -> set[str]:
+    targets = set()
+    for line in _text(ROOT / "Makefile").splitlines():
+        match = re.match(r"^([A-Za-z][\w.-]*)\s*:(?!=)", line)
+        if match:
+            targets.add(match.group(1))
+    return targets
+
+
+def subcommand_options() -> dict[str, set[str]]:
+    """{subcommand: its long options} from the real argument parser."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {name: {opt for action in p._actions for opt in action.option_strings}
+            for name, p in sub.choices.items()}
+
+
+def test_every_make_target_named_in_the_docs_exists():
+    targets = make_targets()
+    assert {"audit", "test", "bench", "install"} <= targets
+    named = set()
+    for doc in DOCS:
+        for line in code_of(_text(doc)):
+            for target in re.findall(COMMAND_START + r"make\s+([a-z][\w-]*)", line):
+                named.add((doc.name, target))
+    assert ("README.md", "audit") in named and ("README.md", "test") in named
+    missing = sorted(f"{doc}: make {t}" for doc, t in named if t not in targets)
+    assert not missing, f"make targets named in the docs but not in the Makefile: {missing}"
+
+
+def test_every_saferisk_subcommand_and_option_named_in_the_docs_exists():
+    commands = subcommand_options()
+    named, problems = set(), []
+    for doc in DOCS:
+        for line in code_of(_text(doc)):
+            for match in re.finditer(COMMAND_START + r"(?:\S*bin/)?saferisk\s+([a-z][\w-]*)(?![\w.:/-])(.*)", line):
+                command, rest = match.group(1), match.group(2)
+                named.add(command)
+                if command not in commands:
+                    problems.append(f"{doc.name}: `saferisk {command}` is not a subcommand")
+                    continue
+                rest = re.split(r"[;|&#]", rest, maxsplit=1)[0]
+                for option in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
+                    if option not in commands[command]:
+                        problems.append(f"{doc.name}: `saferisk {command}` has no option {option}")
+    assert not problems, "\n".join(problems)
+    assert {"init", "validate-config"} <= named
+
+
+def test_every_cli_subcommand_is_in_the_user_guide():
+    guide = _text(ROOT / "docs" / "user-guide.md")
+    undocumented = [c for c in subcommand_options() if not re.search(rf"^#+ .*`saferisk {c}", guide, re.M)]
+    assert not undocumented, f"docs/user-guide.md has no section for: {undocumented}"
+
+
+def github_slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(markdown: str) -> set[str]:
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", markdown, flags=re.S | re.M)
+    return {github_slug(h) for h in re.findall(r"^#+\s+(.*)$", prose, re.M)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_and_images_exist(doc):
+    text = _text(doc)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)
+    prose = re.sub(r"`[^`\n]+`", "", prose)
+    broken = []
+    for target in re.findall(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", prose):
+        if re.match(r"^[a-z]+:", target):  # https:, mailto:
+            continue
+        path_part, _, fragment = target.partition("#")
+        path = (doc.parent / path_part).resolve() if path_part else doc
+        if not path.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and path.suffix == ".md" and fragment not in anchors(_text(path)):
+            broken.append(f"{target}: no heading #{fragment} in {path.name}")
+    assert not broken, f"{doc.name}: broken links: {broken}"
+
+
+def readme_two_commands() -> list[str]:
+    readme = _text(ROOT / "README.md")
+    section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def recipe(target: str) -> tuple[list[str], list[str]]:
+    """(prerequisites, recipe lines) of a Makefile target."""
+    lines = _text(ROOT / "Makefile").splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(rf"^{re.escape(target)}\s*:(?!=)(.*)$", line)
+        if match:
+            body = []
+            for next_line in lines[i + 1:]:
+                if not next_line.startswith("\t"):
+                    break
+                body.append(next_line.strip().lstrip("@"))
+            return match.group(1).split(), body
+    raise AssertionError(f"Makefile has no target {target}")
+
+
+def test_readme_two_commands_are_what_the_makefile_and_ci_run():
+    assert readme_two_commands() == ["make audit", "make test"]
+    ci = [line.strip() for line in _text(ROOT / ".ci" / "run").splitlines()
+          if line.strip() and not line.strip().startswith("#")]
+    assert ci[-1] == "make test", f".ci/run must end with the README's test command, got {ci[-1]!r}"
+    for target, runs in (("audit", "$(BIN)/snakemake"), ("test", "$(BIN)/python -m pytest")):
+        prerequisites, body = recipe(target)
+        assert prerequisites == ["install"], f"make {target} must install first: {prerequisites}"
+        assert body and body[0].startswith(runs), f"make {target} runs {body}"
+    assert recipe("audit")[1][0] == "$(BIN)/snakemake", "the default audit is plain `snakemake`"
+    install_prerequisites, _ = recipe("install")
+    assert "system-deps" in install_prerequisites
+
+
+def test_readme_lists_the_system_packages_the_makefile_installs():
+    makefile = _text(ROOT / "Makefile")
+    packages = re.search(r"^APT_PACKAGES\s*:=\s*(.*)$", makefile, re.M).group(1).split()
+    readme = _text(ROOT / "README.md")
+    section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z0-9][a-z0-9.+-]*)`", section))
+    missing = [p for p in packages if p not in listed]
+    assert not missing, f"README does not name the system packages {missing}"
+    extras = re.search(r'pip install -q -e "\.\[([\w,]+)\]"', makefile).group(1)
+    assert f'pip install -e ".[{extras}]"' in section
+
+
+def performance_block() -> str:
+    readme = _text(ROOT / "README.md")
+    match = re.search(r"<!-- performance:start -->\n(.*?)<!-- performance:end -->", readme, re.S)
+    assert match, "README has no <!-- performance:start --> ... <!-- performance:end --> block"
+    return match.group(1).strip()
+
+
+def test_readme_performance_block_holds_only_measured_numbers():
+    block = performance_block()
+    if PERFORMANCE_FILE.is_file():
+        assert block == _text(PERFORMANCE_FILE).strip(), (
+            "README performance block differs from benchmarks/results/README_performance.md: paste it again")
+    else:
+        assert "make bench" in block
+        assert not re.search(r"\d", block.replace("make bench", "")), "numbers without a benchmark behind them"
