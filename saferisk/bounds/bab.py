@@ -89,6 +89,7 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: 
     lower, upper = inset.lower, inset.upper
     balls = inset.select(torch.zeros(1, dtype=torch.long, device=lower.device))
     scale = (upper - lower).clamp_min(1e-12)
+    forward = engine.supports_forward()  # cheap forward intermediate bounds, CROWN for the spec rows
     with torch.no_grad():
         while lower.shape[0]:
             if time.perf_counter() > deadline or lower.shape[0] > MAX_DOMAINS:
@@ -97,7 +98,10 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: 
             lower, upper = lower[batch:], upper[batch:]
             sub = balls.select(torch.zeros(lo_b.shape[0], dtype=torch.long, device=lo_b.device)).with_box(lo_b, hi_b)
             ibp = engine.ibp(sub)
-            bounds = engine.intermediate_bounds(sub, "crown", None, None, ibp)
+            if forward:
+                bounds = engine.forward_bounds(sub, ibp)
+            else:
+                bounds = engine.intermediate_bounds(sub, "crown", None, None, ibp)
             B = sub.batch
             shape = engine.output_shape
             if rows.on_logits:

@@ -35,7 +35,7 @@ class SearchConfig:
     poll_coordinates: int = 64
     gradient_starts: bool = True
     gradient_steps: int = 20
-    shrink_steps: int = 6
+    shrink_steps: int = 12
     budget: int = 30_000
     chunk_size: int = 8192
 

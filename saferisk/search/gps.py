@@ -26,27 +26,41 @@ class PatternSearchResult:
     iterations: int
 
 
-def poll_points(x: torch.Tensor, mesh: torch.Tensor, half_width: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """The 2k poll points of each row of x (A, n): x ± mesh·h_c·e_c for c in coords -> (A, 2k, n)."""
+def poll_points(x: torch.Tensor, mesh: torch.Tensor, half_width: torch.Tensor, coords: torch.Tensor,
+                lower: torch.Tensor | None = None, upper: torch.Tensor | None = None) -> torch.Tensor:
+    """The 2k poll points of each row of x (A, n): x ± mesh·h_c·e_c for c in coords -> (A, 2k, n).
+    With `lower`/`upper` (a box), each moved coordinate is clipped to it: for a box region
+    (L-inf ball ∩ domain) that IS the projection, so no full-size projection pass is needed."""
     A, n = x.shape
     k = coords.numel()
     steps = mesh.unsqueeze(1) * half_width[coords].unsqueeze(0)  # (A, k)
+    base = x[:, coords]
+    plus, minus = base + steps, base - steps
+    if lower is not None:
+        lo, hi = lower[coords], upper[coords]
+        plus, minus = torch.minimum(plus, hi), torch.maximum(minus, lo)
     polls = x.unsqueeze(1).expand(A, 2 * k, n).clone()
     rows = torch.arange(k, device=x.device)
-    polls[:, rows, coords] += steps
-    polls[:, rows + k, coords] -= steps
+    polls[:, rows, coords] = plus
+    polls[:, rows + k, coords] = minus
     return polls
 
 
 def pattern_search(objective: Callable[[torch.Tensor], torch.Tensor], starts: torch.Tensor, region: Region,
                    config: SearchConfig, evaluator: Evaluator, generator: torch.Generator,
                    start_values: torch.Tensor | None = None,
-                   stop: Callable[[], bool] | None = None) -> PatternSearchResult:
+                   stop: Callable[[], bool] | None = None,
+                   weights: torch.Tensor | None = None) -> PatternSearchResult:
     """Minimise `objective` (points (B, n) -> values (B,)) from every start at once; `stop()`
-    ends the search early (e.g. once a violation is found)."""
+    ends the search early (e.g. once a violation is found). `weights` (S,) multiplies the
+    objective per start, so e.g. +1/-1 rows minimise and maximise in the same batched passes."""
     x = region.project(starts.clone())
     fx = objective(x) if start_values is None else start_values.clone()
+    if weights is not None:
+        weights = weights.to(fx)
+        fx = fx * weights
     fx = torch.nan_to_num(fx, nan=float("inf"))
+    box = region.norm == "inf"
     expansion, contraction = config.factors(region.n)
     mesh = torch.full((x.shape[0],), float(config.initial_mesh), dtype=x.dtype, device=x.device)
     movable = (region.half_width > 0).nonzero().flatten()
@@ -63,10 +77,18 @@ def pattern_search(objective: Callable[[torch.Tensor], torch.Tensor], starts: to
             coords = movable[pick.to(movable.device)]
         else:
             coords = movable
-        polls = poll_points(x[active], mesh[active], region.half_width, coords)
-        A, P, n = polls.shape
-        flat = region.project(polls.reshape(A * P, n))
-        values = torch.nan_to_num(objective(flat).reshape(A, P), nan=float("inf"))
+        if box:  # per-coordinate clipping is the exact projection onto a box
+            polls = poll_points(x[active], mesh[active], region.half_width, coords, region.box_lower, region.box_upper)
+            A, P, n = polls.shape
+            flat = polls.reshape(A * P, n)
+        else:
+            polls = poll_points(x[active], mesh[active], region.half_width, coords)
+            A, P, n = polls.shape
+            flat = region.project(polls.reshape(A * P, n))
+        values = objective(flat).reshape(A, P)
+        if weights is not None:
+            values = values * weights[active].unsqueeze(1)
+        values = torch.nan_to_num(values, nan=float("inf"))
         best_value, best_index = values.min(dim=1)
         improved = best_value < fx[active]
         moved = active[improved]

@@ -62,22 +62,28 @@ def reachable_range(model, output, lower, upper, config: SearchConfig | None = N
     a = torch.tensor(output_weights(output, m), dtype=dtype, device=device)
     evaluator = Evaluator(model, lambda z: z @ a, config.chunk_size, config.budget)
     outputs = evaluator(samples)
+    # the minimum (+1) and the maximum (-1) are searched together: one batched pass per poll
+    starts, signs = [], []
+    for sign in (1.0, -1.0):
+        best = samples[torch.nan_to_num(sign * outputs, nan=float("inf")).argsort()[: config.n_starts]]
+        starts.append(best)
+        signs += [sign] * best.shape[0]
+        if config.gradient_starts:
+            objective = lambda x, sign=sign: sign * evaluator.with_grad(x)
+            gx, _ = gradient_descent(objective, best, region, config.gradient_steps, evaluator,
+                                     step_fraction=0.2 / max(config.gradient_steps, 1))
+            starts.append(gx)
+            signs += [sign] * gx.shape[0]
+    signs_t = torch.tensor(signs, dtype=dtype, device=device)
+    res = pattern_search(evaluator, torch.cat(starts), region, config, evaluator, generator, weights=signs_t)
     results = []
     for sign in (1.0, -1.0):
-        def objective(x: torch.Tensor, differentiable: bool = False, sign=sign) -> torch.Tensor:
-            return sign * (evaluator.with_grad(x) if differentiable else evaluator(x))
-
-        values = sign * outputs
-        starts = [samples[torch.nan_to_num(values, nan=float("inf")).argsort()[: config.n_starts]]]
-        if config.gradient_starts:
-            gx, _ = gradient_descent(lambda x: objective(x, True), starts[0], region, config.gradient_steps,
-                                     evaluator, step_fraction=0.2 / max(config.gradient_steps, 1))
-            starts.append(gx)
-        res = pattern_search(objective, torch.cat(starts), region, config, evaluator, generator)
-        best = int(torch.nan_to_num(res.value, nan=float("inf")).argmin())
-        x_best = res.x[best]
-        if float(res.value[best]) > float(values.min()):  # a sample beat every search path
-            x_best = samples[int(values.argmin())]
+        mine = (signs_t == sign).nonzero().flatten()
+        values = torch.nan_to_num(res.value[mine], nan=float("inf"))
+        x_best = res.x[mine[int(values.argmin())]]
+        sample_values = torch.nan_to_num(sign * outputs, nan=float("inf"))
+        if float(values.min()) > float(sample_values.min()):  # a sample beat every search path
+            x_best = samples[int(sample_values.argmin())]
         o = float(model.forward_flat(x_best.unsqueeze(0))[0].to(dtype) @ a)  # fresh re-check
         results.append((o, x_best.double().cpu().tolist()))
     (o_min, x_min), (o_max, x_max) = results

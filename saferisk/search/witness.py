@@ -24,6 +24,7 @@ from saferisk.search.region import Evaluator, Region
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
 ATTACK_BUDGET = 0.15
 SHRINK_BUDGET = 0.4
+SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
 
 
 @dataclass
@@ -160,7 +161,7 @@ def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, eva
             r_hi = tracker.best_distance
         else:
             r_lo = r_try
-        if r_hi - r_lo <= 1e-3 * r_hi:
+        if r_hi - r_lo <= SHRINK_TOLERANCE * r_hi:
             break
 
 
