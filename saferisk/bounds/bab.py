@@ -126,10 +126,13 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: 
                 continue
             lo_o, hi_o = lo_b[open_], hi_b[open_]
             width = (hi_o - lo_o) / scale
+            score = width
             if coef is not None:  # the deciding linear bound's |coefficient| x width (smart branching)
-                score = coef[open_].abs() * (hi_o - lo_o) + 1e-9 * width
-            else:
-                score = width
+                influence = coef[open_].abs() * (hi_o - lo_o)
+                # where the variation of the linear bound over the set cannot explain the gap to 0,
+                # the gap is relaxation error: split the widest dimension instead
+                varies = influence.sum(dim=1) >= -s_lb[open_]
+                score = torch.where(varies[:, None], influence + 1e-9 * width, width)
             dim = score.argmax(dim=1)
             mid = ((lo_o + hi_o) / 2).gather(1, dim[:, None]).squeeze(1)
             left_hi, right_lo = hi_o.clone(), lo_o.clone()
