@@ -187,7 +187,6 @@ def run(quick: bool = False) -> BenchReport:
     report.tables.append(per_input_table("Per input (MLP 64-16-10)", rows, exact=True))
     report.goals += goals(rows)
 
-    from benchmarks.common import demo_model  # noqa: F401  (the shipped models)
     from safetensors.torch import load_file
 
     from saferisk.demo import demo_path

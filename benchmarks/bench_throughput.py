@@ -5,6 +5,7 @@ batched forward pass of the same model on batches of the same sizes."""
 from __future__ import annotations
 
 import re
+import statistics
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ def run(quick: bool = False) -> BenchReport:
                   ["torch threads", "chunk size", "poll points / iteration", "search evals/s", "raw forward evals/s",
                    "search / raw", "iterations"])
     ratios = []
-    for repeat in range(1 if quick else 2):
+    for repeat in range(1 if quick else 3):
         evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget)
         evaluator.observers.append(lambda x, w: batch_sizes.append(int(x.shape[0])) if repeat == 0 else None)
         objective = value_objective(prop, evaluator)
@@ -65,10 +66,11 @@ def run(quick: bool = False) -> BenchReport:
         ratios.append(search_rate / raw_rate)
         table.add(torch.get_num_threads(), config.chunk_size, 2 * model.n_inputs * config.n_starts, search_rate,
                   raw_rate, search_rate / raw_rate, res.iterations)
-    ratio = max(ratios)
+    ratio = statistics.median(ratios)  # the machine may be shared: the median of the repeats
     table.notes.append("Search = `saferisk.search.pattern_search` on the robustness margin in an L-inf ball of 0.03 around "
                        "the centre of VNN-COMP prop_0, 8 starts, every poll point of all starts in one batched pass "
-                       "(chunks of 8192). Raw = `Model.forward_flat` on the same batch sizes (random inputs).")
+                       "(chunks of 8192). Raw = `Model.forward_flat` on the same batch sizes (random inputs), timed right after "
+                       "each search; the goal uses the median ratio over the repeats.")
     report = BenchReport(NAME, "Search throughput vs raw forward passes", quick=quick, tables=[table])
     report.goals.append(Goal(f"search throughput >= {GOAL_RATIO:.0%} of a raw batched forward pass",
                              f"{ratio:.0%}", ratio >= GOAL_RATIO))

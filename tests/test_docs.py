@@ -171,18 +171,44 @@ def test_readme_lists_the_system_packages_the_makefile_installs():
     assert f'pip install -e ".[{extras}]"' in section
 
 
+PERFORMANCE_BLOCK = re.compile(r"(<!-- performance:start -->\n)(.*?)(<!-- performance:end -->)", re.S)
+
+
+def measured_performance() -> str:
+    """benchmarks/results/README_performance.md without its own '## Performance' heading."""
+    return re.sub(r"\A#+ Performance\s*\n", "", _text(PERFORMANCE_FILE).strip()).strip()
+
+
+def sync_performance_block() -> bool:
+    """Paste the benchmarks' README_performance.md into the README's block; True if it changed."""
+    readme = _text(ROOT / "README.md")
+    updated = PERFORMANCE_BLOCK.sub(lambda m: m.group(1) + measured_performance() + "\n" + m.group(3), readme)
+    if updated != readme:
+        (ROOT / "README.md").write_text(updated, encoding="utf-8")
+    return updated != readme
+
+
 def performance_block() -> str:
     readme = _text(ROOT / "README.md")
-    match = re.search(r"<!-- performance:start -->\n(.*?)<!-- performance:end -->", readme, re.S)
+    match = PERFORMANCE_BLOCK.search(readme)
     assert match, "README has no <!-- performance:start --> ... <!-- performance:end --> block"
-    return match.group(1).strip()
+    return match.group(2).strip()
 
 
 def test_readme_performance_block_holds_only_measured_numbers():
     block = performance_block()
     if PERFORMANCE_FILE.is_file():
-        assert block == _text(PERFORMANCE_FILE).strip(), (
-            "README performance block differs from benchmarks/results/README_performance.md: paste it again")
+        assert block == measured_performance(), (
+            "README performance block differs from benchmarks/results/README_performance.md: "
+            "paste it again with `.venv/bin/python tests/test_docs.py --sync-performance`")
     else:
         assert "make bench" in block
         assert not re.search(r"\d", block.replace("make bench", "")), "numbers without a benchmark behind them"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--sync-performance"]:
+        sys.exit("usage: python tests/test_docs.py --sync-performance")
+    print("README.md performance block " + ("updated" if sync_performance_block() else "already up to date"))
