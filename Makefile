@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23"
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,slurm]"
+	$(BIN)/python -m pip install -q -e ".[test,slurm,bench]"
 	@touch $@
 
 lint: install
@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 bench: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --threads 1
 
 # Re-render the README's report pages from the default audit's PDFs.
 readme-pages: audit

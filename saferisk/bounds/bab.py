@@ -1,9 +1,13 @@
 """Branch and bound within a time budget: the set is certified when every sub-problem is.
 
-Input splitting (low-dimensional inputs such as ACAS Xu's 5): the box of the set is cut in
-two at the midpoint of the feature with the largest |coefficient| x width in the worst row's
-CROWN bound; the union of the halves is the box, so certifying both certifies the whole (a
-ball constraint, when present, is kept for every half).
+Input splitting (low-dimensional inputs such as ACAS Xu's 5): sub-boxes are bounded in batches
+(intermediate bounds: forward linear bounds first, where the graph is a chain, then CROWN for
+the neurons still unstable; spec rows by CROWN; a max over rows by the best convex combination
+of the rows, see max_affine_lower_bound). A box not certified is cut in two at the midpoint of
+the feature with the largest |coefficient| x width in the deciding linear bound, or of the
+widest feature when that linear bound's variation over the box cannot explain the gap to 0
+(the gap is relaxation error, which any split shrinks); the union of the halves is the box, so
+certifying both certifies the whole (a ball constraint, when present, is kept for every half).
 
 ReLU splitting: an unstable ReLU input x_i in [l, u] is split into x_i >= 0 and x_i <= 0; each
 half has a tighter, valid relaxation (the ReLU is linear on it), so a lower bound over the
@@ -236,5 +240,5 @@ def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadl
     """Input splitting for small inputs, ReLU splitting otherwise (`iterations` of slope and
     beta optimisation per batch of sub-domains)."""
     if engine.n_inputs <= input_split_max_dim:
-        return input_split(engine, rows, inset, deadline, max(batch, 1024), exact_spec)
+        return input_split(engine, rows, inset, deadline, max(batch, 256), exact_spec)
     return relu_split(engine, rows, inset, deadline, batch, exact_spec, iterations)

@@ -4,8 +4,10 @@ certify_radius: the largest d in [0, max_radius] (capped by a witness radius) at
 lower bound of s over B_p(x0, d) ∩ box is > 0. Since the balls are nested, a certificate at d
 holds for every smaller radius, so the largest certified radius found is a valid lower bound of
 r*, whatever the search did. The search bounds a grid of radii in one batched pass per round
-(cheap methods first: IBP, CROWN), then refines the bracket [certified, not certified] with
-alpha-CROWN and branch and bound while the time budget lasts.
+(CROWN, whose bound already includes IBP's), then refines with alpha-CROWN and finally branch
+and bound (bisection between the certified radius and the witness, each BaB radius with half
+the time left) while the time budget lasts; it stops as soon as the certified radius is within
+`tolerance` of the cap (the witness radius), as nothing is left to gain.
 """
 
 from __future__ import annotations

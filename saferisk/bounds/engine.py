@@ -195,7 +195,6 @@ class BoundEngine:
         (B, *shape) in {-1, 0, +1}} (-1: x <= 0, +1: x >= 0).
         """
         ibp = self.ibp(inset) if ibp is None else ibp
-        B = inset.batch
         bounds = {self.input_name: ibp[self.input_name]}
         for name in self.pre_nodes:
             lo, hi = ibp[name]

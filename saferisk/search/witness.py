@@ -20,6 +20,9 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
+MAX_TARGETS = 9  # targeted descent runs (terms of the property's min) of a witness search
+SHRINK_TARGETS = 3  # ... and of each radius-bisection step while shrinking
+
 # Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
 ATTACK_BUDGET = 0.15
@@ -65,7 +68,8 @@ def value_objective(prop: BoundProperty, evaluator: Evaluator, differentiable: b
 
 def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                      generator: torch.Generator, extra_starts: torch.Tensor | None = None,
-                     tracker: "ViolationTracker | None" = None, budget_fraction: float | None = None) -> None:
+                     tracker: "ViolationTracker | None" = None, budget_fraction: float | None = None,
+                     max_targets: int = MAX_TARGETS) -> None:
     """Run sampling, gradient starts and pattern search on w; violations land in the tracker
     the caller attached to `evaluator.observers`. With `tracker`, the search stops as soon as
     it holds a violation inside `region` (shrinking, not deeper violations, tightens the bound)."""
@@ -81,48 +85,42 @@ def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, 
     best = samples[torch.nan_to_num(values, nan=float("inf")).argsort()[: config.n_starts]]
     starts = [best]
     if config.gradient_starts and config.mode == "fast" and not evaluator.exhausted:
-        # PGD-style: start at the centre (gradients far from x0 can vanish, e.g. on saturated
-        # softmax outputs) and at the best random samples; then targeted runs, one per term of
-        # the property's min (e.g. each competing class), since the gradient of a min only
-        # follows the currently smallest term
-        grad_starts = torch.cat([region.x0.unsqueeze(0), best[: max(config.n_starts - 1, 0)]])
         try:
-            gx, gv = gradient_descent(value_objective(prop, evaluator, True), grad_starts,
-                                      region, config.gradient_steps, evaluator, stop=stop)
-            starts.append(gx)
-            if not (stop is not None and stop()):
-                targeted = targeted_descent(prop, region, evaluator, config, stop)
-                if targeted is not None:
-                    starts.append(targeted)
+            starts.append(gradient_attack(prop, region, evaluator, config, best, stop, max_targets))
         except RuntimeError:  # a model without gradients stays black-box
             pass
     if stop is not None and stop():
         return
-    start = torch.cat(starts)
-    pattern_search(objective, start, region, config, evaluator, generator, stop=stop)
+    pattern_search(objective, torch.cat(starts), region, config, evaluator, generator, stop=stop)
 
 
-def targeted_descent(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
-                     stop) -> torch.Tensor | None:
-    """Projected descent from x0 on each term j of w - c = min_j g_j(z) separately (the
-    `max_targets` smallest terms at x0); returns the end points, or None without a spec."""
+def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+                    best: torch.Tensor, stop, max_targets: int) -> torch.Tensor:
+    """PGD-style descent, all runs in one batch: on w from the centre (gradients far from x0
+    can vanish, e.g. on saturated softmax outputs) and from the best random samples, and
+    targeted runs from the centre on each of the `max_targets` smallest terms g_j of
+    w - c = min_j g_j(z) (e.g. each competing class): the gradient of a min only follows the
+    currently smallest term. Returns the best point of every run."""
+    starts = [region.x0.unsqueeze(0), best[: max(config.n_starts - 1, 0)]]
     spec = prop.spec()
-    if spec is None or spec.A.shape[0] < 2 or not spec.exact:
-        return None
-    with torch.no_grad():
-        g0 = spec.groups(evaluator.model.forward_flat(region.x0.unsqueeze(0)).to(region.x0.dtype))[0]
-    targets = g0.argsort()[: MAX_TARGETS]
-    starts = region.x0.unsqueeze(0).expand(targets.numel(), -1)
+    targets = torch.empty(0, dtype=torch.long)
+    if spec is not None and spec.exact and spec.A.shape[0] > 1 and max_targets > 0:
+        with torch.no_grad():
+            g0 = spec.groups(evaluator.model.forward_flat(region.x0.unsqueeze(0)).to(region.x0.dtype))[0]
+        targets = g0.argsort()[:max_targets].cpu()
+        starts.append(region.x0.unsqueeze(0).expand(targets.numel(), -1))
+    n_plain = starts[0].shape[0] + starts[1].shape[0]
+    target_index = torch.cat([torch.zeros(n_plain, dtype=torch.long), targets]).to(region.x0.device).view(-1, 1)
 
     def objective(x: torch.Tensor) -> torch.Tensor:
-        z, _ = evaluator.outputs_with_grad(x)
-        return spec.groups(z).gather(1, targets.view(-1, 1)[: x.shape[0]]).squeeze(1)
+        z, w = evaluator.outputs_with_grad(x)
+        if targets.numel() == 0:
+            return w - prop.threshold
+        targeted = spec.groups(z).gather(1, target_index).squeeze(1)
+        return torch.cat([w[:n_plain] - prop.threshold, targeted[n_plain:]])
 
-    gx, _ = gradient_descent(objective, starts, region, 2 * config.gradient_steps, evaluator, stop=stop)
+    gx, _ = gradient_descent(objective, torch.cat(starts), region, config.gradient_steps, evaluator, stop=stop)
     return gx
-
-
-MAX_TARGETS = 9
 
 
 def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, evaluator: Evaluator,
@@ -156,7 +154,7 @@ def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, eva
         before = tracker.best_distance
         seed_point = inner.project(tracker.best_x.unsqueeze(0))
         search_violation(prop, inner, evaluator, small, generator, extra_starts=seed_point, tracker=tracker,
-                         budget_fraction=per_step)
+                         budget_fraction=per_step, max_targets=SHRINK_TARGETS)
         if tracker.best_distance < before and tracker.best_distance <= r_try * (1 + 1e-6):
             r_hi = tracker.best_distance
         else:
