@@ -186,7 +186,9 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         if method_lo is not None and (time.perf_counter() > deadline or _close_enough(lo, hi, tol)):
             break
         if method == "bab":
-            found = _bab_search(problem, lo, hi, tol)  # BaB can prove radii the relaxations failed at
+            # BaB can prove radii the relaxations failed at: up to the witness radius, or (no
+            # witness) a little above where the last relaxation failed
+            found = _bab_search(problem, lo, hi if hinted else min(hi, failed + (failed - lo)), tol)
         else:
             grid = config.grid_size if method in ("ibp", "crown") else max(2, config.grid_size // 2)
             top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
