@@ -297,3 +297,34 @@ def test_real_results_from_the_radius_engine(tmp_path):
     assert "robustness · L∞ norm" in text and "Overall verdict:" in text
     if table["radius_upper"].notna().any():
         assert "witness at distance" in text and "witness not available" not in text
+
+
+def test_report_cli_accepts_an_export_manifest(tmp_path):
+    """`saferisk report --manifest results/models/<m>/manifest.json` (as written by
+    `saferisk export`, without a 'name') names the report after the table's model."""
+    import numpy as np
+    from pypdf import PdfReader
+
+    from saferisk.audit import table_from_results, write_tables
+    from saferisk.cli import main
+    from saferisk.data.domain import Domain
+    from saferisk.demo import demo_path
+    from saferisk.models import load_model
+    from saferisk.properties import make_property
+    from saferisk.radius import compute_radii
+
+    assert main(["export", "--source", str(demo_path("digits_mlp.onnx")), "--domain=0,1",
+                 "--out", str(tmp_path / "m")]) == 0
+    model = load_model(tmp_path / "m" / "model.onnx", name="digits_mlp")
+    with np.load(demo_path("digits_test.npz")) as data:
+        X = data["X"][:2]
+    results = compute_radii(model, X, make_property({"kind": "robustness"}), "inf", 0.2,
+                            Domain.scalar(0, 1, 64), certify=False)
+    for r in results:
+        r.input_set = "digits"
+    write_tables(table_from_results(results), tmp_path / "t")
+    out = tmp_path / "r.pdf"
+    assert main(["report", "--table", str(tmp_path / "t" / "audit.parquet"), "--manifest",
+                 str(tmp_path / "m" / "manifest.json"), "--out", str(out), "--audit-date", "2026-11-25"]) == 0
+    text = "".join(page.extract_text() for page in PdfReader(out).pages[:2])
+    assert "digits_mlp" in text and model.sha256[:16] in text.replace("\n", "")

@@ -56,8 +56,11 @@ def run(args) -> int:
     manifests = {}
     for path in args.manifest:
         manifest = _load_mapping(path, "manifest")
-        if not isinstance(manifest, dict) or not manifest.get("name"):
-            raise DataError(f"manifest {path} is not a mapping with a 'name'")
+        if not isinstance(manifest, dict):
+            raise DataError(f"manifest {path} is not a mapping")
+        if not manifest.get("name"):  # an export manifest: named after the table's one model or its folder
+            models = sorted(set(table["model"].astype(str))) if "model" in table else []
+            manifest = {**manifest, "name": models[0] if len(models) == 1 else Path(path).parent.name}
         manifests[str(manifest["name"])] = manifest
     criteria = []
     if args.criteria:

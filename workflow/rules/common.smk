@@ -141,6 +141,8 @@ def write_run_metadata():
 
 
 def print_report_locations():
-    reports = sorted(Path("results/reports").glob("*.pdf"))
+    reports = [
+        p for p in get_final_output() if p.endswith(".pdf") and Path(p).is_file()
+    ]
     if reports:
         print("saferisk reports:\n" + "\n".join(f"  {p}" for p in reports))
