@@ -12,14 +12,6 @@ from saferisk.models.graph import Graph, GraphModule, Node
 from saferisk.properties import Reachability, Robustness, Uncertainty
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp(seed=0, n=3, h=10, m=3, final=None):
     g = torch.Generator().manual_seed(seed)
     nodes = [Node("linear", ["x"], "h", {"weight": torch.randn(h, n, generator=g), "bias": torch.randn(h, generator=g)}, name="fc1"),

@@ -29,15 +29,6 @@ from saferisk.properties import Robustness
 METHODS = ("ibp", "crown", "alpha-crown")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread avoids oversubscription on shared CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- graph builders
 
 def _lin(name, src, W, b):

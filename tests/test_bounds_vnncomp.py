@@ -22,14 +22,6 @@ COUNTEREXAMPLE_AT_005 = {0, 1, 3}
 ACAS_VERIFIED = {("1_1", 1), ("1_1", 2), ("1_1", 3), ("1_1", 4), ("2_1", 1), ("2_1", 3), ("2_1", 4)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def vnncomp():
     if not (VNNCOMP / "mnistfc").is_dir() or not (VNNCOMP / "acasxu").is_dir():

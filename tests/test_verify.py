@@ -25,20 +25,10 @@ ACAS_VERIFIED = {("1_1", p): True for p in (1, 2, 3, 4)} | {("2_1", p): p != 2 f
 MNIST_VERIFIED = {(p, "0.03"): True for p in range(5)} | {(p, "0.05"): p in (2, 4) for p in range(5)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batched forward passes are much faster on one thread on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def vnncomp() -> Path:
     if not (VNNCOMP / "acasxu").is_dir() or not (VNNCOMP / "mnistfc").is_dir():
         pytest.skip("../shared/vnncomp is not available")
-    import torch.optim  # noqa: F401  (alpha-CROWN's optimiser: a one-off ~2 s import, not the verifier's time)
     return VNNCOMP
 
 
