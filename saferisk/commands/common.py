@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saferisk.data.domain import Domain
+from saferisk.data.domain import Domain, load_domain_file
 from saferisk.errors import ConfigError, DataError
 from saferisk.io import dumps_json
 
@@ -61,27 +61,6 @@ def domain_from_args(args, n: int) -> Domain:
             raise ConfigError(f"--domain needs two numbers LO,HI, got {args.domain!r}")
         return Domain.from_bounds(bounds[0], bounds[1], n)
     return Domain.scalar(-np.inf, np.inf, n)
-
-
-def load_domain_file(path: str, n: int) -> Domain:
-    """A domain file: .npy of shape (2, n), or a CSV with `lower,upper` columns (one row per feature)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"domain file not found: {path}")
-    if p.suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
-        if arr.ndim != 2 or arr.shape[0] != 2:
-            raise DataError(f"domain file {path}: expected shape (2, {n}), got {arr.shape}")
-        return Domain.from_bounds(arr[0], arr[1], n)
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(p)
-    except Exception as exc:
-        raise DataError(f"domain file {path}: cannot read CSV ({exc})") from None
-    if not {"lower", "upper"} <= set(frame.columns):
-        raise DataError(f"domain file {path}: needs 'lower' and 'upper' columns, has {list(frame.columns)}")
-    return Domain.from_bounds(frame["lower"].to_numpy(float), frame["upper"].to_numpy(float), n)
 
 
 def load_rows(path: str, n: int, what: str = "inputs") -> np.ndarray:
