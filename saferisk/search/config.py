@@ -18,7 +18,9 @@ class SearchConfig:
     coordinates per iteration (2k points) and adds gradient-guided starts (PGD) when the model
     is differentiable; the black-box GPS keeps running beside them.
     `budget` caps the forward evaluations per input (all phases together: 30% Lipschitz
-    search, 15% witness search, up to 15% overshooting, 40% shrinking).
+    search, 15% witness search, up to 15% overshooting, then moving the witness toward x0:
+    10% boundary projection + what is left for `tighten` with gradients, 40% black-box shrinking
+    otherwise). `shrink_steps` bounds the tries of either way of moving the witness.
     Mesh sizes are relative to the search box half-width per feature (mesh scaled per feature):
     a step of s moves feature i by s * halfwidth_i. expansion/contraction "auto" means the
     paper's 1.3/0.8 for low-dimensional inputs (n <= 16) and 2/0.5 otherwise.

@@ -2,9 +2,10 @@
 
 A witness gives the upper bound r* <= ||x - x0||. Search: random sampling, gradient-guided
 starts and pattern search minimising w directly (for the uncertainty property this is the
-paper's uncertainty-example search: minimise KL). A found violation is shrunk toward x0
-(bisection on the segment, then bisection on the radius with a fresh local search), and the
-final input is RE-CHECKED by a fresh forward pass before it is reported.
+paper's uncertainty-example search: minimise KL). A found violation is moved toward x0: with
+gradients, by boundary projection (saferisk.search.boundary) and `tighten` (targeted runs in
+slightly smaller balls); black-box, by bisection on the segment, then on the radius with a
+fresh local search. The final input is RE-CHECKED by a fresh forward pass before it is reported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from saferisk.properties.base import BoundProperty
+from saferisk.search.boundary import project_to_boundary
 from saferisk.search.config import SearchConfig
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
@@ -26,8 +28,11 @@ SHRINK_TARGETS = 3  # ... and of each radius-bisection step while shrinking
 # Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
 ATTACK_BUDGET = 0.15
-SHRINK_BUDGET = 0.4
+SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
+PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
 SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
+TIGHTEN_GAP = 4e-3  # first relative gap `tighten` tries to win
+CONFIRM_NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)  # outward nudges `confirm` re-checks
 
 
 @dataclass
@@ -95,7 +100,7 @@ def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, 
 
 
 def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
-                    best: torch.Tensor, stop, max_targets: int) -> torch.Tensor:
+                    best: torch.Tensor, stop, max_targets: int, steps: int | None = None) -> torch.Tensor:
     """PGD-style descent, all runs in one batch: on w from the centre (gradients far from x0
     can vanish, e.g. on saturated softmax outputs) and from the best random samples, and
     targeted runs from the centre on each of the `max_targets` smallest terms g_j of
@@ -119,7 +124,7 @@ def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, c
         targeted = spec.groups(z).gather(1, target_index).squeeze(1)
         return torch.cat([w[:n_plain] - prop.threshold, targeted[n_plain:]])
 
-    gx, _ = gradient_descent(objective, torch.cat(starts), region, config.gradient_steps, evaluator, stop=stop)
+    gx, _ = gradient_descent(objective, torch.cat(starts), region, steps or config.gradient_steps, evaluator, stop=stop)
     return gx
 
 
@@ -177,6 +182,58 @@ def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, toleran
     return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance)
 
 
+def project_violations(prop: BoundProperty, region: Region, evaluator: Evaluator, tracker: ViolationTracker) -> bool:
+    """Boundary projection (saferisk.search.boundary) from the closest violation; results land
+    in the tracker. False when the model gives no gradients (the caller falls back to the
+    black-box shrinking)."""
+    evaluator.new_phase(PROJECTION_BUDGET)
+    x_bad = tracker.best_x
+    try:
+        project_to_boundary(prop, region.shrink(max(region.radius, tracker.best_distance)), x_bad, evaluator)
+    except RuntimeError:  # a model without gradients stays black-box
+        return False
+    return True
+
+
+def tighten(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+            tracker: ViolationTracker) -> None:
+    """Try to beat the closest violation by a relative gap: targeted gradient runs inside the
+    ball of radius best * (1 - gap), started from the best violation pulled into that ball;
+    a success is projected back onto the boundary and the gap doubles, a failure quarters it,
+    down to SHRINK_TOLERANCE (`shrink_steps` tries at most; the budget left after the
+    projection is theirs)."""
+    evaluator.new_phase(None)
+    gap = TIGHTEN_GAP
+    for _ in range(config.shrink_steps):
+        if evaluator.total_exhausted or gap < SHRINK_TOLERANCE or tracker.best_x is None:
+            break
+        best = tracker.best_distance
+        inner = region.shrink(best * (1 - gap))
+        start = inner.project((region.x0 + (1 - gap) * (tracker.best_x - region.x0)).unsqueeze(0))
+        stop = lambda: tracker.best_distance <= inner.radius * (1 + 1e-6)
+        gradient_attack(prop, inner, evaluator, config, start, stop, SHRINK_TARGETS, steps=max(1, config.gradient_steps // 2))
+        if tracker.best_distance < best * (1 - gap / 2):
+            try:
+                project_to_boundary(prop, region.shrink(best), tracker.best_x, evaluator)
+            except RuntimeError:
+                pass
+            gap *= 2
+        else:
+            gap /= 4
+
+
+def confirm(model, prop: BoundProperty, region: Region, x: torch.Tensor) -> Witness | None:
+    """`recheck` of x, else of x pushed slightly away from x0 (x0 + (1 + eps)(x - x0)): a point
+    found on the boundary can violate in one batch and not in another, as float32 results
+    depend on the batch size. Every candidate gets its own fresh forward pass."""
+    for eps in CONFIRM_NUDGES:
+        candidate = x if eps == 0 else region.project((region.x0 + (1 + eps) * (x - region.x0)).unsqueeze(0))[0]
+        witness = recheck(model, prop, region, candidate)
+        if witness is not None:
+            return witness
+    return None
+
+
 def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                    generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
     """Search, shrink and re-check: the closest violating input found in `region`, or None.
@@ -189,9 +246,13 @@ def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalua
         search_violation(prop, outer, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
     if tracker.best_x is None:
         return None
-    shrink_witness(prop, region.shrink(max(region.radius, tracker.best_distance)), tracker.best_x, evaluator,
-                   config, generator, tracker)
-    witness = recheck(model, prop, region, tracker.best_x)
+    projected = config.mode == "fast" and config.gradient_starts and project_violations(prop, region, evaluator, tracker)
+    if projected:
+        tighten(prop, region, evaluator, config, tracker)
+    if not projected or tracker.best_distance > region.radius * (1 + 1e-6):  # still outside: the black-box way
+        shrink_witness(prop, region.shrink(max(region.radius, tracker.best_distance)), tracker.best_x, evaluator,
+                       config, generator, tracker)
+    witness = confirm(model, prop, region, tracker.best_x)
     if witness is not None:
         witness.evaluations = evaluator.evaluations
     return witness
