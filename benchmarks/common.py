@@ -120,7 +120,7 @@ class BenchReport:
                      f"({self.seconds:.1f} s)\n")
         parts += [t.markdown() for t in self.tables]
         if self.goals:
-            parts += ["### Goals (issue 17)", ""] + [g.line() for g in self.goals] + [""]
+            parts += ["### Goals", ""] + [g.line() for g in self.goals] + [""]
         if self.notes:
             parts += [f"- {n}" for n in self.notes] + [""]
         if self.files:

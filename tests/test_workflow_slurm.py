@@ -2,15 +2,30 @@
 SLURM cluster runs a tiny audit's DAG through sbatch with a copy of profiles/slurm.
 
 The test starts munged, slurmctld and slurmd itself and stops them by the PIDs it started.
+
+Two things of the minimal cluster that a site cluster does not share (found by running it):
+- no accounting (no slurmdbd): `sacct` exits 1 ("Slurm accounting storage is disabled"). The
+  slurm executor plugin polls `sacct` by default; when every attempt fails it silently stops
+  tracking the jobs ("No active jobs") and Snakemake waits forever. The test profile polls with
+  `squeue --states=all` instead (`slurm-status-command: squeue`; finished jobs stay visible to
+  squeue for MinJobAge seconds, set well above the polling interval).
+- the config lives in a tmp dir (SLURM_CONF), not in /etc/slurm. Inside a batch job the
+  jobstep plugin runs the rule through a nested `srun`, but drops every SLURM_* variable,
+  SLURM_CONF included, from srun's environment, so srun finds no config ("Could not establish a
+  configuration source") and every job fails. A two-line `srun` on PATH puts SLURM_CONF back
+  and execs the real srun (a site node has /etc/slurm/slurm.conf, which srun finds by itself).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,7 +40,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 def slurm_cluster(tmp_path):
     if os.environ.get("SAFERISK_TEST_SLURM") != "1":
         pytest.skip("set SAFERISK_TEST_SLURM=1 to start a real single-node SLURM cluster")
-    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo") if not shutil.which(b)]
+    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo", "squeue", "srun")
+               if not shutil.which(b)]
     if missing or os.geteuid() != 0:
         pytest.skip(f"needs root and slurm-wlm + munge (missing: {', '.join(missing) or 'root'})")
     pytest.importorskip("snakemake_executor_plugin_slurm")
@@ -38,6 +54,10 @@ def slurm_cluster(tmp_path):
     key.chmod(0o400)
     socket_path = state / "munge" / "munge.socket"
     cpus = os.cpu_count() or 2
+    # Jobs ask for 4000 MB x attempt (retries: 2 in the profile): room for a retry where the
+    # machine has it; a RealMemory above the machine's memory would drain the node.
+    phys_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    real_memory = max(4000, min(12000, phys_mb - 512))
     conf = state / "slurm.conf"
     conf.write_text(f"""ClusterName=saferisk-test
 SlurmctldHost={host}
@@ -58,13 +78,19 @@ SlurmctldPidFile={state / 'slurmctld.pid'}
 SlurmdPidFile={state / 'slurmd.pid'}
 SlurmctldLogFile={state / 'log' / 'slurmctld.log'}
 SlurmdLogFile={state / 'log' / 'slurmd.log'}
+MinJobAge=600
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName={host} CPUs={cpus} RealMemory=4000 State=UNKNOWN
+NodeName={host} CPUs={cpus} RealMemory={real_memory} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
-    env = {**os.environ, "SLURM_CONF": str(conf)}
+    bin_dir = state / "bin"  # srun that finds the config (see the module docstring)
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(
+        f"#!/bin/sh\nSLURM_CONF={shlex.quote(str(conf))} exec {shlex.quote(shutil.which('srun'))} \"$@\"\n")
+    (bin_dir / "srun").chmod(0o755)
+    env = {**os.environ, "SLURM_CONF": str(conf), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     procs = [subprocess.Popen(["munged", "-F", "--force", f"--key-file={key}", f"--socket={socket_path}",
                                f"--pid-file={state / 'munge' / 'munged.pid'}", f"--log-file={state / 'log' / 'munged.log'}",
                                f"--seed-file={state / 'munge' / 'seed'}"], env=env)]
@@ -101,9 +127,30 @@ def test_tiny_audit_through_sbatch(tmp_path, slurm_cluster):
     radius.pop("gpu_model", None)
     radius.pop("cpus_per_gpu", None)
     profile["latency-wait"] = 10
+    # No slurmdbd here: job states come from squeue (see the module docstring), polled every few
+    # seconds instead of the default 40 s.
+    profile["slurm-status-command"] = "squeue"
+    profile["slurm-init-seconds-before-status-checks"] = 5
+    # The plugin deletes the SLURM log of every successful job unless told to keep them.
+    profile["slurm-keep-successful-logs"] = True
     (wd / "profiles/test-slurm").mkdir()
     (wd / "profiles/test-slurm/config.yaml").write_text(yaml.safe_dump(profile))
-    snakemake(wd, "--profile", "profiles/test-slurm", "results/tables/audit.csv", env=slurm_cluster, timeout=600)
+    proc = snakemake(wd, "--profile", "profiles/test-slurm", "results/tables/audit.csv", env=slurm_cluster,
+                     timeout=600)
     table = pd.read_parquet(wd / "results/tables/audit.parquet")
     assert len(table) == 2 * 2
-    assert list((wd / ".snakemake" / "slurm_logs").rglob("*.log")), "no job went through sbatch"
+    assert sorted(zip(table["model"], table["property"], table["shard"])) == [
+        ("mlp_a", prop, f"shard-{i}.parquet") for prop in ("robustness", "uncertainty") for i in range(2)]
+    # Every non-local job went through sbatch, ran under slurmd (exit 0) and left its SLURM log
+    # (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<slurm jobid>.log).
+    logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    per_rule: dict[str, int] = {}
+    for path in logs:
+        per_rule[path.parent.parent.name] = per_rule.get(path.parent.parent.name, 0) + 1
+    assert per_rule == {"rule_export_model": 1, "rule_prepare_input_shard": 2,
+                        "rule_compute_radius_shard": 4}, logs
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", proc.stdout + proc.stderr)
+    assert sorted(submitted) == sorted(path.stem for path in logs), (proc.stdout + proc.stderr)[-4000:]
+    ctld_log = (Path(slurm_cluster["SLURM_CONF"]).parent / "log" / "slurmctld.log").read_text()
+    for jobid in submitted:
+        assert f"_job_complete: JobId={jobid} WEXITSTATUS 0" in ctld_log, ctld_log[-3000:]

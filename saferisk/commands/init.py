@@ -191,7 +191,7 @@ def build_config_text(args) -> tuple[str, str]:
                   f"    {budget}"]
         criteria = ["  - {property: reachability, radius: %g, min_fraction: 1.0, basis: certified}" % (max_radius / 5)]
     lines += ["", "criteria:  # pass/fail: the fraction of inputs whose radius reaches `radius`", *criteria,
-              "", "sharding:", "  shard_size: 100  # inputs per radius job", "",
+              "", "sharding:", "  shard_size: 250  # inputs per radius job", "",
               "report:", f"  title: Safety risk audit of {name}", "", "device: auto  # auto | cpu | cuda", ""]
     return "\n".join(lines), name
 
