@@ -33,7 +33,7 @@ def performance_markdown(results_dir: Path = RESULTS_DIR) -> str:
             lines.append(f"- {headline}")
     verdicts = [g for n in names for g in results[n].get("goals", [])]
     if verdicts:
-        lines += ["", "Goals (issue 17):", ""]
+        lines += ["", "Goals the benchmarks check:", ""]
         for g in verdicts:
             verdict = {True: "met", False: "not met", None: "not measured"}[g["met"]]
             lines.append(f"- {g['text']}: **{verdict}** ({g['measured']})")

@@ -211,7 +211,7 @@ def tighten(prop: BoundProperty, region: Region, evaluator: Evaluator, config: S
         inner = region.shrink(best * (1 - gap))
         start = inner.project((region.x0 + (1 - gap) * (tracker.best_x - region.x0)).unsqueeze(0))
         stop = lambda: tracker.best_distance <= inner.radius * (1 + 1e-6)
-        gradient_attack(prop, inner, evaluator, config, start, stop, SHRINK_TARGETS, steps=max(1, config.gradient_steps // 2))
+        gradient_attack(prop, inner, evaluator, config, start, stop, SHRINK_TARGETS, steps=max(1, config.gradient_steps // 4))
         if tracker.best_distance < best * (1 - gap / 2):
             try:
                 project_to_boundary(prop, region.shrink(best), tracker.best_x, evaluator)
