@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from saferisk.bounds import BoundEngine, CertifyConfig, InputSet, certify_radius
+from saferisk.bounds import BoundEngine, CertifyConfig, InputRegion, certify_radius
 from saferisk.bounds.bab import input_split, max_affine_lower_bound
 from saferisk.bounds.methods import Adam
 from saferisk.bounds.spec import SpecRows
@@ -48,7 +48,7 @@ def test_forward_bounds_contain_every_sampled_intermediate_value(index):
     for norm, radius in (("inf", 0.4), ("2", 0.6), ("1", 0.8)):
         x0 = torch.rand(n, generator=gen, dtype=torch.float64) - 0.5
         lo, hi = -torch.ones(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
-        inset = InputSet.ball(x0, torch.tensor([radius], dtype=torch.float64), norm, lo, hi)
+        inset = InputRegion.ball(x0, torch.tensor([radius], dtype=torch.float64), norm, lo, hi)
         ibp = engine.ibp(inset)
         bounds = engine.forward_bounds(inset, ibp)
         values = _node_values(engine, _samples(x0, radius, norm, lo, hi, 4000, gen))
@@ -70,7 +70,7 @@ def test_max_affine_lower_bound_is_sound_and_no_worse_than_the_best_row():
     c = torch.randn(B, 5, generator=gen, dtype=torch.float64)
     lo = torch.rand(B, n, generator=gen, dtype=torch.float64) - 1
     hi = lo + torch.rand(B, n, generator=gen, dtype=torch.float64)
-    inset = InputSet.box(lo, hi)
+    inset = InputRegion.box(lo, hi)
     separate = rows.combine(inset.min_linear(A) + c)
     bound, coef = max_affine_lower_bound(inset, A, c, rows, torch.full((B,), -1e9, dtype=torch.float64))
     assert coef.shape == (B, n)
@@ -126,7 +126,7 @@ def test_input_split_with_disjunctive_specs_never_verifies_a_violation():
         pts = lo + (hi - lo) * torch.rand(6000, 3, generator=gen, dtype=torch.float64)
         with torch.no_grad():
             violated = bool((spec.evaluate(engine.forward(pts)) <= 0).any())
-        verdict = input_split(engine, rows, InputSet.box(lo, hi), time.perf_counter() + 0.5)
+        verdict = input_split(engine, rows, InputRegion.box(lo, hi), time.perf_counter() + 0.5)
         outcomes[verdict] += 1
         if violated:
             assert verdict != "verified", seed

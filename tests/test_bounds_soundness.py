@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from saferisk.bounds import BoundEngine, CertifyConfig, InputSet, certify_radius
+from saferisk.bounds import BoundEngine, CertifyConfig, InputRegion, certify_radius
 from saferisk.bounds.bab import input_split, relu_split
 from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.spec import SpecRows
@@ -158,7 +158,7 @@ def _ball_bounds(engine, x0, radius, norm, lo, hi, method):
     m = engine.n_outputs
     eye = torch.eye(m, dtype=torch.float64)
     rows = SpecRows(torch.cat([eye, -eye]), torch.zeros(2 * m, dtype=torch.float64), torch.arange(2 * m), 2 * m, True)
-    inset = InputSet.ball(x0, torch.tensor([radius], dtype=torch.float64), norm, lo, hi)
+    inset = InputRegion.ball(x0, torch.tensor([radius], dtype=torch.float64), norm, lo, hi)
     lb = rows_bound(engine, rows, inset, method, alpha_iterations=8)
     return lb[0, :m], -lb[0, m:]
 
@@ -335,7 +335,7 @@ def test_relu_and_input_splitting_never_verify_a_box_with_a_violation():
         pts = lo + (hi - lo) * torch.rand(4000, 4, generator=gen, dtype=torch.float64)
         violated = bool(bound.violated(run(pts)).any())
         for search in (relu_split, input_split):
-            verdict = search(engine, rows, InputSet.box(lo, hi), time.perf_counter() + 0.4)
+            verdict = search(engine, rows, InputRegion.box(lo, hi), time.perf_counter() + 0.4)
             outcomes[verdict] += 1
             if violated:
                 assert verdict != "verified", (seed, search.__name__)

@@ -181,3 +181,31 @@ def test_validate_config_cli(tmp_path, capsys, monkeypatch):
     (tmp_path / "broken.yaml").write_text("models: [\n")
     assert main(["validate-config", str(tmp_path / "broken.yaml")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+VNNLIB_BOX = """; a 3-input region with a robustness-style output assertion
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const X_2 Real)
+(declare-const Y_0 Real)
+(assert (>= X_0 0.5))
+(assert (<= X_0 1.5))
+(assert (>= X_1 -1.0))
+(assert (<= X_1 0.0))
+(assert (>= X_2 200.0))
+(assert (<= X_2 300.0))
+(assert (<= Y_0 -1.5))
+"""
+
+
+def test_input_set_box_from_a_vnnlib_file(default_config, tmp_path):
+    (tmp_path / "region.vnnlib").write_text(VNNLIB_BOX)
+    default_config["input_sets"]["regression_box"]["box"] = str(tmp_path / "region.vnnlib")
+    plan = build_plan(default_config, ROOT)
+    info = plan.input_sets["regression_box"].info
+    assert info.n_rows == 4 and info.n_features == 3
+    assert info.box == {"lower": [0.5, -1.0, 200.0], "upper": [1.5, 0.0, 300.0]}
+    (tmp_path / "broken.vnnlib").write_text("(assert (<= X_0 1.0)")
+    default_config["input_sets"]["regression_box"]["box"] = str(tmp_path / "broken.vnnlib")
+    with pytest.raises(ConfigError, match=r"input_sets\.regression_box\.box: .*broken\.vnnlib"):
+        build_plan(default_config, ROOT)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from saferisk.cli import main
-from saferisk.commands.verify import _load_model
+from saferisk.models import load_model as _load_model
 from saferisk.verify import verify_spec
 from saferisk.data.vnnlib import load_vnnlib
 

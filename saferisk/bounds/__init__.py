@@ -16,7 +16,7 @@ bound_outputs). Time budgets are soft: a bound already started is finished.
 from saferisk.bounds.certify import bound_outputs, certify_radius, verify_box
 from saferisk.bounds.config import METHODS, Certificate, CertifyConfig
 from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
-from saferisk.bounds.sets import InputSet
+from saferisk.bounds.sets import InputRegion
 
 __all__ = ["bound_outputs", "certify_radius", "verify_box", "METHODS", "Certificate", "CertifyConfig",
-           "BoundEngine", "UnsupportedGraph", "InputSet"]
+           "BoundEngine", "UnsupportedGraph", "InputRegion"]

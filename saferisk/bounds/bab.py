@@ -28,13 +28,13 @@ import torch
 
 from saferisk.bounds.engine import BoundEngine
 from saferisk.bounds.methods import Adam
-from saferisk.bounds.sets import InputSet
+from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound, spec_value
 
 MAX_DOMAINS = 200_000
 
 
-def _inside_ball(inset: InputSet, x: torch.Tensor) -> torch.Tensor:
+def _inside_ball(inset: InputRegion, x: torch.Tensor) -> torch.Tensor:
     if not inset.has_ball():
         return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     diff = x - inset.x0
@@ -44,7 +44,7 @@ def _inside_ball(inset: InputSet, x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(diff, ord=order, dim=-1) <= inset.radius
 
 
-def max_affine_lower_bound(inset: InputSet, A_in: torch.Tensor, offset: torch.Tensor, rows: SpecRows,
+def max_affine_lower_bound(inset: InputRegion, A_in: torch.Tensor, offset: torch.Tensor, rows: SpecRows,
                            s_lb: torch.Tensor, steps: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
     """Better lower bound of s = min_j max_{r in j} f_r over box sets, from linear lower bounds
     f_r(x) >= a_r . x + c_r (A_in (B, S, n), offset (B, S)), and the deciding coefficient (B, n).
@@ -87,7 +87,7 @@ def max_affine_lower_bound(inset: InputSet, A_in: torch.Tensor, offset: torch.Te
     return torch.maximum(lbs.amin(dim=1), s_lb), coef
 
 
-def input_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
+def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
                 batch: int = 256, exact_spec: bool = True) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by input splitting."""
     lower, upper = inset.lower, inset.upper
@@ -174,7 +174,7 @@ def _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterat
         return torch.maximum(best, rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas))
 
 
-def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
+def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
                batch: int = 256, exact_spec: bool = True, iterations: int = 3) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting."""
     pre = [n.inputs[0] for n in engine.relu_nodes]
@@ -234,7 +234,7 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: f
     return "verified"
 
 
-def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, deadline: float,
+def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
                      input_split_max_dim: int = 8, batch: int = 256, exact_spec: bool = True,
                      iterations: int = 3) -> str:
     """Input splitting for small inputs, ReLU splitting otherwise (`iterations` of slope and

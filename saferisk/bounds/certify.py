@@ -21,7 +21,7 @@ from saferisk.bounds.bab import branch_and_bound
 from saferisk.bounds.config import Certificate, CertifyConfig
 from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
 from saferisk.bounds.methods import rows_bound
-from saferisk.bounds.sets import InputSet
+from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, spec_value
 from saferisk.errors import DataError
 from saferisk.models.graph import Graph
@@ -59,8 +59,8 @@ class _RadiusProblem:
         self.engine, self.rows, self.x0, self.norm = engine, rows, x0, norm
         self.lower, self.upper, self.unit, self.config, self.deadline = lower, upper, unit, config, deadline
 
-    def inset(self, radii: torch.Tensor) -> InputSet:
-        return InputSet.ball(self.x0, radii, self.norm, self.lower, self.upper, self.unit)
+    def inset(self, radii: torch.Tensor) -> InputRegion:
+        return InputRegion.ball(self.x0, radii, self.norm, self.lower, self.upper, self.unit)
 
     def certified(self, radii: list[float], method: str, deadline: float | None = None) -> list[bool]:
         """Which radii are certified by `method` (all radii in one batched pass; BaB: one radius)."""
@@ -204,14 +204,14 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     return done(lo, method_lo, None)
 
 
-def _box_inset(engine: BoundEngine, lower, upper) -> InputSet:
+def _box_inset(engine: BoundEngine, lower, upper) -> InputRegion:
     lo = torch.as_tensor(lower, dtype=engine.dtype).to(engine.device)
     hi = torch.as_tensor(upper, dtype=engine.dtype).to(engine.device)
     n = engine.n_inputs
     if lo.numel() % n or lo.shape != hi.shape:
         raise DataError(f"the box has {lo.numel()} / {hi.numel()} bounds, the model has {n} input features")
     lo, hi = lo.reshape(-1, n), hi.reshape(-1, n)
-    return InputSet.box(lo, hi)
+    return InputRegion.box(lo, hi)
 
 
 def bound_outputs(graph: Graph, lower, upper, method: str = "crown") -> tuple[torch.Tensor, torch.Tensor]:

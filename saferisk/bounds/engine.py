@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from saferisk.bounds.relax import default_alpha, leaky_relu_relax, s_shaped_relax
-from saferisk.bounds.sets import InputSet
+from saferisk.bounds.sets import InputRegion
 from saferisk.models.graph import Graph, Node, run_node
 
 AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"}
@@ -150,7 +150,7 @@ class BoundEngine:
         return values[self.output_name].reshape(x.shape[0], -1)
 
     # ------------------------------------------------------------------ IBP
-    def ibp(self, inset: InputSet) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def ibp(self, inset: InputRegion) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Interval bounds of every node: name -> (lower, upper), each (B, *shape)."""
         B = inset.batch
         bounds = {self.input_name: (inset.lower.reshape((B,) + self.input_shape),
@@ -186,7 +186,7 @@ class BoundEngine:
         raise UnsupportedGraph(f"unsupported operation '{op}' in node '{_node_label(node)}'")
 
     # ------------------------------------------------------------------ CROWN
-    def intermediate_bounds(self, inset: InputSet, method: str = "crown", alphas: dict | None = None,
+    def intermediate_bounds(self, inset: InputRegion, method: str = "crown", alphas: dict | None = None,
                             splits: dict | None = None, ibp: dict | None = None) -> dict:
         """Bounds of the inputs of every nonlinear op (and the input box), split constraints applied.
 
@@ -220,7 +220,7 @@ class BoundEngine:
             previous = node.output
         return True
 
-    def forward_bounds(self, inset: InputSet, ibp: dict) -> dict:
+    def forward_bounds(self, inset: InputRegion, ibp: dict) -> dict:
         """Bounds of the inputs of every nonlinear op by forward linear bounds (symbolic intervals).
 
         Every node y gets linear functions of the input, Wl x + bl <= y <= Wu x + bu, pushed
@@ -316,7 +316,7 @@ class BoundEngine:
         hi_new = hi_flat.index_copy(1, index, torch.minimum(hi_flat[:, index], -lb[:, k:]))
         return lo_new.reshape(lo.shape), hi_new.reshape(hi.shape)
 
-    def lower_bound(self, target: str, A: torch.Tensor, inset: InputSet, bounds: dict,
+    def lower_bound(self, target: str, A: torch.Tensor, inset: InputRegion, bounds: dict,
                     alphas: dict | None = None, target_groups: int = 1, record: dict | None = None,
                     betas: dict | None = None) -> torch.Tensor:
         """Sound lower bound of min_{x in S_b} A[b, k] . y_target(x) -> (B, K)."""

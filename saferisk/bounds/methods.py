@@ -14,11 +14,11 @@ import time
 import torch
 
 from saferisk.bounds.engine import BoundEngine
-from saferisk.bounds.sets import InputSet
+from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound
 
 
-def rows_bound(engine: BoundEngine, rows: SpecRows, inset: InputSet, method: str, *,
+def rows_bound(engine: BoundEngine, rows: SpecRows, inset: InputRegion, method: str, *,
                alpha_iterations: int = 20, alpha_lr: float = 0.25, splits: dict | None = None,
                deadline: float | None = None, alpha_intermediate: bool = False) -> torch.Tensor:
     """Sound lower bounds (B, S) of the spec rows over each input set with `method`."""
@@ -59,7 +59,7 @@ class Adam:
             p.grad = None
 
 
-def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputSet, iterations: int, lr: float,
+def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputRegion, iterations: int, lr: float,
                 splits: dict | None = None, deadline: float | None = None, ibp: dict | None = None,
                 intermediate: bool = False) -> torch.Tensor:
     """Row lower bounds (B, S) with optimised ReLU lower slopes.

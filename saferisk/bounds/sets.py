@@ -26,8 +26,9 @@ def _dual_norm(a: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 @dataclass
-class InputSet:
-    """B input sets (flat features): box (B, n) and, for L2/L1, the ball (x0 (B, n), radius (B,))."""
+class InputRegion:
+    """B input regions bounds are computed over (flat features): box (B, n) and, for L2/L1, the ball
+    (x0 (B, n), radius (B,)). Not to be confused with saferisk.data.inputs.InputSet (data rows)."""
 
     lower: torch.Tensor
     upper: torch.Tensor
@@ -38,7 +39,7 @@ class InputSet:
 
     @classmethod
     def ball(cls, x0: torch.Tensor, radius: torch.Tensor, norm: str, dom_lower: torch.Tensor,
-             dom_upper: torch.Tensor, unit: torch.Tensor | None = None) -> "InputSet":
+             dom_upper: torch.Tensor, unit: torch.Tensor | None = None) -> "InputRegion":
         """Balls of radii `radius` (B,) around x0 (n,) or (B, n), intersected with the domain box."""
         radius = radius.reshape(-1)
         x0 = x0.reshape(1, -1).expand(radius.numel(), -1) if x0.dim() == 1 else x0
@@ -48,7 +49,7 @@ class InputSet:
         return cls(lower, upper, norm, x0 if norm != "inf" else None, radius if norm != "inf" else None, unit)
 
     @classmethod
-    def box(cls, lower: torch.Tensor, upper: torch.Tensor) -> "InputSet":
+    def box(cls, lower: torch.Tensor, upper: torch.Tensor) -> "InputRegion":
         return cls(lower.reshape(lower.shape[0], -1) if lower.dim() > 1 else lower.reshape(1, -1),
                    upper.reshape(upper.shape[0], -1) if upper.dim() > 1 else upper.reshape(1, -1))
 
@@ -59,13 +60,13 @@ class InputSet:
     def has_ball(self) -> bool:
         return self.norm != "inf" and self.x0 is not None
 
-    def select(self, index: torch.Tensor) -> "InputSet":
+    def select(self, index: torch.Tensor) -> "InputRegion":
         """The sets at `index` (a long tensor), e.g. to replicate for sub-domains."""
         pick = (lambda t: None if t is None else t[index])
-        return InputSet(self.lower[index], self.upper[index], self.norm, pick(self.x0), pick(self.radius), self.unit)
+        return InputRegion(self.lower[index], self.upper[index], self.norm, pick(self.x0), pick(self.radius), self.unit)
 
-    def with_box(self, lower: torch.Tensor, upper: torch.Tensor) -> "InputSet":
-        return InputSet(lower, upper, self.norm, self.x0, self.radius, self.unit)
+    def with_box(self, lower: torch.Tensor, upper: torch.Tensor) -> "InputRegion":
+        return InputRegion(lower, upper, self.norm, self.x0, self.radius, self.unit)
 
     def min_linear(self, A: torch.Tensor) -> torch.Tensor:
         """Lower bound of min_{x in S_b} A[b, k] . x for A (B, K, n) -> (B, K)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from saferisk.bounds.engine import BoundEngine
-from saferisk.bounds.sets import InputSet
+from saferisk.bounds.sets import InputRegion
 from saferisk.errors import ModelError
 from saferisk.properties.base import MinMaxSpec
 
@@ -79,7 +79,7 @@ def softmax_interval(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, 
     return p_lo, p_hi.clamp(max=1.0)
 
 
-def rows_lower_bound(engine: BoundEngine, inset: InputSet, rows: SpecRows, bounds: dict,
+def rows_lower_bound(engine: BoundEngine, inset: InputRegion, rows: SpecRows, bounds: dict,
                      alphas: dict | None = None, record: dict | None = None, betas: dict | None = None) -> torch.Tensor:
     """Lower bounds (B, S) of every spec row over the input sets, given intermediate bounds."""
     B = inset.batch

@@ -12,20 +12,10 @@ import sys
 
 import torch
 
+from saferisk.commands.common import add_model_args, load_model_arg
 from saferisk.data.vnnlib import load_vnnlib
 from saferisk.io import atomic_write_bytes, dumps_json
 from saferisk.verify import verify_spec, vnncomp_result_text
-
-
-def _load_model(path: str):
-    from pathlib import Path
-
-    from saferisk.errors import ModelError
-    from saferisk.models import load_model
-
-    if not Path(path).is_file():
-        raise ModelError(f"model file not found: {path}")
-    return load_model(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     spec = load_vnnlib(args.spec)
-    model = _load_model(args.model)
+    model = load_model_arg(args)
     torch.manual_seed(args.seed)
     result = verify_spec(model, spec, timeout_s=args.timeout, seed=args.seed)
     if args.output:
@@ -55,7 +45,7 @@ def register(subparsers) -> None:
         description="Check one VNN-LIB property (VNN-COMP format) on a model. 'sat': a re-checked "
         "counterexample was found; 'unsat': certified bounds prove the property on the whole input "
         "box; 'unknown': neither within the time limit. Exit code 0 for all three.")
-    parser.add_argument("--model", required=True, help="model file (.onnx, TorchScript or .pt2)")
+    add_model_args(parser)
     parser.add_argument("--spec", required=True, help="VNN-LIB property file (.vnnlib)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")

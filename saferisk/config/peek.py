@@ -106,11 +106,22 @@ def _digest(*parts: bytes) -> str:
 
 
 def read_box(box: Any, base: Path, key: str) -> dict[str, list[float]]:
-    """{lower, upper} lists from a config mapping or a JSON file holding them."""
+    """{lower, upper} lists from a config mapping, a JSON file holding them, or the input box
+    of a VNN-LIB specification (.vnnlib)."""
     if isinstance(box, str):
         path = resolve_path(box, base, key)
         if not path.exists():
             raise ConfigError(f"{key}: box file not found: {path}")
+        if path.suffix.lower() == ".vnnlib":
+            from saferisk.data.vnnlib import load_vnnlib
+            from saferisk.errors import DataError
+
+            try:
+                spec = load_vnnlib(path)
+            except DataError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
+            return {"lower": np.asarray(spec.lower, dtype=np.float64).tolist(),
+                    "upper": np.asarray(spec.upper, dtype=np.float64).tolist()}
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
