@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer inputs and iterations (< 3 minutes on CPU)")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR), metavar="DIR",
+                        help="where the tables go (default benchmarks/results)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is steadier on a shared machine)")
     args = parser.parse_args(argv)
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(names)}", file=sys.stderr)
             return 2
         names = [n for n in names if n in args.only]
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
     print(machine_markdown(machine_info()) + "\n")
     failures = 0
     total = time.perf_counter()
@@ -102,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"FAILED:\n{traceback.format_exc()}", flush=True)
             continue
-        path = write_report(report)
+        path = write_report(report, results_dir)
         print(report.markdown(), flush=True)
         print(f"(written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path})\n", flush=True)
     from benchmarks.performance import write_performance
 
-    perf = write_performance(RESULTS_DIR)
+    perf = write_performance(results_dir)
     print(f"README performance section: {perf}  (total {time.perf_counter() - total:.0f} s)")
     return 1 if failures else 0
 

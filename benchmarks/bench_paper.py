@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.common import (BenchReport, Goal, RESULTS_DIR, Skip, Table, demo_model, dense_model,
+from benchmarks.common import (BenchReport, Goal, Skip, Table, demo_model, dense_model,
                                digits_test_set, npz_dense_layers, shared_path, timer)
 
 NAME = "paper"
@@ -110,14 +110,15 @@ def acsc_table(quick: bool) -> tuple[Table, list[str]]:
     return table, [f"ACSC-Xu X[1199]: margin {margin:.4f} (paper code: {ACSC_MARGIN_REFERENCE})."]
 
 
-def _save_digit_png(x: np.ndarray, path) -> None:
+def _digit_png(x: np.ndarray) -> bytes:
+    import io
+
     from PIL import Image
 
-    from saferisk.io import atomic_write
-
     img = Image.fromarray(np.clip(np.round(x.reshape(8, 8) * 255), 0, 255).astype(np.uint8), mode="L")
-    img = img.resize((128, 128), Image.NEAREST)
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+    buffer = io.BytesIO()
+    img.resize((128, 128), Image.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def minimise_kl(model, x0: torch.Tensor, quick: bool, seed: int = 0):
@@ -154,7 +155,7 @@ def uncertainty_table(quick: bool) -> tuple[Table, list[str], list[str]]:
     table = Table("Figure 5: uncertainty example on the digits CNN, L-inf ball of radius 0.4",
                   ["test input", "label", "KL before", "top prob before", "KL after", "top prob after",
                    "decision after", "L-inf distance", "time (s)", "evaluations"])
-    files: list[str] = []
+    files: dict[str, bytes] = {}
     headline = []
     for index in chosen:
         x0 = torch.as_tensor(X[index], dtype=torch.float32)
@@ -165,9 +166,8 @@ def uncertainty_table(quick: bool) -> tuple[Table, list[str], list[str]]:
                   torch.softmax(z_adv, 0).max().item(), int(z_adv.argmax()), float((x_adv - x0).abs().max()), t[0],
                   evaluations)
         if not files:
-            files = [f"fig5_digit{index}_before.png", f"fig5_digit{index}_after.png"]
-            _save_digit_png(X[index], RESULTS_DIR / files[0])
-            _save_digit_png(x_adv.double().numpy(), RESULTS_DIR / files[1])
+            files = {f"fig5_digit{index}_before.png": _digit_png(X[index]),
+                     f"fig5_digit{index}_after.png": _digit_png(x_adv.double().numpy())}
             headline = [f"Figure 5 analogue: KL {float(kl[index]):.2f} -> {kl_after:.2e} on a digit (L-inf 0.4)."]
     table.notes.append("Paper (CIFAR-10 image): KL 2.55 -> ~5e-8 inside the same ball. KL(U||p) = logsumexp(z) - "
                        "mean(z) - log m (natural log); minimised by random samples, gradient starts and GPS. "
@@ -191,5 +191,6 @@ def run(quick: bool = False) -> BenchReport:
     table, heads, files = uncertainty_table(quick)
     report.tables.append(table)
     report.headlines += heads
-    report.files += files
+    report.files += list(files)
+    report.file_bytes.update(files)
     return report

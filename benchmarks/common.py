@@ -108,6 +108,7 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     headlines: list[str] = field(default_factory=list)  # one-line claims for README "Performance"
     files: list[str] = field(default_factory=list)  # extra outputs (images) in results/
+    file_bytes: dict[str, bytes] = field(default_factory=dict, repr=False)  # their content, written beside the tables
     seconds: float = 0.0
     quick: bool = False
 
@@ -142,6 +143,8 @@ def write_report(report: BenchReport, results_dir: Path = RESULTS_DIR) -> Path:
     path = Path(results_dir) / f"{report.name}.md"
     atomic_write_bytes(path, report.markdown(machine).encode())
     atomic_write_json(Path(results_dir) / f"{report.name}.json", report.to_dict(machine))
+    for name, data in sorted(report.file_bytes.items()):
+        atomic_write_bytes(Path(results_dir) / name, data)
     return path
 
 
