@@ -113,6 +113,12 @@ def summary_table(title: str, rows: list[InputRow], exact: bool) -> Table:
     add("saferisk certified lower", bracket_times, [r.lower for r in rows], f"{lower_bad}/{len(rows)}" if exact else None)
     add("saferisk estimate r_hat", bracket_times, [r.estimate for r in rows])
     add("saferisk witness upper", bracket_times, [r.upper for r in rows], f"{upper_bad}/{len(rows)}" if exact else None)
+    both = [r for r in rows if r.lower is not None and r.upper is not None]
+    widths = [r.upper - r.lower for r in both]
+    relative = [(r.upper - r.lower) / r.upper for r in both if r.upper > 0]
+    table.add("saferisk bracket width (upper - lower)", f"{len(both)}/{len(rows)}", _mean(bracket_times), _mean(widths),
+              *(([f"relative: mean {_mean(relative):.3g}", f"relative: max {_max(relative):.3g}", "-"] if relative
+                 else ["-", "-", "-"]) if exact else []))
     add("CLEVER (ART clever_u)", [r.clever_seconds for r in rows], [r.clever for r in rows])
     pgd_bad = sum(1 for r in rows if r.pgd is not None and r.exact is not None and r.pgd < r.exact - SOUNDNESS_TOLERANCE)
     add("PGD + bisection", [r.pgd_seconds for r in rows], [r.pgd for r in rows], f"{pgd_bad}/{len(rows)}" if exact else None)
@@ -207,4 +213,8 @@ def run(quick: bool = False) -> BenchReport:
     e_upper = _mean([abs(r.upper - r.exact) for r in rows if r.exact is not None and r.upper is not None])
     report.headlines.append(f"Mean error vs the exact L-inf radius (MILP): estimate {fmt(e_ours)}, witness bound "
                             f"{fmt(e_upper)}, CLEVER {fmt(e_clever)}, PGD {fmt(e_pgd)}.")
+    relative = [(r.upper - r.lower) / r.upper for r in rows if r.lower is not None and r.upper]
+    if relative:
+        report.headlines.append(f"Certified bracket [lower, upper] on {len(relative)}/{len(rows)} inputs, mean relative "
+                                f"width {fmt(_mean(relative))} (upper - lower) / upper.")
     return report
