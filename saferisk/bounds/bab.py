@@ -12,9 +12,16 @@ certifying both certifies the whole (a ball constraint, when present, is kept fo
 ReLU splitting: an unstable ReLU input x_i in [l, u] is split into x_i >= 0 and x_i <= 0; each
 half has a tighter, valid relaxation (the ReLU is linear on it), so a lower bound over the
 whole input set with that relaxation is a lower bound over the half; intermediate bounds that
-cross (l > u) prove the half empty. The split constraints also enter the final pass through
-Lagrange multipliers beta >= 0 (beta-CROWN, see engine.backward), optimised with the ReLU slopes. The neuron chosen is the one whose upper-line intercept
-contributes most to the worst row's bound (BaBSR-like).
+cross (l > u) prove the half empty. For rows on the logits (the usual case) the root's
+intermediate bounds are tightened once by alpha-CROWN with slopes optimised per bounded neuron,
+and a sub-domain inherits its parent's intermediate bounds (sound: it is a subset) with the
+split neuron clamped at 0, so a step only re-bounds the spec rows; the split constraints enter
+that pass through Lagrange multipliers beta >= 0 (beta-CROWN, see engine.backward), optimised
+with the ReLU slopes, both started from the parent's values. s = min over groups, so each group
+not yet proved at the root gets its own search (its rows only: fewer splits, cheaper steps).
+Rows on probabilities recompute every sub-domain's intermediate bounds by CROWN instead. The
+neuron chosen is the one whose upper-line intercept contributes most to the worst row's bound
+(BaBSR-like).
 
 Both also evaluate s at the sub-domain centres: a centre inside the set with s <= 0 is a
 counterexample (for exact specs) and ends the search as "falsified".
@@ -28,6 +35,7 @@ import torch
 
 from saferisk.bounds.engine import BoundEngine
 from saferisk.bounds.methods import Adam
+from saferisk.bounds.relax import default_alpha
 from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound, spec_value
 
@@ -146,23 +154,101 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
     return "verified"
 
 
-def _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterations, deadline, lr=0.1):
-    """Better final-pass row bounds of split sub-domains: ReLU slopes (alpha) and split
-    multipliers beta >= 0 by projected gradient ascent; the best bound per row is kept."""
-    B, S = row_lb.shape
+def _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr=0.25, max_alpha=4_000_000):
+    """Tighter intermediate bounds, layer by layer, by alpha-CROWN with slopes optimised for each
+    bounded neuron separately (each neuron's bound is then close to its LP-relaxation bound);
+    every iterate is sound, the per-neuron best is kept. Updates `bounds` in place."""
+    B = inset.batch
+    upstream = 0
+    relu_inputs = {n.inputs[0]: int(torch.tensor(engine.shapes[n.output]).prod()) for n in engine.relu_nodes}
+    for name in engine.pre_nodes:
+        if time.perf_counter() > deadline:
+            break
+        lo, hi = bounds[name]
+        size = lo[0].numel()
+        if name != engine.input_name and name not in engine.affine_only and iterations > 0:
+            lo_f, hi_f = lo.reshape(B, size), hi.reshape(B, size)
+            if engine.relu_only_consumers[name]:
+                index = ((lo_f < 0) & (hi_f > 0)).any(dim=0).nonzero().flatten()
+            else:
+                index = torch.arange(size, device=lo.device)
+            k = int(index.numel())
+            if k:
+                shape = engine.shapes[name]
+                eye = torch.zeros(k, size, dtype=engine.dtype, device=lo.device)
+                eye[torch.arange(k, device=lo.device), index] = 1.0
+                A = torch.cat([eye, -eye]).reshape((1, 2 * k) + shape).expand((B, 2 * k) + shape)
+                groups = 2 * k if 2 * k * B * max(upstream, 1) <= max_alpha else 2
+                alphas: dict = {}
+                best = None
+                optimiser = None
+                for it in range(iterations):
+                    with torch.enable_grad():
+                        lb = engine.lower_bound(name, A, inset, bounds, alphas, target_groups=groups)
+                        best = lb.detach() if best is None else torch.maximum(best, lb.detach())
+                        if it == iterations - 1 or time.perf_counter() > deadline or not alphas:
+                            break
+                        if optimiser is None:
+                            optimiser = Adam(list(alphas.values()), lr=lr)
+                        (-lb.sum()).backward()
+                        optimiser.step()
+                    with torch.no_grad():
+                        for value in alphas.values():
+                            value.clamp_(0.0, 1.0)
+                lo_new = lo_f.index_copy(1, index, torch.maximum(lo_f[:, index], best[:, :k]))
+                hi_new = hi_f.index_copy(1, index, torch.minimum(hi_f[:, index], -best[:, k:]))
+                bounds[name] = (lo_new.reshape(lo.shape), hi_new.reshape(hi.shape))
+        upstream += relu_inputs.get(name, 0)
+    return bounds
+
+
+def _root_relu_bounds(engine, rows, inset, ibp, deadline, iterations, lr=0.25):
+    """Root intermediate bounds for ReLU splitting (CROWN, tightened by _tighten_intermediate),
+    then the final pass's slopes optimised on them. Returns (bounds, final-pass alphas
+    {key: (1, S, *shape)}, row lower bounds (1, S))."""
+    with torch.no_grad():
+        bounds = engine.intermediate_bounds(inset, "crown", None, None, ibp)
+        row_lb = rows_lower_bound(engine, inset, rows, bounds)
+    if iterations <= 0 or bool((rows.combine(row_lb) > 0).all()):
+        return bounds, {}, row_lb
+    bounds = _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr)
     alphas: dict = {}
-    betas = {name: (torch.zeros((B, S) + engine.shapes[name], dtype=engine.dtype, device=engine.device,
-                                requires_grad=True), splits[name]) for name in splits if bool((splits[name] != 0).any())}
+    final: dict = {}
     best = row_lb
     optimiser = None
+    for it in range(iterations):
+        with torch.enable_grad():
+            lb = rows_lower_bound(engine, inset, rows, bounds, alphas)
+            if bool((rows.combine(lb.detach()) >= rows.combine(best)).all()):
+                final = {k: v.detach().clone() for k, v in alphas.items()}
+            best = torch.maximum(best, lb.detach())
+            if it == iterations - 1 or time.perf_counter() > deadline or bool((rows.combine(best) > 0).all()):
+                break
+            if optimiser is None:
+                optimiser = Adam(list(alphas.values()), lr=lr)
+            (-lb.sum()).backward()
+            optimiser.step()
+        with torch.no_grad():
+            for value in alphas.values():
+                value.clamp_(0.0, 1.0)
+    return bounds, final, best
+
+
+def _optimise_domains(engine, rows, sub, bounds, splits, alphas, betas, row_lb, iterations, deadline, lr=0.1):
+    """Better final-pass row bounds of split sub-domains: ReLU slopes `alphas` (initialised from
+    the parent's) and split multipliers `betas` >= 0 by projected gradient ascent; the best bound
+    per row is kept (every iterate is sound). Updates alphas / betas in place."""
+    params = list(alphas.values()) + [b for b, _ in betas.values()]
+    for p in params:
+        p.requires_grad_(True)
+    best = row_lb
+    optimiser = Adam(params, lr=lr)
     for _ in range(iterations):
         if time.perf_counter() > deadline:
             break
         with torch.enable_grad():
             lb = rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas)
             best = torch.maximum(best, lb.detach())
-            if optimiser is None:
-                optimiser = Adam(list(alphas.values()) + [b for b, _ in betas.values()], lr=lr)
             (-lb.clamp(max=1.0).sum()).backward()
             optimiser.step()
         with torch.no_grad():
@@ -170,13 +256,175 @@ def _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterat
                 value.clamp_(0.0, 1.0)
             for value, _ in betas.values():
                 value.clamp_(min=0.0)
-    with torch.no_grad():
-        return torch.maximum(best, rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas))
+    for p in params:
+        p.requires_grad_(False)
+    return best
 
 
 def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
-               batch: int = 256, exact_spec: bool = True, iterations: int = 3) -> str:
-    """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting."""
+               batch: int = 256, exact_spec: bool = True, iterations: int = 3,
+               root_iterations: int = 20) -> str:
+    """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting.
+
+    The root's intermediate bounds are tightened once (alpha-CROWN with optimised intermediate
+    slopes); a sub-domain keeps its parent's intermediate bounds (sound: the sub-domain is a
+    subset) with the split neuron clamped, so a step only re-bounds the spec rows, with the
+    parent's optimised slopes and multipliers as the starting point.
+    """
+    pre = [n.inputs[0] for n in engine.relu_nodes]
+    if not pre:
+        return "unknown"
+    optimise = rows.on_logits and iterations > 0
+    if not optimise:
+        return _relu_split_recompute(engine, rows, inset, deadline, batch)
+    with torch.no_grad():
+        ibp = engine.ibp(inset)
+    root_deadline = time.perf_counter() + 0.3 * max(0.0, deadline - time.perf_counter())
+    bounds, root_alphas, row_lb = _root_relu_bounds(engine, rows, inset, ibp, root_deadline,
+                                                    root_iterations if rows.on_logits else 0)
+    if bool((rows.combine(row_lb) > 0).all()):
+        return "verified"
+    if optimise and rows.n_groups > 1:
+        # s = min over groups: each group positive on the whole set proves s > 0; a group alone
+        # needs fewer splits, and each step bounds only its rows
+        group_lb = torch.full((1, rows.n_groups), float("-inf"), dtype=row_lb.dtype, device=row_lb.device)
+        group_lb = group_lb.scatter_reduce(1, rows.group[None], row_lb, reduce="amax")[0]
+        for j in group_lb.argsort(descending=True).tolist():
+            if float(group_lb[j]) > 0:
+                continue
+            idx = (rows.group == j).nonzero().flatten()
+            sub_rows = SpecRows(rows.C[idx], rows.d[idx], torch.zeros_like(idx), 1, rows.on_logits)
+            verdict = _relu_bab(engine, sub_rows, inset, deadline, batch, optimise, iterations, bounds,
+                                {k: v[:, idx] for k, v in root_alphas.items()}, row_lb[:, idx])
+            if verdict != "verified":
+                return verdict
+        return "verified"
+    return _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds, root_alphas, row_lb)
+
+
+def _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds, root_alphas, row_lb) -> str:
+    """The ReLU-splitting loop from the root's bounds, slopes and row bounds."""
+    pre = [n.inputs[0] for n in engine.relu_nodes]
+    S = row_lb.shape[1]
+    names = list(bounds)
+    sizes = [bounds[name][0][0].numel() for name in pre]
+    offsets = [sum(sizes[:i]) for i in range(len(pre))]
+    dev = row_lb.device
+    # the open domains, batched: intermediate bounds, split signs, slopes, multipliers, choice
+    D_lo = {k: bounds[k][0] for k in names}
+    D_hi = {k: bounds[k][1] for k in names}
+    D_split = {k: torch.zeros((1,) + engine.shapes[k], dtype=torch.int8, device=dev) for k in pre}
+    akeys = [(n.output, engine.output_name) for n in engine.relu_nodes]
+    D_alpha, D_beta = {}, {}
+    if optimise:
+        for node, key in zip(engine.relu_nodes, akeys):
+            if key in root_alphas:
+                D_alpha[key] = root_alphas[key]
+            else:
+                lo, hi = bounds[node.inputs[0]]
+                D_alpha[key] = default_alpha(lo, hi).unsqueeze(1).expand((1, S) + tuple(lo.shape[1:])).clone()
+        D_beta = {k: torch.zeros((1, S) + engine.shapes[k], dtype=engine.dtype, device=dev) for k in pre}
+    with torch.no_grad():
+        record: dict = {}
+        rows_lower_bound(engine, inset, rows, bounds, D_alpha or None, record)
+        D_choice = _choose(rows, pre, bounds, D_split, record, row_lb)
+    if bool((D_choice < 0).any()):
+        return "unknown"
+    N = 1
+    parents = max(1, batch // 2)
+    with torch.no_grad():
+        while N:
+            if time.perf_counter() > deadline or N > MAX_DOMAINS:
+                return "unknown"
+            P = min(parents, N)
+            take = lambda d: {k: v[:P] for k, v in d.items()}  # noqa: E731
+            rest = lambda d: {k: v[P:] for k, v in d.items()}  # noqa: E731
+            p_lo, p_hi, p_split, p_alpha, p_beta = take(D_lo), take(D_hi), take(D_split), take(D_alpha), take(D_beta)
+            p_choice = D_choice[:P]
+            D_lo, D_hi, D_split, D_alpha, D_beta = rest(D_lo), rest(D_hi), rest(D_split), rest(D_alpha), rest(D_beta)
+            D_choice = D_choice[P:]
+            N -= P
+            # children: the first P with x_i >= 0, the next P with x_i <= 0
+            B = 2 * P
+            choice = torch.cat([p_choice, p_choice])
+            sign = torch.cat([torch.ones(P, dtype=torch.int8, device=dev), -torch.ones(P, dtype=torch.int8, device=dev)])
+            c_lo, c_hi, c_split = _apply_split(pre, offsets, sizes, *(
+                {k: torch.cat([v, v]) for k, v in d.items()} for d in (p_lo, p_hi, p_split)), choice, sign)
+            c_alpha = {k: torch.cat([v, v]) for k, v in p_alpha.items()}
+            c_beta = {k: torch.cat([v, v]) for k, v in p_beta.items()}
+            sub = inset.select(torch.zeros(B, dtype=torch.long, device=dev))
+            cb = {k: (c_lo[k], c_hi[k]) for k in names}
+            record = {}
+            row_lb = rows_lower_bound(engine, sub, rows, cb, c_alpha or None, record,
+                                      {k: (c_beta[k], c_split[k]) for k in pre} if optimise else None)
+            if optimise and not bool((rows.combine(row_lb) > 0).all()):
+                betas = {k: (c_beta[k], c_split[k]) for k in pre}
+                row_lb = _optimise_domains(engine, rows, sub, cb, c_split, c_alpha, betas, row_lb, iterations, deadline)
+                record = {}
+                row_lb = torch.maximum(row_lb, rows_lower_bound(engine, sub, rows, cb, c_alpha, record, betas))
+            open_ = ~(rows.combine(row_lb) > 0)
+            if not bool(open_.any()):
+                continue
+            keep = open_.nonzero().flatten()
+            sel = lambda d: {k: v[keep] for k, v in d.items()}  # noqa: E731
+            record = {k: (c[keep], bu[keep]) for k, (c, bu) in record.items()}
+            n_lo, n_hi, n_split = sel(c_lo), sel(c_hi), sel(c_split)
+            n_choice = _choose(rows, pre, {k: (n_lo[k], n_hi[k]) for k in names}, n_split, record, row_lb[keep])
+            if bool((n_choice < 0).any()):  # nothing left to split: the relaxation is exact there
+                return "unknown"
+            D_lo = {k: torch.cat([D_lo[k], n_lo[k]]) for k in names}
+            D_hi = {k: torch.cat([D_hi[k], n_hi[k]]) for k in names}
+            D_split = {k: torch.cat([D_split[k], n_split[k]]) for k in pre}
+            D_alpha = {k: torch.cat([D_alpha[k], c_alpha[k][keep]]) for k in D_alpha}
+            D_beta = {k: torch.cat([D_beta[k], c_beta[k][keep]]) for k in D_beta}
+            D_choice = torch.cat([D_choice, n_choice])
+            N += int(keep.numel())
+    return "verified"
+
+
+def _apply_split(pre, offsets, sizes, lo_d, hi_d, split_d, choice, sign):
+    """Split neuron `choice` (B,) (index into the concatenated pre-ReLU nodes) of each domain to
+    `sign` (B,) (+1: x >= 0, -1: x <= 0), in place on the given (fresh) tensors: the split
+    sign is recorded and the neuron's bound clamped at 0 (sound on that half)."""
+    B = choice.shape[0]
+    ar = torch.arange(B, device=choice.device)
+    for name, off, size in zip(pre, offsets, sizes):
+        mine = (choice >= off) & (choice < off + size)
+        if not bool(mine.any()):
+            continue
+        idx, flat = ar[mine], choice[mine] - off
+        split_d[name].reshape(B, -1)[idx, flat] = sign[mine]
+        lo, hi = lo_d[name].reshape(B, -1), hi_d[name].reshape(B, -1)
+        up = sign[mine] > 0
+        lo[idx[up], flat[up]] = lo[idx[up], flat[up]].clamp_min(0.0)
+        hi[idx[~up], flat[~up]] = hi[idx[~up], flat[~up]].clamp_max(0.0)
+    return lo_d, hi_d, split_d
+
+
+def _choose(rows, pre, bounds, splits, record, row_lb) -> torch.Tensor:
+    """The neuron to split per domain (B,), as an index into the concatenated pre-ReLU nodes
+    (-1: no unstable neuron left): the largest contribution of its upper line's intercept to the
+    worst row's bound (BaBSR-like), ties by width."""
+    B = row_lb.shape[0]
+    worst = rows.critical_row(row_lb)
+    scores = []
+    for name in pre:
+        lo, hi = bounds[name]
+        coef, bu = record[name]
+        unstable = ((lo < 0) & (hi > 0) & (splits[name] == 0)).reshape(B, -1)
+        view = worst.view(B, 1, *([1] * (coef.dim() - 2))).expand(B, 1, *coef.shape[2:])
+        c = coef.gather(1, view).squeeze(1)
+        intercept = bu[:, 0] if bu.shape[1] == 1 else bu.gather(1, view).squeeze(1)
+        score = (-(c.clamp(max=0)) * intercept).reshape(B, -1) + 1e-6 * (hi - lo).reshape(B, -1)
+        scores.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
+    value, index = torch.cat(scores, dim=1).max(dim=1)
+    return torch.where(value >= 0, index, torch.full_like(index, -1))
+
+
+def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
+                          batch: int = 256) -> str:
+    """ReLU splitting that recomputes every sub-domain's intermediate bounds by CROWN (for row
+    bounds the slope and multiplier optimisation does not apply to: rows on probabilities)."""
     pre = [n.inputs[0] for n in engine.relu_nodes]
     if not pre:
         return "unknown"
@@ -200,9 +448,6 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline
                 lo, hi = bounds[name]
                 empty |= (lo > hi).reshape(B, -1).any(dim=1)
             open_ = ~(s_lb > 0) & ~empty
-            if bool(open_.any()) and rows.on_logits and iterations > 0:
-                row_lb = _optimise_slopes_and_betas(engine, rows, sub, bounds, splits, row_lb, iterations, deadline)
-                open_ = ~(rows.combine(row_lb) > 0) & ~empty
             if not bool(open_.any()):
                 continue
             worst = rows.critical_row(row_lb)
