@@ -120,17 +120,18 @@ def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: flo
     return lo, max(top, lo)
 
 
-def _bab_search(problem: _RadiusProblem, lo: float, top: float, tol: float) -> float:
-    """Branch and bound on single radii inside (lo, top), top the witness radius: bisection,
-    each radius with half of the time left, so that a radius BaB cannot prove does not take it
-    all and the time goes where the gap between certificate and witness is."""
+def _bab_search(problem: _RadiusProblem, lo: float, top: float, tol: float, witness: bool = True) -> float:
+    """Branch and bound on single radii inside (lo, top): bisection, each radius with half of the
+    time left, so that a radius BaB cannot prove does not take it all and the time goes where
+    the gap between certificate and top is. With top a witness radius (`witness`), the first try
+    is the radius that would end the search (r* is usually close to the witness)."""
     for attempt in range(30):
         now = time.perf_counter()
         left = problem.deadline - now
         if _close_enough(lo, top, tol) or left <= 0:
             break
         radius = lo + (top - lo) / 2 if lo > 0 else top / 2
-        if attempt == 0 and lo > 0:  # the witness is usually close to r*: first try the radius that ends the search
+        if attempt == 0 and lo > 0 and witness:  # first try the radius that ends the search
             radius = max(radius, top * (1 - 0.9 * tol))
         if problem.certified([radius], "bab", now + left / 2)[0]:
             lo = radius
@@ -189,8 +190,9 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
             break
         if method == "bab":
             # BaB can prove radii the relaxations failed at: up to the witness radius, or (no
-            # witness) a little above where the last relaxation failed
-            found = _bab_search(problem, lo, hi if hinted else min(hi, failed + (failed - lo)), tol)
+            # witness) up to twice the radius certified so far
+            found = _bab_search(problem, lo, hi if hinted else min(hi, max(failed + (failed - lo), 2 * lo)), tol,
+                                witness=hinted)
         else:
             grid = config.grid_size if method in ("ibp", "crown") else max(2, config.grid_size // 2)
             top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
