@@ -34,7 +34,7 @@ import time
 import torch
 
 from saferisk.bounds.engine import BoundEngine
-from saferisk.bounds.methods import Adam
+from saferisk.bounds.methods import Adam, maximise_bound
 from saferisk.bounds.relax import default_alpha
 from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_bound, spec_value
@@ -168,33 +168,15 @@ def _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr=0.25, 
         size = lo[0].numel()
         if name != engine.input_name and name not in engine.affine_only and iterations > 0:
             lo_f, hi_f = lo.reshape(B, size), hi.reshape(B, size)
-            if engine.relu_only_consumers[name]:
-                index = ((lo_f < 0) & (hi_f > 0)).any(dim=0).nonzero().flatten()
-            else:
-                index = torch.arange(size, device=lo.device)
+            index, eye = engine.neurons_to_bound(name, lo_f, hi_f)
             k = int(index.numel())
             if k:
                 shape = engine.shapes[name]
-                eye = torch.zeros(k, size, dtype=engine.dtype, device=lo.device)
-                eye[torch.arange(k, device=lo.device), index] = 1.0
                 A = torch.cat([eye, -eye]).reshape((1, 2 * k) + shape).expand((B, 2 * k) + shape)
                 groups = 2 * k if 2 * k * B * max(upstream, 1) <= max_alpha else 2
                 alphas: dict = {}
-                best = None
-                optimiser = None
-                for it in range(iterations):
-                    with torch.enable_grad():
-                        lb = engine.lower_bound(name, A, inset, bounds, alphas, target_groups=groups)
-                        best = lb.detach() if best is None else torch.maximum(best, lb.detach())
-                        if it == iterations - 1 or time.perf_counter() > deadline or not alphas:
-                            break
-                        if optimiser is None:
-                            optimiser = Adam(list(alphas.values()), lr=lr)
-                        (-lb.sum()).backward()
-                        optimiser.step()
-                    with torch.no_grad():
-                        for value in alphas.values():
-                            value.clamp_(0.0, 1.0)
+                best = maximise_bound(lambda: engine.lower_bound(name, A, inset, bounds, alphas, target_groups=groups),
+                                      alphas, iterations, lr, deadline)
                 lo_new = lo_f.index_copy(1, index, torch.maximum(lo_f[:, index], best[:, :k]))
                 hi_new = hi_f.index_copy(1, index, torch.minimum(hi_f[:, index], -best[:, k:]))
                 bounds[name] = (lo_new.reshape(lo.shape), hi_new.reshape(hi.shape))
@@ -214,23 +196,15 @@ def _root_relu_bounds(engine, rows, inset, ibp, deadline, iterations, lr=0.25):
     bounds = _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr)
     alphas: dict = {}
     final: dict = {}
-    best = row_lb
-    optimiser = None
-    for it in range(iterations):
-        with torch.enable_grad():
-            lb = rows_lower_bound(engine, inset, rows, bounds, alphas)
-            if bool((rows.combine(lb.detach()) >= rows.combine(best)).all()):
-                final = {k: v.detach().clone() for k, v in alphas.items()}
-            best = torch.maximum(best, lb.detach())
-            if it == iterations - 1 or time.perf_counter() > deadline or bool((rows.combine(best) > 0).all()):
-                break
-            if optimiser is None:
-                optimiser = Adam(list(alphas.values()), lr=lr)
-            (-lb.sum()).backward()
-            optimiser.step()
-        with torch.no_grad():
-            for value in alphas.values():
-                value.clamp_(0.0, 1.0)
+
+    def keep_slopes(lb, best):  # the slopes of an iterate at least as good as all before it
+        if bool((rows.combine(lb) >= rows.combine(best)).all()):
+            final.clear()
+            final.update({k: v.detach().clone() for k, v in alphas.items()})
+
+    best = maximise_bound(lambda: rows_lower_bound(engine, inset, rows, bounds, alphas), alphas, iterations, lr,
+                          deadline, done=lambda best: bool((rows.combine(best) > 0).all()), best=row_lb,
+                          on_bound=keep_slopes)
     return bounds, final, best
 
 

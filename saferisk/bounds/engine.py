@@ -285,6 +285,20 @@ class BoundEngine:
                 bounds[node.output] = (lo_i, hi_i)
         return bounds
 
+    def neurons_to_bound(self, name: str, lo_flat: torch.Tensor, hi_flat: torch.Tensor):
+        """(index, rows): the neurons of node `name` whose bounds are worth tightening (before a
+        ReLU only the unstable ones, lo < 0 < hi in some batch row; else all) and one unit row
+        e_i (k, size) per neuron, for backward passes of y_i."""
+        size = lo_flat.shape[1]
+        if self.relu_only_consumers[name]:
+            index = ((lo_flat < 0) & (hi_flat > 0)).any(dim=0).nonzero().flatten()
+        else:
+            index = torch.arange(size, device=lo_flat.device)
+        k = int(index.numel())
+        eye = torch.zeros(k, size, dtype=self.dtype, device=lo_flat.device)
+        eye[torch.arange(k, device=lo_flat.device), index] = 1.0
+        return index, eye
+
     def _crown_node_bounds(self, name, lo, hi, inset, bounds, alphas):
         """CROWN bounds of node `name` intersected with (lo, hi); only for neurons that matter.
 
@@ -293,17 +307,11 @@ class BoundEngine:
         """
         B = inset.batch
         shape = self.shapes[name]
-        size = lo[0].numel()
-        lo_flat, hi_flat = lo.reshape(B, size), hi.reshape(B, size)
-        if self.relu_only_consumers[name]:
-            index = ((lo_flat < 0) & (hi_flat > 0)).any(dim=0).nonzero().flatten()
-        else:
-            index = torch.arange(size, device=self.device)
+        lo_flat, hi_flat = lo.reshape(B, -1), hi.reshape(B, -1)
+        index, eye = self.neurons_to_bound(name, lo_flat, hi_flat)
         k = int(index.numel())
         if k == 0:
             return lo, hi
-        eye = torch.zeros(k, size, dtype=self.dtype, device=self.device)
-        eye[torch.arange(k, device=self.device), index] = 1.0
         if name in self.affine_only:  # no relaxation on the way: upper = -lower of -rows
             rows = eye.reshape((1, k) + shape).expand((B, k) + shape)
             A_in, bias = self.backward(name, rows, bounds)

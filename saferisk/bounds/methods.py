@@ -59,6 +59,32 @@ class Adam:
             p.grad = None
 
 
+def maximise_bound(bound, alphas: dict, iterations: int, lr: float, deadline: float | None = None,
+                   done=None, best: torch.Tensor | None = None, on_bound=None) -> torch.Tensor:
+    """Elementwise best of the lower bounds `bound()` over projected Adam steps on the ReLU
+    slopes `alphas` (kept in [0, 1]; `bound()` creates them on its first call). Every iterate is
+    sound, so the best one is. Stops after `iterations` bounds, at the deadline, when nothing is
+    optimised, or when done(best) holds; on_bound(bound, best so far) sees every bound."""
+    optimiser = None
+    for iteration in range(max(1, iterations)):
+        with torch.enable_grad():
+            lb = bound()
+            if on_bound is not None:
+                on_bound(lb.detach(), best)
+            best = lb.detach() if best is None else torch.maximum(best, lb.detach())
+            if (iteration >= iterations - 1 or not alphas or (done is not None and done(best))
+                    or (deadline is not None and time.perf_counter() > deadline)):
+                break
+            if optimiser is None:
+                optimiser = Adam(list(alphas.values()), lr=lr)
+            (-lb.sum()).backward()
+            optimiser.step()
+        with torch.no_grad():
+            for value in alphas.values():
+                value.clamp_(0.0, 1.0)
+    return best
+
+
 def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputRegion, iterations: int, lr: float,
                 splits: dict | None = None, deadline: float | None = None, ibp: dict | None = None,
                 intermediate: bool = False) -> torch.Tensor:
@@ -69,27 +95,14 @@ def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputRegion, iterati
     bounds (tighter, much slower).
     """
     alphas: dict = {}
-    best = None
-    optimiser = None
     ibp = engine.ibp(inset) if ibp is None else ibp
     fixed = None
     if not intermediate:
         with torch.no_grad():
             fixed = engine.intermediate_bounds(inset, "crown", None, splits, ibp)
-    for iteration in range(max(1, iterations)):
-        with torch.enable_grad():
-            bounds = fixed if fixed is not None else engine.intermediate_bounds(inset, "crown", alphas, splits, ibp)
-            row_lb = rows_lower_bound(engine, inset, rows, bounds, alphas)
-            best = row_lb.detach() if best is None else torch.maximum(best, row_lb.detach())
-            if bool((rows.combine(best) > 0).all()) or iteration == iterations - 1:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            if optimiser is None:
-                optimiser = Adam(list(alphas.values()), lr=lr)
-            (-row_lb.sum()).backward()
-            optimiser.step()
-        with torch.no_grad():
-            for value in alphas.values():
-                value.clamp_(0.0, 1.0)
-    return best
+
+    def bound() -> torch.Tensor:
+        bounds = fixed if fixed is not None else engine.intermediate_bounds(inset, "crown", alphas, splits, ibp)
+        return rows_lower_bound(engine, inset, rows, bounds, alphas)
+
+    return maximise_bound(bound, alphas, iterations, lr, deadline, done=lambda best: bool((rows.combine(best) > 0).all()))
