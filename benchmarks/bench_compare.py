@@ -115,7 +115,7 @@ def summary_table(title: str, rows: list[InputRow], exact: bool) -> Table:
     add("saferisk witness upper", bracket_times, [r.upper for r in rows], f"{upper_bad}/{len(rows)}" if exact else None)
     both = [r for r in rows if r.lower is not None and r.upper is not None]
     widths = [r.upper - r.lower for r in both]
-    relative = [(r.upper - r.lower) / r.upper for r in both if r.upper > 0]
+    relative = _relative_widths(rows)
     table.add("saferisk bracket width (upper - lower)", f"{len(both)}/{len(rows)}", _mean(bracket_times), _mean(widths),
               *(([f"relative: mean {_mean(relative):.3g}", f"relative: max {_max(relative):.3g}", "-"] if relative
                  else ["-", "-", "-"]) if exact else []))
@@ -128,6 +128,11 @@ def summary_table(title: str, rows: list[InputRow], exact: bool) -> Table:
                        "'answered' counts the inputs where it returned a value: a missing lower bound (not certified) or "
                        "upper bound (no violation found within the max radius) is left out of the means.")
     return table
+
+
+def _relative_widths(rows: list[InputRow]) -> list[float]:
+    """(upper - lower) / upper of every input with both ends of the bracket (upper > 0)."""
+    return [(r.upper - r.lower) / r.upper for r in rows if r.lower is not None and r.upper]
 
 
 def per_input_table(title: str, rows: list[InputRow], exact: bool) -> Table:
@@ -213,7 +218,7 @@ def run(quick: bool = False) -> BenchReport:
     e_upper = _mean([abs(r.upper - r.exact) for r in rows if r.exact is not None and r.upper is not None])
     report.headlines.append(f"Mean error vs the exact L-inf radius (MILP): estimate {fmt(e_ours)}, witness bound "
                             f"{fmt(e_upper)}, CLEVER {fmt(e_clever)}, PGD {fmt(e_pgd)}.")
-    relative = [(r.upper - r.lower) / r.upper for r in rows if r.lower is not None and r.upper]
+    relative = _relative_widths(rows)
     if relative:
         report.headlines.append(f"Certified bracket [lower, upper] on {len(relative)}/{len(rows)} inputs, mean relative "
                                 f"width {fmt(_mean(relative))} (upper - lower) / upper.")
