@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from saferisk.properties.base import BoundProperty
-from saferisk.search.boundary import project_to_boundary
+from saferisk.search.boundary import project_to_boundary, segment_boundary
 from saferisk.search.config import SearchConfig
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
@@ -132,20 +132,7 @@ def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, eva
                    config: SearchConfig, generator: torch.Generator, tracker: ViolationTracker) -> None:
     """Move a violation toward x0: bisection on the segment x0 -> x_bad, then bisection on the
     radius, each step a short local search inside the smaller ball. Results land in `tracker`."""
-    x0 = region.x0
-    lo, hi = 0.0, 1.0
-    for _ in range(20):  # segment bisection: smallest t with a violation at x0 + t (x_bad - x0)
-        t = torch.linspace(lo, hi, 9, dtype=x0.dtype, device=x0.device)[1:-1]
-        pts = x0 + t.unsqueeze(1) * (x_bad - x0)
-        w = evaluator(pts)
-        bad = (w <= prop.threshold).nonzero().flatten()
-        if bad.numel():
-            hi = float(t[bad[0]])
-            lo = float(t[bad[0] - 1]) if bad[0] > 0 else lo
-        else:
-            lo = float(t[-1])
-        if hi - lo < 1e-6:
-            break
+    segment_boundary(prop, region, x_bad.unsqueeze(0), evaluator)  # lands in the tracker
     small = SearchConfig(**{**config.to_dict(), "n_random": max(16, config.n_random // 16),
                             "max_iterations": max(20, config.max_iterations // 5),
                             "gradient_steps": 2 * config.gradient_steps})
