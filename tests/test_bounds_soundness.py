@@ -341,3 +341,30 @@ def test_relu_and_input_splitting_never_verify_a_box_with_a_violation():
                 assert verdict != "verified", (seed, search.__name__)
     print("branch and bound outcomes:", outcomes)
     assert outcomes["verified"] > 0 and outcomes["falsified"] + outcomes["unknown"] > 0
+
+
+@pytest.mark.parametrize("index", [i for i, (name, _, _) in enumerate(ZOO) if name == "cnn"])
+def test_dense_and_transposed_convolution_back_substitution_agree(index, monkeypatch):
+    """Small conv / avgpool nodes back-substitute through a dense matrix, large ones through
+    autograd's transposed convolution: both are the exact transpose, so the bounds agree."""
+    import saferisk.bounds.engine as engine_module
+
+    _, graph, _ = ZOO[index]
+    dense = BoundEngine(graph)
+    assert {n.op for n in dense.nodes if n.output in dense.dense} == {"conv", "avgpool"}
+    monkeypatch.setattr(engine_module, "DENSE_MAX_ENTRIES", 0)
+    transposed = BoundEngine(graph)
+    assert not transposed.dense
+    n = graph.n_inputs
+    lo, hi = -torch.ones(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+    x0 = torch.linspace(-0.5, 0.5, n, dtype=torch.float64)
+    a = _ball_bounds(dense, x0, 0.3, "inf", lo, hi, "crown")
+    b = _ball_bounds(transposed, x0, 0.3, "inf", lo, hi, "crown")
+    assert torch.allclose(a[0], b[0], atol=1e-9) and torch.allclose(a[1], b[1], atol=1e-9)
+    # alpha-CROWN's Adam steps (normalised gradients) amplify rounding-level differences of the
+    # two products: the optimised bounds agree to a fraction of the width, not bit for bit
+    width = float((a[1] - a[0]).mean())
+    a_opt = _ball_bounds(dense, x0, 0.3, "inf", lo, hi, "alpha-crown")
+    b_opt = _ball_bounds(transposed, x0, 0.3, "inf", lo, hi, "alpha-crown")
+    assert float((a_opt[0] - b_opt[0]).abs().max()) < 1e-2 * width
+    assert float((a_opt[1] - b_opt[1]).abs().max()) < 1e-2 * width

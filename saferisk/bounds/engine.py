@@ -35,6 +35,9 @@ OTHER_OPS = {"add", "concat", "maxpool", "constant"}
 SUPPORTED_OPS = AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS
 
 
+DENSE_MAX_ENTRIES = 1 << 22  # 32 MB in float64
+
+
 class UnsupportedGraph(Exception):
     """The graph has an operation certified bounds cannot handle; str(exc) is the reason."""
 
@@ -121,6 +124,18 @@ class BoundEngine:
         self.relu_only_consumers = {name: all(op in ("relu", "leaky_relu") for op in consumers.get(name, []))
                                     for name in self.pre_nodes}
         self.constants = {n.output: n.params["value"] for n in self.nodes if n.op == "constant"}
+        # small convolutions / average pools as dense matrices: back-substitution is then one
+        # matrix product instead of a transposed convolution (float64 convolutions are slow on CPU)
+        self.dense = {}
+        for node in self.nodes:
+            if node.op in ("conv", "avgpool"):
+                n_in, n_out = math.prod(self.shapes[node.inputs[0]]), math.prod(self.shapes[node.output])
+                if n_in * n_out <= DENSE_MAX_ENTRIES:
+                    basis = torch.eye(n_in, dtype=self.dtype, device=self.device)
+                    basis = basis.reshape((n_in,) + self.shapes[node.inputs[0]])
+                    with torch.no_grad():
+                        columns = run_node(_abs_node(node, keep_sign=True), [basis]).reshape(n_in, n_out)
+                    self.dense[node.output] = columns.T.contiguous()  # (n_out, n_in)
 
     # ------------------------------------------------------------------ helpers
     def constants_names(self) -> set[str]:
@@ -390,7 +405,11 @@ class BoundEngine:
             extra = None
             if op == "conv" and p.get("bias") is not None:
                 extra = (coef.sum(dim=(3, 4)) * p["bias"]).sum(-1)
-            return [(x, _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape))], extra
+            if node.output in self.dense:
+                to_x = (coef.reshape(B, K, -1) @ self.dense[node.output]).reshape((B, K) + in_shape)
+            else:
+                to_x = _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape)
+            return [(x, to_x)], extra
         if op == "add":
             return [(name, coef) for name in node.inputs], None
         if op == "concat":
@@ -418,9 +437,7 @@ class BoundEngine:
             pos = coef.clamp(min=0)
             if record is not None:
                 record[x] = (coef, bu)
-            flat = (B, K, -1)
-            extra = (coef * bu).reshape(flat).sum(-1) + (pos * (bl - bu)).reshape(flat).sum(-1)
-            return [(x, coef * au + pos * (al - au))], extra
+            return [(x, torch.addcmul(coef * au, pos, al - au))], _row_dot(coef, bu) + _row_dot(pos, bl - bu)
         if op == "maxpool":
             return self._maxpool_backward(node, coef, bounds[x], in_shape)
         raise UnsupportedGraph(f"unsupported operation '{op}' in node '{_node_label(node)}'")
@@ -457,6 +474,15 @@ class BoundEngine:
         folded = F.fold(patches.reshape(B * K * C, kk, L), (Hp, Wp), kernel, stride=stride)
         folded = folded.reshape(B, K, C, Hp, Wp)[:, :, :, top:top + H, left:left + W]
         return [(node.inputs[0], folded)], extra
+
+
+def _row_dot(coef: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """sum over features of coef (B, K, *shape) x vec (B, 1 or K, *shape) -> (B, K), without
+    materialising the product when vec is shared by the K rows (one batched matrix-vector product)."""
+    B, K = coef.shape[:2]
+    if vec.shape[1] == 1 and K > 1:
+        return (coef.reshape(B, K, -1) @ vec.reshape(B, -1, 1).expand(B, -1, 1)).squeeze(-1)
+    return (coef * vec).reshape(B, K, -1).sum(-1)
 
 
 def _abs_node(node: Node, keep_sign: bool = False) -> Node:
