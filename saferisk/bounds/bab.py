@@ -1,8 +1,9 @@
 """Branch and bound within a time budget: the set is certified when every sub-problem is.
 
 Input splitting (low-dimensional inputs such as ACAS Xu's 5): sub-boxes are bounded in batches
-(intermediate bounds: forward linear bounds first, where the graph is a chain, then CROWN for
-the neurons still unstable; spec rows by CROWN; a max over rows by the best convex combination
+(intermediate bounds: forward linear bounds first, where the graph is a chain, intersected with
+the parent box's intermediate bounds (sound: a sub-box is a subset), then CROWN for the neurons
+still unstable; spec rows by CROWN; a max over rows by the best convex combination
 of the rows, see max_affine_lower_bound). A box not certified is cut in two at the midpoint of
 the feature with the largest |coefficient| x width in the deciding linear bound, or of the
 widest feature when that linear bound's variation over the box cannot explain the gap to 0
@@ -102,6 +103,7 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
     balls = inset.select(torch.zeros(1, dtype=torch.long, device=lower.device))
     scale = (upper - lower).clamp_min(1e-12)
     forward = engine.supports_forward()  # cheap forward bounds first: fewer unstable neurons for CROWN
+    inherited = None  # each queued box's parent intermediate bounds (sound for the box: a subset)
     with torch.no_grad():
         while lower.shape[0]:
             if time.perf_counter() > deadline or lower.shape[0] > MAX_DOMAINS:
@@ -111,6 +113,13 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
             sub = balls.select(torch.zeros(lo_b.shape[0], dtype=torch.long, device=lo_b.device)).with_box(lo_b, hi_b)
             ibp = engine.ibp(sub)
             start = {**ibp, **engine.forward_bounds(sub, ibp)} if forward else ibp
+            if inherited is not None:
+                par = {name: (lo_p[:batch], hi_p[:batch]) for name, (lo_p, hi_p) in inherited.items()}
+                inherited = {name: (lo_p[batch:], hi_p[batch:]) for name, (lo_p, hi_p) in inherited.items()}
+                start = dict(start)
+                for name, (lo_p, hi_p) in par.items():
+                    lo_s, hi_s = start[name]
+                    start[name] = (torch.maximum(lo_s, lo_p), torch.minimum(hi_s, hi_p))
             bounds = engine.intermediate_bounds(sub, "crown", None, None, start)
             B = sub.batch
             shape = engine.output_shape
@@ -151,6 +160,14 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
             right_lo[rows_idx, dim] = mid
             lower = torch.cat([torch.cat([lo_o, right_lo]), lower])
             upper = torch.cat([torch.cat([left_hi, hi_o]), upper])
+            kept = {name: (bounds[name][0][open_], bounds[name][1][open_]) for name in engine.pre_nodes
+                    if name != engine.input_name}
+            kept = {name: (torch.cat([lo_k, lo_k]), torch.cat([hi_k, hi_k])) for name, (lo_k, hi_k) in kept.items()}
+            if inherited is None:
+                inherited = kept
+            else:
+                inherited = {name: (torch.cat([kept[name][0], inherited[name][0]]),
+                                    torch.cat([kept[name][1], inherited[name][1]])) for name in kept}
     return "verified"
 
 
