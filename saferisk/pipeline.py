@@ -375,6 +375,24 @@ def _audit_date(report_options: dict, table_path: str) -> str:
     return dt.datetime.fromtimestamp(int(mtime), dt.timezone.utc).date().isoformat()
 
 
+def input_set_digest(manifest: dict) -> str:
+    """One SHA-256 naming an input set's content: its single shard's hash, or the hash of its
+    shards' hashes (one per line, in shard order) when it has several."""
+    hashes = [str(s.get("sha256", "")) for s in manifest.get("shards", [])]
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+def _input_sets_provenance(manifest_paths) -> dict:
+    out = {}
+    for path in manifest_paths:
+        manifest = json.loads(Path(path).read_text())
+        out[str(manifest.get("input_set", Path(path).parent.name))] = {
+            "rows": manifest.get("rows"), "features": manifest.get("features"), "sha256": input_set_digest(manifest)}
+    return out
+
+
 def _provenance(report_options: dict, table_path: str, extra: dict) -> dict:
     from importlib import metadata
 
@@ -401,7 +419,8 @@ def _model_manifest(model_name: str, manifest_path: str, model_spec: dict | None
 
 def report_model_step(*, model_name: str, table_path: str, summary_path: str, manifest_path: str,
                       model_spec: dict, report_options: dict, criteria: list[dict], templates_dir: str,
-                      out_path: str, witnesses_root: str | None = None) -> str:
+                      out_path: str, witnesses_root: str | None = None, input_manifest_paths=(),
+                      config_sha256: str | None = None) -> str:
     """results/reports/<m>.pdf from the model's table, summary verdicts and manifest."""
     from saferisk import report
     from saferisk.audit.summary import summarize
@@ -410,7 +429,9 @@ def report_model_step(*, model_name: str, table_path: str, summary_path: str, ma
     table = read_table(table_path)
     summary = summarize(table, _criteria_for(criteria), models=[model_name])
     manifest = _model_manifest(model_name, manifest_path, model_spec)
-    provenance = _provenance(report_options, table_path, {"model_source": model_spec.get("source")})
+    provenance = _provenance(report_options, table_path, {
+        "model_source": model_spec.get("source"), "config_sha256": config_sha256,
+        "input_sets": _input_sets_provenance(input_manifest_paths)})
     path = report.render_model_report(table, summary, manifest, provenance, out_path, templates_dir=templates_dir,
                                       witnesses_root=witnesses_root or f"results/radii/{model_name}")
     log.info("report %s", path)
@@ -418,7 +439,8 @@ def report_model_step(*, model_name: str, table_path: str, summary_path: str, ma
 
 
 def report_summary_step(*, table_path: str, summary_path: str, manifest_paths: dict[str, str],
-                        report_options: dict, criteria: list[dict], templates_dir: str, out_path: str) -> str:
+                        report_options: dict, criteria: list[dict], templates_dir: str, out_path: str,
+                        input_manifest_paths=(), config_sha256: str | None = None) -> str:
     """results/reports/summary.pdf over every model."""
     from saferisk import report
     from saferisk.audit.summary import summarize
@@ -427,7 +449,8 @@ def report_summary_step(*, table_path: str, summary_path: str, manifest_paths: d
     table = read_table(table_path)
     manifests = {m: _model_manifest(m, p) for m, p in manifest_paths.items()}
     summary = summarize(table, _criteria_for(criteria), models=sorted(manifests))
-    provenance = _provenance(report_options, table_path, {})
+    provenance = _provenance(report_options, table_path, {
+        "config_sha256": config_sha256, "input_sets": _input_sets_provenance(input_manifest_paths)})
     path = report.render_summary_report(table, summary, manifests, provenance, out_path, templates_dir=templates_dir)
     log.info("report %s", path)
     return str(path)

@@ -101,6 +101,18 @@ def test_model_report_contents(audit, cnn_pdf):
     # the certified/estimate split is stated
     assert "Estimate only (not a guarantee): uncertainty-inf" in " ".join(text.split())
     assert "0123456789abcdef" in text and "9.27.1" in text  # provenance
+    assert "config_sha256: SHA-256 of the validated audit configuration" in " ".join(text.split())
+    # running header and footer on every page after the cover (WeasyPrint string-set)
+    for page in reader.pages[1:]:
+        page_text = " ".join(page.extract_text().split())
+        assert "saferisk audit · digits-cnn" in page_text
+        assert f"Audit of 2026-11-20 · model SHA-256 {CNN_SHA[:16]}" in page_text
+    assert "-0.0%" not in text  # rounding residues are not shown as negative shares
+    # inputs violated at x0 are named where the worst cases are shown, not silently left out
+    violated = audit["table"].query("model == 'digits-cnn' and status == 'violated_at_input'")
+    assert len(violated) > 0
+    flat = " ".join(text.split())
+    assert "already violate" in flat and f"{violated.iloc[0]['input_set']}/{violated.iloc[0]['input_id']}" in flat
     assert reader.metadata.title == "Safety risk audit: digits-cnn"
     assert reader.metadata.creation_date == dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.timezone.utc)
     assert seconds < 30  # ~1-3 s on an idle machine
@@ -328,3 +340,15 @@ def test_report_cli_accepts_an_export_manifest(tmp_path):
                  str(tmp_path / "m" / "manifest.json"), "--out", str(out), "--audit-date", "2026-11-25"]) == 0
     text = "".join(page.extract_text() for page in PdfReader(out).pages[:2])
     assert "digits_mlp" in text and model.sha256[:16] in text.replace("\n", "")
+
+
+def test_number_formats_for_auditors():
+    from saferisk.audit.verdict import Criterion
+    from saferisk.report.context import _capped_text, _min_upper_text
+    from saferisk.report.render import fmt_percent
+
+    assert fmt_percent(-1e-17) == "0.0%" and fmt_percent(0.25) == "25.0%" and fmt_percent(None) == "—"
+    assert Criterion("reachability", "inf", 0.05, 1.0).label == "reachability-inf: all inputs safe at r = 0.05 (certified)"
+    assert Criterion("robustness", None, 0.02, 0.95).label.startswith("robustness: at least 95% of inputs")
+    assert _capped_text("0.3", "0.3") == "≥ 0.3 (max radius)" and _capped_text("0.1", "0.3") == "0.1"
+    assert _min_upper_text("0", 1) == "0 (violated at an input)" and _min_upper_text("0", 0) == "0"

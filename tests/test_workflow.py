@@ -57,6 +57,26 @@ def test_complete_run_outputs(done_run):
     assert (wd / "results/run-metadata.json").exists()
 
 
+def test_reports_name_the_config_and_the_input_data(done_run):
+    """Provenance: the report's config digest is the plan's, its input-set digest the shards'."""
+    import json
+
+    from pypdf import PdfReader
+
+    from saferisk.config import build_plan
+    from saferisk.pipeline import input_set_digest
+
+    wd = done_run
+    config = yaml.safe_load((wd / "config/config.yaml").read_text())
+    plan = build_plan(config, base=wd)
+    digest = input_set_digest(json.loads((wd / "results/inputs/digits/manifest.json").read_text()))
+    assert len(json.loads((wd / "results/inputs/digits/manifest.json").read_text())["shards"]) == 2
+    for name in ("mlp_a.pdf", "summary.pdf"):
+        text = "".join("".join(p.extract_text().split()) for p in PdfReader(wd / "results/reports" / name).pages)
+        assert f"config_sha256{plan.config_sha256()}" in text, name
+        assert f"input_sets.digits.sha256{digest}" in text, name
+
+
 def test_second_run_does_nothing(done_run):
     assert planned_jobs(done_run) == []
     proc = snakemake(done_run)
@@ -165,7 +185,8 @@ def test_default_config_dry_run_and_slurm_profile():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "-n"], cwd=ROOT,
+    # --forceall: every job is planned even where a developer's results/ is up to date
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "-n", "--forceall"], cwd=ROOT,
                           capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -32,6 +32,11 @@ NO_CRITERION = "NO CRITERION"  # a measured property no criterion reads: measure
 BASES = ("certified", "estimate")
 
 
+def share_text(fraction: float) -> str:
+    """'all inputs' for 1, else 'at least 95% of inputs' (no trailing zeros)."""
+    return "all inputs" if fraction >= 1 else f"at least {100 * fraction:.4g}% of inputs"
+
+
 @dataclass(frozen=True)
 class Criterion:
     property: str
@@ -44,7 +49,7 @@ class Criterion:
     @property
     def label(self) -> str:
         prop = f"{self.property}-{self.norm}" if self.norm else self.property
-        return f"{prop}: >= {self.min_fraction:.0%} of inputs safe at r = {self.radius:g} ({self.basis})"
+        return f"{prop}: {share_text(self.min_fraction)} safe at r = {self.radius:g} ({self.basis})"
 
     @property
     def property_key(self) -> str:
@@ -146,13 +151,14 @@ def evaluate_criterion(rows: pd.DataFrame, criterion: Criterion, model: str) -> 
     if criterion.basis == "certified":
         safe = int(states["proven_safe"].sum())
         low, high = safe / n, (n - unsafe) / n
-        what = f"{safe} of {n} inputs certified safe, {unsafe} with a witness"
+        what = f"{safe} of {n} inputs certified safe, {unsafe} with a witness within r"
     else:
         safe = int(states["estimate_safe"].sum())
         unknown = int(states["estimate_unknown"].sum())
         low, high = safe / n, (safe + unknown) / n
-        what = f"{safe} of {n} inputs estimated safe (not a guarantee), {unsafe} with a witness, {unknown} unknown"
-    what += f" at r = {criterion.radius:g}; required {criterion.min_fraction:.1%}"
+        what = (f"{safe} of {n} inputs estimated safe (not a guarantee), {unsafe} with a witness within r, "
+                f"{unknown} unknown")
+    what += f" at r = {criterion.radius:g}; required: {share_text(criterion.min_fraction)}"
     if low >= criterion.min_fraction:
         return verdict(PASS, what, low, high)
     if high < criterion.min_fraction:

@@ -8,6 +8,8 @@ jobs; each input set is split into shards of `sharding.shard_size` selected rows
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -128,6 +130,12 @@ class AuditPlan:
         spec = self.properties[name]
         return {"kind": spec["kind"], "params": spec["params"], "max_radius": float(spec["max_radius"]),
                 "scale": spec["scale"], "search": spec["search"], "certify": spec["certify"]}
+
+    def config_sha256(self) -> str:
+        """SHA-256 of the validated config (defaults filled) as sorted JSON: names the audit setup
+        in the reports' provenance."""
+        text = json.dumps(self.config, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def summary(self) -> str:
         jobs = self.radius_jobs()

@@ -64,7 +64,8 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
         else:
             note = "not available: no estimate computed"
     elif stats.n_null:
-        what = "inputs without a witness" if kind == "radius_upper" else "inputs without a value"
+        noun = "input" if stats.n_null == 1 else "inputs"
+        what = f"{noun} without a witness" if kind == "radius_upper" else f"{noun} without a value"
         note = f"over {stats.n_values} of {group.n_inputs} inputs; {stats.n_null} {what}"
         if group.n_failed and kind != "radius_upper":
             note += f" ({group.n_failed} failed)"
@@ -98,6 +99,8 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
         "figure": (property_figure(inputs, group) or "") if with_figure else "",
         "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)] if with_figure else [],
+        "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
+                              inputs.loc[inputs["status"] == "violated_at_input"].head(MAX_FAILURE_ROWS).itertuples()],
         "failures": [{"input_set": r.input_set, "input_id": r.input_id, "status": r.status}
                      for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
         "more_failures": max(0, len(failed) - MAX_FAILURE_ROWS),
@@ -119,6 +122,8 @@ def _flatten(prefix: str, value, out: list) -> None:
         if len(text) > MAX_VALUE_CHARS:
             text = text[:MAX_VALUE_CHARS].rsplit(", ", 1)[0] + f", … ({len(value)} values)"
         out.append((prefix, text or "—"))
+    elif isinstance(value, float):
+        out.append((prefix, fmt_number(value)))
     else:
         out.append((prefix, "—" if value is None else str(value)))
 
@@ -182,7 +187,7 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
                   (table_hashes[0] if table_hashes else "not recorded"),
                   "input_shape": "×".join(str(s) for s in manifest.get("input_shape") or []) or "—",
                   "output_kind": str(manifest.get("output_kind") or "—"),
-                  "decision": str(manifest.get("decision") or "—"),
+                  "decision": _decision_text(manifest),
                   "accuracy": _accuracy_text(manifest),
                   "classes": ", ".join(map(str, manifest.get("class_names") or [])) or "—",
                   "domain": _domain_text(manifest.get("domain"))},
@@ -197,13 +202,31 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
         "sections": sections,
         "overview": [{"title": s["title"], "anchor": s["anchor"], "n_inputs": s["n_inputs"], "n_failed": s["n_failed"],
                       "n_risks_found": s["n_risks_found"], "note": s["note"],
-                      "min_upper": s["stats"][2]["min"], "median_lower": s["stats"][0]["median"],
-                      "median_estimate": s["stats"][1]["median"]} for s in sections],
+                      "min_upper": _min_upper_text(s["stats"][2]["min"], s["n_violated_at_input"]),
+                      "median_lower": s["stats"][0]["median"],
+                      "median_estimate": _capped_text(s["stats"][1]["median"], s["max_radius"])} for s in sections],
         "provenance": provenance_rows(provenance, rows),
         "manifest_rows": manifest_rows(manifest),
         "attachment_name": attachment_name,
     })
     return context
+
+
+def _min_upper_text(text: str, n_violated_at_input: int) -> str:
+    """The smallest witness radius; 0 comes from inputs that violate the property themselves."""
+    return f"{text} (violated at an input)" if n_violated_at_input and text == "0" else text
+
+
+def _capped_text(text: str, max_radius_text: str) -> str:
+    """A radius equal to the maximum radius searched is only known to be at least that."""
+    return f"≥ {text} (max radius)" if text != "—" and text == max_radius_text else text
+
+
+def _decision_text(manifest: dict) -> str:
+    """How the model decides; a regression model decides nothing (its 'argmax' default is moot)."""
+    if str(manifest.get("output_kind") or "") == "regression":
+        return "none (outputs are values)"
+    return str(manifest.get("decision") or "—")
 
 
 def _accuracy_text(manifest: dict) -> str:
@@ -257,9 +280,11 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
             rows.append({"model": g.model, "n_inputs": g.n_inputs, "n_failed": g.n_failed,
                          "certified": fmt_percent(states["proven_safe"].sum() / n) if states else "—",
                          "estimate": fmt_percent(states["estimate_safe"].sum() / n) if states else "—",
-                         "risks": g.n_risks_found, "min_upper": fmt_number(g.radius_upper.min),
+                         "risks": g.n_risks_found,
+                         "min_upper": _min_upper_text(fmt_number(g.radius_upper.min), g.n_violated_at_input),
                          "median_lower": fmt_number(g.radius_lower.median),
-                         "median_estimate": fmt_number(g.radius_estimate.median),
+                         "median_estimate": _capped_text(fmt_number(g.radius_estimate.median),
+                                                         fmt_number(g.max_radius)),
                          "note": g.availability_note() or ""})
         properties.append({"key": key, "anchor": f"prop-{key}", "title": property_title(first.property, first.norm),
                            "at_radius": fmt_number(at_radius), "rows": rows, "figure": comparison_figure(groups) or ""})

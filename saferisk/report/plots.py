@@ -54,7 +54,7 @@ def svg_data_uri(fig: Figure) -> str:
 
 def _radius_label(group: GroupSummary) -> str:
     unit = "fraction of domain width" if group.scale == "domain" else "input units"
-    return f"radius (L{'∞' if group.norm == 'inf' else group.norm}, {unit})"
+    return f"radius r (L{'∞' if group.norm == 'inf' else group.norm})\n{unit}"
 
 
 @_with_style
@@ -66,7 +66,7 @@ def property_figure(rows: pd.DataFrame, group: GroupSummary) -> str | None:
     if not len(assessed) or not any(assessed[k].notna().any() for k in LABELS):
         return None
     fig = Figure(figsize=(7.2, 2.35))
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25], "wspace": 0.38})
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25], "wspace": 0.45})
     _distribution_panel(axes[0], assessed, group)
     _fraction_panel(axes[1], group)
     _bracket_panel(axes[2], assessed, group)
@@ -84,7 +84,8 @@ def _distribution_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
     ax.set_title("radius distribution")
     ax.set_xlabel(_radius_label(group))
     ax.set_ylabel("inputs")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False)
 
 
 def _fraction_panel(ax, group: GroupSummary) -> None:
@@ -100,7 +101,7 @@ def _fraction_panel(ax, group: GroupSummary) -> None:
     ax.set_title("fraction of inputs safe at radius r")
     ax.set_xlabel(_radius_label(group))
     ax.set_ylabel("fraction of inputs")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False)
 
 
 def _bracket_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
@@ -131,7 +132,7 @@ def _bracket_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
     ax.set_ylabel(_radius_label(group))
     ax.set_xlim(-0.5, max(len(ordered) - 0.5, 0.5))
     ax.set_ylim(0, top * 1.05)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False, ncol=2)
 
 
 @_with_style

@@ -40,7 +40,8 @@ def fmt_number(value, digits: int = 4) -> str:
 def fmt_percent(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{100 * float(value):.1f}%"
+    text = f"{100 * float(value):.1f}%"
+    return "0.0%" if text == "-0.0%" else text  # a rounding residue below zero is no negative share
 
 
 def fmt_seconds(value) -> str:

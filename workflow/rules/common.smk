@@ -123,6 +123,13 @@ def get_model_manifests(wildcards):
     return [f"results/models/{m}/manifest.json" for m in PLAN.models]
 
 
+def get_model_input_manifests(wildcards):
+    """The manifests (row count, shard hashes) of the input sets a report covers."""
+    model = getattr(wildcards, "model", None)
+    names = PLAN.models[model].input_sets if model else PLAN.input_sets
+    return [f"results/inputs/{d}/manifest.json" for d in sorted(names)]
+
+
 def get_model_tables(wildcards):
     return [f"results/tables/{m}.parquet" for m in PLAN.models]
 

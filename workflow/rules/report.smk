@@ -3,6 +3,7 @@ rule report_model:
         table="results/tables/{model}.parquet",
         summary="results/tables/{model}.summary.json",
         manifest="results/models/{model}/manifest.json",
+        input_manifests=get_model_input_manifests,
         witnesses=get_model_witnesses,
         assets=get_report_assets,
     output:
@@ -18,6 +19,7 @@ rule report_model:
         report=PLAN.config["report"],
         model_spec=get_model_spec,
         criteria=PLAN.config["criteria"],
+        config_sha256=PLAN.config_sha256(),
         templates=str(REPORTS_DIR),
     script:
         "../scripts/report_model.py"
@@ -28,6 +30,7 @@ rule report_summary:
         table="results/tables/audit.parquet",
         summary="results/tables/summary.json",
         manifests=get_model_manifests,
+        input_manifests=get_model_input_manifests,
         assets=get_report_assets,
     output:
         "results/reports/summary.pdf",
@@ -39,6 +42,7 @@ rule report_summary:
     params:
         report=PLAN.config["report"],
         criteria=PLAN.config["criteria"],
+        config_sha256=PLAN.config_sha256(),
         templates=str(REPORTS_DIR),
         models=list(PLAN.models),
     script:

@@ -11,4 +11,6 @@ run_step(
     criteria=snakemake.params.criteria,
     templates_dir=snakemake.params.templates,
     out_path=snakemake.output[0],
+    input_manifest_paths=list(snakemake.input.input_manifests),
+    config_sha256=snakemake.params.config_sha256,
 )
