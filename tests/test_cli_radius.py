@@ -19,6 +19,7 @@ DEMO = Path(__file__).resolve().parents[1] / "saferisk" / "demo"
 MLP = str(DEMO / "digits_mlp.onnx")
 CNN = str(DEMO / "digits_cnn.onnx")
 REGRESSION = str(DEMO / "regression_net.onnx")
+DIGITS = DEMO / "digits_test.npz"
 QUICK = ["--no-certify", "--budget", "2000"]
 
 
@@ -128,18 +129,18 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
 
 # (id, options replaced or added, message expected in the one-line error)
 BAD = [
-    ("wrong_shape", {"--inputs": "{wrong_shape}"}, "do not split into inputs of 64 values"),
-    ("nan_input", {"--inputs": "{nan}"}, "row 1 contains NaN"),
+    ("wrong_shape", {"--inputs": "{wrong_shape}"}, "each input has 10 elements (shape (10,)), the model takes 64"),
+    ("nan_input", {"--inputs": "{nan}"}, "row 1 feature 7 is nan"),
     ("outside_domain", {"--inputs": "{outside}", "--domain=0,1": None}, "feature 3 = 1.5 is outside the domain"),
     ("unknown_property", {"--property": "robustnes"}, "unknown property kind 'robustnes'"),
     ("radius_zero", {"--max-radius": "0"}, "--max-radius must be > 0"),
     ("radius_negative", {"--max-radius": "-0.1"}, "--max-radius must be > 0"),
     ("radius_nan", {"--max-radius": "nan"}, "--max-radius must be > 0"),
-    ("missing_inputs", {"--inputs": "{folder}/nope.npy"}, "inputs file not found"),
+    ("missing_inputs", {"--inputs": "{folder}/nope.npy"}, "input set file not found"),
     ("missing_model", {"--model": "{folder}/nope.onnx"}, "nope.onnx"),
     ("bad_domain", {"--domain=-1": None}, "--domain needs two numbers"),
     ("inverted_domain", {"--domain=1,0": None}, "lower > upper"),
-    ("bad_indices", {"--indices": "0,99"}, "--indices [99] out of range"),
+    ("bad_indices", {"--indices": "0,99"}, "indices out of range: [99]"),
     ("domain_and_file", {"--domain=0,1": None, "--domain-file": "{folder}/d.csv"}, "not both"),
     ("missing_domain_file", {"--domain-file": "{folder}/d.csv"}, "domain file not found"),
     ("corrupt_model", {"--model": "{corrupt_onnx}"}, "not a readable ONNX file"),
@@ -148,7 +149,7 @@ BAD = [
     ("epsilon_negative", {"--property": "uncertainty", "--epsilon": "-1"}, "epsilon must be > 0"),
     ("k_zero", {"--property": "invariance", "--k": "0"}, "k must be >= 1"),
     ("invariance_no_labels", {"--property": "invariance"}, "invariance needs labelled inputs"),
-    ("label_count", {"--property": "invariance", "--labels": "{labels3}"}, "2 inputs but 3 labels"),
+    ("label_count", {"--property": "invariance", "--labels": "{labels3}"}, "but 3 labels in"),
     ("budget_zero", {"--budget": "0"}, "budget must be >= 1"),
     ("radius_inf", {"--max-radius": "inf"}, "max radius must be a finite number > 0"),
     ("domain_not_numbers", {"--domain=a,b": None}, "--domain must be comma-separated numbers"),
@@ -178,17 +179,34 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, capsys, name, 
     print(f"\n{name}: {lines[0]}")
 
 
-def test_failure_on_a_later_input_leaves_no_witness_file(tmp_path, capsys):
+def test_an_input_outside_the_domain_is_refused_before_any_computation(tmp_path, capsys):
     X = np.full((3, 64), 0.5)
-    X[2, 0] = 2.0  # the third input is outside the domain: found after two inputs were computed
+    X[2, 0] = 2.0  # the third input is outside the domain: all rows are checked first
     np.save(tmp_path / "x.npy", X)
     wdir = tmp_path / "wd"
     code, out, err = run_cli(["radius", "--model", MLP, "--inputs", tmp_path / "x.npy", "--property", "robustness",
                               "--norm", "inf", "--max-radius", "0.5", "--domain=0,1", "--witness-dir", wdir,
                               "--json", *QUICK], capsys)
-    assert code != 0 and "input 2" in err and "outside the domain" in err
+    assert code != 0 and "row 2 feature 0 = 2 is outside the domain [0, 1]" in err
     assert out == ""
     assert not wdir.exists() or not any(wdir.iterdir())
+
+
+def test_inputs_of_another_size_are_never_reshaped_to_fit(capsys):
+    """64-feature digits are not 'inputs' of a 3-feature model, even though 540 x 64 = 11520 x 3."""
+    code, out, err = run_cli(["radius", "--model", REGRESSION, "--inputs", str(DIGITS), "--property", "reachability",
+                              "--upper", "1", "--norm", "inf", "--max-radius", "0.1", "--json", *QUICK], capsys)
+    assert code == 2 and out == ""
+    assert "each input has 64 elements" in err and "the model takes 3" in err
+
+
+def test_csv_inputs_with_a_header_row(tmp_path, capsys):
+    rows = "\n".join(",".join(["0.5"] * 64) for _ in range(2))
+    (tmp_path / "x.csv").write_text(",".join(f"f{i}" for i in range(64)) + "\n" + rows + "\n")
+    code, out, err = run_cli(["radius", "--model", MLP, "--inputs", str(tmp_path / "x.csv"), "--property", "robustness",
+                              "--norm", "inf", "--max-radius", "0.1", "--json", *QUICK], capsys)
+    assert code == 0, err
+    assert [r["input_id"] for r in json.loads(out)] == ["0", "1"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -227,7 +245,7 @@ def test_real_subprocess_error_has_no_traceback(tmp_path):
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "row 1 contains NaN" in lines[0], proc.stderr
+    assert len(lines) == 1 and "row 1 feature 5 is nan" in lines[0], proc.stderr
     assert not wdir.exists()
 
 

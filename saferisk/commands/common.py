@@ -63,42 +63,32 @@ def domain_from_args(args, n: int) -> Domain:
     return Domain.scalar(-np.inf, np.inf, n)
 
 
-def load_rows(path: str, n: int, what: str = "inputs") -> np.ndarray:
-    """Rows of a .npy/.npz/.csv file as (N, n) float64: one input per row, flat or in the
-    model's per-sample shape (a file declaring a batch of 1 also works)."""
+def load_labels(path: str) -> np.ndarray:
+    """Integer labels, one per input, from .npy, .npz (array y or labels) or a one-column .csv."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{what} file not found: {path}")
+        raise DataError(f"labels file not found: {path}")
     try:
         if p.suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         elif p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as data:
-                key = next((k for k in ("X", "x", "inputs", "y", "labels") if k in data), None)
-                if what == "labels":
-                    key = next((k for k in ("y", "labels") if k in data), key)
+                key = next((k for k in ("y", "labels") if k in data), None)
                 if key is None:
-                    raise DataError(f"{what} file {path}: no array named X/x/inputs (has {list(data.keys())})")
+                    raise DataError(f"labels file {path}: no array named y or labels (has {list(data.keys())})")
                 arr = data[key]
         elif p.suffix == ".csv":
-            arr = np.loadtxt(p, delimiter=",", skiprows=0, ndmin=2)
+            arr = np.loadtxt(p, delimiter=",", ndmin=1)
         else:
-            raise DataError(f"{what} file {path}: unsupported extension {p.suffix!r} (use .npy, .npz or .csv)")
+            raise DataError(f"labels file {path}: unsupported extension {p.suffix!r} (use .npy, .npz or .csv)")
+        values = np.asarray(arr, dtype=np.float64).reshape(-1)
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{what} file {path}: cannot read ({type(exc).__name__}: {exc})") from None
-    arr = np.asarray(arr, dtype=np.float64)
-    if what == "labels":
-        return arr.reshape(-1)
-    if arr.ndim == 0 or arr.size % n != 0:
-        raise DataError(f"{what} file {path}: {arr.size} values do not split into inputs of {n} values "
-                        f"(shape {arr.shape})")
-    rows = arr.reshape(-1, n)
-    bad = ~np.isfinite(rows).all(axis=1)
-    if bad.any():
-        raise DataError(f"{what} file {path}: row {int(np.nonzero(bad)[0][0])} contains NaN or inf")
-    return rows
+        raise DataError(f"labels file {path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if not np.isfinite(values).all() or (values != np.round(values)).any():
+        raise DataError(f"labels file {path}: labels must be whole numbers")
+    return values.astype(np.int64)
 
 
 def print_json(obj) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-
-from saferisk.commands.common import (add_domain_args, add_model_args, domain_from_args, load_model_arg,
-                                      load_rows, parse_floats, parse_ints, print_json)
+from saferisk.commands.common import (add_domain_args, add_model_args, domain_from_args, load_labels,
+                                      load_model_arg, parse_floats, parse_ints, print_json)
+from saferisk.data.inputs import load_input_set, select_indices, validate
 from saferisk.errors import ConfigError, DataError
 from saferisk.properties import make_property
 from saferisk.search import SEARCH_MODES, SearchConfig
@@ -20,7 +21,7 @@ def register(sub) -> None:
                        "maximum safe radius of B_p(x0, r) ∩ domain.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(p)
-    p.add_argument("--inputs", required=True, metavar="FILE", help="inputs, one per row (.npy, .npz with X, .csv), flat or in the model's shape")
+    p.add_argument("--inputs", required=True, metavar="FILE", help="inputs, one per row (.npy, .npz with X [and y], .csv with a header, a PNG folder), flat or in the model's shape")
     p.add_argument("--indices", metavar="I,J,..", help="only these rows (0-based)")
     p.add_argument("--labels", metavar="FILE", help="labels (.npy/.npz/.csv), needed by invariance")
     p.add_argument("--property", required=True, help="robustness | reachability | uncertainty | invariance")
@@ -89,26 +90,22 @@ def run(args) -> int:
     if not args.max_radius > 0:
         raise ConfigError(f"--max-radius must be > 0, got {args.max_radius}")
     model = load_model_arg(args)
-    X = load_rows(args.inputs, model.n_inputs)
-    ids = [str(i) for i in range(X.shape[0])]
-    labels = None
-    if args.labels:
-        labels = load_rows(args.labels, 1, "labels").astype(int)
-        if len(labels) != X.shape[0]:
-            raise DataError(f"{X.shape[0]} inputs but {len(labels)} labels")
     domain = domain_from_args(args, model.n_inputs)
-    X_all, labels_all = X, labels
+    # the workflow's reader and checks: the rows must have the model's input size (never reshaped
+    # to fit), finite values inside the domain; CSV headers, ids and npz labels are understood
+    inputs = validate(load_input_set(args.inputs), model.n_inputs, model.input_shape, domain)
+    if args.labels:
+        labels = load_labels(args.labels)
+        if len(labels) != len(inputs):
+            raise DataError(f"{len(inputs)} inputs in {args.inputs} but {len(labels)} labels in {args.labels}")
+        inputs = dataclasses.replace(inputs, labels=labels)
+    all_inputs = inputs
     if args.indices:
-        idx = parse_ints(args.indices, "--indices")
-        bad = [i for i in idx if not 0 <= i < X.shape[0]]
-        if bad:
-            raise DataError(f"--indices {bad} out of range for {X.shape[0]} inputs")
-        X = X[idx]
-        ids = [str(i) for i in idx]
-        labels = None if labels is None else labels[idx]
+        inputs = select_indices(inputs, parse_ints(args.indices, "--indices"))
+    X, ids, labels = inputs.X, inputs.ids, inputs.labels
     references = None
-    if prop.needs_references and labels_all is not None:
-        references = (X_all, labels_all, [str(i) for i in range(X_all.shape[0])])
+    if prop.needs_references and all_inputs.labels is not None:
+        references = (all_inputs.X, all_inputs.labels, all_inputs.ids)
     witness_path = Path(args.witness_dir) / "witnesses.npz" if args.witness_dir else None
     search = SearchConfig(mode=args.search, budget=args.budget)
     results = compute_radii(model, X, prop, args.norm, args.max_radius, domain, labels=labels, ids=ids,
