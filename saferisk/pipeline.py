@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from saferisk.config.runtime import certify_config, domain_object, property_object, search_config
 from saferisk.errors import ConfigError, DataError, ModelError
 from saferisk.io import atomic_write, atomic_write_json, sha256_file
 
@@ -109,6 +110,15 @@ def run_step(log_path: str | None, step, /, *, threads: int | None = None, **kwa
 
 # ----------------------------------------------------------------------------- export
 
+EXPORT_KEYS = ("format", "factory", "input_shape", "output_kind", "decision", "class_names", "domain")
+
+
+def export_spec(model_spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model's config entry its export depends on (the export rule's params: a
+    change to `properties` or `input_sets` does not re-export the model)."""
+    return {key: model_spec.get(key) for key in EXPORT_KEYS}
+
+
 def export_model_step(model_name: str, model_spec: dict[str, Any], source_path: str, out_dir: str,
                       check_inputs: str | None = None) -> dict[str, Any]:
     """Canonical model.onnx + manifest.json for one configured model (byte-identical on re-export)."""
@@ -117,7 +127,7 @@ def export_model_step(model_name: str, model_spec: dict[str, Any], source_path: 
     source = {"path": str(source_path)}
     if model_spec.get("format", "auto") != "auto":
         source["format"] = model_spec["format"]
-    for key in ("factory", "input_shape", "output_kind", "decision", "class_names", "domain"):
+    for key in EXPORT_KEYS[1:]:
         if model_spec.get(key) is not None:
             source[key] = model_spec[key]
     X = None
@@ -131,14 +141,6 @@ def export_model_step(model_name: str, model_spec: dict[str, Any], source_path: 
 
 
 # ----------------------------------------------------------------------------- inputs
-
-def _spec_domain(spec: dict | None, n: int):
-    from saferisk.data.domain import Domain
-
-    if not spec:
-        return None
-    return Domain.from_bounds(spec["lower"], spec["upper"], n)
-
 
 def load_configured_input_set(name: str, spec: dict[str, Any], seeds: dict[str, int], base: str = "."):
     """The whole selected input set of a config entry (before sharding); paths are resolved
@@ -172,7 +174,7 @@ def load_configured_input_set(name: str, spec: dict[str, Any], seeds: dict[str, 
     selection = spec.get("selection") or {}
     data = di.select(data, first=selection.get("first"), indices=selection.get("indices"),
                      per_class=selection.get("per_class"), seed=int(seeds.get("selection", 0)))
-    domain = _spec_domain(spec.get("domain"), data.n_features)
+    domain = domain_object(spec.get("domain"), data.n_features, f"input_sets.{name}.domain")
     if domain is not None:
         import dataclasses
 
@@ -227,41 +229,10 @@ def describe_input_set(name: str, shard_paths: Sequence[str], out_path: str) -> 
 
 # ----------------------------------------------------------------------------- radius
 
-def build_property(property_spec: dict[str, Any], model_spec: dict[str, Any]):
-    """The Property of a config entry; robustness takes the model's decision rule."""
-    from saferisk.properties import make_property
-
-    params = dict(property_spec.get("params") or {})
-    if property_spec["kind"] == "robustness":
-        params.setdefault("decision", model_spec.get("decision", "argmax"))
-    return make_property({"kind": property_spec["kind"], **params})
-
-
-def _search_config(spec: dict[str, Any]):
-    from saferisk.search.config import SearchConfig
-
-    try:
-        return SearchConfig(**spec)
-    except TypeError as exc:
-        raise ConfigError(f"properties.*.search: {exc}") from None
-
-
-def _certify_config(spec: dict[str, Any]):
-    spec = dict(spec)
-    if not spec.pop("enabled", True):
-        return False
-    from saferisk.bounds.config import CertifyConfig
-
-    try:
-        return CertifyConfig(**spec)
-    except TypeError as exc:
-        raise ConfigError(f"properties.*.certify: {exc}") from None
-
-
 def _domain_for(model_spec: dict, data, n: int):
     from saferisk.data.domain import Domain
 
-    domain = _spec_domain(model_spec.get("domain"), n)
+    domain = domain_object(model_spec.get("domain"), n)
     if domain is None:
         domain = data.domain
     if domain is None:
@@ -291,7 +262,7 @@ def radius_shard(*, model_name: str, model_path: str, manifest_path: str, model_
         raise ModelError(f"{model_path} does not match {manifest_path} (artifact_sha256); rerun the export")
     data = load_npz_input_set(shard_path)
     domain = _domain_for(model_spec, data, data.n_features)
-    prop = build_property(property_spec, model_spec)
+    prop = property_object(property_spec, model_spec, f"properties.{property_name}.params")
     references = None
     if prop.needs_references and reference_paths:
         refs = [load_npz_input_set(p) for p in reference_paths]
@@ -306,8 +277,10 @@ def radius_shard(*, model_name: str, model_path: str, manifest_path: str, model_
 
     results = compute_radii(model, data.X, prop, norm, property_spec["max_radius"], domain,
                             labels=data.labels, ids=data.ids, references=references,
-                            scale=property_spec.get("scale", "input"), search=_search_config(property_spec["search"]),
-                            certify=_certify_config(property_spec["certify"]), seed=int(seed),
+                            scale=property_spec.get("scale", "input"),
+                            search=search_config(property_spec["search"], f"properties.{property_name}.search"),
+                            certify=certify_config(property_spec["certify"], f"properties.{property_name}.certify"),
+                            seed=int(seed),
                             witness_path=Path(witness_path),
                             witness_ref=f"{input_set}/{property_name}-{norm}/{Path(witness_path).name}",
                             progress=progress)

@@ -119,6 +119,28 @@ def test_schema_errors_name_the_key(default_config, mutate, message):
      r"properties\.reachability\.params: reachability needs `lower` and/or `upper`"),
     (lambda c: c["models"]["digits_mlp"].update(source="demo:digits_mlp.safetensors"),
      r"models\.digits_mlp\.factory: a safetensors source needs a factory"),
+    # what a radius job builds is built at parse time (Snakemake deletes a job's old outputs
+    # when it starts it, so a job must never be the first to see a bad value)
+    (lambda c: c["properties"]["robustness"].update(search={"budgte": 300}),
+     r"properties\.robustness\.search: unknown key\(s\) budgte; allowed keys: budget, "),
+    (lambda c: c["properties"]["robustness"].update(search={"mode": "gpss"}),
+     r"properties\.robustness\.search: search mode must be one of gps, fast"),
+    (lambda c: c["properties"]["robustness"].update(certify={"methd": "crown"}),
+     r"properties\.robustness\.certify: unknown key\(s\) methd; allowed keys: .*enabled"),
+    (lambda c: c["properties"]["robustness"].update(certify={"method": "crwn"}),
+     r"properties\.robustness\.certify: certify method must be one of"),
+    (lambda c: c["properties"]["reachability"]["params"].update(lower=5, upper=1),
+     r"properties\.reachability\.params: reachability lower \(5\.0\) must be below upper"),
+    (lambda c: c["properties"]["uncertainty"]["params"].update(epsilon=-1),
+     r"properties\.uncertainty\.params: uncertainty epsilon must be > 0"),
+    (lambda c: c["properties"]["robustness"].update(max_radius=float("nan")),
+     r"properties\.robustness\.max_radius: must be a finite number > 0"),
+    (lambda c: c["models"]["digits_mlp"].update(domain={"lower": float("nan"), "upper": 1}),
+     r"models\.digits_mlp\.domain: domain bounds must be numbers"),
+    (lambda c: c["models"]["digits_mlp"].update(domain={"lower": 1, "upper": 0}),
+     r"models\.digits_mlp\.domain: domain lower > upper at feature 0"),
+    (lambda c: c["models"]["digits_mlp"].update(domain={"lower": [0, 0, 0], "upper": [1, 1, 1]}),
+     r"models\.digits_mlp\.domain: domain has 3/3 bounds, the model has 64 input features"),
 ])
 def test_cross_key_errors_at_parse_time(default_config, mutate, message):
     mutate(default_config)

@@ -71,9 +71,9 @@ def test_reports_name_the_config_and_the_input_data(done_run):
     plan = build_plan(config, base=wd)
     digest = input_set_digest(json.loads((wd / "results/inputs/digits/manifest.json").read_text()))
     assert len(json.loads((wd / "results/inputs/digits/manifest.json").read_text())["shards"]) == 2
-    for name in ("mlp_a.pdf", "summary.pdf"):
+    for name, model in (("mlp_a.pdf", "mlp_a"), ("summary.pdf", None)):
         text = "".join("".join(p.extract_text().split()) for p in PdfReader(wd / "results/reports" / name).pages)
-        assert f"config_sha256{plan.config_sha256()}" in text, name
+        assert f"config_sha256{plan.config_sha256(model)}" in text, name
         assert f"input_sets.digits.sha256{digest}" in text, name
 
 
@@ -121,6 +121,21 @@ def test_changed_property_spec_reruns_only_that_property(done_run):
         jobs = planned_jobs(done_run)
         assert radius_jobs(jobs) == all_radius(props=("uncertainty",))
         assert not {"export_model", "prepare_input_shard"} & set(rule_counts(jobs))
+    finally:
+        path.write_text(original)
+
+
+def test_dropping_a_property_from_a_model_does_not_re_export_it(done_run):
+    """The export depends on the model's export keys only, not on its property list."""
+    path = done_run / "config/config.yaml"
+    original = path.read_text()
+    try:
+        config = yaml.safe_load(original)
+        config["models"]["mlp_a"]["properties"] = ["robustness"]
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        counts = rule_counts(planned_jobs(done_run))
+        assert "export_model" not in counts and "compute_radius_shard" not in counts
+        assert counts.get("aggregate_model") == 1 and counts.get("report_model") == 1
     finally:
         path.write_text(original)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from saferisk.config.runtime import certify_config, domain_object, property_object, search_config
 from saferisk.config.peek import (
     InputSetInfo,
     model_format,
@@ -131,10 +132,19 @@ class AuditPlan:
         return {"kind": spec["kind"], "params": spec["params"], "max_radius": float(spec["max_radius"]),
                 "scale": spec["scale"], "search": spec["search"], "certify": spec["certify"]}
 
-    def config_sha256(self) -> str:
-        """SHA-256 of the validated config (defaults filled) as sorted JSON: names the audit setup
-        in the reports' provenance."""
-        text = json.dumps(self.config, sort_keys=True, separators=(",", ":"), default=str)
+    def config_sha256(self, model: str | None = None) -> str:
+        """SHA-256 of the validated config (defaults filled) as sorted JSON, or with `model` of
+        the entries that model's results depend on (its own entry, its input sets and properties,
+        the criteria, seeds, report options): names the audit setup in the reports' provenance
+        without re-rendering every model's report when another model's entry changes."""
+        config = self.config
+        if model is not None:
+            plan = self.models[model]
+            config = {"model": config["models"][model],
+                      "input_sets": {d: config["input_sets"][d] for d in plan.input_sets},
+                      "properties": {p: config["properties"][p] for p in plan.properties},
+                      **{k: config.get(k) for k in ("criteria", "seeds", "report")}}
+        text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def summary(self) -> str:
@@ -172,9 +182,16 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
                               f"(the allowed output interval)")
         if spec["kind"] == "custom" and not spec["params"].get("function"):
             raise ConfigError(f"properties.{name}.params.function: a custom property needs 'module:function'")
+        if not math.isfinite(float(spec["max_radius"])):
+            raise ConfigError(f"properties.{name}.max_radius: must be a finite number > 0, got {spec['max_radius']}")
+        # the objects a radius job builds, built now: a bad value stops the run before any job
+        search_config(spec["search"], f"properties.{name}.search")
+        certify_config(spec["certify"], f"properties.{name}.certify")
 
     for name, spec in config["input_sets"].items():
         info = peek_input_set(spec, base, seeds, f"input_sets.{name}")
+        if spec.get("domain") is not None and info.n_features is not None:
+            domain_object(spec["domain"], info.n_features, f"input_sets.{name}.domain")
         plan.input_sets[name] = InputSetPlan(name, spec, info, shard_size)
 
     for name, spec in config["models"].items():
@@ -218,6 +235,10 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
                         raise ConfigError(f"{key}.properties: {p!r} (invariance) needs labels, input set {d!r} has none")
         if len(set(props)) != len(props):
             raise ConfigError(f"{key}.properties: a property is listed twice")
+        for p in props:
+            property_object(plan.properties[p], spec, f"properties.{p}.params")
+        if spec["domain"] is not None and n_features is not None:
+            domain_object(spec["domain"], n_features, f"{key}.domain")
         plan.models[name] = ModelPlan(name, spec, source, fmt, n_features, list(spec["input_sets"]), list(props))
 
     measured = {(p, n) for m in plan.models.values() for p in m.properties for n in plan.norms[p]}

@@ -31,6 +31,8 @@ class Domain:
         hi = hi.expand(n).clone() if hi.numel() == 1 else hi
         if lo.numel() != n or hi.numel() != n:
             raise DataError(f"domain has {lo.numel()}/{hi.numel()} bounds, the model has {n} input features")
+        if bool(torch.isnan(lo).any() or torch.isnan(hi).any()):
+            raise DataError("domain bounds must be numbers (a bound is NaN); use -.inf / .inf for no bound")
         if bool((lo > hi).any()):
             bad = int((lo > hi).nonzero()[0])
             raise DataError(f"domain lower > upper at feature {bad}: {float(lo[bad])} > {float(hi[bad])}")

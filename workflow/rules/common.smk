@@ -55,6 +55,10 @@ def get_model_spec(wildcards):
     return PLAN.config["models"][wildcards.model]
 
 
+def get_model_export_spec(wildcards):
+    return saferisk.pipeline.export_spec(PLAN.config["models"][wildcards.model])
+
+
 def get_input_source(wildcards):
     source = PLAN.input_sets[wildcards.inputs].info.source
     return [] if source is None else ancient(str(source))
@@ -128,6 +132,10 @@ def get_model_input_manifests(wildcards):
     model = getattr(wildcards, "model", None)
     names = PLAN.models[model].input_sets if model else PLAN.input_sets
     return [f"results/inputs/{d}/manifest.json" for d in sorted(names)]
+
+
+def get_config_sha256(wildcards):
+    return PLAN.config_sha256(getattr(wildcards, "model", None))
 
 
 def get_model_tables(wildcards):

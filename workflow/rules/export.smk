@@ -9,7 +9,7 @@ rule export_model:
     conda:
         CONDA_ENV
     params:
-        spec=get_model_spec,
+        spec=get_model_export_spec,
         source_sha256=get_model_source_sha256,
     script:
         "../scripts/export_model.py"

@@ -19,7 +19,7 @@ rule report_model:
         report=PLAN.config["report"],
         model_spec=get_model_spec,
         criteria=PLAN.config["criteria"],
-        config_sha256=PLAN.config_sha256(),
+        config_sha256=get_config_sha256,
         templates=str(REPORTS_DIR),
     script:
         "../scripts/report_model.py"
@@ -42,7 +42,7 @@ rule report_summary:
     params:
         report=PLAN.config["report"],
         criteria=PLAN.config["criteria"],
-        config_sha256=PLAN.config_sha256(),
+        config_sha256=get_config_sha256,
         templates=str(REPORTS_DIR),
         models=list(PLAN.models),
     script:
