@@ -186,6 +186,21 @@ def test_pickled_whole_module_is_refused(nets, tmp_path):
         load_model(path, factory=nets["mlp"][1], input_shape=SHAPES["mlp"])
 
 
+def test_damaged_torch_files_are_called_damaged_not_unsafe(nets, tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(nets["mlp"][0].state_dict(), str(good))
+    data = good.read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 8)
+    for name, message in (("truncated.pt", "not a readable torch file"), ("noise.pt", "it is damaged, or a plain pickle")):
+        with pytest.raises(ModelError, match=message) as exc:
+            load_model(tmp_path / name, factory=nets["mlp"][1], input_shape=SHAPES["mlp"])
+        assert "weights_only` set to `False`" not in str(exc.value) and "\x1b" not in str(exc.value)
+    torch.save({"weight": torch.zeros(2), "step": 3}, str(tmp_path / "mixed.pt"))
+    with pytest.raises(ModelError, match="found a dict that also holds int"):
+        load_model(tmp_path / "mixed.pt", factory=nets["mlp"][1], input_shape=SHAPES["mlp"])
+
+
 def test_missing_unknown_and_corrupt_files(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_model(tmp_path / "absent.onnx")

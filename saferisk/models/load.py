@@ -22,6 +22,8 @@ import importlib
 import io
 import json
 import os
+import pickle
+import re
 import sys
 import warnings
 import zipfile
@@ -161,16 +163,33 @@ def read_state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol N" notes
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError...
+    except pickle.UnpicklingError as exc:
+        # weights_only refused an object: name it, without torch's advice to disable the check
+        # (and without its terminal colour codes)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" (it holds {found.group(1)})" if found else ""
+        if found or re.search(r"Unsupported (class|global)", text):
+            raise ModelError(f"{path}: refused: the file holds Python objects{what}, not only tensors; saferisk "
+                             "reads tensor state_dicts (torch.load weights_only=True) and refuses arbitrary "
+                             "pickles, which could run code. Save model.state_dict() (or safetensors) and give "
+                             "the `factory` that builds the network") from None
+        raise ModelError(f"{path}: refused: not a tensor-only torch file: it is damaged, or a plain pickle "
+                         "(saferisk refuses arbitrary pickles, which could run code)") from None
+    except Exception as exc:  # noqa: BLE001 - RuntimeError, EOFError, OSError... from a damaged file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: refused: saferisk only reads tensor state_dicts (torch.load weights_only=True) "
-                         f"and refuses arbitrary pickles, which could run code ({first})") from None
+        first = first.split(". This is an internal")[0]  # torch appends a paragraph of advice
+        raise ModelError(f"{path}: not a readable torch file (corrupt or truncated?): {first}") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict):
         raise ModelError(f"{path}: expected a state_dict (name -> tensor), found {type(obj).__name__}")
+    others = sorted({type(v).__name__ for v in obj.values() if not isinstance(v, torch.Tensor)})
+    if others:
+        raise ModelError(f"{path}: expected a state_dict (name -> tensor), found a dict that also holds "
+                         f"{', '.join(others)}")
     return obj
 
 
