@@ -275,3 +275,11 @@ def test_nan_outputs_fail_that_input_only(tmp_path, capsys):
     assert records[0]["status"].startswith("failed: ") and "NaN" in records[0]["status"]
     assert records[1]["status"] == "ok" and records[1]["radius_estimate"] is not None
     print(f"\nexit code with one failed input: {code}; stderr: {err!r}")
+
+
+def test_reach_refuses_nan_outputs_and_nan_bounds(tmp_path, capsys):
+    _nan_onnx(tmp_path / "nan.onnx")  # NaN wherever x[0] == 0: the box's lower corner
+    code, out, err = run_cli(["reach", "--model", tmp_path / "nan.onnx", "--lower=0,0", "--upper", "1,1"], capsys)
+    assert code != 0 and out == "" and "NaN or infinite output" in err and "Traceback" not in err
+    code, out, err = run_cli(["reach", "--model", REGRESSION, "--lower=0,-1,nan", "--upper", "10,1,1000"], capsys)
+    assert code != 0 and out == "" and "a bound is NaN" in err

@@ -231,3 +231,14 @@ def test_input_set_box_from_a_vnnlib_file(default_config, tmp_path):
     default_config["input_sets"]["regression_box"]["box"] = str(tmp_path / "broken.vnnlib")
     with pytest.raises(ConfigError, match=r"input_sets\.regression_box\.box: .*broken\.vnnlib"):
         build_plan(default_config, ROOT)
+
+
+def test_every_schema_problem_is_listed_and_norm_choices_are_complete(default_config):
+    default_config["sharding"] = {"shard_sise": 3}
+    default_config["properties"]["robustness"]["norms"] = [3]
+    with pytest.raises(ConfigError) as exc:
+        build_plan(default_config, ROOT)
+    text = str(exc.value)
+    assert "sharding: unknown key(s) shard_sise; allowed keys: shard_size" in text
+    assert "properties.robustness.norms" in text and "choose one of: inf, 2, 1" in text
+    assert "more problem" not in text

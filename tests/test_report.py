@@ -277,6 +277,16 @@ def test_cli_errors(tmp_path, capsys):
     assert "none.parquet: audit table not found" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_criterion_the_table_never_measured(audit, tmp_path, capsys):
+    (tmp_path / "criteria.json").write_text(json.dumps({"criteria": [
+        {"property": "robustnes", "norm": "inf", "radius": 0.02, "min_fraction": 0.5}]}))
+    code = main(["report", "--table", str(audit["parquet"]), "--manifest", str(audit["root"] / "digits-cnn.json"),
+                 "--criteria", str(tmp_path / "criteria.json"), "--out", str(tmp_path / "x.pdf")])
+    err = capsys.readouterr().err
+    assert code == 2 and "criteria[0] names property 'robustnes'" in err and "robustness (inf)" in err
+    assert not (tmp_path / "x.pdf").exists()
+
+
 def test_real_results_from_the_radius_engine(tmp_path):
     """One report from radii computed by saferisk.radius on the shipped demo CNN."""
     radius = pytest.importorskip("saferisk.radius")

@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from saferisk.errors import ConfigError, DataError
 from saferisk.io import dumps_json
 from saferisk.models.load import FORMATS
@@ -30,23 +28,32 @@ def register(subparsers) -> None:
     parser.add_argument("--output-kind", choices=("logits", "probabilities", "regression"), default="logits")
     parser.add_argument("--decision", choices=("argmax", "argmin"), default="argmax")
     parser.add_argument("--class-names", help="comma-separated class names")
-    parser.add_argument("--check-inputs", help=".npy array (N, n_inputs) or (N, *input_shape) to compare source and artifact on")
-    parser.add_argument("--labels", help=".npy array (N,) of integer labels for the check inputs (reports accuracy)")
+    parser.add_argument("--check-inputs", help="inputs to compare source and artifact on: .npy (N, n_inputs) or (N, *input_shape), .npz with X [and y], .csv")
+    parser.add_argument("--labels", help="integer labels of the check inputs (.npy/.npz/.csv; reports accuracy); an .npz with y needs none")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="max |source - artifact| allowed, times max(1, max |output|) (default 1e-5)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.set_defaults(func=run)
 
 
-def _load_npy(path: str | None, what: str):
+def _check_rows(path: str | None, labels_path: str | None):
+    """(X, labels) of --check-inputs (read like an input set: .npy, .npz with X [and y], .csv)
+    and --labels; None where not given."""
     if path is None:
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{what} file not found: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{what} file {path} is not a readable .npy array: {exc}") from None
+        if labels_path is not None:
+            raise ConfigError("--labels needs --check-inputs (the labels belong to those inputs)")
+        return None, None
+    from saferisk.commands.common import load_labels
+    from saferisk.data.inputs import check_finite, load_input_set
+
+    inputs = load_input_set(path)
+    check_finite(inputs.X, path, inputs.ids)
+    labels = inputs.labels
+    if labels_path is not None:
+        labels = load_labels(labels_path)
+        if len(labels) != len(inputs):
+            raise DataError(f"{len(inputs)} check inputs in {path} but {len(labels)} labels in {labels_path}")
+    return inputs.X, labels
 
 
 def _parse_domain(text: str | None):
@@ -82,8 +89,8 @@ def build_source(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from saferisk.models.export import export_model
 
-    manifest = export_model(build_source(args), Path(args.out),
-                            check_inputs=_load_npy(args.check_inputs, "--check-inputs"),
-                            labels=_load_npy(args.labels, "--labels"), tolerance=args.tolerance)
+    check_inputs, labels = _check_rows(args.check_inputs, args.labels)
+    manifest = export_model(build_source(args), Path(args.out), check_inputs=check_inputs, labels=labels,
+                            tolerance=args.tolerance)
     sys.stdout.write(dumps_json(manifest))
     return 0

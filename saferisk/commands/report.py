@@ -68,6 +68,7 @@ def run(args) -> int:
         criteria = loaded.get("criteria", []) if isinstance(loaded, dict) else loaded
         if not isinstance(criteria, list):
             raise ConfigError(f"criteria file {args.criteria}: expected a list of criteria")
+        _check_criteria_match(criteria, table, args.criteria)
     provenance = dict(_load_mapping(args.provenance, "provenance") or {}) if args.provenance else {}
     if args.audit_date:
         provenance["audit_date"] = args.audit_date
@@ -83,3 +84,17 @@ def run(args) -> int:
     verdicts = {v.model: v.label for v in summary.model_verdicts if v.model in manifests}
     print(json.dumps({"report": str(out), "verdicts": verdicts}, sort_keys=True))
     return 0
+
+
+def _check_criteria_match(criteria: list, table, path: str) -> None:
+    """A criterion whose property (and norm) the table never measured is a typo, not a pass."""
+    from saferisk.audit.verdict import parse_criteria
+
+    measured = {(str(p), str(n)) for p, n in zip(table["property"], table["norm"])} if len(table) else set()
+    for i, criterion in enumerate(parse_criteria(criteria)):
+        if not any(p == criterion.property and criterion.norm in (None, n) for p, n in measured):
+            have = ", ".join(sorted(f"{p} ({n})" for p, n in measured)) or "none"
+            raise ConfigError(f"criteria file {path}: criteria[{i}] names property {criterion.property!r}"
+                              f"{'' if criterion.norm is None else f' in norm {criterion.norm}'}, which the table "
+                              f"does not hold; measured: {have}")
+

@@ -77,7 +77,7 @@ def _message(error) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
     v = error.validator
     if v == "enum":
-        allowed = ", ".join(str(a) for a in error.validator_value)
+        allowed = ", ".join(dict.fromkeys(str(a) for a in error.validator_value))
         return f"{where}: {error.instance!r} is not allowed; choose one of: {allowed}"
     if v == "additionalProperties":
         known = sorted(schema.get("properties", {}))
@@ -90,6 +90,11 @@ def _message(error) -> str:
         return (f"{where}: name {error.instance!r} is not allowed; use letters, digits and underscores, "
                 f"starting with a letter")
     if v in ("oneOf", "anyOf") and error.context:
+        enums = [e for e in error.context if e.validator == "enum"
+                 and list(e.absolute_path) == list(error.absolute_path)]
+        if enums:  # e.g. a norm: one value from the list (or, where allowed, a list of them)
+            lists = any(isinstance(sub, dict) and sub.get("type") == "array" for sub in error.validator_value)
+            return _message(enums[0]) + (", or a list of them" if lists else "")
         best = min(error.context, key=lambda e: len(list(e.absolute_path)) * -1)
         options = []
         for sub in error.validator_value:
@@ -104,6 +109,14 @@ def _message(error) -> str:
     return f"{where}: {error.message}" + (f" ({desc})" if desc else "")
 
 
+MAX_LISTED_ERRORS = 5
+
+
+def _within(error, other) -> bool:
+    """Whether `error` is one of the branch errors of `other` (a oneOf / anyOf failure)."""
+    return any(error is sub or _within(error, sub) for sub in (other.context or []))
+
+
 def check_schema(config: dict[str, Any]) -> dict[str, Any]:
     """Validate against the schema; ConfigError naming the key on failure; defaults filled in."""
     import jsonschema
@@ -116,8 +129,12 @@ def check_schema(config: dict[str, Any]) -> dict[str, Any]:
                     key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     if errors:
         first = jsonschema.exceptions.best_match(errors)
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(f"invalid config: {_message(first)}{more}")
+        others = [_message(e) for e in errors if e is not first and not _within(e, first) and not _within(first, e)]
+        others = list(dict.fromkeys(m for m in others if m != _message(first)))
+        shown = "".join(f"; {m}" for m in others[:MAX_LISTED_ERRORS - 1])
+        rest = len(others) - (MAX_LISTED_ERRORS - 1)
+        more = f" (and {rest} more problem{'s' if rest != 1 else ''})" if rest > 0 else ""
+        raise ConfigError(f"invalid config: {_message(first)}{shown}{more}")
     return _fill_defaults(config, schema, schema)
 
 

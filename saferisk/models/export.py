@@ -307,8 +307,11 @@ def write_files(files: dict[Path, bytes]) -> list[Path]:
         for path, data in files.items():
             if _unchanged(path, data):
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as exc:
+                raise ModelError(f"cannot write the artifact to {path.parent}: {exc.strerror or exc}") from None
             staged.append((path, tmp))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

@@ -35,6 +35,9 @@ class Robustness(Property):
 
     def bind(self, z0: torch.Tensor, label: int | None = None) -> BoundProperty:
         m = int(z0.shape[-1])
+        if m < 2:
+            raise ConfigError(f"robustness needs a classifier with at least 2 outputs, the model has {m} "
+                              "(for a regression model use reachability)")
         sign = -1.0 if self.decision == "argmin" else 1.0
         j = int(decide(z0.reshape(1, -1), self.decision)[0])
         groups = []

@@ -8,12 +8,14 @@ gets stuck (ReLU-NN-5's minimum, method.md §5).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass
 
 import torch
 
 from saferisk.data.domain import Domain
+from saferisk.errors import ModelError
 from saferisk.properties.reachability import output_weights
 from saferisk.search.config import SearchConfig
 from saferisk.search.gps import pattern_search
@@ -62,6 +64,10 @@ def reachable_range(model, output, lower, upper, config: SearchConfig | None = N
     a = torch.tensor(output_weights(output, m), dtype=dtype, device=device)
     evaluator = Evaluator(model, lambda z: z @ a, config.chunk_size, config.budget)
     outputs = evaluator(samples)
+    bad = ~torch.isfinite(outputs)
+    if bool(bad.any()):  # a range over NaN is meaningless: say where instead of printing nan
+        at = samples[int(bad.nonzero()[0])].double().cpu().tolist()
+        raise ModelError(f"the model gives NaN or infinite outputs inside the box, e.g. at {at}")
     # the minimum (+1) and the maximum (-1) are searched together: one batched pass per poll
     starts, signs = [], []
     for sign in (1.0, -1.0):
@@ -85,6 +91,8 @@ def reachable_range(model, output, lower, upper, config: SearchConfig | None = N
         if float(values.min()) > float(sample_values.min()):  # a sample beat every search path
             x_best = samples[int(sample_values.argmin())]
         o = float(model.forward_flat(x_best.unsqueeze(0))[0].to(dtype) @ a)  # fresh re-check
+        if not math.isfinite(o):
+            raise ModelError(f"the model gives a NaN or infinite output inside the box at {x_best.double().cpu().tolist()}")
         results.append((o, x_best.double().cpu().tolist()))
     (o_min, x_min), (o_max, x_max) = results
     return ReachResult(o_min, o_max, x_min, x_max, evaluator.evaluations, time.perf_counter() - start_time)
