@@ -242,3 +242,18 @@ def test_every_schema_problem_is_listed_and_norm_choices_are_complete(default_co
     assert "sharding: unknown key(s) shard_sise; allowed keys: shard_size" in text
     assert "properties.robustness.norms" in text and "choose one of: inf, 2, 1" in text
     assert "more problem" not in text
+
+
+def test_torch_pt_files_are_told_apart_at_parse_time(default_config, tmp_path):
+    """A .pt is a TorchScript archive (needs input_shape) or a state_dict (needs a factory)."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    torch.save(net.state_dict(), tmp_path / "weights.pt")
+    torch.jit.save(torch.jit.trace(net, torch.zeros(1, 64)), tmp_path / "scripted.pt")
+    for name, message in (("weights.pt", r"models\.digits_mlp\.factory: a state_dict source needs a factory"),
+                          ("scripted.pt", r"models\.digits_mlp\.input_shape: a TorchScript model needs")):
+        config = copy.deepcopy(default_config)
+        config["models"]["digits_mlp"]["source"] = str(tmp_path / name)
+        with pytest.raises(ConfigError, match=message):
+            build_plan(config, ROOT)

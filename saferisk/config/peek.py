@@ -23,8 +23,6 @@ from saferisk.errors import ConfigError
 DEMO_PREFIX = "demo:"
 X_KEYS = ("X", "x", "inputs")  # the same defaults as saferisk.data.inputs
 LABEL_KEYS = ("y", "labels", "label", "Y")
-MODEL_SUFFIXES = {".onnx": "onnx", ".pt2": "torch_export", ".safetensors": "safetensors", ".pt": "auto",
-                  ".pth": "state_dict", ".bin": "state_dict", ".ts": "torchscript", ".torchscript": "torchscript"}
 
 
 def resolve_path(value: str, base: Path, key: str) -> Path:
@@ -38,13 +36,17 @@ def resolve_path(value: str, base: Path, key: str) -> Path:
 
 
 def model_format(path: Path, declared: str, key: str) -> str:
+    """The model's format: the declared one, else the loader's inference (extension; a .pt is
+    a TorchScript archive when it holds code/, else a state_dict that needs a factory)."""
     if declared != "auto":
         return declared
-    fmt = MODEL_SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"{key}.format: cannot tell the format of {path.name} from its suffix; "
-                          f"set one of: onnx, torchscript, torch_export, safetensors, state_dict")
-    return fmt  # "auto" for .pt: TorchScript archive or state_dict, told apart by the loader
+    from saferisk.errors import ModelError
+    from saferisk.models.load import infer_format
+
+    try:
+        return infer_format(path)
+    except ModelError as exc:
+        raise ConfigError(f"{key}.format: {exc}") from None
 
 
 def onnx_input_features(path: Path, key: str) -> tuple[int, list[int]]:

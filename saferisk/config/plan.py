@@ -202,6 +202,8 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
         fmt = model_format(source, spec["format"], key)
         if fmt in ("safetensors", "state_dict") and not spec["factory"]:
             raise ConfigError(f"{key}.factory: a {fmt} source needs a factory 'module:function' that builds the network")
+        if fmt == "torchscript" and not spec["input_shape"]:
+            raise ConfigError(f"{key}.input_shape: a TorchScript model needs its per-sample input shape, e.g. [1, 28, 28]")
         if spec["factory"] and not spec["input_shape"]:
             raise ConfigError(f"{key}.input_shape: a factory-built model needs its per-sample input shape, e.g. [64]")
         if spec["input_shape"]:
