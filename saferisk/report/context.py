@@ -287,7 +287,11 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
                                                          fmt_number(g.max_radius)),
                          "note": g.availability_note() or ""})
         properties.append({"key": key, "anchor": f"prop-{key}", "title": property_title(first.property, first.norm),
-                           "at_radius": fmt_number(at_radius), "rows": rows, "figure": comparison_figure(groups) or ""})
+                           "at_radius": fmt_number(at_radius), "rows": rows, "figure": comparison_figure(groups) or "",
+                           "at_radius_why": "the radius of the criterion" if criteria else
+                           "the smallest radius of the grid (max radius / 10): no criterion names this property",
+                           "scale": "fractions of each feature's domain width" if first.scale == "domain"
+                           else "the model's input units"})
     context = common_context(provenance, audit_date, "Safety risk audit: summary")
     context.update({"models": models, "keys": keys, "matrix": matrix, "properties": properties,
                     "criteria": [c.label for c in summary.criteria],
