@@ -455,21 +455,29 @@ class BoundEngine:
         hi_p = F.pad(hi, pad, value=float("-inf")).reshape(B * C, 1, H + top + bottom, W + left + right)
         lo_patch = F.unfold(lo_p, kernel, stride=stride)  # (B*C, kk, L)
         hi_patch = F.unfold(hi_p, kernel, stride=stride)
-        idx = lo_patch.argmax(dim=1, keepdim=True)
-        chosen_lo = lo_patch.gather(1, idx)
-        max_hi = hi_patch.amax(dim=1, keepdim=True)
-        others = hi_patch.scatter(1, idx, float("-inf")).amax(dim=1, keepdim=True)
-        exact = (chosen_lo >= others).to(coef.dtype)  # (B*C, 1, L)
         L = lo_patch.shape[-1]
         kk = lo_patch.shape[1]
+        # lower line: y >= x_j with j the input of the largest lower bound
+        idx_lo = lo_patch.argmax(dim=1, keepdim=True)
+        # upper line: y <= a x_k + b with k the input of the largest upper bound [l, u] and
+        # o = max of the others' upper bounds; y - a x_k is convex, so its max over the box is
+        # at a vertex (the others at their upper bounds): b = max(max(u, o) - a u, max(l, o) - a l).
+        # The chord a = (max(u, o) - max(l, o)) / (u - l) makes the two equal and lies below the
+        # constant max(u, o) on all of [l, u]; a = 1, b = 0 (exact) when l >= o.
+        idx_hi = hi_patch.argmax(dim=1, keepdim=True)
+        u, l = hi_patch.gather(1, idx_hi), lo_patch.gather(1, idx_hi)
+        o = hi_patch.scatter(1, idx_hi, float("-inf")).amax(dim=1, keepdim=True)
+        top_u, top_l = torch.maximum(u, o), torch.maximum(l, o)
+        width = u - l
+        slope = torch.where(width > 0, (top_u - top_l) / width.clamp_min(1e-300), torch.ones_like(width))
+        offset = torch.maximum(top_u - slope * u, top_l - slope * l)  # (B*C, 1, L)
         c = coef.reshape(B, K, C, L)
         pos, neg = c.clamp(min=0), c.clamp(max=0)
-        exact_b = exact.reshape(B, 1, C, L)
-        to_x = pos + neg * exact_b
-        extra = (neg * (1 - exact_b) * max_hi.reshape(B, 1, C, L)).reshape(B, K, -1).sum(-1)
-        idx_b = idx.reshape(B, 1, C, 1, L).expand(B, K, C, 1, L)
+        extra = _row_dot(neg, offset.reshape(B, 1, C, L))
         patches = torch.zeros(B, K, C, kk, L, dtype=coef.dtype, device=coef.device)
-        patches = patches.scatter(3, idx_b, to_x.unsqueeze(3))
+        patches = patches.scatter_add(3, idx_lo.reshape(B, 1, C, 1, L).expand(B, K, C, 1, L), pos.unsqueeze(3))
+        patches = patches.scatter_add(3, idx_hi.reshape(B, 1, C, 1, L).expand(B, K, C, 1, L),
+                                      (neg * slope.reshape(B, 1, C, L)).unsqueeze(3))
         Hp, Wp = H + top + bottom, W + left + right
         folded = F.fold(patches.reshape(B * K * C, kk, L), (Hp, Wp), kernel, stride=stride)
         folded = folded.reshape(B, K, C, Hp, Wp)[:, :, :, top:top + H, left:left + W]
