@@ -38,7 +38,7 @@ def per_input_seconds(model, chunk_size: int, seed: int = 0) -> float:
     domain = Domain.scalar(0.0, 1.0, model.n_inputs)
     search = SearchConfig(budget=BUDGET, chunk_size=chunk_size)
     warm = SearchConfig(budget=1000, chunk_size=chunk_size)
-    compute_radius(model, x0, Robustness(), "inf", 0.01, domain, search=warm, certify=False, seed=seed)  # warm-up
+    compute_radius(model, x0, Robustness(), "inf", 0.03, domain, search=warm, certify=False, seed=seed)  # warm-up
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     with timer() as t:

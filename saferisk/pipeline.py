@@ -71,7 +71,7 @@ def log_device(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
-        log.info("device %s: %s, %d visible, CUDA_VISIBLE_DEVICES=%s", device, torch.cuda.get_device_name(0),
+        log.info("device %s: %s, %d visible, CUDA_VISIBLE_DEVICES=%s", device, torch.cuda.get_device_name(torch.device(device)),
                  torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     else:
         log.info("device cpu (%s threads)", torch.get_num_threads())

@@ -13,6 +13,7 @@ estimate = d; NaN/inf outputs -> status `failed: ...` for that input only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import zlib
@@ -86,6 +87,16 @@ def device_name(model) -> str:
     return dev.type
 
 
+def bounds_config_for(model, config=None):
+    """The CertifyConfig for `model`: bounds run where the model runs unless `device` is set."""
+    from saferisk.bounds import CertifyConfig
+
+    config = config if isinstance(config, CertifyConfig) else CertifyConfig()
+    if config.device is None and model.device.type != "cpu":
+        config = dataclasses.replace(config, device=str(model.device))
+    return config
+
+
 def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius: float, domain: Domain,
             unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, float]:
     """(radius_lower, method or reason, seconds) from saferisk.bounds; never raises."""
@@ -97,6 +108,7 @@ def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius:
         from saferisk.bounds import certify_radius
     except Exception as exc:  # pragma: no cover - bounds are part of the package
         return None, f"certified bounds unavailable: {exc}", 0.0
+    config = bounds_config_for(model, config)
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
                               upper_hint=upper_hint)

@@ -255,7 +255,9 @@ def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]
     z0 = model.forward_flat(centre.reshape(1, -1).to(model.dtype)).to("cpu", torch.float64).reshape(-1)
     minmax = spec.unsafe.bind(z0).spec()
     try:
-        answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s))
+        from saferisk.radius import bounds_config_for
+
+        answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s), config=bounds_config_for(model))
     except SaferiskError as exc:  # e.g. an operation the bounds do not support
         return False, f"bounds: {exc}"
     return answer == "verified", None if answer == "verified" else f"bounds: {answer}"

@@ -6,6 +6,7 @@ import importlib
 import pickle
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ import torch
 from saferisk.errors import ConfigError, ModelError
 from saferisk.models import load_model
 from saferisk.models.load import infer_format, resolve_device
+
+DEMO = Path(__file__).resolve().parents[1] / "saferisk" / "demo"
 
 NETS_SOURCE = textwrap.dedent('''
     import torch
@@ -221,3 +224,23 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             resolve_device("cuda")
+
+
+def test_moving_a_model_keeps_its_dtype_and_bounds_follow_its_device():
+    """Model.to(device) must not turn float64 weights into float32 (the GPU path calls it), and
+    certified bounds run where the model runs unless the certify config names a device."""
+    import types
+
+    from saferisk.bounds import CertifyConfig
+    from saferisk.models.model import Model
+    from saferisk.radius import bounds_config_for
+
+    graph = load_model(DEMO / "digits_mlp.onnx").graph
+    model = Model(graph, dtype=torch.float64).to("cpu")
+    assert model.forward_flat(torch.zeros(1, 64)).dtype == torch.float64
+    assert all(v.dtype == torch.float64 for n in model.module.graph.nodes for v in n.params.values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())
+    on_gpu = types.SimpleNamespace(device=torch.device("cuda"))
+    assert bounds_config_for(on_gpu).device == "cuda"
+    assert bounds_config_for(on_gpu, CertifyConfig(device="cpu")).device == "cpu"
+    assert bounds_config_for(model, CertifyConfig(method="crown")).device is None

@@ -215,6 +215,9 @@ class GraphModule(torch.nn.Module):
         return out.reshape(out.shape[0], -1)
 
     def _apply(self, fn, recurse=True):  # keep Graph tensors in step with .to()/.cuda()
-        probe = fn(torch.zeros(1))
+        # probe with the dtype the weights have: .to(device) alone must not change it
+        current = next((v for n in self.graph.nodes for v in n.params.values()
+                        if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+        probe = fn(torch.zeros(1, dtype=current.dtype if current is not None else torch.float32))
         self.graph = self.graph.to(probe.device, probe.dtype if probe.is_floating_point() else None)
         return super()._apply(fn, recurse)

@@ -206,6 +206,11 @@ def _load_torch_module(path: Path, fmt: str, factory, factory_kwargs, input_shap
     if fmt == "torch_export":
         try:
             program = torch.export.load(str(path))
+            # weights come back on the device they were saved from (a CUDA model's .pt2 on the
+            # GPU, or failing without one): everything here runs the source on the CPU
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, "cpu")
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: not a readable torch.export (.pt2) archive: {str(exc).splitlines()[0]}") from None
         example = _export_input_shape(program, path)

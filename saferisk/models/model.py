@@ -39,7 +39,12 @@ class Model:
 
     def to(self, device: torch.device | str) -> "Model":
         self.device = torch.device(device)
-        self.module = self.module.to(self.device)
+        if self.device.type == "cuda":
+            # TF32 convolutions (cuDNN's default on Ampere and later) round to ~1e-3: witnesses
+            # and re-checks assume float32 inference (~1e-6) like the CPU's
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        self.module = self.module.to(self.device, self.dtype)
         return self
 
     @torch.no_grad()
