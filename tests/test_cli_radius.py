@@ -283,3 +283,16 @@ def test_reach_refuses_nan_outputs_and_nan_bounds(tmp_path, capsys):
     assert code != 0 and out == "" and "NaN or infinite output" in err and "Traceback" not in err
     code, out, err = run_cli(["reach", "--model", REGRESSION, "--lower=0,-1,nan", "--upper", "10,1,1000"], capsys)
     assert code != 0 and out == "" and "a bound is NaN" in err
+
+
+def test_torchscript_model_with_input_shape_option(tmp_path, capsys):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    torch.jit.save(torch.jit.trace(net, torch.zeros(1, 1, 8, 8)), str(tmp_path / "net.pt"))
+    np.save(tmp_path / "x.npy", np.full((1, 64), 0.5))
+    argv = ["radius", "--model", str(tmp_path / "net.pt"), "--inputs", str(tmp_path / "x.npy"), "--property",
+            "robustness", "--norm", "inf", "--max-radius", "0.1", "--json", *QUICK]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and "input_shape (per sample, e.g. 1,28,28) is required" in err
+    code, out, err = run_cli(argv + ["--input-shape", "1,8,8"], capsys)
+    assert code == 0, err
+    assert json.loads(out)[0]["status"] == "ok"

@@ -31,6 +31,8 @@ def parse_ints(text: str, what: str) -> list[int]:
 def add_model_args(parser) -> None:
     parser.add_argument("--model", required=True, metavar="FILE",
                         help="model file: ONNX (.onnx, any opset >= 7), TorchScript (.pt/.ts) or torch.export (.pt2)")
+    parser.add_argument("--input-shape", metavar="D,D,...", help="per-sample input shape, e.g. 1,28,28: needed "
+                        "for TorchScript files; overrides a symbolic ONNX input shape")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available); default cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
@@ -47,7 +49,8 @@ def load_model_arg(args):
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
-    return load_model(args.model, device=args.device)
+    shape = parse_ints(args.input_shape, "--input-shape") if getattr(args, "input_shape", None) else None
+    return load_model(args.model, device=args.device, input_shape=shape)
 
 
 def domain_from_args(args, n: int) -> Domain:
