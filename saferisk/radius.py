@@ -52,6 +52,7 @@ class Bracket:
     radius_lower: float | None = None
     radius_lower_method: str | None = None
     certify_seconds: float = 0.0
+    certify_budget_exhausted: bool = False
     evaluations: int = 0
     violated_at_center: bool = False
 
@@ -98,27 +99,27 @@ def bounds_config_for(model, config=None):
 
 
 def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius: float, domain: Domain,
-            unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, float]:
-    """(radius_lower, method or reason, seconds) from saferisk.bounds; never raises."""
+            unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, float, bool]:
+    """(radius_lower, method or reason, seconds, time budget exhausted) from saferisk.bounds; never raises."""
     start = time.perf_counter()
     spec = prop.spec()
     if spec is None:
-        return None, "no linear specification for this property (custom property)", 0.0
+        return None, "no linear specification for this property (custom property)", 0.0, False
     try:
         from saferisk.bounds import certify_radius
     except Exception as exc:  # pragma: no cover - bounds are part of the package
-        return None, f"certified bounds unavailable: {exc}", 0.0
+        return None, f"certified bounds unavailable: {exc}", 0.0, False
     config = bounds_config_for(model, config)
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
                               upper_hint=upper_hint)
     except Exception as exc:  # a bounds failure must not lose the rest of the result
         log.warning("certified bounds failed: %s", exc)
-        return None, f"bounds failed: {type(exc).__name__}: {exc}", time.perf_counter() - start
+        return None, f"bounds failed: {type(exc).__name__}: {exc}", time.perf_counter() - start, False
     seconds = time.perf_counter() - start
     if cert.radius_lower is None:
-        return None, cert.reason or "not certified", seconds
-    return float(cert.radius_lower), cert.method or cert.reason or "bounds", seconds
+        return None, cert.reason or "not certified", seconds, False
+    return float(cert.radius_lower), cert.method or cert.reason or "bounds", seconds, cert.budget_exhausted
 
 
 def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_radius: float, domain: Domain,
@@ -147,7 +148,9 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
     out.evaluations = evaluator.evaluations
     if certify_config is not False:
         cap = float(max_radius) if out.radius_upper is None else min(float(max_radius), out.radius_upper)
-        lower, method, seconds = certify(model, prop, center, norm, cap, domain, unit, certify_config, out.radius_upper)
+        lower, method, seconds, exhausted = certify(model, prop, center, norm, cap, domain, unit, certify_config,
+                                                    out.radius_upper)
+        out.certify_budget_exhausted = exhausted
         if lower is not None and out.radius_upper is not None and lower > out.radius_upper * (1 + 1e-6) + 1e-9:
             log.error("certified radius %.6g exceeds witness radius %.6g: refusing it", lower, out.radius_upper)
             lower, method = None, f"refused: certified {lower:.6g} > witness {out.radius_upper:.6g} (bug, please report)"
@@ -263,6 +266,8 @@ def _fill(result: RadiusResult, brackets, store: WitnessStore | None, prefix: st
     result.radius_upper = _min_or_none([b.radius_upper for b in all_b])
     result.evaluations = sum(b.evaluations for b in all_b)
     result.certify_seconds = sum(b.certify_seconds for b in all_b)
+    if any(b.certify_budget_exhausted for b in all_b):
+        result.extra["certify_budget_exhausted"] = True
     if all(v is not None for v in lowers):
         result.radius_lower = min(lowers)
         result.radius_lower_method = methods[int(np.argmin(lowers))]

@@ -126,3 +126,15 @@ def test_bound_outputs_batched_and_config_validation():
         CertifyConfig(tolerance=0)
     assert CertifyConfig().ladder() == ("ibp", "crown", "alpha-crown", "bab")
     assert CertifyConfig(method="crown").ladder() == ("ibp", "crown")
+
+
+def test_a_search_cut_short_by_the_time_budget_says_so():
+    """The only machine-dependent part of a result: flagged, so reports can say which bounds it touched."""
+    graph = _mlp(seed=3, n=3, h=40)
+    x0 = torch.tensor([0.2, 0.1, -0.3], dtype=torch.float64)
+    z0 = GraphModule(graph.to("cpu", torch.float64))(x0[None])[0]
+    spec, domain = Robustness().bind(z0).spec(), Domain.scalar(-1, 1, 3)
+    ample = certify_radius(graph, spec, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown", time_budget_s=30))
+    assert ample.radius_lower > 0 and not ample.budget_exhausted
+    cut = certify_radius(graph, spec, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown", time_budget_s=1e-6))
+    assert cut.budget_exhausted and (cut.radius_lower or 0.0) <= ample.radius_lower

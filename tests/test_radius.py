@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +329,23 @@ def test_witness_and_lower_bound_are_sound_for_every_property(tmp_path, prop):
         assert result.radius_lower <= result.radius_upper
         pts = samples_in_ball(x0, result.radius_lower * (1 - 1e-6), "2", domain, 100_000, seed=5)
         assert not bool(bound.violated(model.forward_flat(pts).double()).any())
+
+
+def test_a_certification_cut_short_by_its_budget_is_flagged_in_the_record():
+    """The flag travels from the bounds to the result record (extra), for reports to count."""
+    from saferisk.bounds import CertifyConfig
+    from saferisk.data.domain import Domain
+    from saferisk.models import load_model
+    from saferisk.properties import Robustness
+    from saferisk.radius import compute_radius
+    from saferisk.search import SearchConfig
+
+    model = load_model(Path(__file__).resolve().parents[1] / "saferisk" / "demo" / "digits_cnn.onnx")
+    x0 = np.load(Path(__file__).resolve().parents[1] / "saferisk" / "demo" / "digits_test.npz")["X"][0]
+    domain, search = Domain.scalar(0.0, 1.0, 64), SearchConfig(budget=500)
+    cut = compute_radius(model, x0, Robustness(), "inf", 0.3, domain, search=search,
+                         certify=CertifyConfig(method="crown", time_budget_s=1e-6))
+    assert cut.to_dict()["extra"].get("certify_budget_exhausted") is True
+    ample = compute_radius(model, x0, Robustness(), "inf", 0.3, domain, search=search,
+                           certify=CertifyConfig(method="crown", time_budget_s=60))
+    assert "certify_budget_exhausted" not in ample.to_dict()["extra"] and ample.radius_lower is not None

@@ -201,9 +201,11 @@ def test_default_config_dry_run_and_slurm_profile():
     assert proc.returncode == 0, proc.stderr[-3000:]
     pytest.importorskip("snakemake_executor_plugin_slurm")
     # --forceall: every job is planned even where a developer's results/ is up to date
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "-n", "--forceall"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", "-n", "--forceall"], cwd=ROOT,
                           capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "compute_radius_shard" in out and "slurm_account=CHANGE_ME_ACCOUNT" in out
+    # the SLURM profile alone decides (with --profile, profiles/default would be loaded and win)
+    assert "workflow specific profile profiles/slurm" in out and "profiles/default" not in out
     assert "gpu=1" in out

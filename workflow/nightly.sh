@@ -31,13 +31,13 @@ fi
 {
     echo "== saferisk nightly $STAMP on $(hostname) (profile $PROFILE)"
     echo "== git: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout')"
-    "$SNAKEMAKE" --profile "$PROFILE" --unlock "$@" >/dev/null 2>&1 || true
+    "$SNAKEMAKE" --workflow-profile "$PROFILE" --unlock "$@" >/dev/null 2>&1 || true
     echo "== dry run: what will run and why"
-    "$SNAKEMAKE" --profile "$PROFILE" --dry-run --rerun-incomplete "$@"
+    "$SNAKEMAKE" --workflow-profile "$PROFILE" --dry-run --rerun-incomplete "$@"
     echo "== run"
 } >>"$LOG" 2>&1
 
-"$SNAKEMAKE" --profile "$PROFILE" --keep-going --rerun-incomplete "$@" >>"$LOG" 2>&1
+"$SNAKEMAKE" --workflow-profile "$PROFILE" --keep-going --rerun-incomplete "$@" >>"$LOG" 2>&1
 STATUS=$?
 echo "== finished with exit status $STATUS at $(date -u +%Y-%m-%dT%H%M%SZ)" >>"$LOG"
 ln -sfn "$STAMP.log" "$LOG_DIR/latest.log"

@@ -152,8 +152,9 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     config = config or CertifyConfig()
     deadline = start + float(config.time_budget_s)
 
-    def done(radius, method, reason):
-        return Certificate(radius, method, reason, time.perf_counter() - start)
+    def done(radius, method, reason, searched: bool = False):
+        now = time.perf_counter()
+        return Certificate(radius, method, reason, now - start, budget_exhausted=searched and now >= deadline)
 
     if spec is None:
         return done(None, None, "the property has no linear spec for certified bounds")
@@ -202,8 +203,8 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         if lo >= hi:
             break
     if method_lo is None:
-        return done(0.0, None, "no radius > 0 certified within the time budget (bounds too loose)")
-    return done(lo, method_lo, None)
+        return done(0.0, None, "no radius > 0 certified within the time budget (bounds too loose)", searched=True)
+    return done(lo, method_lo, None, searched=not _close_enough(lo, hi, tol))
 
 
 def _box_inset(engine: BoundEngine, lower, upper) -> InputRegion:

@@ -67,3 +67,6 @@ class Certificate:
     method: str | None
     reason: str | None
     seconds: float
+    # the time budget ended the search before it converged: radius_lower is sound but depends
+    # on the machine's speed (a larger budget may certify more)
+    budget_exhausted: bool = False

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="config/my-audit.yaml", help="config file to write (default: %(default)s)")
     parser.add_argument("--name", help="model name in the config (default: from the file name)")
     parser.add_argument("--factory", help="module:function building the network (state_dict / safetensors)")
-    parser.add_argument("--input-shape", type=int, nargs="+", help="per-sample input shape (torch sources)")
+    parser.add_argument("--input-shape", nargs="+", metavar="D",
+                        help="per-sample input shape (torch sources), e.g. 1,28,28 (or 1 28 28)")
     parser.add_argument("--decision", choices=("argmax", "argmin"), default="argmax",
                         help="classifier decision rule (argmin for e.g. ACAS Xu)")
     parser.add_argument("--domain", type=float, nargs=2, metavar=("LOW", "HIGH"),
@@ -64,7 +65,9 @@ def _inspect_model(args) -> dict:
     if args.factory:
         kwargs["factory"] = args.factory
     if args.input_shape:
-        kwargs["input_shape"] = args.input_shape
+        from saferisk.commands.common import parse_ints
+
+        kwargs["input_shape"] = parse_ints(",".join(args.input_shape), "--input-shape")
     model = load_model(args.model, **kwargs)
     import torch
 
@@ -141,7 +144,7 @@ def build_config_text(args) -> tuple[str, str]:
     if args.factory:
         lines.append(f"    factory: {args.factory}")
     if args.input_shape:
-        lines.append(f"    input_shape: {list(args.input_shape)}")
+        lines.append(f"    input_shape: {info['input_shape']}")
     lines += [f"    domain: {domain_yaml}  # {domain_note}",
               f"    output_kind: {'logits' if classifier else 'regression'}"]
     if classifier:

@@ -97,6 +97,7 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
         "stats": [_stats_row(k, getattr(group, k), group, inputs) for k in RADIUS_NAMES],
         "curve": curve, "verdicts": verdicts,
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
+        "n_budget_exhausted": int(sum(_extra(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
         "figure": (property_figure(inputs, group) or "") if with_figure else "",
         "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)] if with_figure else [],
         "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
@@ -107,6 +108,15 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
         "seconds": fmt_seconds(float(inputs["seconds"].sum())),
         "certify_seconds": fmt_seconds(float(inputs["certify_seconds"].sum())),
     }
+
+
+def _extra(text) -> dict:
+    """A row's `extra` JSON as a dict ({} when empty or unreadable)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 MAX_VALUE_CHARS = 240

@@ -6,6 +6,7 @@ rule export_model:
         manifest="results/models/{model}/manifest.json",
     log:
         "logs/export_model/{model}.log",
+    localrule: True
     conda:
         CONDA_ENV
     params:

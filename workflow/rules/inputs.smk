@@ -5,6 +5,7 @@ rule prepare_input_shard:
         "results/inputs/{inputs}/shard-{shard}.npz",
     log:
         "logs/prepare_input_shard/{inputs}/shard-{shard}.log",
+    localrule: True
     conda:
         CONDA_ENV
     params:
