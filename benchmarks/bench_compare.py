@@ -115,11 +115,6 @@ def summary_table(title: str, rows: list[InputRow], exact: bool) -> Table:
     add("saferisk witness upper", bracket_times, [r.upper for r in rows], f"{upper_bad}/{len(rows)}" if exact else None)
     both = [r for r in rows if r.lower is not None and r.upper is not None]
     widths = [r.upper - r.lower for r in both]
-    judged = [r for r in rows if r.exact is not None and r.estimate is not None]
-    above = sum(r.estimate > r.exact * (1 + 1e-6) for r in judged)
-    if judged:
-        report.headlines.append(f"The paper's estimate lay above the exact radius on {above}/{len(judged)} inputs "
-                                f"({above / len(judged):.0%}): an estimate, not a guarantee.")
     relative = _relative_widths(rows)
     table.add("saferisk bracket width (upper - lower)", f"{len(both)}/{len(rows)}", _mean(bracket_times), _mean(widths),
               *(([f"relative: mean {_mean(relative):.3g}", f"relative: max {_max(relative):.3g}", "-"] if relative
