@@ -257,3 +257,16 @@ def test_torch_pt_files_are_told_apart_at_parse_time(default_config, tmp_path):
         config["models"]["digits_mlp"]["source"] = str(tmp_path / name)
         with pytest.raises(ConfigError, match=message):
             build_plan(config, ROOT)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((0, 64)), "holds no inputs"),
+    (np.where(np.arange(64 * 3).reshape(3, 64) == 70, np.nan, 0.5), "row 1 feature 6 is nan"),
+    (np.array([["a"] * 64] * 2), "the inputs are not numbers"),
+])
+def test_bad_data_is_a_parse_time_error(default_config, tmp_path, array, message):
+    """Found when the config is read: a failing input-shard job would first delete its old shard."""
+    np.savez(tmp_path / "bad.npz", X=array)
+    default_config["input_sets"]["digits"] = {"path": str(tmp_path / "bad.npz")}
+    with pytest.raises(ConfigError, match=rf"input_sets\.digits\.path: .*{message}"):
+        build_plan(default_config, ROOT)

@@ -165,6 +165,19 @@ def _select_positions(n_total: int, selection: dict | None, labels: np.ndarray |
     return np.asarray([int(i) for i in chosen.ids], dtype=np.int64)
 
 
+def _check_values(X2: np.ndarray, positions, path: Path, key: str) -> None:
+    """The selected rows are finite numbers (checked when the config is read, before any job)."""
+    try:
+        rows = np.asarray(X2[list(positions)], dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key}.path: {path}: the inputs are not numbers (array dtype {X2.dtype})") from None
+    bad = np.argwhere(~np.isfinite(rows))
+    if len(bad):
+        r, c = (int(v) for v in bad[0])
+        raise ConfigError(f"{key}.path: {path}: row {int(positions[r])} feature {c} is {rows[r, c]} "
+                          "(NaN/inf is not a valid input)")
+
+
 def peek_input_set(spec: dict[str, Any], base: Path, seeds: dict[str, int], key: str) -> InputSetInfo:
     """Rows, features, labels and per-row digests of an input set (after selection)."""
     if spec.get("box") is not None or spec.get("format") == "box":
@@ -205,8 +218,11 @@ def peek_input_set(spec: dict[str, Any], base: Path, seeds: dict[str, int], key:
         except (ValueError, OSError) as exc:
             raise ConfigError(f"{key}.path: {path} is not a readable {fmt} file ({exc})") from None
         X = np.asarray(X)
+        if X.size == 0:
+            raise ConfigError(f"{key}.path: {path} holds no inputs (array of shape {X.shape})")
         X2 = X.reshape(X.shape[0], -1) if X.ndim > 1 else X.reshape(1, -1)
         pos = _select_positions(X2.shape[0], spec.get("selection"), labels, seeds.get("selection", 0), key)
+        _check_values(X2, pos, path, key)
         digests = [_digest(np.ascontiguousarray(X2[p]).tobytes(),
                            b"" if labels is None else str(int(labels[p])).encode()) for p in pos]
         return InputSetInfo(len(pos), int(X2.shape[1]), labels is not None, digests, [int(p) for p in pos], path)
