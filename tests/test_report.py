@@ -233,6 +233,19 @@ def test_bad_data_is_stated_where_the_number_would_be(tmp_path):
     assert "Overall verdict: INCONCLUSIVE" in dead_text
 
 
+def test_estimates_outside_the_bracket_are_called_out(tmp_path):
+    """An estimate above the witness is provably too high, one below the certified bound too low."""
+    rows = [RadiusResult(input_id=str(i), property="robustness", norm="inf", max_radius=0.1, model="m",
+                         input_set="test", status="ok", value_at_x0=1.0, radius_lower=0.05, radius_upper=0.06,
+                         radius_estimate=estimate, radius_lower_method="crown", estimate_exceeds_upper=estimate > 0.06)
+            for i, estimate in enumerate([0.04, 0.03, 0.055, 0.07])]
+    table = table_from_results(rows)
+    out = render_model_report(table, summarize(table), manifest("m", "cc" * 32, (4,)), PROVENANCE, tmp_path / "m.pdf")
+    text = " ".join(pdf_text(out).split())
+    assert "For 2 inputs the estimate lies below the certified lower bound: there the estimate is provably too low" in text
+    assert "For 1 input the estimate exceeds the witness upper bound: there the estimate is provably too high" in text
+
+
 def small_audit():
     table = table_from_results(fabricate_results("tiny", [("robustness", "inf")], 5, input_shape=(3,)))
     return table, summarize(table), manifest("tiny", "ee" * 32, (3,))

@@ -93,6 +93,7 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
         "n_inputs": group.n_inputs, "n_ok": group.n_ok, "n_violated_at_input": group.n_violated_at_input,
         "n_failed": group.n_failed, "n_risks_found": group.n_risks_found,
         "n_estimate_exceeds_upper": group.n_estimate_exceeds_upper,
+        "n_estimate_below_lower": int((inputs["radius_estimate"] < inputs["radius_lower"] * (1 - 1e-9)).sum()),
         "note": group.availability_note() or "", "missing_shards": group.missing_shards,
         "stats": [_stats_row(k, getattr(group, k), group, inputs) for k in RADIUS_NAMES],
         "curve": curve, "verdicts": verdicts,
