@@ -99,27 +99,27 @@ def max_affine_lower_bound(inset: InputRegion, A_in: torch.Tensor, offset: torch
 def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
                 batch: int = 256, exact_spec: bool = True) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by input splitting."""
-    lower, upper = inset.lower, inset.upper
-    balls = inset.select(torch.zeros(1, dtype=torch.long, device=lower.device))
-    scale = (upper - lower).clamp_min(1e-12)
+    balls = inset.select(torch.zeros(1, dtype=torch.long, device=inset.lower.device))
+    scale = (inset.upper - inset.lower).clamp_min(1e-12)
     forward = engine.supports_forward()  # cheap forward bounds first: fewer unstable neurons for CROWN
-    inherited = None  # each queued box's parent intermediate bounds (sound for the box: a subset)
+    # the queued boxes (key "") and, per pre-activation node, their parent's intermediate bounds
+    # (sound for a sub-box, a subset; unbounded for the root)
+    names = [name for name in engine.pre_nodes if name != engine.input_name]
+    unbounded = lambda name: torch.full((1,) + engine.shapes[name], float("inf"), dtype=engine.dtype,  # noqa: E731
+                                        device=engine.device)
+    queue = {"": (inset.lower, inset.upper), **{name: (-unbounded(name), unbounded(name)) for name in names}}
     with torch.no_grad():
-        while lower.shape[0]:
-            if time.perf_counter() > deadline or lower.shape[0] > MAX_DOMAINS:
+        while (N := queue[""][0].shape[0]):
+            if time.perf_counter() > deadline or N > MAX_DOMAINS:
                 return "unknown"
-            lo_b, hi_b = lower[:batch], upper[:batch]
-            lower, upper = lower[batch:], upper[batch:]
+            head = {k: (lo[:batch], hi[:batch]) for k, (lo, hi) in queue.items()}
+            queue = {k: (lo[batch:], hi[batch:]) for k, (lo, hi) in queue.items()}
+            lo_b, hi_b = head[""]
             sub = balls.select(torch.zeros(lo_b.shape[0], dtype=torch.long, device=lo_b.device)).with_box(lo_b, hi_b)
             ibp = engine.ibp(sub)
-            start = {**ibp, **engine.forward_bounds(sub, ibp)} if forward else ibp
-            if inherited is not None:
-                par = {name: (lo_p[:batch], hi_p[:batch]) for name, (lo_p, hi_p) in inherited.items()}
-                inherited = {name: (lo_p[batch:], hi_p[batch:]) for name, (lo_p, hi_p) in inherited.items()}
-                start = dict(start)
-                for name, (lo_p, hi_p) in par.items():
-                    lo_s, hi_s = start[name]
-                    start[name] = (torch.maximum(lo_s, lo_p), torch.minimum(hi_s, hi_p))
+            start = {**ibp, **engine.forward_bounds(sub, ibp)} if forward else dict(ibp)
+            for name in names:
+                start[name] = (torch.maximum(start[name][0], head[name][0]), torch.minimum(start[name][1], head[name][1]))
             bounds = engine.intermediate_bounds(sub, "crown", None, None, start)
             B = sub.batch
             shape = engine.output_shape
@@ -158,16 +158,11 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
             rows_idx = torch.arange(lo_o.shape[0], device=lo_o.device)
             left_hi[rows_idx, dim] = mid
             right_lo[rows_idx, dim] = mid
-            lower = torch.cat([torch.cat([lo_o, right_lo]), lower])
-            upper = torch.cat([torch.cat([left_hi, hi_o]), upper])
-            kept = {name: (bounds[name][0][open_], bounds[name][1][open_]) for name in engine.pre_nodes
-                    if name != engine.input_name}
-            kept = {name: (torch.cat([lo_k, lo_k]), torch.cat([hi_k, hi_k])) for name, (lo_k, hi_k) in kept.items()}
-            if inherited is None:
-                inherited = kept
-            else:
-                inherited = {name: (torch.cat([kept[name][0], inherited[name][0]]),
-                                    torch.cat([kept[name][1], inherited[name][1]])) for name in kept}
+            children = {"": (torch.cat([lo_o, right_lo]), torch.cat([left_hi, hi_o]))}
+            for name in names:
+                lo_k, hi_k = bounds[name][0][open_], bounds[name][1][open_]
+                children[name] = (torch.cat([lo_k, lo_k]), torch.cat([hi_k, hi_k]))
+            queue = {k: (torch.cat([children[k][0], lo]), torch.cat([children[k][1], hi])) for k, (lo, hi) in queue.items()}
     return "verified"
 
 
@@ -225,7 +220,7 @@ def _root_relu_bounds(engine, rows, inset, ibp, deadline, iterations, lr=0.25):
     return bounds, final, best
 
 
-def _optimise_domains(engine, rows, sub, bounds, splits, alphas, betas, row_lb, iterations, deadline, lr=0.1):
+def _optimise_domains(engine, rows, sub, bounds, alphas, betas, row_lb, iterations, deadline, lr=0.1):
     """Better final-pass row bounds of split sub-domains: ReLU slopes `alphas` (initialised from
     the parent's) and split multipliers `betas` >= 0 by projected gradient ascent; the best bound
     per row is kept (every iterate is sound). Updates alphas / betas in place."""
@@ -265,17 +260,15 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline
     pre = [n.inputs[0] for n in engine.relu_nodes]
     if not pre:
         return "unknown"
-    optimise = rows.on_logits and iterations > 0
-    if not optimise:
+    if not (rows.on_logits and iterations > 0):
         return _relu_split_recompute(engine, rows, inset, deadline, batch)
     with torch.no_grad():
         ibp = engine.ibp(inset)
     root_deadline = time.perf_counter() + 0.3 * max(0.0, deadline - time.perf_counter())
-    bounds, root_alphas, row_lb = _root_relu_bounds(engine, rows, inset, ibp, root_deadline,
-                                                    root_iterations if rows.on_logits else 0)
+    bounds, root_alphas, row_lb = _root_relu_bounds(engine, rows, inset, ibp, root_deadline, root_iterations)
     if bool((rows.combine(row_lb) > 0).all()):
         return "verified"
-    if optimise and rows.n_groups > 1:
+    if rows.n_groups > 1:
         # s = min over groups: each group positive on the whole set proves s > 0; a group alone
         # needs fewer splits, and each step bounds only its rows
         group_lb = torch.full((1, rows.n_groups), float("-inf"), dtype=row_lb.dtype, device=row_lb.device)
@@ -285,16 +278,17 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline
                 continue
             idx = (rows.group == j).nonzero().flatten()
             sub_rows = SpecRows(rows.C[idx], rows.d[idx], torch.zeros_like(idx), 1, rows.on_logits)
-            verdict = _relu_bab(engine, sub_rows, inset, deadline, batch, optimise, iterations, bounds,
+            verdict = _relu_bab(engine, sub_rows, inset, deadline, batch, iterations, bounds,
                                 {k: v[:, idx] for k, v in root_alphas.items()}, row_lb[:, idx])
             if verdict != "verified":
                 return verdict
         return "verified"
-    return _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds, root_alphas, row_lb)
+    return _relu_bab(engine, rows, inset, deadline, batch, iterations, bounds, root_alphas, row_lb)
 
 
-def _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds, root_alphas, row_lb) -> str:
-    """The ReLU-splitting loop from the root's bounds, slopes and row bounds."""
+def _relu_bab(engine, rows, inset, deadline, batch, iterations, bounds, root_alphas, row_lb) -> str:
+    """The ReLU-splitting loop from the root's bounds, slopes and row bounds (rows on the logits:
+    slopes and split multipliers optimised per sub-domain)."""
     pre = [n.inputs[0] for n in engine.relu_nodes]
     S = row_lb.shape[1]
     names = list(bounds)
@@ -306,18 +300,17 @@ def _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds
     D_hi = {k: bounds[k][1] for k in names}
     D_split = {k: torch.zeros((1,) + engine.shapes[k], dtype=torch.int8, device=dev) for k in pre}
     akeys = [(n.output, engine.output_name) for n in engine.relu_nodes]
-    D_alpha, D_beta = {}, {}
-    if optimise:
-        for node, key in zip(engine.relu_nodes, akeys):
-            if key in root_alphas:
-                D_alpha[key] = root_alphas[key]
-            else:
-                lo, hi = bounds[node.inputs[0]]
-                D_alpha[key] = default_alpha(lo, hi).unsqueeze(1).expand((1, S) + tuple(lo.shape[1:])).clone()
-        D_beta = {k: torch.zeros((1, S) + engine.shapes[k], dtype=engine.dtype, device=dev) for k in pre}
+    D_alpha = {}
+    for node, key in zip(engine.relu_nodes, akeys):
+        if key in root_alphas:
+            D_alpha[key] = root_alphas[key]
+        else:
+            lo, hi = bounds[node.inputs[0]]
+            D_alpha[key] = default_alpha(lo, hi).unsqueeze(1).expand((1, S) + tuple(lo.shape[1:])).clone()
+    D_beta = {k: torch.zeros((1, S) + engine.shapes[k], dtype=engine.dtype, device=dev) for k in pre}
     with torch.no_grad():
         record: dict = {}
-        rows_lower_bound(engine, inset, rows, bounds, D_alpha or None, record)
+        rows_lower_bound(engine, inset, rows, bounds, D_alpha, record)
         D_choice = _choose(rows, pre, bounds, D_split, record, row_lb)
     if bool((D_choice < 0).any()):
         return "unknown"
@@ -346,11 +339,10 @@ def _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds
             sub = inset.select(torch.zeros(B, dtype=torch.long, device=dev))
             cb = {k: (c_lo[k], c_hi[k]) for k in names}
             record = {}
-            row_lb = rows_lower_bound(engine, sub, rows, cb, c_alpha or None, record,
-                                      {k: (c_beta[k], c_split[k]) for k in pre} if optimise else None)
-            if optimise and not bool((rows.combine(row_lb) > 0).all()):
-                betas = {k: (c_beta[k], c_split[k]) for k in pre}
-                row_lb = _optimise_domains(engine, rows, sub, cb, c_split, c_alpha, betas, row_lb, iterations, deadline)
+            betas = {k: (c_beta[k], c_split[k]) for k in pre}
+            row_lb = rows_lower_bound(engine, sub, rows, cb, c_alpha, record, betas)
+            if not bool((rows.combine(row_lb) > 0).all()):
+                row_lb = _optimise_domains(engine, rows, sub, cb, c_alpha, betas, row_lb, iterations, deadline)
                 record = {}
                 row_lb = torch.maximum(row_lb, rows_lower_bound(engine, sub, rows, cb, c_alpha, record, betas))
             open_ = ~(rows.combine(row_lb) > 0)
@@ -373,17 +365,22 @@ def _relu_bab(engine, rows, inset, deadline, batch, optimise, iterations, bounds
     return "verified"
 
 
+def _split_positions(pre, offsets, sizes, choice):
+    """(name, domain indices, flat neuron indices, mask over the domains) per pre-ReLU node for
+    `choice` (B,), an index into the concatenated pre-ReLU nodes."""
+    ar = torch.arange(choice.shape[0], device=choice.device)
+    for name, off, size in zip(pre, offsets, sizes):
+        mine = (choice >= off) & (choice < off + size)
+        if bool(mine.any()):
+            yield name, ar[mine], choice[mine] - off, mine
+
+
 def _apply_split(pre, offsets, sizes, lo_d, hi_d, split_d, choice, sign):
     """Split neuron `choice` (B,) (index into the concatenated pre-ReLU nodes) of each domain to
     `sign` (B,) (+1: x >= 0, -1: x <= 0), in place on the given (fresh) tensors: the split
     sign is recorded and the neuron's bound clamped at 0 (sound on that half)."""
     B = choice.shape[0]
-    ar = torch.arange(B, device=choice.device)
-    for name, off, size in zip(pre, offsets, sizes):
-        mine = (choice >= off) & (choice < off + size)
-        if not bool(mine.any()):
-            continue
-        idx, flat = ar[mine], choice[mine] - off
+    for name, idx, flat, mine in _split_positions(pre, offsets, sizes, choice):
         split_d[name].reshape(B, -1)[idx, flat] = sign[mine]
         lo, hi = lo_d[name].reshape(B, -1), hi_d[name].reshape(B, -1)
         up = sign[mine] > 0
@@ -419,15 +416,17 @@ def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegio
     pre = [n.inputs[0] for n in engine.relu_nodes]
     if not pre:
         return "unknown"
-    splits0 = {name: torch.zeros((1,) + engine.shapes[name], dtype=torch.int8, device=engine.device) for name in pre}
-    domains = [splits0]  # each: dict name -> (1, *shape)
+    sizes = [int(torch.tensor(engine.shapes[name]).prod()) for name in pre]
+    offsets = [sum(sizes[:i]) for i in range(len(pre))]
+    # the open domains (N, *shape) per pre-ReLU node: split signs only, bounds are recomputed
+    queue = {name: torch.zeros((1,) + engine.shapes[name], dtype=torch.int8, device=engine.device) for name in pre}
     with torch.no_grad():
-        while domains:
-            if time.perf_counter() > deadline or len(domains) > MAX_DOMAINS:
+        while (N := queue[pre[0]].shape[0]):
+            if time.perf_counter() > deadline or N > MAX_DOMAINS:
                 return "unknown"
-            chunk, domains = domains[:batch], domains[batch:]
-            B = len(chunk)
-            splits = {name: torch.cat([d[name] for d in chunk]) for name in pre}
+            splits = {name: v[:batch] for name, v in queue.items()}
+            queue = {name: v[batch:] for name, v in queue.items()}
+            B = splits[pre[0]].shape[0]
             sub = inset.select(torch.zeros(B, dtype=torch.long, device=inset.lower.device))
             ibp = engine.ibp(sub)
             bounds = engine.intermediate_bounds(sub, "crown", None, splits, ibp)
@@ -438,35 +437,20 @@ def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegio
             for name in pre:
                 lo, hi = bounds[name]
                 empty |= (lo > hi).reshape(B, -1).any(dim=1)
-            open_ = ~(s_lb > 0) & ~empty
-            if not bool(open_.any()):
+            keep = (~(s_lb > 0) & ~empty).nonzero().flatten()
+            if not keep.numel():
                 continue
-            worst = rows.critical_row(row_lb)
-            best_score = torch.full((B,), -1.0, dtype=row_lb.dtype, device=row_lb.device)
-            best_choice: list = [None] * B
-            for name in pre:
-                lo, hi = bounds[name]
-                coef, bu = record[name]
-                unstable = ((lo < 0) & (hi > 0) & (splits[name] == 0)).reshape(B, -1)
-                c = coef.gather(1, worst.view(B, 1, *([1] * (coef.dim() - 2))).expand(B, 1, *coef.shape[2:])).squeeze(1)
-                intercept = bu.expand_as(coef)[:, 0] if bu.shape[1] == 1 else bu.gather(
-                    1, worst.view(B, 1, *([1] * (coef.dim() - 2))).expand(B, 1, *coef.shape[2:])).squeeze(1)
-                score = (-(c.clamp(max=0)) * intercept).reshape(B, -1)
-                score = score + 1e-6 * ((hi - lo).reshape(B, -1))
-                score = torch.where(unstable, score, torch.full_like(score, -1.0))
-                value, index = score.max(dim=1)
-                better = value > best_score
-                for b in torch.nonzero(better & open_).flatten().tolist():
-                    best_score[b] = value[b]
-                    best_choice[b] = (name, int(index[b]))
-            for b in torch.nonzero(open_).flatten().tolist():
-                if best_choice[b] is None:  # nothing left to split: the relaxation is exact here
-                    return "unknown"
-                name, flat = best_choice[b]
-                for sign in (1, -1):
-                    child = {k: chunk[b][k].clone() for k in pre}
-                    child[name].view(-1)[flat] = sign
-                    domains.append(child)
+            choice = _choose(rows, pre, bounds, splits, record, row_lb)[keep]
+            if bool((choice < 0).any()):  # nothing left to split: the relaxation is exact there
+                return "unknown"
+            # children: x_i >= 0 for the first len(keep), x_i <= 0 for the rest
+            children = {name: torch.cat([splits[name][keep], splits[name][keep]]) for name in pre}
+            choice = torch.cat([choice, choice])
+            sign = torch.cat([torch.ones(keep.numel(), dtype=torch.int8, device=choice.device),
+                              -torch.ones(keep.numel(), dtype=torch.int8, device=choice.device)])
+            for name, idx, flat, mine in _split_positions(pre, offsets, sizes, choice):
+                children[name].reshape(choice.shape[0], -1)[idx, flat] = sign[mine]
+            queue = {name: torch.cat([queue[name], children[name]]) for name in pre}
     return "verified"
 
 
