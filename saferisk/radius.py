@@ -13,7 +13,6 @@ estimate = d; NaN/inf outputs -> status `failed: ...` for that input only.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import zlib
@@ -88,16 +87,6 @@ def device_name(model) -> str:
     return dev.type
 
 
-def bounds_config_for(model, config=None):
-    """The CertifyConfig for `model`: bounds run where the model runs unless `device` is set."""
-    from saferisk.bounds import CertifyConfig
-
-    config = config if isinstance(config, CertifyConfig) else CertifyConfig()
-    if config.device is None and model.device.type != "cpu":
-        config = dataclasses.replace(config, device=str(model.device))
-    return config
-
-
 def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius: float, domain: Domain,
             unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, float, bool]:
     """(radius_lower, method or reason, seconds, time budget exhausted) from saferisk.bounds; never raises."""
@@ -106,10 +95,10 @@ def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius:
     if spec is None:
         return None, "no linear specification for this property (custom property)", 0.0, False
     try:
-        from saferisk.bounds import certify_radius
+        from saferisk.bounds import CertifyConfig, certify_radius
     except Exception as exc:  # pragma: no cover - bounds are part of the package
         return None, f"certified bounds unavailable: {exc}", 0.0, False
-    config = bounds_config_for(model, config)
+    config = (config if isinstance(config, CertifyConfig) else CertifyConfig()).on_device_of(model)
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
                               upper_hint=upper_hint)

@@ -246,7 +246,7 @@ def _attack(model, spec: VnnlibSpec, deadline: float, seed: int, corners: bool, 
 def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]:
     """(True, None) when certified bounds prove the box safe; else (False, why not)."""
     try:
-        from saferisk.bounds import verify_box
+        from saferisk.bounds import CertifyConfig, verify_box
     except ImportError:
         return False, "certified bounds (saferisk.bounds.verify_box) are not available"
     lower = torch.as_tensor(spec.lower, dtype=torch.float64)
@@ -255,9 +255,8 @@ def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]
     z0 = model.forward_flat(centre.reshape(1, -1).to(model.dtype)).to("cpu", torch.float64).reshape(-1)
     minmax = spec.unsafe.bind(z0).spec()
     try:
-        from saferisk.radius import bounds_config_for
-
-        answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s), config=bounds_config_for(model))
+        answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s),
+                            config=CertifyConfig().on_device_of(model))
     except SaferiskError as exc:  # e.g. an operation the bounds do not support
         return False, f"bounds: {exc}"
     return answer == "verified", None if answer == "verified" else f"bounds: {answer}"

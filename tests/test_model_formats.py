@@ -233,7 +233,6 @@ def test_moving_a_model_keeps_its_dtype_and_bounds_follow_its_device():
 
     from saferisk.bounds import CertifyConfig
     from saferisk.models.model import Model
-    from saferisk.radius import bounds_config_for
 
     graph = load_model(DEMO / "digits_mlp.onnx").graph
     model = Model(graph, dtype=torch.float64).to("cpu")
@@ -241,6 +240,6 @@ def test_moving_a_model_keeps_its_dtype_and_bounds_follow_its_device():
     assert all(v.dtype == torch.float64 for n in model.module.graph.nodes for v in n.params.values()
                if isinstance(v, torch.Tensor) and v.is_floating_point())
     on_gpu = types.SimpleNamespace(device=torch.device("cuda"))
-    assert bounds_config_for(on_gpu).device == "cuda"
-    assert bounds_config_for(on_gpu, CertifyConfig(device="cpu")).device == "cpu"
-    assert bounds_config_for(model, CertifyConfig(method="crown")).device is None
+    assert CertifyConfig().on_device_of(on_gpu).device == "cuda"
+    assert CertifyConfig(device="cpu").on_device_of(on_gpu).device == "cpu"
+    assert CertifyConfig(method="crown").on_device_of(model).device is None

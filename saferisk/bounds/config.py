@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from saferisk.errors import ConfigError
@@ -53,6 +54,12 @@ class CertifyConfig:
         if self.alpha_intermediate is not None:
             return bool(self.alpha_intermediate)
         return relu_neurons <= self.alpha_intermediate_max_neurons
+
+    def on_device_of(self, model) -> "CertifyConfig":
+        """This config with the bounds placed where `model` runs, unless `device` is set."""
+        if self.device is None and model.device.type != "cpu":
+            return dataclasses.replace(self, device=str(model.device))
+        return self
 
     def ladder(self) -> tuple[str, ...]:
         """The methods to run, cheapest first, up to the strongest."""

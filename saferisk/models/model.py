@@ -27,7 +27,8 @@ class Model:
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
-        self.module = GraphModule(self.graph).to(self.device, self.dtype).eval()
+        self.module = GraphModule(self.graph).eval()
+        self.to(self.device)  # one placement path (dtype, and TF32 off on CUDA)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
