@@ -23,6 +23,11 @@ MAX_FAILURE_ROWS = 15
 CSS_CLASSES = {PASS: "pass", FAIL: "fail", INCONCLUSIVE: "inconclusive"}
 
 
+def scale_text(scale: str) -> str:
+    """The unit radii are measured in."""
+    return "fractions of each feature's domain width" if scale == "domain" else "the model's input units"
+
+
 def property_title(property_name: str, norm: str) -> str:
     return f"{property_name} · {NORM_NAMES.get(norm, 'L' + norm)} norm"
 
@@ -88,7 +93,8 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
     return {
         "key": group.key, "anchor": f"prop-{group.key}", "title": property_title(group.property, group.norm),
         "property": group.property, "norm": NORM_NAMES.get(group.norm, group.norm),
-        "scale": "fractions of each feature's domain width" if group.scale == "domain" else "the model's input units",
+        "scale": scale_text(group.scale),
+        "estimate_capped": _estimate_capped(group),
         "max_radius": fmt_number(group.max_radius), "input_sets": ", ".join(group.input_sets) or "—",
         "n_inputs": group.n_inputs, "n_ok": group.n_ok, "n_violated_at_input": group.n_violated_at_input,
         "n_failed": group.n_failed, "n_risks_found": group.n_risks_found,
@@ -215,7 +221,8 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
                       "n_risks_found": s["n_risks_found"], "note": s["note"],
                       "min_upper": _min_upper_text(s["stats"][2]["min"], s["n_violated_at_input"]),
                       "median_lower": s["stats"][0]["median"],
-                      "median_estimate": _capped_text(s["stats"][1]["median"], s["max_radius"])} for s in sections],
+                      "median_estimate": _capped_text(s["stats"][1]["median"], s["estimate_capped"])}
+                     for s in sections],
         "provenance": provenance_rows(provenance, rows),
         "manifest_rows": manifest_rows(manifest),
         "attachment_name": attachment_name,
@@ -228,9 +235,15 @@ def _min_upper_text(text: str, n_violated_at_input: int) -> str:
     return f"{text} (violated at an input)" if n_violated_at_input and text == "0" else text
 
 
-def _capped_text(text: str, max_radius_text: str) -> str:
+def _estimate_capped(group: GroupSummary) -> bool:
+    """Whether the median estimate is the maximum radius searched (r_hat = min(d, ...) = d)."""
+    median, top = group.radius_estimate.median, group.max_radius
+    return median is not None and top is not None and median == median and median >= top
+
+
+def _capped_text(text: str, capped: bool) -> str:
     """A radius equal to the maximum radius searched is only known to be at least that."""
-    return f"≥ {text} (max radius)" if text != "—" and text == max_radius_text else text
+    return f"≥ {text} (max radius)" if capped else text
 
 
 def _decision_text(manifest: dict) -> str:
@@ -294,15 +307,13 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
                          "risks": g.n_risks_found,
                          "min_upper": _min_upper_text(fmt_number(g.radius_upper.min), g.n_violated_at_input),
                          "median_lower": fmt_number(g.radius_lower.median),
-                         "median_estimate": _capped_text(fmt_number(g.radius_estimate.median),
-                                                         fmt_number(g.max_radius)),
+                         "median_estimate": _capped_text(fmt_number(g.radius_estimate.median), _estimate_capped(g)),
                          "note": g.availability_note() or ""})
         properties.append({"key": key, "anchor": f"prop-{key}", "title": property_title(first.property, first.norm),
                            "at_radius": fmt_number(at_radius), "rows": rows, "figure": comparison_figure(groups) or "",
                            "at_radius_why": "the radius of the criterion" if criteria else
                            "the smallest radius of the grid (max radius / 10): no criterion names this property",
-                           "scale": "fractions of each feature's domain width" if first.scale == "domain"
-                           else "the model's input units"})
+                           "scale": scale_text(first.scale)})
     context = common_context(provenance, audit_date, "Safety risk audit: summary")
     context.update({"models": models, "keys": keys, "matrix": matrix, "properties": properties,
                     "criteria": [c.label for c in summary.criteria],
