@@ -143,7 +143,7 @@ def minimise_kl(model, x0: torch.Tensor, quick: bool, seed: int = 0):
     return x_best, kl_after, evaluator.evaluations
 
 
-def uncertainty_table(quick: bool) -> tuple[Table, list[str], list[str]]:
+def uncertainty_table(quick: bool) -> tuple[Table, list[str], dict[str, bytes]]:
     """Figure 5 on the first correctly classified digits (the images of the first one are saved)."""
     from saferisk.properties import kl_uniform_softmax
 
@@ -191,6 +191,5 @@ def run(quick: bool = False) -> BenchReport:
     table, heads, files = uncertainty_table(quick)
     report.tables.append(table)
     report.headlines += heads
-    report.files += list(files)
-    report.file_bytes.update(files)
+    report.files.update(files)
     return report

@@ -107,8 +107,7 @@ class BenchReport:
     goals: list[Goal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     headlines: list[str] = field(default_factory=list)  # one-line claims for README "Performance"
-    files: list[str] = field(default_factory=list)  # extra outputs (images) in results/
-    file_bytes: dict[str, bytes] = field(default_factory=dict, repr=False)  # their content, written beside the tables
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # extra outputs (images): name -> content
     seconds: float = 0.0
     quick: bool = False
 
@@ -132,7 +131,7 @@ class BenchReport:
         return {"name": self.name, "title": self.title, "quick": self.quick, "seconds": round(self.seconds, 3),
                 "machine": machine or {}, "tables": [t.to_dict() for t in self.tables],
                 "goals": [{"text": g.text, "measured": g.measured, "met": g.met} for g in self.goals],
-                "notes": self.notes, "headlines": self.headlines, "files": self.files}
+                "notes": self.notes, "headlines": self.headlines, "files": list(self.files)}
 
 
 def write_report(report: BenchReport, results_dir: Path = RESULTS_DIR) -> Path:
@@ -143,7 +142,7 @@ def write_report(report: BenchReport, results_dir: Path = RESULTS_DIR) -> Path:
     path = Path(results_dir) / f"{report.name}.md"
     atomic_write_bytes(path, report.markdown(machine).encode())
     atomic_write_json(Path(results_dir) / f"{report.name}.json", report.to_dict(machine))
-    for name, data in sorted(report.file_bytes.items()):
+    for name, data in sorted(report.files.items()):
         atomic_write_bytes(Path(results_dir) / name, data)
     return path
 

@@ -124,12 +124,8 @@ def export_model_step(model_name: str, model_spec: dict[str, Any], source_path: 
     """Canonical model.onnx + manifest.json for one configured model (byte-identical on re-export)."""
     from saferisk.models.export import export_model
 
-    source = {"path": str(source_path)}
-    if model_spec.get("format", "auto") != "auto":
-        source["format"] = model_spec["format"]
-    for key in EXPORT_KEYS[1:]:
-        if model_spec.get(key) is not None:
-            source[key] = model_spec[key]
+    source = {"path": str(source_path), **{key: value for key, value in export_spec(model_spec).items()
+                                           if value is not None and not (key == "format" and value == "auto")}}
     X = None
     if check_inputs:
         from saferisk.data.inputs import load_npz_input_set

@@ -97,4 +97,3 @@ def _check_criteria_match(criteria: list, table, path: str) -> None:
             raise ConfigError(f"criteria file {path}: criteria[{i}] names property {criterion.property!r}"
                               f"{'' if criterion.norm is None else f' in norm {criterion.norm}'}, which the table "
                               f"does not hold; measured: {have}")
-

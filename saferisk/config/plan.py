@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from saferisk.config.runtime import certify_config, domain_object, property_object, search_config
 from saferisk.config.peek import (
     InputSetInfo,
     model_format,
@@ -26,6 +25,7 @@ from saferisk.config.peek import (
     peek_input_set,
     resolve_path,
 )
+from saferisk.config.runtime import certify_config, domain_object, property_object, search_config
 from saferisk.config.schema import check_schema
 from saferisk.errors import ConfigError
 from saferisk.io import sha256_file
