@@ -1,7 +1,9 @@
 """Train and export the demo models deterministically: `python -m saferisk.demo.train [--out DIR]`.
 
 Same torch version + CPU => byte-identical files (fixed seeds, deterministic algorithms, one
-thread, ONNX export through the TorchScript exporter, zip entries with a fixed timestamp).
+thread, ONNX export through the TorchScript exporter, zip entries with a fixed timestamp). On
+another CPU (other SIMD kernels) float rounding differs and training amplifies it: the data and
+graph structure stay identical, the weights and outputs only close (tests/test_demo.py).
 """
 
 from __future__ import annotations
