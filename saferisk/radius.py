@@ -98,6 +98,8 @@ def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius:
         from saferisk.bounds import CertifyConfig, certify_radius
     except Exception as exc:  # pragma: no cover - bounds are part of the package
         return None, f"certified bounds unavailable: {exc}", 0.0, False
+    if model.graph is None:
+        return None, f"no certified bound: {model.graph_error} (searched through onnxruntime)", 0.0, False
     config = (config if isinstance(config, CertifyConfig) else CertifyConfig()).on_device_of(model)
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
@@ -185,7 +187,8 @@ def compute_radius(model, x0, prop: Property, norm, max_radius, domain: Domain, 
     x0_t = _prepare(model, x0, domain, f"input {input_id}")
     result = RadiusResult(input_id=str(input_id), property=prop.kind, norm=norm, max_radius=max_radius,
                           label=None if label is None else int(label), scale=scale,
-                          search_mode=search.describe(), device=device_name(model), seed=int(seed),
+                          search_mode=search.describe(), device=device_name(model), evaluator=model.evaluator,
+                          seed=int(seed),
                           saferisk_version=__version__, model=model.name, model_sha256=model.sha256)
     start = time.perf_counter()
     center = x0_t.to(model.device, model.dtype)

@@ -50,6 +50,7 @@ class RadiusResult:
     seconds: float = 0.0
     certify_seconds: float = 0.0
     device: str = "cpu"
+    evaluator: str = "torch"  # what ran the forward passes: torch (saferisk's graph) or onnxruntime
     seed: int = 0
     saferisk_version: str = ""
     status: str = STATUS_OK

@@ -230,7 +230,7 @@ def _attack(model, spec: VnnlibSpec, deadline: float, seed: int, corners: bool, 
     upper = torch.as_tensor(spec.upper, dtype=torch.float64)
     generator = torch.Generator().manual_seed(int(seed))
     random_starts = lower + (upper - lower) * torch.rand(8, spec.n_inputs, generator=generator, dtype=torch.float64)
-    corner_starts = first_layer_corners(model.graph, lower, upper) if corners else None
+    corner_starts = first_layer_corners(model.graph, lower, upper) if corners and model.graph is not None else None
     starts = random_starts if corner_starts is None else torch.cat([corner_starts, random_starts])
     watched = _WatchedModel(model, spec, deadline)
     try:
@@ -254,6 +254,8 @@ def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]
     centre = (lower + upper) / 2.0
     z0 = model.forward_flat(centre.reshape(1, -1).to(model.dtype)).to("cpu", torch.float64).reshape(-1)
     minmax = spec.unsafe.bind(z0).spec()
+    if model.graph is None:
+        return False, f"bounds: {model.graph_error} (searched through onnxruntime)"
     try:
         answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s),
                             config=CertifyConfig().on_device_of(model))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saferisk.bounds.relax import leaky_relu_relax, s_shaped_relax
+from saferisk.bounds.relax import leaky_relu_relax, lipschitz_grid_relax, lipschitz_grid_values, s_shaped_relax
+from saferisk.models.activations import ACTIVATIONS
 
 
 def _intervals(count=4000, seed=0):
@@ -45,3 +46,35 @@ def test_s_shaped_relaxation_sound(op):
     narrow = (upper - lower) < 1e-3
     gap = (lines[3] - lines[1])[narrow]
     assert bool((gap < 1e-6 + 1e-9).all())
+
+
+# each activation with its default attributes and with others (negative alpha, a steep slope)
+ACTIVATION_CASES = [(op, dict(ACTIVATIONS[op].onnx_defaults)) for op in sorted(ACTIVATIONS) if op != "clip"] + [
+    ("elu", {"alpha": 2.5}), ("elu", {"alpha": -0.5}), ("selu", {"alpha": 0.5, "gamma": 2.0}), ("celu", {"alpha": 0.3}),
+    ("gelu", {"approximate": "tanh"}), ("hardsigmoid", {"alpha": -3.0, "beta": 0.2}),
+    ("clip", {"min": 0.0, "max": 6.0}), ("clip", {"min": -1.0, "max": 1.0}), ("clip", {"min": None, "max": 0.5})]
+
+
+@pytest.mark.parametrize("op, attrs", ACTIVATION_CASES)
+def test_activation_lipschitz_constant_bounds_the_derivative(op, attrs):
+    activation = ACTIVATIONS[op]
+    x = torch.linspace(-30, 30, 600_001, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(activation.fn(x, attrs).sum(), x)
+    assert float(grad.abs().max()) <= activation.lipschitz(attrs)
+
+
+@pytest.mark.parametrize("op, attrs", ACTIVATION_CASES)
+def test_lipschitz_grid_relaxation_sound_and_tight(op, attrs):
+    lower, upper, g = _intervals(seed=11)
+    activation = ACTIVATIONS[op]
+    fn = lambda x: activation.fn(x, attrs)  # noqa: E731
+    lipschitz = activation.lipschitz(attrs)
+    lines = lipschitz_grid_relax(fn, lipschitz, lower, upper)
+    _check(fn, lines, lower, upper, g)
+    low, high = lipschitz_grid_values(fn, lipschitz, lower, upper)  # interval bounds (IBP)
+    _check(fn, (torch.zeros_like(low), low, torch.zeros_like(high), high), lower, upper, g)
+    # the lines are at most (L + |k|) h apart beyond the function's own curvature: on a
+    # degenerate interval they meet f's value
+    gap = lines[3] - lines[1]
+    assert bool((gap[:50] < 1e-8).all())
+    assert bool((gap <= (upper - lower) * (lipschitz + lines[0].abs()) * 2 + 1e-8).all())

@@ -23,6 +23,7 @@ from saferisk.bounds.bab import input_split, relu_split
 from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.spec import SpecRows
 from saferisk.data.domain import Domain
+from saferisk.models.activations import ACTIVATIONS
 from saferisk.models.graph import Graph, GraphModule, Node
 from saferisk.norms import distance, project
 from saferisk.properties import Robustness
@@ -49,6 +50,18 @@ class _Torch(torch.nn.Module):
         return self.fn(x)
 
 
+# the graph's activation attrs and the torch.nn layer that computes the same function
+ACT_ATTRS = {"leaky_relu": {"alpha": 0.1}, "elu": {"alpha": 0.7}, "selu": ACTIVATIONS["selu"].onnx_defaults,
+             "celu": {"alpha": 1.3}, "gelu": {"approximate": "none"}, "hardsigmoid": {"alpha": 1 / 6, "beta": 0.5},
+             "clip": {"min": 0.0, "max": 6.0}}
+TORCH_ACTS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+              "leaky_relu": lambda: torch.nn.LeakyReLU(0.1), "elu": lambda: torch.nn.ELU(0.7), "selu": torch.nn.SELU,
+              "celu": lambda: torch.nn.CELU(1.3), "softplus": torch.nn.Softplus, "softsign": torch.nn.Softsign,
+              "erf": lambda: _Torch(torch.erf), "gelu": torch.nn.GELU, "mish": torch.nn.Mish,
+              "hardsigmoid": torch.nn.Hardsigmoid, "hardswish": torch.nn.Hardswish, "abs": lambda: _Torch(torch.abs),
+              "sin": lambda: _Torch(torch.sin), "cos": lambda: _Torch(torch.cos), "clip": torch.nn.ReLU6}
+
+
 def mlp(seed: int, n: int, widths: list[int], m: int, acts: list[str]):
     """MLP graph with the given activations (cycled) and an equivalent torch module."""
     g = torch.Generator().manual_seed(seed)
@@ -56,11 +69,10 @@ def mlp(seed: int, n: int, widths: list[int], m: int, acts: list[str]):
     for i, w in enumerate(widths):
         W, b = torch.randn(w, k, generator=g) / math.sqrt(k) * 1.5, torch.randn(w, generator=g) * 0.5
         act = acts[i % len(acts)]
-        nodes += [_lin(f"l{i}", src, W, b), _act(act, f"a{i}", f"l{i}", **({"alpha": 0.1} if act == "leaky_relu" else {}))]
+        nodes += [_lin(f"l{i}", src, W, b), _act(act, f"a{i}", f"l{i}", **ACT_ATTRS.get(act, {}))]
         lin = torch.nn.Linear(k, w)
         lin.weight.data, lin.bias.data = W.clone(), b.clone()
-        layers += [lin, {"relu": torch.nn.ReLU(), "tanh": torch.nn.Tanh(), "sigmoid": torch.nn.Sigmoid(),
-                         "leaky_relu": torch.nn.LeakyReLU(0.1)}[act]]
+        layers += [lin, TORCH_ACTS[act]()]
         src, k = f"a{i}", w
     W, b = torch.randn(m, k, generator=g) / math.sqrt(k), torch.randn(m, generator=g) * 0.5
     nodes.append(_lin("out", src, W, b))
@@ -124,6 +136,9 @@ def _zoo():
     for seed in range(4):
         out.append(("mlp-relu", *mlp(seed, 3, [10, 8], 3, ["relu"])))
         out.append(("mlp-mixed", *mlp(100 + seed, 4, [9, 7, 6], 3, ["tanh", "leaky_relu", "sigmoid"])))
+    lipschitz = sorted(ACTIVATIONS)
+    for i in range(0, len(lipschitz), 3):
+        out.append(("mlp-" + "-".join(lipschitz[i:i + 3]), *mlp(200 + i, 4, [9, 7, 6], 3, lipschitz[i:i + 3])))
     out.append(("residual", *residual(7)))
     out.append(("residual", *residual(8)))
     out.append(("cnn", *cnn(3)))

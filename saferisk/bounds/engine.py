@@ -25,12 +25,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from saferisk.bounds.relax import default_alpha, leaky_relu_relax, s_shaped_relax
+from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_relax, lipschitz_grid_values, s_shaped_relax
 from saferisk.bounds.sets import InputRegion
+from saferisk.models.activations import ACTIVATIONS
 from saferisk.models.graph import Graph, Node, run_node
 
 AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"}
-ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"}
+LIPSCHITZ_OPS = set(ACTIVATIONS)  # relaxed by lipschitz_grid_relax
+ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS
 OTHER_OPS = {"add", "concat", "maxpool", "constant"}
 SUPPORTED_OPS = AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS
 
@@ -193,6 +195,8 @@ class BoundEngine:
             straddle = (lo < 0) & (hi > 0)
             low = torch.where(straddle, torch.minimum(torch.minimum(flo, fhi), torch.zeros_like(lo)), torch.minimum(flo, fhi))
             return low, torch.maximum(flo, fhi)
+        if op in LIPSCHITZ_OPS:
+            return lipschitz_grid_values(*_activation(node), args[0][0], args[0][1])
         if op == "add":
             return args[0][0] + args[1][0], args[0][1] + args[1][1]
         if op == "concat":
@@ -431,6 +435,8 @@ class BoundEngine:
                     al, bl, au, bu = leaky_relu_relax(lo.unsqueeze(1), hi.unsqueeze(1), slope, alpha)
                 else:
                     al, bl, au, bu = (t.unsqueeze(1) for t in leaky_relu_relax(lo, hi, slope))
+            elif op in LIPSCHITZ_OPS:
+                al, bl, au, bu = (t.unsqueeze(1) for t in lipschitz_grid_relax(*_activation(node), lo, hi))
             else:
                 al, bl, au, bu = (t.unsqueeze(1) for t in s_shaped_relax(op, lo, hi))
             # A+ a_l + A- a_u = A a_u + A+ (a_l - a_u);  A+ b_l + A- b_u = A b_u + A+ (b_l - b_u)
@@ -482,6 +488,12 @@ class BoundEngine:
         folded = F.fold(patches.reshape(B * K * C, kk, L), (Hp, Wp), kernel, stride=stride)
         folded = folded.reshape(B, K, C, Hp, Wp)[:, :, :, top:top + H, left:left + W]
         return [(node.inputs[0], folded)], extra
+
+
+def _activation(node: Node):
+    """(f, L) of an activation node: the function of x alone and its Lipschitz constant."""
+    activation, attrs = ACTIVATIONS[node.op], dict(node.attrs)
+    return (lambda x: activation.fn(x, attrs)), float(activation.lipschitz(attrs))
 
 
 def _row_dot(coef: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:

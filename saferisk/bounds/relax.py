@@ -11,6 +11,11 @@ Each returns lines (a_l, b_l, a_u, b_u) with a_l x + b_l <= f(x) <= a_u x + b_u 
   g(x) = f(x) - k x on [l, u]; f' is unimodal, so f'(x) = k has at most two roots, in closed
   form, and max/min g is attained at l, u or a root in [l, u]: the lines k x + min g and
   k x + max g bound f exactly-soundly for ANY k (a tiny margin covers float64 rounding).
+- any L-Lipschitz f (the activations of `saferisk.models.activations`: ELU, GELU, Softplus,
+  HardSwish, Clip/ReLU6, ...): the same parallel lines at the chord slope k, with the extremes of
+  g = f - k x taken on a grid of n points of [l, u] (spacing h) and widened by (L + |k|) h / 2:
+  every x in [l, u] lies within h / 2 of a grid point and g is (L + |k|)-Lipschitz, so
+  min_grid g - (L + |k|) h / 2 <= g(x) <= max_grid g + (L + |k|) h / 2.
 """
 
 from __future__ import annotations
@@ -80,4 +85,27 @@ def s_shaped_relax(op: str, lower, upper):
     g = torch.stack([fn(c) - k * c for c in candidates])
     g_max = g.amax(dim=0) + _MARGIN
     g_min = g.amin(dim=0) - _MARGIN
+    return k, g_min, k, g_max
+
+
+GRID_POINTS = 65  # grid of the Lipschitz relaxation: the lines are within ~ (L + |k|) (u - l) / 64 of f
+
+
+def lipschitz_grid_values(fn, lipschitz: float, lower, upper, slope=None, points: int = GRID_POINTS):
+    """(min g, max g) over [l, u] of g(x) = f(x) - slope x, soundly (grid extremes widened by the
+    Lipschitz constant of g times half the grid spacing)."""
+    slope = torch.zeros_like(lower) if slope is None else slope
+    t = torch.linspace(0.0, 1.0, points, dtype=lower.dtype, device=lower.device).reshape((points,) + (1,) * lower.dim())
+    grid = lower + t * (upper - lower)  # (points, *shape)
+    g = fn(grid) - slope * grid
+    margin = (lipschitz + slope.abs()) * (upper - lower) / (2 * (points - 1))
+    pad = _MARGIN * (1 + g.abs().amax(dim=0))  # float64 rounding of f, k x and the grid
+    return g.amin(dim=0) - margin - pad, g.amax(dim=0) + margin + pad
+
+
+def lipschitz_grid_relax(fn, lipschitz: float, lower, upper):
+    """Parallel lines (slope = chord slope) bounding an L-Lipschitz elementwise f on [l, u]."""
+    width = upper - lower
+    k = torch.where(width > 1e-12, (fn(upper) - fn(lower)) / width.clamp_min(1e-30), torch.zeros_like(width))
+    g_min, g_max = lipschitz_grid_values(fn, lipschitz, lower, upper, k)
     return k, g_min, k, g_max

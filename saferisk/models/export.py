@@ -31,8 +31,8 @@ from saferisk.errors import ConfigError, DataError, ModelError
 from saferisk.io import dumps_json, sha256_file
 from saferisk.models.graph import EXTRA_OPS, Graph, GraphModule
 from saferisk.models.load import (ARTIFACT_NAME, EXPORT_OPSET, FORMATS, MANIFEST_NAME, check_format,
-                                  load_torch_source, parse_shape)
-from saferisk.models.onnx_reader import default_opset, load_onnx_proto, read_onnx, upgrade_opset
+                                  load_torch_source, parse_shape, read_forward)
+from saferisk.models.onnx_reader import default_opset, load_onnx_proto, upgrade_opset
 
 OUTPUT_KINDS = ("logits", "probabilities", "regression")
 DECISIONS = ("argmax", "argmin")
@@ -126,7 +126,7 @@ def _torch_reference(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarr
     def forward(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = module(torch.from_numpy(x))
-        return out.reshape(x.shape[0], -1).double().numpy()
+        return out.detach().reshape(x.shape[0], -1).double().numpy()  # traced modules can keep requires_grad
 
     def run(x: np.ndarray) -> np.ndarray:
         try:
@@ -136,8 +136,7 @@ def _torch_reference(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarr
     return run
 
 
-def _check_rows(check_inputs, graph: Graph, domain: Domain | None) -> tuple[np.ndarray, str]:
-    n = graph.n_inputs
+def _check_rows(check_inputs, n: int, domain: Domain | None) -> tuple[np.ndarray, str]:
     if check_inputs is None:
         gen = torch.Generator().manual_seed(0)
         u = torch.rand(RANDOM_CHECK_ROWS, n, generator=gen, dtype=torch.float64)
@@ -193,7 +192,7 @@ class PreparedExport:
 
     artifact: bytes
     manifest: dict
-    graph: Graph = field(repr=False)
+    graph: Graph | None = field(repr=False)  # None: the model runs through onnxruntime
 
 
 def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: float = 1e-5) -> PreparedExport:
@@ -225,17 +224,22 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         artifact_opset = EXPORT_OPSET
         source_sha256 = sha256_file(spec.path)
         reference = _torch_reference(torch_source.module)
-    graph = read_onnx(artifact, input_shape=spec.input_shape if spec.format == "onnx" else None)
-    domain, domain_json = _domain_spec(spec.domain, graph.n_inputs)
-    rows, rows_kind = _check_rows(check_inputs, graph, domain)
+    forward = read_forward(artifact, input_shape=spec.input_shape if spec.format == "onnx" else None)
+    input_shape = forward.graph.input_shape if forward.graph is not None else forward.runtime.input_shape
+    n_inputs = int(np.prod(input_shape, dtype=np.int64))
+    domain, domain_json = _domain_spec(spec.domain, n_inputs)
+    rows, rows_kind = _check_rows(check_inputs, n_inputs, domain)
 
-    x32 = rows.astype(np.float32).reshape((rows.shape[0], *graph.input_shape))
+    x32 = rows.astype(np.float32).reshape((rows.shape[0], *input_shape))
     try:
         expected = reference(x32)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{spec.path}: the source model failed on the check inputs: {' '.join(str(exc).split())[:300]}") from None
-    with torch.no_grad():
-        got = GraphModule(graph)(torch.from_numpy(x32)).double().numpy()
+    if forward.graph is not None:
+        with torch.no_grad():
+            got = GraphModule(forward.graph)(torch.from_numpy(x32)).double().numpy()
+    else:
+        got = forward.runtime(x32)
     if expected.shape != got.shape:
         raise ModelError(f"{spec.path}: artifact outputs {got.shape} differ in shape from the source's {expected.shape}")
     if not (np.isfinite(expected).all() and np.isfinite(got).all()):
@@ -261,7 +265,7 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         predicted = got.argmax(axis=1) if spec.decision == "argmax" else got.argmin(axis=1)
         accuracy = float(np.mean(predicted == y.astype(np.int64)))
 
-    ops = sorted({node.op for node in graph.nodes})
+    graph_info = _graph_info(forward)
     manifest = {
         "artifact": ARTIFACT_NAME,
         "artifact_sha256": _sha256_bytes(artifact),
@@ -269,8 +273,8 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         "source": {"path": str(spec.path), "sha256": source_sha256, "format": spec.format,
                    "factory": spec.factory, "factory_kwargs": spec.factory_kwargs or None},
         "format": spec.format,
-        "input_shape": list(graph.input_shape),
-        "n_inputs": graph.n_inputs,
+        "input_shape": list(input_shape),
+        "n_inputs": n_inputs,
         "n_outputs": n_outputs,
         "domain": domain_json,
         "output_kind": spec.output_kind,
@@ -278,12 +282,22 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         "decision": spec.decision,
         "check": {"inputs": rows_kind, "n_rows": int(rows.shape[0]), "max_abs_diff": max_abs_diff,
                   "tolerance": tolerance, "accuracy": accuracy, "n_labels": None if labels is None else int(rows.shape[0])},
-        "graph": {"n_nodes": len(graph.nodes), "ops": ops, "extra_ops": [op for op in ops if op in EXTRA_OPS]},
+        "graph": graph_info,
         "notes": notes,
         "versions": {"saferisk": saferisk.__version__, "torch": torch.__version__.split("+")[0],
                      "onnx": onnx.__version__},
     }
-    return PreparedExport(artifact, manifest, graph)
+    return PreparedExport(artifact, manifest, forward.graph)
+
+
+def _graph_info(forward) -> dict:
+    """The manifest's `graph` entry: which evaluator runs the model and what it holds."""
+    if forward.graph is None:
+        return {"evaluator": "onnxruntime", "reader_error": forward.graph_error,
+                "onnx_ops": list(forward.runtime.op_types)}
+    ops = sorted({node.op for node in forward.graph.nodes})
+    return {"evaluator": "torch", "n_nodes": len(forward.graph.nodes), "ops": ops,
+            "extra_ops": [op for op in ops if op in EXTRA_OPS]}
 
 
 def _sha256_bytes(data: bytes) -> str:

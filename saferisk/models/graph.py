@@ -22,13 +22,13 @@ appears in attributes:
 | concat       | x, y, ...   | -                 | axis (>=1)                                 | concatenate |
 | identity     | x           | -                 | -                                          | x (Dropout in eval, Identity) |
 | constant     | -           | value             | -                                          | a constant tensor (no batch dim) |
+| elu, selu, celu, softplus, softsign, erf, gelu, mish, hardsigmoid, hardswish, abs, sin, cos, clip | x | - | see `saferisk.models.activations` | elementwise, L-Lipschitz |
 
 Ops not listed here may be added by the reader for execution only (`extra ops`, in
 `EXTRA_OPS`); certified bounds then report them as unsupported, never silently wrong:
 
 | extra op | inputs | attrs            | meaning |
 | -------- | ------ | ---------------- | ------- |
-| clip     | x      | min, max (None = unbounded) | min(max(x, min), max) (ONNX Clip other than Clip(0, inf) = relu) |
 | pad      | x (B,C,H,W) | padding (t,l,b,r), value | constant padding of H and W (folded into a following Conv when value is 0) |
 | mul      | x, y   | -                | x * y (both variable) |
 | slice    | x      | axes (>=1), starts, ends, steps (>0), resolved | x[..., start:end:step, ...] on those axes |
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from saferisk.errors import ModelError
+from saferisk.models.activations import ACTIVATIONS, run_activation
 
 
 @dataclass
@@ -169,14 +170,12 @@ def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         return args[0]
     if op == "constant":
         return p["value"]
+    if op in ACTIVATIONS:
+        return run_activation(op, args[0], a)
     extra = EXTRA_OPS.get(op)
     if extra is not None:
         return extra(node, args)
     raise ModelError(f"unsupported operation '{op}' in node '{node.name or node.output}'")
-
-
-def _clip(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
-    return torch.clamp(args[0], min=node.attrs.get("min"), max=node.attrs.get("max"))
 
 
 def _pad(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
@@ -197,7 +196,7 @@ def _slice(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 # Execution-only ops (see the module docstring): name -> fn(node, args) -> tensor.
-EXTRA_OPS: dict[str, Any] = {"clip": _clip, "pad": _pad, "mul": _mul, "slice": _slice}
+EXTRA_OPS: dict[str, Any] = {"pad": _pad, "mul": _mul, "slice": _slice}
 
 
 class GraphModule(torch.nn.Module):

@@ -289,15 +289,39 @@ def load_torch_source(path: str | Path, fmt: str, *, factory: str | None = None,
 
 # --------------------------------------------------------------------------- public API
 
-def read_graph(path: str | Path, fmt: str | None = None, *, factory=None, factory_kwargs=None,
-               input_shape=None, output_name: str | None = None) -> Graph:
-    """The internal graph of any supported source (`output_name` picks one ONNX output)."""
-    path = Path(path)
-    fmt = check_format(fmt, path)
-    if fmt == "onnx":
-        return read_onnx(path, input_shape=parse_shape(input_shape), output_name=output_name)
-    source = load_torch_source(path, fmt, factory=factory, factory_kwargs=factory_kwargs, input_shape=input_shape)
-    return read_onnx(source.onnx_bytes)
+@dataclass
+class Forward:
+    """How a model's forward passes run: saferisk's graph, or onnxruntime when the reader refuses it."""
+
+    graph: Graph | None
+    runtime: Any = None  # OnnxRuntimeForward when graph is None
+    graph_error: str = ""
+
+
+def read_forward(onnx_source, *, input_shape=None, output_name: str | None = None,
+                 device: torch.device | str = "cpu") -> Forward:
+    """The graph of an ONNX model (path or bytes); when the graph reader cannot represent it,
+    an onnxruntime evaluator of the same file (forward passes only: search, no certified bounds).
+    A model neither can run is an error naming both reasons."""
+    from saferisk.models.onnx_reader import describe_reader_error, load_onnx_proto
+    from saferisk.models.ort import OnnxRuntimeForward
+
+    shape = parse_shape(input_shape)
+    try:
+        return Forward(read_onnx(onnx_source, input_shape=shape, output_name=output_name))
+    except ModelError as exc:
+        proto = load_onnx_proto(onnx_source)  # an unreadable file keeps its own error
+        reason = describe_reader_error(proto, exc)
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ModelError(f"{reason}; install onnxruntime to search such models by forward passes") from None
+        data = onnx_source if isinstance(onnx_source, (bytes, bytearray)) else Path(onnx_source).read_bytes()
+        try:
+            runtime = OnnxRuntimeForward(data, input_shape=shape, output_name=output_name, device=device)
+        except ModelError as ort_exc:
+            raise ModelError(f"{reason}; onnxruntime cannot run it either: {ort_exc}") from None
+        return Forward(None, runtime, reason)
 
 
 def _matching_manifest(path: Path, sha256: str) -> dict:
@@ -325,8 +349,13 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, fo
         path = path / ARTIFACT_NAME
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    graph = read_graph(path, format, factory=factory, factory_kwargs=factory_kwargs, input_shape=input_shape,
-                       output_name=output_name)
+    fmt = check_format(format, path)
+    device = resolve_device(device)
+    if fmt == "onnx":
+        forward = read_forward(path, input_shape=input_shape, output_name=output_name, device=device)
+    else:
+        source = load_torch_source(path, fmt, factory=factory, factory_kwargs=factory_kwargs, input_shape=input_shape)
+        forward = read_forward(source.onnx_bytes, device=device)
     sha256 = sha256_file(path)
     manifest = _matching_manifest(path, sha256)
     output_kind = output_kind or manifest.get("output_kind") or "logits"
@@ -338,5 +367,5 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, fo
     metadata = {k: manifest[k] for k in ("class_names", "domain", "source") if k in manifest}
     metadata["path"] = str(path)
     default_name = path.parent.name if manifest else path.stem
-    return Model(graph, name=name or default_name, sha256=sha256, output_kind=output_kind, decision=decision,
-                 metadata=metadata, device=resolve_device(device))
+    return Model(forward.graph, name=name or default_name, sha256=sha256, output_kind=output_kind, decision=decision,
+                 metadata=metadata, device=device, runtime=forward.runtime, graph_error=forward.graph_error)

@@ -1,12 +1,17 @@
-"""A loaded model: the internal graph plus a torch module that runs it on a device."""
+"""A loaded model: the internal graph plus a torch module that runs it on a device, or, for a
+graph the reader cannot represent, onnxruntime (`saferisk.models.ort`) running the ONNX file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from saferisk.models.graph import Graph, GraphModule
+
+EVALUATOR_TORCH = "torch"
+EVALUATOR_ONNXRUNTIME = "onnxruntime"
 
 
 @dataclass
@@ -15,9 +20,11 @@ class Model:
 
     input_shape is per sample; `forward_flat` takes (B, n_inputs) rows, the layout every
     search and bound in saferisk works in, and returns (B, n_outputs) float outputs.
+    With `graph` None the model runs through `runtime` (onnxruntime): forward passes only, no
+    gradients and no certified bounds; `graph_error` says why the graph reader refused it.
     """
 
-    graph: Graph
+    graph: Graph | None
     name: str = "model"
     sha256: str = ""
     output_kind: str = "logits"  # logits | probabilities | regression
@@ -25,18 +32,27 @@ class Model:
     metadata: dict = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    runtime: object | None = None  # saferisk.models.ort.OnnxRuntimeForward when graph is None
+    graph_error: str = ""
 
     def __post_init__(self) -> None:
-        self.module = GraphModule(self.graph).eval()
+        if self.graph is None and self.runtime is None:
+            raise ValueError("a Model needs a graph or an onnxruntime runtime")
+        self.module = GraphModule(self.graph).eval() if self.graph is not None else None
         self.to(self.device)  # one placement path (dtype, and TF32 off on CUDA)
 
     @property
+    def evaluator(self) -> str:
+        """Which code computes the forward passes: 'torch' (saferisk's graph) or 'onnxruntime'."""
+        return EVALUATOR_TORCH if self.graph is not None else EVALUATOR_ONNXRUNTIME
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.graph.input_shape)
+        return tuple(self.graph.input_shape if self.graph is not None else self.runtime.input_shape)
 
     @property
     def n_inputs(self) -> int:
-        return self.graph.n_inputs
+        return int(np.prod(self.input_shape, dtype=np.int64))
 
     def to(self, device: torch.device | str) -> "Model":
         self.device = torch.device(device)
@@ -45,17 +61,27 @@ class Model:
             # and re-checks assume float32 inference (~1e-6) like the CPU's
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        self.module = self.module.to(self.device, self.dtype)
+        if self.module is not None:
+            self.module = self.module.to(self.device, self.dtype)
+        else:
+            self.runtime = self.runtime.to(self.device)
         return self
 
     @torch.no_grad()
     def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs for a batch of flat inputs (B, n_inputs) -> (B, n_outputs)."""
+        if self.module is None:
+            rows = x.detach().to("cpu", torch.float64).numpy().reshape(x.shape[0], *self.input_shape)
+            return torch.from_numpy(self.runtime(rows)).to(self.device, self.dtype)
         x = x.to(self.device, self.dtype)
         return self.module(x.reshape(x.shape[0], *self.input_shape))
 
     def forward_flat_grad(self, x: torch.Tensor) -> torch.Tensor:
-        """Like forward_flat but keeps the autograd graph (for gradient-guided starts)."""
+        """Like forward_flat but keeps the autograd graph (for gradient-guided starts).
+
+        Raises RuntimeError for a model that runs through onnxruntime (searches then stay black-box)."""
+        if self.module is None:
+            raise RuntimeError(f"no gradients: model '{self.name}' runs through onnxruntime")
         x = x.to(self.device, self.dtype)
         return self.module(x.reshape(x.shape[0], *self.input_shape))
 

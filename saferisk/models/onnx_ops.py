@@ -11,7 +11,9 @@ Conversions (x variable, c constant):
   Relu, LeakyRelu, PRelu(scalar), Sigmoid, Tanh, Softmax, Flatten, Reshape, Squeeze, Unsqueeze,
   Transpose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Concat, Clip, Pad,
   Slice and Gather (constant, contiguous indices) of non-batch axes -> slice (extra op),
-  Mul of two variables -> mul (extra op), Dropout / Identity / Cast-to-float (aliases).
+  Mul of two variables -> mul (extra op), Dropout / Identity / Cast-to-float (aliases),
+  Elu, Selu, Celu, Softplus, Softsign, Erf, Gelu, Mish, HardSigmoid, HardSwish, Abs, Sin, Cos ->
+  the activation of the same name (`saferisk.models.activations`).
 Anything else that depends on the input raises a ModelError naming the operator and the node.
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from saferisk.errors import ModelError
+from saferisk.models.activations import ACTIVATIONS, ONNX_ACTIVATIONS
 from saferisk.models.onnx_reader import WORLD_BATCH, Const, GraphBuilder, Var, as_tensor
 
 Handler = Callable[[GraphBuilder, object, list, dict], None]
@@ -254,6 +257,14 @@ def _batchnorm(b: GraphBuilder, node, ins, attrs) -> None:
 def _elementwise(b: GraphBuilder, node, ins, attrs) -> None:
     op = node.op_type.lower()
     b.set(node.output[0], b.emit(op, [ins[0]], node.output[0], label=_label(node)))
+
+
+@_handles(*ONNX_ACTIVATIONS)
+def _activation(b: GraphBuilder, node, ins, attrs) -> None:
+    op = ONNX_ACTIVATIONS[node.op_type]
+    values = {**ACTIVATIONS[op].onnx_defaults, **{k: v for k, v in attrs.items() if k in ACTIVATIONS[op].onnx_defaults}}
+    values = {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
+    b.set(node.output[0], b.emit(op, [ins[0]], node.output[0], attrs=values, label=_label(node)))
 
 
 @_handles("LeakyRelu")

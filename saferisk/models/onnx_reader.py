@@ -285,6 +285,38 @@ def _live_nodes(nodes: list[Node], output: str) -> list[Node]:
 
 # --------------------------------------------------------------------------- public API
 
+def unsupported_operators(source) -> list[tuple[str, str]]:
+    """(op type, node name) of each node on the input path whose operator the reader has no
+    handler for (the first node of each op type): what a user wrote ("LSTM"), not where the
+    reader happened to stop."""
+    from saferisk.models.onnx_ops import HANDLERS
+
+    model = load_onnx_proto(source)
+    graph = model.graph
+    constant = {init.name for init in graph.initializer}
+    seen: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type in ("Shape", "Size") or all(not name or name in constant for name in node.input):
+            constant.update(node.output)  # shapes fold to constants (per batch world)
+            continue
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if node.domain not in ("", "ai.onnx") or node.op_type not in HANDLERS:
+            seen.setdefault(op, node.name or node.output[0])
+    return sorted(seen.items())
+
+
+def describe_reader_error(source, error: Exception) -> str:
+    """Why the graph reader refused a model, naming unsupported operators first."""
+    try:
+        gaps = unsupported_operators(source)
+    except ModelError:
+        gaps = []
+    if gaps:
+        listed = ", ".join(f"{op} (node '{name}')" for op, name in gaps)
+        return f"the graph reader does not support {listed}"
+    return str(error)
+
+
 def read_onnx(source, *, input_shape=None, output_name: str | None = None) -> Graph:
     """Read an ONNX model (path, bytes or ModelProto) into a normalised `Graph`.
 

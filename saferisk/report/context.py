@@ -155,6 +155,7 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
         return ", ".join(sorted({str(v) for v in inputs[column] if str(v) != ""})) or "—"
 
     rows += [("table: saferisk versions", distinct("saferisk_version")), ("table: devices", distinct("device")),
+             ("table: forward evaluators", distinct("evaluator")),
              ("table: seeds", distinct("seed")), ("table: search modes", distinct("search_mode")),
              ("table: radius search time (sum)", fmt_seconds(float(inputs["seconds"].sum()))),
              ("table: certification time (sum)", fmt_seconds(float(inputs["certify_seconds"].sum()))),
