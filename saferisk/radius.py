@@ -32,7 +32,7 @@ from saferisk.result import STATUS_VIOLATED_AT_INPUT, RadiusResult, failed_statu
 from saferisk.search.config import SearchConfig
 from saferisk.search.lipschitz import lipschitz_search
 from saferisk.search.region import Evaluator, Region
-from saferisk.search.witness import ViolationTracker, locate_witness
+from saferisk.search.witness import ViolationTracker, locate_witness, robust
 
 log = logging.getLogger(__name__)
 SCALES = ("input", "domain")
@@ -48,6 +48,8 @@ class Bracket:
     radius_estimate: float | None = None
     radius_upper: float | None = None
     witness: torch.Tensor | None = None
+    witness_margin: float | None = None  # c - w(witness) > witness_margin_required
+    witness_margin_required: float | None = None
     radius_lower: float | None = None
     radius_lower_method: str | None = None
     certify_seconds: float = 0.0
@@ -126,16 +128,18 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
         return Bracket(w0, prop.threshold, radius_estimate=0.0, radius_upper=0.0, witness=center.clone(), radius_lower=0.0,
                        radius_lower_method="property fails at the input", violated_at_center=True)
     out = Bracket(w0, prop.threshold)
-    tracker = ViolationTracker(prop, region)
+    search_prop = robust(model, prop, region)  # violations by more than the witness margin
+    tracker = ViolationTracker(search_prop, region)
     evaluator.observers.append(tracker)
     if lipschitz:
         L_hat = lipschitz_search(prop, region, w0, evaluator, search, generator)
         out.lipschitz_estimate = L_hat
         margin = w0 - prop.threshold
         out.radius_estimate = float(max_radius) if L_hat <= 0 else min(float(max_radius), margin / L_hat)
-    witness = locate_witness(model, prop, region, evaluator, search, generator, tracker)
+    witness = locate_witness(model, search_prop, region, evaluator, search, generator, tracker)
     if witness is not None:
         out.radius_upper, out.witness = witness.distance, witness.x
+        out.witness_margin, out.witness_margin_required = witness.margin, witness.margin_required
     out.evaluations = evaluator.evaluations
     if certify_config is not False:
         cap = float(max_radius) if out.radius_upper is None else min(float(max_radius), out.radius_upper)
@@ -271,6 +275,9 @@ def _fill(result: RadiusResult, brackets, store: WitnessStore | None, prefix: st
     if result.radius_upper is not None and result.radius_estimate is not None:
         result.estimate_exceeds_upper = bool(result.radius_estimate > result.radius_upper * (1 + 1e-9))
     witness_b = min((b for b in all_b if b.radius_upper is not None), key=lambda b: b.radius_upper, default=None)
+    if witness_b is not None and witness_b.witness_margin is not None:
+        result.extra["witness_margin"] = witness_b.witness_margin
+        result.extra["witness_margin_required"] = witness_b.witness_margin_required
     if witness_b is not None and store is not None:
         key = result.input_id
         store.add(key, x0_t if ref_info is None else center, witness_b.witness)

@@ -14,7 +14,7 @@ from saferisk.properties import Robustness
 from saferisk.radius import compute_radius
 from saferisk.search.boundary import min_norm_step, project_to_boundary, segment_boundary
 from saferisk.search.region import Evaluator, Region
-from saferisk.search.witness import ViolationTracker
+from saferisk.search.witness import WITNESS_MARGIN, ViolationTracker
 
 
 def _optimum(a: np.ndarray, delta: float, up: np.ndarray, down: np.ndarray, norm: str) -> float:
@@ -70,11 +70,12 @@ def _linear_classifier(seed=0, n=6, m=3):
     return W, b, build_mlp([W], [b])
 
 
-def _exact_linear_radius(W, b, x0, label, norm):
-    """min over j of margin_j / ||W[:, label] - W[:, j]||_dual (no box in the way)."""
+def _exact_linear_radius(W, b, x0, label, norm, margin=0.0):
+    """min over j of (margin_j + margin) / ||W[:, label] - W[:, j]||_dual (no box in the way):
+    the distance to the closest point where z_j >= z_label + margin."""
     dual = {"inf": 1, "2": 2, "1": np.inf}[norm]
     z = x0 @ W + b
-    return min(float((z[label] - z[j]) / np.linalg.norm(W[:, label] - W[:, j], ord=dual))
+    return min(float((z[label] - z[j] + margin) / np.linalg.norm(W[:, label] - W[:, j], ord=dual))
                for j in range(W.shape[1]) if j != label)
 
 
@@ -126,5 +127,11 @@ def test_bracket_of_a_linear_classifier_is_tight_and_sound(norm):
     exact = _exact_linear_radius(W.numpy(), b.numpy(), x0, label, norm)
     domain = Domain.scalar(-100.0, 100.0, 6)
     res = compute_radius(model, x0, Robustness(), norm, 10 * exact, domain, label=label, seed=0)
-    assert res.radius_upper == pytest.approx(exact, rel=1e-4)
+    # witnesses must violate by the witness margin (WITNESS_MARGIN x the output scale at x0):
+    # the tight witness is at the exact radius of that stricter violation
+    margin = WITNESS_MARGIN * max(float(z0.max() - z0.min()), float(z0.abs().max()))
+    assert res.extra["witness_margin"] >= res.extra["witness_margin_required"] == pytest.approx(margin, rel=1e-6)
+    robust = _exact_linear_radius(W.numpy(), b.numpy(), x0, label, norm, margin)
+    assert exact < robust * (1 - 1e-5) <= res.radius_upper  # (1e-5: the model computes in float32)
+    assert res.radius_upper == pytest.approx(robust, rel=1e-4)
     assert res.radius_lower is not None and res.radius_lower <= exact * (1 + 1e-6)

@@ -131,6 +131,43 @@ def cnn(seed: int, channels: int = 2, size: int = 6, m: int = 3):
     return Graph("x", "out", (channels, size, size), nodes), _Torch(fn)
 
 
+def gated(seed: int, n: int = 4, h: int = 8, m: int = 3):
+    """Products of two variables: SiLU x sigmoid(x), x tanh(x) and x * y of two branches."""
+    g = torch.Generator().manual_seed(seed)
+    W1, b1 = torch.randn(h, n, generator=g), torch.randn(h, generator=g) * 0.5
+    W2, b2 = torch.randn(h, n, generator=g), torch.randn(h, generator=g) * 0.5
+    W3, b3 = torch.randn(m, h, generator=g) / 2, torch.randn(m, generator=g)
+    nodes = [_lin("l1", "x", W1, b1), _act("sigmoid", "s", "l1"), Node("mul", ["l1", "s"], "silu", name="silu"),
+             _lin("l2", "x", W2, b2), _act("tanh", "t", "l2"), Node("mul", ["l2", "t"], "xt", name="xt"),
+             Node("mul", ["silu", "xt"], "prod", name="prod"), _lin("out", "prod", W3, b3)]
+
+    def fn(x):
+        a, c = x @ W1.T + b1, x @ W2.T + b2
+        return (a * torch.sigmoid(a) * (c * torch.tanh(c))) @ W3.T + b3
+    return Graph("x", "out", (n,), nodes), _Torch(fn)
+
+
+def squeeze_excite(seed: int, size: int = 4, m: int = 3):
+    """conv -> relu -> global average -> affine -> sigmoid gate (C, 1, 1) * features (C, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    C = 3
+    K, c = torch.randn(C, 1, 3, 3, generator=g) / 2, torch.randn(C, generator=g) * 0.3
+    scale, shift = torch.randn(C, 1, 1, generator=g) * 2, torch.randn(C, 1, 1, generator=g)
+    W, b = torch.randn(m, C * size * size, generator=g) / 4, torch.randn(m, generator=g)
+    nodes = [Node("conv", ["x"], "c", {"weight": K, "bias": c}, {"stride": (1, 1), "padding": (1, 1, 1, 1)}, "c"),
+             _act("relu", "r", "c"),
+             Node("avgpool", ["r"], "p", {}, {"kernel": (size, size), "stride": (size, size), "padding": (0, 0, 0, 0)}, "p"),
+             Node("affine", ["p"], "a", {"scale": scale, "shift": shift}, {}, "a"),
+             _act("sigmoid", "gate", "a"), Node("mul", ["r", "gate"], "se", name="se"),
+             Node("flatten", ["se"], "f", {}, {}, "f"), _lin("out", "f", W, b)]
+
+    def fn(x):
+        r = torch.relu(torch.nn.functional.conv2d(x, K, c, padding=1))
+        gate = torch.sigmoid(r.mean(dim=(2, 3), keepdim=True) * scale + shift)
+        return (r * gate).reshape(x.shape[0], -1) @ W.T + b
+    return Graph("x", "out", (1, size, size), nodes), _Torch(fn)
+
+
 def _zoo():
     out = []
     for seed in range(4):
@@ -139,6 +176,9 @@ def _zoo():
     lipschitz = sorted(ACTIVATIONS)
     for i in range(0, len(lipschitz), 3):
         out.append(("mlp-" + "-".join(lipschitz[i:i + 3]), *mlp(200 + i, 4, [9, 7, 6], 3, lipschitz[i:i + 3])))
+    out.append(("gated", *gated(5)))
+    out.append(("gated", *gated(6)))
+    out.append(("squeeze-excite", *squeeze_excite(9)))
     out.append(("residual", *residual(7)))
     out.append(("residual", *residual(8)))
     out.append(("cnn", *cnn(3)))

@@ -33,7 +33,7 @@ from saferisk.models.graph import Graph, Node, run_node
 AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"}
 LIPSCHITZ_OPS = set(ACTIVATIONS)  # relaxed by lipschitz_grid_relax
 ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS
-OTHER_OPS = {"add", "concat", "maxpool", "constant"}
+OTHER_OPS = {"add", "concat", "maxpool", "constant", "mul"}
 SUPPORTED_OPS = AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS
 
 
@@ -111,6 +111,10 @@ class BoundEngine:
             if node.op in ELEMENTWISE_OPS or node.op == "maxpool":
                 if node.inputs[0] not in self.pre_nodes:
                     self.pre_nodes.append(node.inputs[0])
+            if node.op == "mul":
+                self.pre_nodes += [i for i in node.inputs if i not in self.pre_nodes and i not in self.constants_names()]
+        order = {self.input_name: -1, **{n.output: k for k, n in enumerate(self.nodes)}}
+        self.pre_nodes.sort(key=order.__getitem__)  # a node's bound may need those of the nodes before it
         self.relu_nodes = [n for n in self.nodes if n.op in ("relu", "leaky_relu")]
         self.relu_neurons = sum(math.prod(self.shapes[n.output]) for n in self.relu_nodes)
         # nodes computed from the input by affine ops only (their CROWN bound needs one pass)
@@ -199,6 +203,10 @@ class BoundEngine:
             return lipschitz_grid_values(*_activation(node), args[0][0], args[0][1])
         if op == "add":
             return args[0][0] + args[1][0], args[0][1] + args[1][1]
+        if op == "mul":
+            (lx, ux), (ly, uy) = args
+            corners = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
+            return corners.amin(dim=0), corners.amax(dim=0)
         if op == "concat":
             axis = int(node.attrs["axis"])
             return torch.cat([a[0] for a in args], dim=axis), torch.cat([a[1] for a in args], dim=axis)
@@ -416,6 +424,8 @@ class BoundEngine:
             return [(x, to_x)], extra
         if op == "add":
             return [(name, coef) for name in node.inputs], None
+        if op == "mul":
+            return self._mul_backward(node, coef, bounds)
         if op == "concat":
             axis = int(a["axis"])
             sizes = [self.shapes[name][axis - 1] for name in node.inputs]
@@ -447,6 +457,33 @@ class BoundEngine:
         if op == "maxpool":
             return self._maxpool_backward(node, coef, bounds[x], in_shape)
         raise UnsupportedGraph(f"unsupported operation '{op}' in node '{_node_label(node)}'")
+
+    def _mul_backward(self, node, coef, bounds):
+        """z = x y with x in [lx, ux], y in [ly, uy] (McCormick planes):
+        z >= ly x + lx y - lx ly (as (x - lx)(y - ly) >= 0) and z <= uy x + lx y - lx uy (as
+        (x - lx)(uy - y) >= 0); rows A+ take the lower plane, A- the upper one. Broadcast
+        dimensions of x or y are summed out of their coefficients."""
+        B, K = coef.shape[:2]
+        out_shape = tuple(coef.shape[2:])
+        x_name, y_name = node.inputs
+        (lx, ux), (ly, uy) = (bounds[x_name] if x_name in bounds else self._constant_bounds(x_name, B),
+                              bounds[y_name] if y_name in bounds else self._constant_bounds(y_name, B))
+        lx, ux, ly, uy = (_expand_per_sample(t, out_shape).unsqueeze(1) for t in (lx, ux, ly, uy))
+        pos, neg = coef.clamp(min=0), coef.clamp(max=0)
+        to_x = pos * ly + neg * uy
+        to_y = coef * lx
+        extra = -_row_dot(pos, lx * ly) - _row_dot(neg, lx * uy)
+        out = []
+        for name, c in ((x_name, to_x), (y_name, to_y)):
+            if name in self.constants:
+                extra = extra + (c * _expand_per_sample(self.constants[name].unsqueeze(0), out_shape)).reshape(B, K, -1).sum(-1)
+            else:
+                out.append((name, _sum_to_shape(c, self.shapes[name])))
+        return out, extra
+
+    def _constant_bounds(self, name, B):
+        value = self.constants[name].unsqueeze(0).expand((B,) + tuple(self.constants[name].shape))
+        return value, value
 
     def _maxpool_backward(self, node, coef, pre, in_shape):
         a = node.attrs
@@ -488,6 +525,23 @@ class BoundEngine:
         folded = F.fold(patches.reshape(B * K * C, kk, L), (Hp, Wp), kernel, stride=stride)
         folded = folded.reshape(B, K, C, Hp, Wp)[:, :, :, top:top + H, left:left + W]
         return [(node.inputs[0], folded)], extra
+
+
+def _expand_per_sample(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """(B, *s) broadcast to (B, *shape) the way numpy broadcasts the per-sample shapes (from the right)."""
+    missing = len(shape) - (t.dim() - 1)
+    if missing > 0:
+        t = t.reshape((t.shape[0],) + (1,) * missing + tuple(t.shape[1:]))
+    return t.expand((t.shape[0],) + tuple(shape))
+
+
+def _sum_to_shape(coef: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """coef (B, K, *out) summed over what broadcasting expanded from the per-sample `shape`."""
+    extra = coef.dim() - 2 - len(shape)
+    if extra > 0:
+        coef = coef.sum(dim=tuple(range(2, 2 + extra)))
+    dims = tuple(2 + i for i, (c, s) in enumerate(zip(coef.shape[2:], shape)) if s == 1 and c != 1)
+    return coef.sum(dim=dims, keepdim=True) if dims else coef
 
 
 def _activation(node: Node):

@@ -100,6 +100,26 @@ class SpecBoundProperty(BoundProperty):
         return self._spec
 
 
+class MarginProperty(BoundProperty):
+    """`prop` made stricter by `margin` >= 0: fails where w <= c - margin (same w; threshold
+    c - margin; the spec's offsets + margin, so w - (c - margin) >= s(z) + margin still holds).
+    Searches run on it so that every violation they keep survives float rounding elsewhere."""
+
+    def __init__(self, prop: BoundProperty, margin: float):
+        self.base, self.margin = prop, float(margin)
+        self.threshold = float(prop.threshold) - self.margin
+        self.decision = prop.decision
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        return self.base.value(z)
+
+    def spec(self) -> MinMaxSpec | None:
+        spec = self.base.spec()
+        if spec is None or self.margin == 0:
+            return spec
+        return MinMaxSpec(spec.A, spec.b + self.margin, spec.mask, spec.exact)
+
+
 @dataclass(frozen=True)
 class Property:
     """Base of property specs: `kind` names it; the fields are its parameters."""

@@ -10,11 +10,13 @@ fresh local search. The final input is RE-CHECKED by a fresh forward pass before
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
 
-from saferisk.properties.base import BoundProperty
+from saferisk.properties.base import BoundProperty, MarginProperty
 from saferisk.search.boundary import project_to_boundary, segment_boundary
 from saferisk.search.config import SearchConfig
 from saferisk.search.gps import pattern_search
@@ -32,7 +34,11 @@ SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
 SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
 TIGHTEN_GAP = 4e-3  # first relative gap `tighten` tries to win
-CONFIRM_NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)  # outward nudges `confirm` re-checks
+CONFIRM_NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # outward nudges `confirm` re-checks
+# A witness must violate by more than WITNESS_MARGIN x the output scale at x0 (max of the output
+# range and the largest |output|): float32 results of another runtime (onnxruntime, another CPU
+# or GPU) differ by ~1e-7 relative, so a witness on the boundary itself could be safe there.
+WITNESS_MARGIN = 1e-5
 
 
 @dataclass
@@ -43,10 +49,13 @@ class Witness:
     value: float
     distance: float
     evaluations: int = 0
+    margin: float = 0.0  # threshold - w(x): how far past the boundary the witness is
+    margin_required: float = 0.0  # the WITNESS_MARGIN tolerance it had to exceed
 
 
 class ViolationTracker:
-    """Observer keeping the violating point closest to x0 among everything evaluated."""
+    """Observer keeping the violating point closest to x0 among everything evaluated (give it a
+    `MarginProperty` to keep only violations by more than its margin)."""
 
     def __init__(self, prop: BoundProperty, region: Region):
         self.prop, self.region = prop, region
@@ -155,9 +164,22 @@ def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, eva
             break
 
 
+def required_margin(model, region: Region) -> float:
+    """WITNESS_MARGIN x the output scale at the centre: max(max z - min z, max |z|)."""
+    z0 = model.forward_flat(region.x0.detach().to(model.dtype).reshape(1, -1)).to(torch.float64)[0]
+    scale = max(float(z0.max() - z0.min()), float(z0.abs().max())) if z0.numel() else 0.0
+    return WITNESS_MARGIN * scale if math.isfinite(scale) else 0.0
+
+
+def robust(model, prop: BoundProperty, region: Region) -> MarginProperty:
+    """The property the witness search runs on: violations by more than `required_margin`."""
+    return MarginProperty(prop, required_margin(model, region))
+
+
 def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, tolerance: float = 1e-6) -> Witness | None:
-    """Fresh forward pass of a candidate: a Witness only if it violates, has finite outputs,
-    and lies in the region (domain and ball, to `tolerance`)."""
+    """Fresh forward pass of a candidate: a Witness only if it violates (w <= c; for a
+    MarginProperty w <= c - margin), has finite outputs, and lies in the region (domain and
+    ball, to `tolerance`)."""
     x = x.detach().to(model.dtype).to(region.x0.device).reshape(1, -1)
     z = model.forward_flat(x).to(torch.float64)
     w = float(prop.value(z)[0])
@@ -166,7 +188,9 @@ def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, toleran
     if not (torch.isfinite(z).all() and w <= prop.threshold and inside_box
             and distance <= region.radius * (1 + tolerance) + tolerance):
         return None
-    return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance)
+    base = prop.base if isinstance(prop, MarginProperty) else prop
+    return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance, margin=base.threshold - w,
+                   margin_required=getattr(prop, "margin", 0.0))
 
 
 def project_violations(prop: BoundProperty, region: Region, evaluator: Evaluator, tracker: ViolationTracker) -> bool:
@@ -210,9 +234,11 @@ def tighten(prop: BoundProperty, region: Region, evaluator: Evaluator, config: S
 
 
 def confirm(model, prop: BoundProperty, region: Region, x: torch.Tensor) -> Witness | None:
-    """`recheck` of x, else of x pushed slightly away from x0 (x0 + (1 + eps)(x - x0)): a point
-    found on the boundary can violate in one batch and not in another, as float32 results
-    depend on the batch size. Every candidate gets its own fresh forward pass."""
+    """`recheck` of x, else of x pushed away from x0 (x0 + (1 + eps)(x - x0)): a point found
+    on the boundary can violate in one batch, or one runtime, and not in another (float32
+    results depend on the batch size and the kernels).
+    Every candidate gets its own fresh forward pass; None if no nudge gives a violation of
+    `prop` (a `MarginProperty` in the witness search: violations by more than its margin)."""
     for eps in CONFIRM_NUDGES:
         candidate = x if eps == 0 else region.project((region.x0 + (1 + eps) * (x - region.x0)).unsqueeze(0))[0]
         witness = recheck(model, prop, region, candidate)
@@ -236,9 +262,15 @@ def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalua
     projected = config.mode == "fast" and config.gradient_starts and project_violations(prop, region, evaluator, tracker)
     if projected:
         tighten(prop, region, evaluator, config, tracker)
-    if not projected or tracker.best_distance > region.radius * (1 + 1e-6):  # still outside: the black-box way
+    if not projected or not evaluator.total_exhausted:
+        # the black-box way, also with budget left after the projection: its local searches in
+        # shrinking balls escape the local boundary piece the projection settled on
+        before = tracker.best_distance
         shrink_witness(prop, region.shrink(max(region.radius, tracker.best_distance)), tracker.best_x, evaluator,
                        config, generator, tracker)
+        if projected and tracker.best_distance < before and not evaluator.total_exhausted:
+            project_violations(prop, region, evaluator, tracker)
+            tighten(prop, region, evaluator, config, tracker)
     witness = confirm(model, prop, region, tracker.best_x)
     if witness is not None:
         witness.evaluations = evaluator.evaluations
@@ -258,6 +290,7 @@ def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domai
     region = Region(x0, float(radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit_t)
     evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget)
     generator = torch.Generator().manual_seed(int(seed))
+    prop = robust(model, prop, region)
     tracker = ViolationTracker(prop, region)
     evaluator.observers.append(tracker)
     evaluator(x0.unsqueeze(0))

@@ -1,0 +1,105 @@
+"""Architectures ML teams ship, built from torch.nn (random weights, seeded): the test matrix of
+tests/test_real_networks.py. Not a test module itself (no test_ prefix)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SequenceClassifier(nn.Module):
+    """A batch_first LSTM / GRU / RNN over (steps, features), classified from its last state."""
+
+    def __init__(self, cell: str = "lstm", features: int = 4, hidden: int = 8, classes: int = 3):
+        super().__init__()
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+class TinyViT(nn.Module):
+    """Patch embedding, class token, one transformer block (MultiheadAttention, LayerNorm, GELU)."""
+
+    def __init__(self, patch: int = 4, dim: int = 16, heads: int = 2, classes: int = 10):
+        super().__init__()
+        self.embed = nn.Conv2d(1, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
+        self.pos = nn.Parameter(torch.randn(1, 5, dim) * 0.1)
+        self.block = nn.TransformerEncoderLayer(dim, heads, 32, dropout=0.0, activation="gelu", batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1) + self.pos
+        return self.head(self.norm(self.block(tokens)[:, 0]))
+
+
+class UNet(nn.Module):
+    """Down-sampling conv, ConvTranspose up-sampling, a skip connection: per-pixel outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.out = nn.Conv2d(5, 2, 1)
+
+    def forward(self, x):
+        return self.out(torch.cat([self.up(torch.relu(self.down(x))), x], 1)).flatten(1)
+
+
+def mobilenet_block() -> nn.Module:
+    """BatchNorm, Hardswish, depthwise conv, Hardsigmoid, global pooling (MobileNetV3 layers)."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Hardswish(),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Hardsigmoid(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 10))
+
+
+def activation_mlp(activation: nn.Module) -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 16), activation, nn.Linear(16, 16), activation, nn.Linear(16, 3))
+
+
+def _randomised(module: nn.Module, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    module = module.eval()
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):  # weights large enough that the
+            with torch.no_grad():                                       # decision varies over [-1, 1]
+                m.weight.mul_(3.0)
+        if isinstance(m, nn.RNNBase):
+            with torch.no_grad():
+                for pname, param in m.named_parameters():
+                    if pname.startswith("weight_ih"):
+                        param.mul_(3.0)
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial running statistics
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return module.eval()
+
+
+#: name -> (factory, per-sample input shape, whether saferisk's graph reader (and so certified
+#: bounds and gradients) covers it; the others run through onnxruntime)
+ARCHITECTURES = {
+    "lstm": (lambda: SequenceClassifier("lstm"), (5, 4), False),
+    "gru": (lambda: SequenceClassifier("gru"), (5, 4), False),
+    "rnn": (lambda: SequenceClassifier("rnn"), (5, 4), False),
+    "vit": (TinyViT, (1, 8, 8), False),
+    "unet": (UNet, (1, 8, 8), False),
+    "mobilenet": (mobilenet_block, (1, 8, 8), True),
+    "elu-mlp": (lambda: activation_mlp(nn.ELU()), (6,), True),
+    "selu-mlp": (lambda: activation_mlp(nn.SELU()), (6,), True),
+    "gelu-mlp": (lambda: activation_mlp(nn.GELU()), (6,), True),
+    "softplus-mlp": (lambda: activation_mlp(nn.Softplus()), (6,), True),
+    "mish-mlp": (lambda: activation_mlp(nn.Mish()), (6,), True),
+    "relu6-mlp": (lambda: activation_mlp(nn.ReLU6()), (6,), True),
+}
+
+
+def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...], bool]:
+    factory, shape, in_graph = ARCHITECTURES[name]
+    return _randomised(factory(), seed), shape, in_graph

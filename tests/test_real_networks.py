@@ -1,0 +1,152 @@
+"""Networks users ship (tests/real_networks.py) are loaded from every format, searched (estimate
+and witness, the witness re-checked by onnxruntime on the canonical ONNX file) and, where the
+graph reader covers them, certified; the others say which operators keep the lower bound away."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from saferisk.data.domain import Domain
+from saferisk.models.load import load_model, module_to_onnx
+from saferisk.properties import Robustness
+from saferisk.radius import WitnessStore, compute_radius
+from saferisk.search import SearchConfig
+from tests.real_networks import ARCHITECTURES, build
+
+ort = pytest.importorskip("onnxruntime")
+
+SEARCH = SearchConfig(budget=4000, max_iterations=20, n_random=64, gradient_steps=10, shrink_steps=4)
+MAX_RADIUS = 2.0  # the diameter of the [-1, 1] box
+
+
+def _write(name: str, fmt: str, tmp_path):
+    module, shape, in_graph = build(name)
+    if fmt == "onnx":
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(module_to_onnx(module, shape))
+    else:
+        path = tmp_path / f"{name}.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.trace(module, torch.zeros(2, *shape), check_trace=False), str(path))
+    return module, shape, in_graph, path
+
+
+def _ort_outputs(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0].reshape(x.shape[0], -1)
+
+
+# torch's TorchScript-to-ONNX exporter cannot export a traced nn.MultiheadAttention ("ONNX export of
+# transpose for tensor of unknown rank"): such files get a clear error (test below)
+TORCHSCRIPT_UNEXPORTABLE = {"vit"}
+CASES = [(name, fmt) for name in sorted(ARCHITECTURES) for fmt in ("onnx", "torchscript")
+         if not (fmt == "torchscript" and name in TORCHSCRIPT_UNEXPORTABLE)]
+
+
+def test_traced_attention_is_a_clear_error(tmp_path):
+    from saferisk.errors import ModelError
+
+    _, shape, _, path = _write("vit", "torchscript", tmp_path)
+    with pytest.raises(ModelError, match="could not be exported to ONNX"):
+        load_model(path, input_shape=shape)
+
+
+@pytest.mark.parametrize("name, fmt", CASES)
+def test_every_architecture_loads_searches_and_rechecks(name, fmt, tmp_path):
+    module, shape, in_graph, path = _write(name, fmt, tmp_path)
+    model = load_model(path, input_shape=shape if fmt == "torchscript" else None)
+    assert model.evaluator == ("torch" if in_graph else "onnxruntime")
+    assert model.input_shape == shape
+    x = torch.rand(64, *shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        expected = module(x).reshape(64, -1)
+    assert torch.allclose(model.forward_flat(x.reshape(64, -1)), expected, atol=1e-4)
+    if not in_graph:
+        assert "graph reader does not support" in model.graph_error
+    # x0: the sample closest to a decision change; another class is within the box (radius 2)
+    assert expected.argmax(1).unique().numel() > 1, "fixture: the random net decides one class everywhere"
+    top2 = expected.topk(2, dim=1).values
+    x0 = x[int((top2[:, 0] - top2[:, 1]).argmin())]
+
+    domain = Domain.scalar(-1.0, 1.0, model.n_inputs)
+    store = WitnessStore()
+    result = compute_radius(model, x0.reshape(-1).double().numpy(), Robustness(), "inf", MAX_RADIUS, domain,
+                            search=SEARCH, seed=0, witness_store=store, input_id="0")
+    assert result.status == "ok" and result.evaluator == model.evaluator
+    assert result.radius_estimate is not None and 0 < result.radius_estimate <= MAX_RADIUS
+    assert result.radius_upper is not None, "random weights: a decision change within the box"
+    # the witness changes the decision in onnxruntime too (the independent runtime)
+    witness = store.arrays["0/witness"].reshape(1, *shape)
+    onnx_bytes = module_to_onnx(module, shape)
+    z0, zw = _ort_outputs(onnx_bytes, x0[None].numpy()), _ort_outputs(onnx_bytes, witness)
+    assert zw.argmax(1)[0] != z0.argmax(1)[0]
+    if in_graph:
+        assert result.radius_lower is not None and 0 < result.radius_lower <= result.radius_upper
+    else:
+        assert result.radius_lower is None
+        assert result.radius_lower_method.startswith("no certified bound: the graph reader does not support")
+
+
+def test_onnxruntime_models_name_the_operator_users_wrote(tmp_path):
+    _, _, _, path = _write("lstm", "onnx", tmp_path)
+    model = load_model(path)
+    assert "LSTM (node" in model.graph_error and "ConstantOfShape" not in model.graph_error
+    with pytest.raises(RuntimeError, match="no gradients"):
+        model.forward_flat_grad(torch.zeros(1, model.n_inputs))
+
+
+def test_fixed_batch_onnx_file_runs_batched_through_onnxruntime(tmp_path):
+    """VNN-COMP-style files declare batch 1: the batch dimension is made symbolic, and a graph
+    that hard-codes it (Reshape to [1, -1]) is run row by row."""
+    import onnx
+    from onnx import helper
+
+    module, shape, _ = build("gru")
+    proto = onnx.load_from_string(module_to_onnx(module, shape))
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "fixed.onnx"
+    path.write_bytes(proto.SerializeToString())
+    model = load_model(path)
+    assert model.evaluator == "onnxruntime" and not model.runtime.row_by_row
+    x = torch.rand(4, model.n_inputs, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model.forward_flat(x), module(x.reshape(4, *shape)), atol=1e-5)
+
+    # hard-coded batch: x (1, 3) -> Erf -> Reshape [1, 3] -> LSTM-free but unsupported op Exp
+    nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("Reshape", ["e", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+                              [onnx.numpy_helper.from_array(np.array([1, 3], dtype=np.int64), "s")])
+    path = tmp_path / "hard.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    model = load_model(path)
+    assert model.runtime.row_by_row
+    x = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(model.forward_flat(x), torch.exp(x), rtol=1e-6)
+
+
+def test_integer_inputs_are_a_clear_error(tmp_path):
+    from saferisk.errors import ModelError
+
+    class Embedder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.head = torch.nn.Linear(12, 2)
+
+        def forward(self, tokens):
+            return self.head(self.embed(tokens).flatten(1))
+
+    path = tmp_path / "embed.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Embedder().eval(), (torch.zeros(2, 3, dtype=torch.long),), str(path), dynamo=False,
+                          input_names=["tokens"], dynamic_axes={"tokens": {0: "batch"}})
+    with pytest.raises(ModelError, match="radius over integer inputs"):
+        load_model(path)
