@@ -50,6 +50,7 @@ class Bracket:
     witness: torch.Tensor | None = None
     witness_margin: float | None = None  # c - w(witness) > witness_margin_required
     witness_margin_required: float | None = None
+    witness_rechecked_by: str | None = None
     radius_lower: float | None = None
     radius_lower_method: str | None = None
     certify_seconds: float = 0.0
@@ -140,6 +141,7 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
     if witness is not None:
         out.radius_upper, out.witness = witness.distance, witness.x
         out.witness_margin, out.witness_margin_required = witness.margin, witness.margin_required
+        out.witness_rechecked_by = witness.rechecked_by
     out.evaluations = evaluator.evaluations
     if certify_config is not False:
         cap = float(max_radius) if out.radius_upper is None else min(float(max_radius), out.radius_upper)
@@ -278,6 +280,7 @@ def _fill(result: RadiusResult, brackets, store: WitnessStore | None, prefix: st
     if witness_b is not None and witness_b.witness_margin is not None:
         result.extra["witness_margin"] = witness_b.witness_margin
         result.extra["witness_margin_required"] = witness_b.witness_margin_required
+        result.extra["witness_rechecked_by"] = witness_b.witness_rechecked_by
     if witness_b is not None and store is not None:
         key = result.input_id
         store.add(key, x0_t if ref_info is None else center, witness_b.witness)

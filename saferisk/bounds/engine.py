@@ -234,7 +234,7 @@ class BoundEngine:
             bounds[name] = (lo, hi)
         return bounds
 
-    FORWARD_OPS = {"linear", "affine", "flatten", "reshape", "identity", "relu", "leaky_relu", "tanh", "sigmoid"}
+    FORWARD_OPS = {"linear", "affine", "flatten", "reshape", "identity", "relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS
 
     def supports_forward(self) -> bool:
         """A chain of ops forward linear bounds handle (each node reads the previous one)."""
@@ -296,6 +296,8 @@ class BoundEngine:
                 if op in ("relu", "leaky_relu"):
                     slope = 0.0 if op == "relu" else float(node.attrs.get("alpha", 0.01))
                     al, cl, au, cu = leaky_relu_relax(lo, hi, slope)
+                elif op in LIPSCHITZ_OPS:
+                    al, cl, au, cu = lipschitz_grid_relax(*_activation(node), lo, hi)
                 else:
                     al, cl, au, cu = s_shaped_relax(op, lo, hi)
                 alp, aln, aup, aun = al.clamp(min=0), al.clamp(max=0), au.clamp(min=0), au.clamp(max=0)

@@ -353,9 +353,11 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, fo
     device = resolve_device(device)
     if fmt == "onnx":
         forward = read_forward(path, input_shape=input_shape, output_name=output_name, device=device)
+        onnx_bytes = path.read_bytes()
     else:
         source = load_torch_source(path, fmt, factory=factory, factory_kwargs=factory_kwargs, input_shape=input_shape)
-        forward = read_forward(source.onnx_bytes, device=device)
+        onnx_bytes = source.onnx_bytes
+        forward = read_forward(onnx_bytes, device=device)
     sha256 = sha256_file(path)
     manifest = _matching_manifest(path, sha256)
     output_kind = output_kind or manifest.get("output_kind") or "logits"
@@ -368,4 +370,5 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, fo
     metadata["path"] = str(path)
     default_name = path.parent.name if manifest else path.stem
     return Model(forward.graph, name=name or default_name, sha256=sha256, output_kind=output_kind, decision=decision,
-                 metadata=metadata, device=device, runtime=forward.runtime, graph_error=forward.graph_error)
+                 metadata=metadata, device=device, runtime=forward.runtime, graph_error=forward.graph_error,
+                 onnx_bytes=onnx_bytes, onnx_output=output_name)

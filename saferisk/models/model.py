@@ -34,6 +34,8 @@ class Model:
     dtype: torch.dtype = torch.float32
     runtime: object | None = None  # saferisk.models.ort.OnnxRuntimeForward when graph is None
     graph_error: str = ""
+    onnx_bytes: bytes | None = field(default=None, repr=False)  # the ONNX file the graph was read from
+    onnx_output: str | None = None  # its output the graph computes (None: the only one)
 
     def __post_init__(self) -> None:
         if self.graph is None and self.runtime is None:
@@ -84,6 +86,24 @@ class Model:
             raise RuntimeError(f"no gradients: model '{self.name}' runs through onnxruntime")
         x = x.to(self.device, self.dtype)
         return self.module(x.reshape(x.shape[0], *self.input_shape))
+
+    def reference_outputs(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Outputs (B, m) float64 of the same ONNX file in onnxruntime, the independent runtime
+        that re-checks witnesses found with saferisk's graph; None when there is no ONNX file,
+        no onnxruntime, or onnxruntime is already the evaluator."""
+        if self.graph is None or self.onnx_bytes is None:
+            return None
+        if getattr(self, "_reference", None) is None:
+            try:
+                from saferisk.models.ort import OnnxRuntimeForward
+
+                self._reference = OnnxRuntimeForward(self.onnx_bytes, input_shape=self.input_shape,
+                                                     output_name=self.onnx_output)
+            except ImportError:
+                self.onnx_bytes = None
+                return None
+        rows = x.detach().to("cpu", torch.float64).numpy().reshape(x.shape[0], *self.input_shape)
+        return torch.from_numpy(self._reference(rows))
 
     @property
     def n_outputs(self) -> int:

@@ -51,6 +51,7 @@ class Witness:
     evaluations: int = 0
     margin: float = 0.0  # threshold - w(x): how far past the boundary the witness is
     margin_required: float = 0.0  # the WITNESS_MARGIN tolerance it had to exceed
+    rechecked_by: str = ""  # the runtimes whose fresh forward pass confirmed it
 
 
 class ViolationTracker:
@@ -189,8 +190,16 @@ def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, toleran
             and distance <= region.radius * (1 + tolerance) + tolerance):
         return None
     base = prop.base if isinstance(prop, MarginProperty) else prop
-    return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance, margin=base.threshold - w,
-                   margin_required=getattr(prop, "margin", 0.0))
+    evaluator = getattr(model, "evaluator", "torch")
+    margin, rechecked_by = base.threshold - w, evaluator
+    z_ref = model.reference_outputs(x) if hasattr(model, "reference_outputs") else None
+    if z_ref is not None:  # the independent runtime must see the same violation
+        w_ref = float(prop.value(z_ref)[0])
+        if not (bool(torch.isfinite(z_ref).all()) and w_ref <= prop.threshold):
+            return None
+        margin, rechecked_by = min(margin, base.threshold - w_ref), f"{evaluator}+onnxruntime"
+    return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance, margin=margin,
+                   margin_required=getattr(prop, "margin", 0.0), rechecked_by=rechecked_by)
 
 
 def project_violations(prop: BoundProperty, region: Region, evaluator: Evaluator, tracker: ViolationTracker) -> bool:
