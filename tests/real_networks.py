@@ -62,20 +62,21 @@ def activation_mlp(activation: nn.Module) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 16), activation, nn.Linear(16, 16), activation, nn.Linear(16, 3))
 
 
-def _randomised(module: nn.Module, seed: int) -> nn.Module:
+def _randomised(module: nn.Module, seed: int, weight_scale: float = 3.0) -> nn.Module:
+    """Seeded weights; `weight_scale` x the default init so that decisions vary over [-1, 1]."""
     torch.manual_seed(seed)
     module = module.eval()
     for m in module.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):  # weights large enough that the
-            with torch.no_grad():                                       # decision varies over [-1, 1]
-                m.weight.mul_(3.0)
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            with torch.no_grad():
+                m.weight.mul_(weight_scale)
         if isinstance(m, nn.RNNBase):
             with torch.no_grad():
                 for pname, param in m.named_parameters():
                     if pname.startswith("weight_ih"):
-                        param.mul_(3.0)
+                        param.mul_(weight_scale)
         if isinstance(m, nn.BatchNorm2d):  # non-trivial running statistics
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
@@ -103,3 +104,35 @@ ARCHITECTURES = {
 def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...], bool]:
     factory, shape, in_graph = ARCHITECTURES[name]
     return _randomised(factory(), seed), shape, in_graph
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with BatchNorm, identity or 1x1-conv shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def cifar_resnet18(width: int = 16, classes: int = 10, channels: int = 3) -> nn.Module:
+    """ResNet-18 layout for 32x32 inputs (stages of 2 blocks at width, 2x, 4x, 8x): 0.7M
+    parameters at width 16. Global average pooling makes it run on any input size."""
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    cin = width
+    for stage, mult in enumerate((1, 2, 4, 8)):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            layers.append(BasicBlock(cin, width * mult, stride))
+            cin = width * mult
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers)

@@ -139,3 +139,68 @@ def test_a_search_cut_short_by_the_time_budget_says_so():
     assert ample.radius_lower > 0 and not ample.budget_exhausted
     cut = certify_radius(graph, spec, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown", time_budget_s=1e-6))
     assert cut.budget_exhausted and (cut.radius_lower or 0.0) <= ample.radius_lower
+
+
+def test_memory_limit_gives_the_same_bounds_in_more_passes():
+    """Intermediate CROWN bounds run in passes of as many neurons as `memory_bytes` allows:
+    the bounds do not depend on it."""
+    from saferisk.bounds import BoundEngine, InputRegion
+
+    graph = _mlp(seed=3, n=4, h=24)
+    x0 = torch.full((4,), 0.1, dtype=torch.float64)
+    inset = InputRegion.ball(x0, torch.tensor([0.3, 0.6], dtype=torch.float64), "inf",
+                             -torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    wide, narrow = BoundEngine(graph), BoundEngine(graph)
+    narrow.memory_bytes = 1  # one neuron per pass
+    assert narrow.rows_per_pass("h", 2) == 1 and wide.rows_per_pass("h", 2) >= 24
+    a, b = wide.intermediate_bounds(inset), narrow.intermediate_bounds(inset)
+    for name in a:
+        assert torch.equal(a[name][0], b[name][0]) and torch.equal(a[name][1], b[name][1]), name
+
+
+def test_time_budget_is_honoured_inside_a_bound_pass():
+    """A deadline that passes inside the intermediate bounds ends the pass (no bound from it)
+    and certification reports the exhausted budget instead of overrunning it."""
+    import time
+
+    from saferisk.bounds import BoundEngine, InputRegion
+    from saferisk.bounds.engine import BoundsDeadline
+
+    graph = _mlp(seed=3, n=4, h=24)
+    engine = BoundEngine(graph)
+    engine.memory_bytes, engine.deadline = 1, time.perf_counter() - 1.0
+    inset = InputRegion.ball(torch.zeros(4, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64), "inf",
+                             -torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    with pytest.raises(BoundsDeadline):
+        engine.intermediate_bounds(inset)
+    x0 = torch.zeros(4, dtype=torch.float64)
+    z0 = GraphModule(graph)(x0[None].float())[0]
+    cert = certify_radius(graph, Robustness().bind(z0).spec(), x0, "inf", 0.5, Domain.scalar(-1, 1, 4),
+                          config=CertifyConfig(method="crown", time_budget_s=1e-9, memory_mb=16))
+    assert cert.seconds < 1.0
+    assert cert.radius_lower in (None, 0.0) or cert.budget_exhausted
+
+
+def test_crown_neuron_limit_keeps_interval_bounds_soundly():
+    from saferisk.bounds import BoundEngine, InputRegion
+
+    g = torch.Generator().manual_seed(5)
+    graph = Graph("x", "z", (4,), [
+        Node("linear", ["x"], "h1", {"weight": torch.randn(24, 4, generator=g), "bias": torch.randn(24, generator=g)}),
+        Node("relu", ["h1"], "a1"),
+        Node("linear", ["a1"], "h2", {"weight": torch.randn(24, 24, generator=g), "bias": torch.randn(24, generator=g)}),
+        Node("relu", ["h2"], "a2"),
+        Node("linear", ["a2"], "z", {"weight": torch.randn(3, 24, generator=g), "bias": torch.randn(3, generator=g)})])
+    inset = InputRegion.ball(torch.zeros(4, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64), "inf",
+                             -torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    full, limited = BoundEngine(graph), BoundEngine(graph)
+    limited.max_neurons_per_node = 1
+    a, b = full.intermediate_bounds(inset), limited.intermediate_bounds(inset)
+    width = {name: float((hi - lo).sum()) for name, (lo, hi) in a.items()}
+    limited_width = {name: float((hi - lo).sum()) for name, (lo, hi) in b.items()}
+    assert limited_width["h2"] > width["h2"]  # interval bounds where CROWN would need many rows
+    assert bool((b["h2"][0] <= a["h2"][0] + 1e-12).all() and (b["h2"][1] >= a["h2"][1] - 1e-12).all())
+    with pytest.raises(ConfigError, match="crown_max_neurons"):
+        CertifyConfig(crown_max_neurons=0)
+    with pytest.raises(ConfigError, match="memory_mb"):
+        CertifyConfig(memory_mb=1)

@@ -19,7 +19,7 @@ import torch
 
 from saferisk.bounds.bab import branch_and_bound
 from saferisk.bounds.config import Certificate, CertifyConfig
-from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
+from saferisk.bounds.engine import BoundEngine, BoundsDeadline, UnsupportedGraph
 from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, spec_value
@@ -65,6 +65,12 @@ class _RadiusProblem:
     def certified(self, radii: list[float], method: str, deadline: float | None = None) -> list[bool]:
         """Which radii are certified by `method` (all radii in one batched pass; BaB: one radius)."""
         deadline = self.deadline if deadline is None else deadline
+        try:
+            return self._certified(radii, method, deadline)
+        except BoundsDeadline:  # the budget ended inside a pass: nothing certified by it
+            return [False] * len(radii)
+
+    def _certified(self, radii: list[float], method: str, deadline: float) -> list[bool]:
         r = torch.tensor(radii, dtype=self.engine.dtype, device=self.engine.device)
         inset = self.inset(r)
         if method == "bab":
@@ -160,6 +166,7 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         return done(None, None, "the property has no linear spec for certified bounds")
     try:
         engine = _engine(graph, config.device)
+        config.apply_limits(engine, deadline)
         rows = SpecRows.from_spec(spec, engine)
     except UnsupportedGraph as exc:
         return done(None, None, str(exc))
@@ -220,6 +227,7 @@ def _box_inset(engine: BoundEngine, lower, upper) -> InputRegion:
 def bound_outputs(graph: Graph, lower, upper, method: str = "crown") -> tuple[torch.Tensor, torch.Tensor]:
     """Sound bounds (lb, ub) of every graph output over the box [lower, upper] ((m,) or (B, m))."""
     engine = _engine(graph, None)
+    CertifyConfig().apply_limits(engine, None)
     inset = _box_inset(engine, lower, upper)
     m = engine.n_outputs
     eye = torch.eye(m, dtype=torch.float64)
@@ -242,10 +250,17 @@ def verify_box(graph: Graph, spec: MinMaxSpec, lower, upper, timeout_s: float,
     deadline = start + float(timeout_s)
     try:
         engine = _engine(graph, config.device)
+        config.apply_limits(engine, deadline)
         rows = SpecRows.from_spec(spec, engine)
     except UnsupportedGraph:
         return "unknown"
-    inset = _box_inset(engine, lower, upper)
+    try:
+        return _verify_box(engine, rows, spec, _box_inset(engine, lower, upper), config, deadline)
+    except BoundsDeadline:
+        return "unknown"
+
+
+def _verify_box(engine, rows, spec, inset, config, deadline) -> str:
     for method in config.ladder():
         if method == "bab":
             verdict = branch_and_bound(engine, rows, inset, deadline, config.input_split_max_dim, config.bab_batch,

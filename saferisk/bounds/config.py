@@ -36,6 +36,12 @@ class CertifyConfig:
     bab_batch: int = 256  # sub-domains bounded together per branch-and-bound step
     bab_iterations: int = 3  # slope and beta optimisation steps per batch of ReLU-split sub-domains
     device: str | None = None
+    # memory for back-substitution (MiB): intermediate bounds run in passes of as many neurons
+    # as fit (the same bounds, more passes); None = the default of saferisk.bounds.engine (2 GiB)
+    memory_mb: int | None = None
+    # work limit: a node with more unstable neurons than this keeps its interval bounds instead
+    # of one CROWN row pair per neuron (None: no limit)
+    crown_max_neurons: int | None = 4096
 
     def __post_init__(self):
         if self.method is not None and self.method not in METHODS:
@@ -44,6 +50,10 @@ class CertifyConfig:
             raise ConfigError(f"certify tolerance must be in (0, 1), got {self.tolerance}")
         if float(self.time_budget_s) <= 0:
             raise ConfigError(f"certify time_budget_s must be > 0, got {self.time_budget_s}")
+        if self.memory_mb is not None and not (isinstance(self.memory_mb, int) and self.memory_mb >= 16):
+            raise ConfigError(f"certify memory_mb must be an integer >= 16 (MiB), got {self.memory_mb!r}")
+        if self.crown_max_neurons is not None and not (isinstance(self.crown_max_neurons, int) and self.crown_max_neurons >= 1):
+            raise ConfigError(f"certify crown_max_neurons must be an integer >= 1, got {self.crown_max_neurons!r}")
 
     @property
     def strongest(self) -> str:
@@ -54,6 +64,17 @@ class CertifyConfig:
         if self.alpha_intermediate is not None:
             return bool(self.alpha_intermediate)
         return relu_neurons <= self.alpha_intermediate_max_neurons
+
+    def apply_limits(self, engine, deadline: float | None) -> None:
+        """Set the engine's memory, work and time limits for one certification."""
+        engine.memory_bytes = self.memory_bytes()
+        engine.max_neurons_per_node = self.crown_max_neurons
+        engine.deadline = deadline
+
+    def memory_bytes(self) -> int:
+        from saferisk.bounds.engine import DEFAULT_MEMORY_BYTES
+
+        return DEFAULT_MEMORY_BYTES if self.memory_mb is None else int(self.memory_mb) << 20
 
     def on_device_of(self, model) -> "CertifyConfig":
         """This config with the bounds placed where `model` runs, unless `device` is set."""

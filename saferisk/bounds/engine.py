@@ -21,6 +21,7 @@ Computation runs in float64 on the device of the graph's tensors (or a given dev
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +39,16 @@ SUPPORTED_OPS = AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS
 
 
 DENSE_MAX_ENTRIES = 1 << 22  # 32 MB in float64
+ROW_BYTES_FACTOR = 12  # live coefficient tensors per row (branches, temporaries; measured on a ResNet-18)
+DEFAULT_MEMORY_BYTES = 2 << 30  # back-substitution memory when the caller sets none (2 GiB)
 
 
 class UnsupportedGraph(Exception):
     """The graph has an operation certified bounds cannot handle; str(exc) is the reason."""
+
+
+class BoundsDeadline(Exception):
+    """The engine's deadline passed inside a bound computation (no bound from this pass)."""
 
 
 def _node_label(node: Node) -> str:
@@ -94,6 +101,13 @@ class BoundEngine:
         self.input_shape = tuple(int(d) for d in self.graph.input_shape)
         self.n_inputs = int(torch.tensor(self.input_shape).prod()) if self.input_shape else 1
         self.shapes = self._shapes()
+        self.memory_bytes = DEFAULT_MEMORY_BYTES
+        self.deadline: float | None = None  # time.perf_counter() value checked between passes
+        self.max_neurons_per_node: int | None = None  # more unstable neurons: keep the node's IBP bounds
+        self.max_numel_upto, largest = {self.input_name: math.prod(self.input_shape)}, math.prod(self.input_shape)
+        for node in self.nodes:
+            largest = max(largest, math.prod(self.shapes[node.output]))
+            self.max_numel_upto[node.output] = largest
         for node in self.nodes:
             if node.op == "affine" and self.shapes[node.output] != self.shapes[node.inputs[0]]:
                 raise UnsupportedGraph(f"unsupported operation 'affine' in node '{_node_label(node)}' "
@@ -222,17 +236,35 @@ class BoundEngine:
         (B, *shape) in {-1, 0, +1}} (-1: x <= 0, +1: x >= 0).
         """
         ibp = self.ibp(inset) if ibp is None else ibp
-        bounds = {self.input_name: ibp[self.input_name]}
-        for name in self.pre_nodes:
-            lo, hi = ibp[name]
-            if method != "ibp" and name != self.input_name:
-                lo, hi = self._crown_node_bounds(name, lo, hi, inset, bounds, alphas)
-            if splits is not None and name in splits:
-                s = splits[name]
-                lo = torch.where(s > 0, lo.clamp_min(0), lo)
-                hi = torch.where(s < 0, hi.clamp_max(0), hi)
-            bounds[name] = (lo, hi)
+        B = inset.batch
+        pre = set(self.pre_nodes)
+        # one sweep in graph order: each node's interval is recomputed from the bounds tightened
+        # so far (IBP through tight bounds is far tighter than the first IBP pass on deep nets:
+        # fewer unstable neurons, fewer CROWN rows), intersected with what `ibp` already knew
+        current = {self.input_name: self._split(self.input_name, ibp[self.input_name], splits)}
+        bounds = {self.input_name: current[self.input_name]}
+        for node in self.nodes:
+            args = [current[i] for i in node.inputs] if node.op != "constant" else []
+            lo, hi = self._ibp_node(node, args, B)
+            if node.output in ibp:
+                lo, hi = torch.maximum(lo, ibp[node.output][0]), torch.minimum(hi, ibp[node.output][1])
+            if node.output in pre:
+                if method != "ibp":
+                    lo, hi = self._crown_node_bounds(node.output, lo, hi, inset, bounds, alphas)
+                lo, hi = self._split(node.output, (lo, hi), splits)
+                bounds[node.output] = (lo, hi)
+            current[node.output] = (lo, hi)
         return bounds
+
+    @staticmethod
+    def _split(name: str, bound, splits: dict | None):
+        """Bounds with the ReLU split constraints of `name` applied (x >= 0 or x <= 0)."""
+        lo, hi = bound
+        if splits is not None and name in splits:
+            s = splits[name]
+            lo = torch.where(s > 0, lo.clamp_min(0), lo)
+            hi = torch.where(s < 0, hi.clamp_max(0), hi)
+        return lo, hi
 
     FORWARD_OPS = {"linear", "affine", "flatten", "reshape", "identity", "relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS
 
@@ -314,22 +346,33 @@ class BoundEngine:
                 bounds[node.output] = (lo_i, hi_i)
         return bounds
 
-    def neurons_to_bound(self, name: str, lo_flat: torch.Tensor, hi_flat: torch.Tensor):
+    def neurons_to_bound(self, name: str, lo_flat: torch.Tensor, hi_flat: torch.Tensor, index=None):
         """(index, rows): the neurons of node `name` whose bounds are worth tightening (before a
         ReLU only the unstable ones, lo < 0 < hi in some batch row; else all) and one unit row
-        e_i (k, size) per neuron, for backward passes of y_i."""
+        e_i (k, size) per neuron, for backward passes of y_i (`index` given: those neurons)."""
         size = lo_flat.shape[1]
-        if self.relu_only_consumers[name]:
-            index = ((lo_flat < 0) & (hi_flat > 0)).any(dim=0).nonzero().flatten()
-        else:
-            index = torch.arange(size, device=lo_flat.device)
+        if index is None:
+            index = self.neurons_worth_bounding(name, lo_flat, hi_flat)
         k = int(index.numel())
         eye = torch.zeros(k, size, dtype=self.dtype, device=lo_flat.device)
         eye[torch.arange(k, device=lo_flat.device), index] = 1.0
         return index, eye
 
+    def neurons_worth_bounding(self, name: str, lo_flat: torch.Tensor, hi_flat: torch.Tensor) -> torch.Tensor:
+        """Indices of the neurons of `name` to tighten: before ReLUs only the unstable ones."""
+        if self.relu_only_consumers[name]:
+            return ((lo_flat < 0) & (hi_flat > 0)).any(dim=0).nonzero().flatten()
+        return torch.arange(lo_flat.shape[1], device=lo_flat.device)
+
+    def rows_per_pass(self, name: str, batch: int, signs: int = 2) -> int:
+        """How many neurons of `name` one back-substitution may bound within `memory_bytes`: each
+        row keeps about ROW_BYTES_FACTOR coefficient tensors of the largest node before `name`."""
+        per_neuron = batch * signs * self.max_numel_upto[name] * torch.finfo(self.dtype).bits // 8 * ROW_BYTES_FACTOR
+        return max(1, int(self.memory_bytes // max(1, per_neuron)))
+
     def _crown_node_bounds(self, name, lo, hi, inset, bounds, alphas):
-        """CROWN bounds of node `name` intersected with (lo, hi); only for neurons that matter.
+        """CROWN bounds of node `name` intersected with (lo, hi); only for neurons that matter,
+        in passes of at most `rows_per_pass` neurons (bounded memory, the same bounds).
 
         Before a ReLU only neurons unstable under (lo, hi) need a tighter bound: the relaxation
         of a stable ReLU is exact already.
@@ -337,20 +380,32 @@ class BoundEngine:
         B = inset.batch
         shape = self.shapes[name]
         lo_flat, hi_flat = lo.reshape(B, -1), hi.reshape(B, -1)
-        index, eye = self.neurons_to_bound(name, lo_flat, hi_flat)
-        k = int(index.numel())
-        if k == 0:
+        index = self.neurons_worth_bounding(name, lo_flat, hi_flat)
+        if int(index.numel()) == 0:
             return lo, hi
-        if name in self.affine_only:  # no relaxation on the way: upper = -lower of -rows
-            rows = eye.reshape((1, k) + shape).expand((B, k) + shape)
-            A_in, bias = self.backward(name, rows, bounds)
-            A_in = A_in.reshape(B, k, -1)
-            lb = torch.cat([inset.min_linear(A_in) + bias, inset.min_linear(-A_in) - bias], dim=1)
-        else:
-            rows = torch.cat([eye, -eye]).reshape((1, 2 * k) + shape).expand((B, 2 * k) + shape)
-            lb = self.lower_bound(name, rows, inset, bounds, alphas, target_groups=2)
-        lo_new = lo_flat.index_copy(1, index, torch.maximum(lo_flat[:, index], lb[:, :k]))
-        hi_new = hi_flat.index_copy(1, index, torch.minimum(hi_flat[:, index], -lb[:, k:]))
+        if self.max_neurons_per_node is not None and int(index.numel()) > self.max_neurons_per_node:
+            return lo, hi  # too many rows for the work budget: the interval bounds stand (sound)
+        affine = name in self.affine_only
+        step = self.rows_per_pass(name, B, 1 if affine else 2)
+        lows, highs = [], []
+        for part in torch.split(index, step):
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                raise BoundsDeadline(f"deadline passed while bounding node '{name}'")
+            _, eye = self.neurons_to_bound(name, lo_flat, hi_flat, index=part)
+            k = int(part.numel())
+            if affine:  # no relaxation on the way: upper = -lower of -rows
+                rows = eye.reshape((1, k) + shape).expand((B, k) + shape)
+                A_in, bias = self.backward(name, rows, bounds)
+                A_in = A_in.reshape(B, k, -1)
+                lb = torch.cat([inset.min_linear(A_in) + bias, inset.min_linear(-A_in) - bias], dim=1)
+            else:
+                rows = torch.cat([eye, -eye]).reshape((1, 2 * k) + shape).expand((B, 2 * k) + shape)
+                lb = self.lower_bound(name, rows, inset, bounds, alphas, target_groups=2)
+            lows.append(lb[:, :k])
+            highs.append(-lb[:, k:])
+        lb_lo, ub_hi = torch.cat(lows, dim=1), torch.cat(highs, dim=1)
+        lo_new = lo_flat.index_copy(1, index, torch.maximum(lo_flat[:, index], lb_lo))
+        hi_new = hi_flat.index_copy(1, index, torch.minimum(hi_flat[:, index], ub_hi))
         return lo_new.reshape(lo.shape), hi_new.reshape(hi.shape)
 
     def lower_bound(self, target: str, A: torch.Tensor, inset: InputRegion, bounds: dict,

@@ -39,6 +39,22 @@ def certify_config(spec: dict[str, Any], key: str = "certify"):
     return _dataclass_from(CertifyConfig, spec, key, extra_keys=("enabled",))
 
 
+RADIUS_JOB_BASE_MB = 2000  # a radius job besides certification: interpreter, torch, model, searches
+
+
+def radius_job_mem_mb(property_spec: dict[str, Any], attempt: int = 1) -> int:
+    """Memory (MB) a radius job of this property asks the scheduler for: its certification
+    memory (`certify.memory_mb`, default saferisk.bounds' 2 GiB) plus the rest of the job,
+    doubled per retry."""
+    certify = dict(property_spec.get("certify") or {})
+    if not certify.get("enabled", True):
+        return RADIUS_JOB_BASE_MB * attempt
+    from saferisk.bounds.engine import DEFAULT_MEMORY_BYTES
+
+    memory_mb = certify.get("memory_mb") or DEFAULT_MEMORY_BYTES >> 20
+    return (int(memory_mb) + RADIUS_JOB_BASE_MB) * int(attempt)
+
+
 def property_object(property_spec: dict[str, Any], model_spec: dict[str, Any], key: str = "params"):
     """The Property of a config entry; robustness takes the model's decision rule."""
     from saferisk.properties import make_property

@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 import saferisk.config
+import saferisk.config.runtime
 import saferisk.pipeline
 
 min_version("9.0")
@@ -108,7 +109,7 @@ def get_radius_runtime(wildcards, attempt):
 
 
 def get_radius_mem_mb(wildcards, attempt):
-    return 4000 * attempt
+    return saferisk.config.runtime.radius_job_mem_mb(PLAN.property_spec(wildcards.property), attempt)
 
 
 def get_model_radius_tables(wildcards):
