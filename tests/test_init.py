@@ -90,3 +90,93 @@ def test_init_refuses_to_overwrite_and_mismatched_data(tmp_path, monkeypatch, ca
                  str(ROOT / "saferisk/demo/regression_net.json"), "--out", "b.yaml"]) == 2
     assert "3 features per input, the model takes 64" in capsys.readouterr().err
     assert not (tmp_path / "b.yaml").exists()
+
+
+def _onnx_of(module, shape, path: Path) -> Path:
+    from saferisk.models.load import module_to_onnx
+
+    path.write_bytes(module_to_onnx(module.eval(), shape))
+    return path
+
+
+def test_init_reads_what_the_outputs_mean(tmp_path, monkeypatch, capsys):
+    """A final Softmax makes probabilities (uncertainty without a second softmax), one sigmoid
+    output a binary classifier (a decision-threshold robustness property, not a vacuous range),
+    dense per-pixel outputs a clear message."""
+    import numpy as np
+    import torch
+
+    from saferisk.config.runtime import property_object
+
+    torch.manual_seed(0)
+    softmax_net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=-1))
+    with torch.no_grad():
+        softmax_net[0].weight.mul_(20)  # confident outputs (p up to ~1)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((8, 4)))
+    wd = tmp_path / "wf"
+    (wd / "config").mkdir(parents=True)
+    config, text = run_init(wd, monkeypatch, capsys, str(_onnx_of(softmax_net, (4,), tmp_path / "soft.onnx")),
+                            "--inputs", str(tmp_path / "x.npy"), *TINY)
+    model = config["models"]["soft"]
+    assert model["output_kind"] == "probabilities" and "ends in Softmax" in text
+    uncertainty = property_object(config["properties"]["uncertainty"], model)
+    assert uncertainty.outputs == "probabilities"
+    with torch.no_grad():
+        p = softmax_net(torch.rand(64, 4, generator=torch.Generator().manual_seed(1)))
+    confident = p.max(dim=1).values > 0.9
+    bound = [uncertainty.bind(row) for row in p]
+    values = torch.stack([b.value(row[None])[0] for b, row in zip(bound, p)])
+    assert bool((values[confident] > uncertainty.epsilon).all())  # confident inputs are not "violated at input"
+
+    sigmoid_net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())
+    (wd / "config/my-audit.yaml").unlink()
+    config, _ = run_init(wd, monkeypatch, capsys, str(_onnx_of(sigmoid_net, (4,), tmp_path / "binary.onnx")),
+                         "--inputs", str(tmp_path / "x.npy"), *TINY)
+    assert sorted(config["properties"]) == ["robustness"]
+    assert config["properties"]["robustness"]["params"] == {"binary_threshold": 0.5}
+    assert config["models"]["binary"]["output_kind"] == "probabilities"
+    prop = property_object(config["properties"]["robustness"], config["models"]["binary"])
+    high, low = prop.bind(torch.tensor([0.8])), prop.bind(torch.tensor([0.3]))
+    assert high.decision == 1 and low.decision == 0
+    assert float(high.value(torch.tensor([[0.4]]))[0]) <= 0 < float(high.value(torch.tensor([[0.6]]))[0])
+    assert float(low.value(torch.tensor([[0.6]]))[0]) <= 0 < float(low.value(torch.tensor([[0.4]]))[0])
+
+    class Dense(torch.nn.Module):
+        def forward(self, x):
+            return torch.sigmoid(x * 2.0)  # (B, 1, 4, 4): one output per pixel
+
+    (wd / "config/my-audit.yaml").unlink()
+    monkeypatch.chdir(wd)
+    assert main(["init", str(_onnx_of(Dense(), (1, 4, 4), tmp_path / "seg.onnx")), "--out", "config/my-audit.yaml"]) == 2
+    assert "dense per-position outputs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lstm", "vit"])
+def test_init_audits_a_transformer_and_an_rnn_end_to_end(name, tmp_path, monkeypatch, capsys):
+    """Models only onnxruntime runs get a full audit: export, search, report naming the evaluator."""
+    import numpy as np
+
+    from tests.real_networks import build
+
+    module, shape, _ = build(name)
+    source = _onnx_of(module, shape, tmp_path / f"{name}.onnx")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((4, *shape)).reshape(4, -1))
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "config").mkdir(exist_ok=True)
+    config, _ = run_init(wd, monkeypatch, capsys, str(source), "--inputs", str(tmp_path / "x.npy"), *TINY)
+    snakemake(wd, "--configfile", "config/my-audit.yaml")
+    table = pd.read_parquet(wd / "results/tables/audit.parquet")
+    assert set(table["model"]) == {name} and len(table) == 2 * 2
+    assert set(table["evaluator"]) == {"onnxruntime"}
+    assert table["status"].str.startswith("failed").sum() == 0
+    assert table["radius_estimate"].notna().all()
+    searched = table[table["status"] == "ok"]  # (an input violated at x0 has radius 0)
+    assert len(searched) >= 2 and searched["radius_lower"].isna().all()
+    assert searched["radius_lower_method"].str.contains("graph reader does not support").all()
+    manifest = (wd / f"results/models/{name}/manifest.json").read_text()
+    assert '"evaluator": "onnxruntime"' in manifest
+    from pypdf import PdfReader
+
+    text = "".join(page.extract_text() for page in PdfReader(wd / f"results/reports/{name}.pdf").pages)
+    assert "onnxruntime" in text

@@ -71,9 +71,35 @@ def _inspect_model(args) -> dict:
     model = load_model(args.model, **kwargs)
     import torch
 
+    from saferisk.models.onnx_reader import output_meaning
+
+    activation, rank = output_meaning(model.onnx_bytes) if model.onnx_bytes is not None else (None, 2)
     return {"input_shape": list(model.input_shape), "n_inputs": int(model.n_inputs),
             "n_outputs": int(model.n_outputs), "format": FORMAT_NAMES.get(Path(args.model).suffix.lower(), "model"),
+            "activation": activation, "output_rank": rank, "evaluator": model.evaluator,
             "forward": lambda X: model.forward_flat(torch.as_tensor(X, dtype=torch.float32)).double().numpy()}
+
+
+def _output_kind(info: dict, model_path) -> tuple[str, str]:
+    """(kind, why): 'classifier' (logits), 'probabilities' (final Softmax), 'binary' (one sigmoid
+    output) or 'regression', read from the graph's last operation and output shape."""
+    if info["output_rank"] > 2:
+        raise ConfigError(f"{model_path}: the model's output has {info['output_rank'] - 1} dimensions per sample "
+                          "(dense per-position outputs, e.g. segmentation): saferisk init writes classifier and "
+                          "regression audits only; write a property for such outputs yourself (a `custom` or "
+                          "`reachability` property on the outputs that matter, config/README.md)")
+    activation, n_outputs = info["activation"], info["n_outputs"]
+    if n_outputs == 1:
+        if activation == "sigmoid":
+            return "binary", "one sigmoid output: a binary classifier deciding at 0.5"
+        return "regression", "one output"
+    if activation == "softmax":
+        return "probabilities", "the graph ends in Softmax: the outputs are probabilities (no second softmax)"
+    if activation == "sigmoid":
+        return "probabilities", "the graph ends in Sigmoid: per-class probabilities"
+    if activation == "log_softmax":
+        return "classifier", "the graph ends in LogSoftmax: log-probabilities, used as logits"
+    return "classifier", f"{n_outputs} outputs, no final Softmax/Sigmoid: logits"
 
 
 def _inspect_inputs(path: str, max_inputs: int) -> dict:
@@ -102,7 +128,8 @@ def build_config_text(args) -> tuple[str, str]:
     info = _inspect_model(args)
     name = _slug(args.name or Path(args.model).stem)
     n = info["n_inputs"]
-    classifier = info["n_outputs"] > 1
+    kind, kind_note = _output_kind(info, args.model)
+    classifier = kind != "regression"
     data = _inspect_inputs(args.inputs, args.max_inputs) if args.inputs else None
     X = None if data is None else data["X"]
     if X is not None and X.shape[1] != n:
@@ -134,7 +161,7 @@ def build_config_text(args) -> tuple[str, str]:
     lines = [
         f"# saferisk audit config for {args.model}, written by `saferisk init`.",
         f"# Model: {info['format']}, input shape {info['input_shape']} ({n} features), "
-        f"{info['n_outputs']} output(s) -> {'classifier' if classifier else 'regression'} defaults.",
+        f"{info['n_outputs']} output(s) -> {'classifier' if classifier else 'regression'} defaults ({kind_note}).",
         "# Check it with `saferisk validate-config <this file>`; every key: config/README.md.",
         "",
         "models:",
@@ -145,9 +172,10 @@ def build_config_text(args) -> tuple[str, str]:
         lines.append(f"    factory: {args.factory}")
     if args.input_shape:
         lines.append(f"    input_shape: {info['input_shape']}")
+    output_kind = {"classifier": "logits", "probabilities": "probabilities", "binary": "probabilities"}.get(kind, "regression")
     lines += [f"    domain: {domain_yaml}  # {domain_note}",
-              f"    output_kind: {'logits' if classifier else 'regression'}"]
-    if classifier:
+              f"    output_kind: {output_kind}"]
+    if kind in ("classifier", "probabilities"):
         lines.append(f"    decision: {args.decision}  # argmin for networks that pick the smallest output")
     lines.append("    input_sets: [inputs]")
     lines += ["", "input_sets:", "  inputs:"]
@@ -164,7 +192,17 @@ def build_config_text(args) -> tuple[str, str]:
     budget = (f"search: {{mode: fast, budget: {args.budget}}}\n"
               f"    certify: {{time_budget_s: {args.certify_seconds}}}  # per input")
     lines += ["", "properties:"]
-    if classifier:
+    if kind == "binary":
+        lines += ["  robustness:  # the decision (output >= 0.5 or not) must not change",
+                  "    kind: robustness",
+                  "    params: {binary_threshold: 0.5}",
+                  "    norms: [inf]",
+                  f"    max_radius: {max_radius}",
+                  f"    scale: {scale}",
+                  f"    {budget}"]
+        criteria = ["  - {property: robustness, norm: inf, radius: %g, min_fraction: 0.9, basis: certified}"
+                    % (max_radius / 5)]
+    elif classifier:
         lines += ["  robustness:  # the decision must not change",
                   "    kind: robustness",
                   "    norms: [inf]",

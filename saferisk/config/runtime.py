@@ -62,6 +62,8 @@ def property_object(property_spec: dict[str, Any], model_spec: dict[str, Any], k
     params = dict(property_spec.get("params") or {})
     if property_spec["kind"] == "robustness":
         params.setdefault("decision", model_spec.get("decision", "argmax"))
+    if property_spec["kind"] == "uncertainty" and model_spec.get("output_kind") == "probabilities":
+        params.setdefault("outputs", "probabilities")  # the outputs are p already: no second softmax
     try:
         return make_property({"kind": property_spec["kind"], **params})
     except ConfigError as exc:

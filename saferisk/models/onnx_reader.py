@@ -305,6 +305,25 @@ def unsupported_operators(source) -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
+SHAPE_ONLY_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast")
+
+
+def output_meaning(source) -> tuple[str | None, int]:
+    """(final activation, output rank) of an ONNX model's (first) output: the activation is
+    'softmax', 'log_softmax' or 'sigmoid' when the output is one of them (through shape-only
+    ops), else None; the rank counts the batch dimension (> 2: dense per-position outputs)."""
+    model = load_onnx_proto(source)
+    graph = model.graph
+    name = graph.output[0].name
+    rank = len(graph.output[0].type.tensor_type.shape.dim)
+    producers = {out: node for node in graph.node for out in node.output}
+    node = producers.get(name)
+    while node is not None and node.op_type in SHAPE_ONLY_OPS and node.input:
+        node = producers.get(node.input[0])
+    kinds = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}
+    return (kinds.get(node.op_type) if node is not None else None), rank
+
+
 def describe_reader_error(source, error: Exception) -> str:
     """Why the graph reader refused a model, naming unsupported operators first."""
     try:

@@ -3,6 +3,8 @@
 w(z) = z_j - max_{i != j} z_i (logit margin of the decision j at x0; `argmin` networks such as
 ACAS Xu use -z), c = 0. A tie at the top counts as a changed decision (w = 0 <= c).
 With `target_classes` T only a decision in T counts: w = min_{t in T} (max_{i != t} z_i - z_t).
+A one-output binary classifier with `binary_threshold` t decides class 1 where z >= t:
+w = z - t at class 1, t - z at class 0 (a tie counts as changed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class Robustness(Property):
     kind = "robustness"
     decision: str = "argmax"
     target_classes: tuple[int, ...] | None = None
+    # one-output (binary) classifiers: class 1 where the output >= binary_threshold (0.5 for a
+    # sigmoid probability, 0 for a logit); w = z - t for class 1, t - z for class 0
+    binary_threshold: float | None = None
 
     def __post_init__(self):
         if self.decision not in ("argmax", "argmin"):
@@ -35,9 +40,15 @@ class Robustness(Property):
 
     def bind(self, z0: torch.Tensor, label: int | None = None) -> BoundProperty:
         m = int(z0.shape[-1])
+        if m == 1 and self.binary_threshold is not None:
+            t = float(self.binary_threshold)
+            j = int(float(z0.reshape(-1)[0]) >= t)
+            coef, offset = ([1.0], -t) if j == 1 else ([-1.0], t)
+            return SpecBoundProperty(MinMaxSpec.from_rows([[(coef, offset)]], 1), 0.0, decision=j)
         if m < 2:
             raise ConfigError(f"robustness needs a classifier with at least 2 outputs, the model has {m} "
-                              "(for a regression model use reachability)")
+                              "(a one-output binary classifier: set params.binary_threshold, 0.5 for a sigmoid "
+                              "output; a regression model: use reachability)")
         sign = -1.0 if self.decision == "argmin" else 1.0
         j = int(decide(z0.reshape(1, -1), self.decision)[0])
         groups = []

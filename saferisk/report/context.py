@@ -51,6 +51,13 @@ def manifest_hashes(manifest: dict) -> dict[str, str]:
     return found
 
 
+def _missing_lower_reasons(rows: pd.DataFrame) -> str:
+    """Why searched inputs have no certified lower bound, grouped and counted ("reason: n; ...")."""
+    reasons = Counter(str(m) for m in rows.loc[rows["radius_lower"].isna() & (rows["status"] == "ok"),
+                                               "radius_lower_method"] if m)
+    return "; ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+
+
 def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.DataFrame) -> dict:
     values = {"mean": fmt_number(stats.mean), "median": fmt_number(stats.median), "min": fmt_number(stats.min)}
     note = ""
@@ -62,10 +69,7 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
         elif kind == "radius_upper":
             note = "no witness found within the maximum radius for any input"
         elif kind == "radius_lower":
-            reasons = Counter(str(m) for m in rows.loc[rows["radius_lower"].isna() & (rows["status"] == "ok"),
-                                                       "radius_lower_method"] if m)
-            why = "; ".join(f"{r}: {c}" for r, c in sorted(reasons.items())) or "no certification ran"
-            note = f"not available: no input certified ({why})"
+            note = f"not available: no input certified ({_missing_lower_reasons(rows) or 'no certification ran'})"
         else:
             note = "not available: no estimate computed"
     elif stats.n_null:
@@ -74,6 +78,8 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
         note = f"over {stats.n_values} of {group.n_inputs} inputs; {stats.n_null} {what}"
         if group.n_failed and kind != "radius_upper":
             note += f" ({group.n_failed} failed)"
+        if kind == "radius_lower" and _missing_lower_reasons(rows):
+            note += f" (why: {_missing_lower_reasons(rows)})"
     return {"name": RADIUS_NAMES[kind], "kind": kind, "available": stats.n_values > 0, "note": note, **values}
 
 
