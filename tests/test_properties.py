@@ -93,6 +93,38 @@ def test_uncertainty_kl_matches_direct_formula_and_spec_is_a_sound_lower_bound()
     assert bound.violated(torch.zeros(1, m, dtype=torch.float64)).tolist() == [True]
 
 
+def test_uncertainty_on_probability_outputs_equals_the_logit_version_and_its_spec_is_sound():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(400, 5, generator=gen, dtype=torch.float64) * 4
+    p = torch.softmax(z, dim=1)
+    eps = 0.2
+    on_p = Uncertainty(epsilon=eps, outputs="probabilities")
+    for centre in (p[0], p[7], torch.full((5,), 0.2, dtype=torch.float64)):
+        bound = on_p.bind(centre)
+        assert torch.allclose(bound.value(p), kl_uniform_softmax(z), atol=1e-9)  # no second softmax
+        spec = bound.spec()
+        assert not spec.exact
+        # sound on the simplex and off it (bounds see any p in the output box, not only sums of 1)
+        loose = torch.rand(400, 5, generator=gen, dtype=torch.float64) + 1e-3
+        for points in (p, loose):
+            assert bool((spec.evaluate(points) <= bound.value(points) - eps + 1e-9).all())
+        assert abs(float(spec.evaluate(centre[None])[0]) - float(bound.value(centre[None])[0] - eps)) < 1e-9  # tight at p0
+    with pytest.raises(ConfigError, match="outputs"):
+        Uncertainty(outputs="logs")
+
+
+def test_robustness_of_a_binary_classifier_with_one_output():
+    prop = Robustness(binary_threshold=0.0)
+    one, zero = prop.bind(torch.tensor([1.5])), prop.bind(torch.tensor([-0.5]))
+    assert (one.decision, zero.decision) == (1, 0)
+    z = torch.tensor([[2.0], [0.0], [-1.0]])
+    assert one.value(z).tolist() == [2.0, 0.0, -1.0] and zero.value(z).tolist() == [-2.0, 0.0, 1.0]
+    assert one.violated(z).tolist() == [False, True, True]  # a tie at the threshold counts as changed
+    assert torch.equal(one.spec().evaluate(z), one.value(z))
+    with pytest.raises(ConfigError, match="binary_threshold"):
+        Robustness().bind(torch.tensor([0.3]))
+
+
 def test_invariance_targeted_margin_against_the_label():
     bound = Invariance(k=2).bind(V(0.0, 5.0, 1.0), label=0)
     z = T([0.0, 5.0, 1.0], [3.0, 1.0, 2.0], [2.0, 2.0, 0.0], [1.0, 0.0, 0.5])
