@@ -109,7 +109,9 @@ def get_radius_runtime(wildcards, attempt):
 
 
 def get_radius_mem_mb(wildcards, attempt):
-    return saferisk.config.runtime.radius_job_mem_mb(PLAN.property_spec(wildcards.property), attempt)
+    return saferisk.config.runtime.radius_job_mem_mb(
+        PLAN.property_spec(wildcards.property), attempt
+    )
 
 
 def get_model_radius_tables(wildcards):

@@ -1,0 +1,173 @@
+"""Cost versus input size: seconds per input and peak memory for the estimate, the witness and the
+certified lower bound on ResNet-18-style nets (width 16, random weights) from 8x8 to 3x224x224,
+and on the tiny ViT and the LSTM of tests/real_networks.py (onnxruntime evaluator).
+
+    python -m benchmarks --only scaling [--quick]
+
+Each case runs in its own process (peak memory = that process's max RSS): one input, robustness
+in L-inf with max radius 8/255, the default search (fast mode: random-subspace polls of 64
+coordinates, gradient-guided starts where gradients exist, budget 30000 evaluations), then CROWN
+with the default memory (2 GiB) and a 60 s budget. Goals (issue): 3x224x224 estimate + witness
+under 5 minutes per input; a CIFAR ResNet-18 (width 16) certified lower bound > 0 within 8 GB and
+60 s.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import BenchReport, Goal, Table  # noqa: E402
+
+NAME = "scaling"
+ROOT = Path(__file__).resolve().parents[1]
+CASES = {  # name -> (architecture, per-sample input shape)
+    "resnet18-1x8x8": ("resnet", (1, 8, 8)),
+    "resnet18-1x28x28": ("resnet", (1, 28, 28)),
+    "resnet18-3x32x32": ("resnet", (3, 32, 32)),
+    "resnet18-3x64x64": ("resnet", (3, 64, 64)),
+    "resnet18-3x224x224": ("resnet", (3, 224, 224)),
+    "vit-1x8x8": ("vit", (1, 8, 8)),
+    "lstm-5x4": ("lstm", (5, 4)),
+}
+QUICK = ("resnet18-1x8x8", "resnet18-3x32x32", "lstm-5x4")
+MAX_RADIUS = 8 / 255
+CERTIFY_SECONDS = 60.0
+ESTIMATE_GOAL_S = 300.0
+MEMORY_GOAL_MB = 8192
+
+
+def _model(arch: str, shape: tuple[int, ...]):
+    from saferisk.models.load import module_to_onnx, read_forward
+    from saferisk.models.model import Model
+    from tests.real_networks import _randomised, build, cifar_resnet18
+
+    if arch == "resnet":
+        module = _randomised(cifar_resnet18(16, channels=shape[0]), 0, weight_scale=1.0)
+    else:
+        module = build(arch)[0]
+    onnx_bytes = module_to_onnx(module, shape)
+    forward = read_forward(onnx_bytes)
+    return Model(forward.graph, name=arch, runtime=forward.runtime, graph_error=forward.graph_error,
+                 onnx_bytes=onnx_bytes)
+
+
+def measure(case: str) -> dict:
+    """One case in this process: seconds for estimate + witness and for the lower bound."""
+    from saferisk.bounds import CertifyConfig
+    from saferisk.data.domain import Domain
+    from saferisk.properties import Robustness
+    from saferisk.radius import compute_radius, certify as certify_bound
+
+    arch, shape = CASES[case]
+    model = _model(arch, shape)
+    n = model.n_inputs
+    x0 = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    domain = Domain.scalar(0.0, 1.0, n)
+    start = time.perf_counter()
+    result = compute_radius(model, x0.numpy(), Robustness(), "inf", MAX_RADIUS, domain, certify=False, seed=0)
+    search_s = time.perf_counter() - start
+    bound = Robustness().bind(model.forward_flat(x0[None].to(model.dtype))[0].double())
+    cap = result.radius_upper if result.radius_upper is not None else MAX_RADIUS
+    lower, method, certify_s, exhausted = certify_bound(
+        model, bound, x0.to(model.dtype), "inf", cap, domain, None,
+        CertifyConfig(method="crown", time_budget_s=CERTIFY_SECONDS), result.radius_upper)
+    return {"case": case, "n_inputs": n, "evaluator": model.evaluator, "search_s": search_s,
+            "evaluations": result.evaluations, "estimate": result.radius_estimate, "upper": result.radius_upper,
+            "lower": lower, "lower_method": method, "certify_s": certify_s, "certify_exhausted": exhausted,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _run_case(case: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_scaling", "--case", case], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        return {"case": case, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _plot(rows: list[dict]) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    resnet = [r for r in rows if r["case"].startswith("resnet") and "error" not in r]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    n = [r["n_inputs"] for r in resnet]
+    a.loglog(n, [r["search_s"] for r in resnet], "o-", label="estimate + witness")
+    a.loglog(n, [r["certify_s"] for r in resnet], "s-", label="lower bound (CROWN)")
+    a.set_xlabel("input features"), a.set_ylabel("seconds per input"), a.legend(fontsize=8)
+    b.semilogx(n, [r["peak_mb"] for r in resnet], "o-")
+    b.set_xlabel("input features"), b.set_ylabel("peak memory (MB)")
+    fig.suptitle("ResNet-18-style (width 16): cost versus input size", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def run(quick: bool = False) -> BenchReport:
+    cases = QUICK if quick else tuple(CASES)
+    rows = [_run_case(case) for case in cases]
+    report = BenchReport(NAME, "Cost versus input size (ResNet-18-style, ViT, LSTM)", quick=quick)
+    table = Table(f"one input, robustness L-inf, max radius {MAX_RADIUS:.4g}, default search, CROWN {CERTIFY_SECONDS:g} s",
+                  ["model", "features", "evaluator", "estimate + witness (s)", "evaluations", "estimate", "witness",
+                   "certified lower", "lower bound (s)", "peak memory (MB)"])
+    for r in rows:
+        if "error" in r:
+            table.add(r["case"], "—", "—", f"error: {r['error']}", "", "", "", "", "", "")
+            continue
+        lower = _fmt(r["lower"]) + ("" if r["lower"] is not None else f" ({(r['lower_method'] or '')[:60]})")
+        table.add(r["case"], str(r["n_inputs"]), r["evaluator"], f"{r['search_s']:.1f}", str(r["evaluations"]),
+                  _fmt(r["estimate"]), _fmt(r["upper"]), lower,
+                  f"{r['certify_s']:.1f}" + (" (budget)" if r["certify_exhausted"] else ""), f"{r['peak_mb']:.0f}")
+    report.tables.append(table)
+    by_case = {r["case"]: r for r in rows if "error" not in r}
+    big = by_case.get("resnet18-3x224x224")
+    if big is not None:
+        report.goals.append(Goal(f"3x224x224 estimate + witness per input < {ESTIMATE_GOAL_S:g} s",
+                                 f"{big['search_s']:.0f} s", big["search_s"] < ESTIMATE_GOAL_S))
+    cifar = by_case.get("resnet18-3x32x32")
+    if cifar is not None:
+        ok = cifar["lower"] is not None and cifar["lower"] > 0 and cifar["peak_mb"] < MEMORY_GOAL_MB
+        report.goals.append(Goal("CIFAR ResNet-18 (width 16) certified lower bound > 0 within 8 GB and 60 s",
+                                 f"{_fmt(cifar['lower'])}, {cifar['peak_mb']:.0f} MB peak", ok))
+    report.files["scaling.png"] = _plot(rows)
+    report.notes.append("random weights (seeded): certified bounds on random deep nets are far looser than on "
+                        "trained ones; the memory column is what matters for OOM")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=sorted(CASES))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(measure(args.case)))
+        return 0
+    print(run(quick=args.quick).markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
