@@ -77,6 +77,9 @@ def _randomised(module: nn.Module, seed: int, weight_scale: float = 3.0) -> nn.M
                 for pname, param in m.named_parameters():
                     if pname.startswith("weight_ih"):
                         param.mul_(weight_scale)
+        if isinstance(m, nn.PReLU):  # a slope per channel
+            with torch.no_grad():
+                m.weight.uniform_(0.05, 0.5)
         if isinstance(m, nn.BatchNorm2d):  # non-trivial running statistics
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
@@ -98,6 +101,8 @@ ARCHITECTURES = {
     "softplus-mlp": (lambda: activation_mlp(nn.Softplus()), (6,), True),
     "mish-mlp": (lambda: activation_mlp(nn.Mish()), (6,), True),
     "relu6-mlp": (lambda: activation_mlp(nn.ReLU6()), (6,), True),
+    "prelu-cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.PReLU(4), nn.Flatten(), nn.Linear(256, 10)),
+                  (1, 8, 8), True),
 }
 
 

@@ -8,7 +8,7 @@ Conversions (x variable, c constant):
   Gemm / MatMul(x, W) [+ Add(c)]    -> linear (alpha, beta, transB folded; bias folded in)
   Conv (1-D via reshape, 2-D)       -> conv (auto_pad, pads; a preceding zero Pad is folded in)
   Add/Sub/Mul/Div(x, c), Neg, BatchNormalization -> affine ; Add/Sub(x, y) -> add
-  Relu, LeakyRelu, PRelu(scalar), Sigmoid, Tanh, Softmax, Flatten, Reshape, Squeeze, Unsqueeze,
+  Relu, LeakyRelu, PRelu (one slope; per-channel slopes as relu(x) - a relu(-x)), Sigmoid, Tanh, Softmax, Flatten, Reshape, Squeeze, Unsqueeze,
   Transpose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Concat, Clip, Pad,
   Slice and Gather (constant, contiguous indices) of non-batch axes -> slice (extra op),
   Mul of two variables -> mul (extra op), Dropout / Identity / Cast-to-float (aliases),
@@ -279,10 +279,18 @@ def _prelu(b: GraphBuilder, node, ins, attrs) -> None:
     if isinstance(slope, Var):
         raise ModelError(f"node '{_label(node)}' (PRelu): the slope must be constant")
     value = b.const(slope, node, "the slope")
-    if value.size != 1:
-        raise ModelError(f"unsupported ONNX operator 'PRelu' with per-channel slopes in node '{_label(node)}'")
-    b.set(node.output[0], b.emit("leaky_relu", [ins[0]], node.output[0], attrs={"alpha": float(value.reshape(-1)[0])},
-                                 label=_label(node)))
+    if value.size == 1:
+        b.set(node.output[0], b.emit("leaky_relu", [ins[0]], node.output[0], attrs={"alpha": float(value.reshape(-1)[0])},
+                                     label=_label(node)))
+        return
+    # per-channel slopes a: prelu(x) = relu(x) - a relu(-x), from ops the bounds support
+    x, label, out = ins[0], _label(node), node.output[0]
+    positive = b.emit("relu", [x], b.fresh(out + "/pos"), label=label)
+    flipped = b.emit("affine", [x], b.fresh(out + "/neg"), {"scale": torch.tensor(-1.0), "shift": None}, label=label)
+    negative = b.emit("relu", [flipped], b.fresh(out + "/relu_neg"), label=label)
+    scaled = b.emit("affine", [negative], b.fresh(out + "/slope"),
+                    {"scale": -b.param(value.astype(np.float64), x, node), "shift": None}, label=label)
+    b.set(out, b.emit("add", [positive, scaled], out, label=label))
 
 
 def _batched_axis(axis: int, rank: int, node) -> int:
