@@ -191,45 +191,29 @@ def build_config_text(args) -> tuple[str, str]:
 
     budget = (f"search: {{mode: fast, budget: {args.budget}}}\n"
               f"    certify: {{time_budget_s: {args.certify_seconds}}}  # per input")
+
+    def prop(name: str, comment: str, params: str | None, prop_scale: str) -> list[str]:
+        return [f"  {name}:  # {comment}", f"    kind: {name}", *([f"    params: {params}"] if params else []),
+                "    norms: [inf]", f"    max_radius: {max_radius}", f"    scale: {prop_scale}", f"    {budget}"]
+
     lines += ["", "properties:"]
+    robustness_criterion = ("  - {property: robustness, norm: inf, radius: %g, min_fraction: 0.9, basis: certified}"
+                            % (max_radius / 5))
     if kind == "binary":
-        lines += ["  robustness:  # the decision (output >= 0.5 or not) must not change",
-                  "    kind: robustness",
-                  "    params: {binary_threshold: 0.5}",
-                  "    norms: [inf]",
-                  f"    max_radius: {max_radius}",
-                  f"    scale: {scale}",
-                  f"    {budget}"]
-        criteria = ["  - {property: robustness, norm: inf, radius: %g, min_fraction: 0.9, basis: certified}"
-                    % (max_radius / 5)]
+        lines += prop("robustness", "the decision (output >= 0.5 or not) must not change", "{binary_threshold: 0.5}", scale)
+        criteria = [robustness_criterion]
     elif classifier:
-        lines += ["  robustness:  # the decision must not change",
-                  "    kind: robustness",
-                  "    norms: [inf]",
-                  f"    max_radius: {max_radius}",
-                  f"    scale: {scale}",
-                  f"    {budget}",
-                  "  uncertainty:  # the output must not become near-uniform (KL to uniform <= epsilon)",
-                  "    kind: uncertainty",
-                  "    params: {epsilon: 0.1}",
-                  "    norms: [inf]",
-                  f"    max_radius: {max_radius}",
-                  f"    scale: {scale}",
-                  f"    {budget}"]
-        criteria = ["  - {property: robustness, norm: inf, radius: %g, min_fraction: 0.9, basis: certified}"
-                    % (max_radius / 5)]
+        lines += prop("robustness", "the decision must not change", None, scale)
+        lines += prop("uncertainty", "the output must not become near-uniform (KL to uniform <= epsilon)",
+                      "{epsilon: 0.1}", scale)
+        criteria = [robustness_criterion]
     else:
         pts = X if X is not None else lo + np.random.default_rng(0).random((64, n)) * (hi - lo)
         out = info["forward"](pts)[:, 0]
         width = max(float(out.max() - out.min()), 1e-6)
         low, high = float(out.min() - 0.25 * width), float(out.max() + 0.25 * width)
-        lines += ["  reachability:  # the output must stay in [lower, upper]: EDIT to the safe range",
-                  "    kind: reachability",
-                  f"    params: {{output: 0, lower: {low:.6g}, upper: {high:.6g}}}  # observed range widened by 25%",
-                  "    norms: [inf]",
-                  f"    max_radius: {max_radius}",
-                  "    scale: domain",
-                  f"    {budget}"]
+        lines += prop("reachability", "the output must stay in [lower, upper]: EDIT to the safe range",
+                      f"{{output: 0, lower: {low:.6g}, upper: {high:.6g}}}  # observed range widened by 25%", "domain")
         criteria = ["  - {property: reachability, radius: %g, min_fraction: 1.0, basis: certified}" % (max_radius / 5)]
     lines += ["", "criteria:  # pass/fail: the fraction of inputs whose radius reaches `radius`", *criteria,
               "", "sharding:", "  shard_size: 250  # inputs per radius job", "",

@@ -127,6 +127,23 @@ def node_attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def per_sample_input_shape(value_info, override) -> tuple[int, ...]:
+    """The declared input shape without its batch dimension (or `override`, e.g. for symbolic sizes)."""
+    if override is not None:
+        return tuple(int(d) for d in override)
+    dims = value_info.type.tensor_type.shape.dim
+    if len(dims) < 2:
+        raise ModelError(f"input '{value_info.name}' has rank {len(dims)}; saferisk needs a batch dimension "
+                         "first (pass input_shape= to give the per-sample shape)")
+    shape = []
+    for i, dim in enumerate(dims[1:], start=1):
+        if not dim.HasField("dim_value") or dim.dim_value <= 0:
+            raise ModelError(f"input '{value_info.name}' dimension {i} is not a fixed size (a sequence length?); "
+                             "pass input_shape= with the per-sample shape to audit")
+        shape.append(int(dim.dim_value))
+    return tuple(shape)
+
+
 # --------------------------------------------------------------------------- builder
 
 class GraphBuilder:
@@ -145,7 +162,7 @@ class GraphBuilder:
         if len(inputs) != 1:
             raise ModelError(f"the ONNX graph has {len(inputs)} inputs {[i.name for i in inputs]}; saferisk needs exactly one")
         self.input_name = inputs[0].name
-        self.input_shape = self._per_sample_input_shape(inputs[0], input_shape)
+        self.input_shape = per_sample_input_shape(inputs[0], input_shape)
         self.values[self.input_name] = Var(self.input_name, self.input_shape)
         outputs = [o.name for o in graph.output]
         if output_name is None:
@@ -165,20 +182,6 @@ class GraphBuilder:
         self.names: set[str] = set(self.values)
         self.shapes: dict[str, tuple[int, ...]] = {self.input_name: self.input_shape}
 
-    @staticmethod
-    def _per_sample_input_shape(value_info, override) -> tuple[int, ...]:
-        if override is not None:
-            return tuple(int(d) for d in override)
-        dims = value_info.type.tensor_type.shape.dim
-        if len(dims) < 2:
-            raise ModelError(f"input '{value_info.name}' has rank {len(dims)}; saferisk needs a batch dimension "
-                             "first (pass input_shape= to give the per-sample shape)")
-        shape = []
-        for i, dim in enumerate(dims[1:], start=1):
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
-                raise ModelError(f"input '{value_info.name}' dimension {i} is not a fixed size; pass input_shape=")
-            shape.append(int(dim.dim_value))
-        return tuple(shape)
 
     # ----- helpers
     def fresh(self, base: str) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from saferisk.errors import ModelError
+from saferisk.models.onnx_reader import per_sample_input_shape
 
 PROBE_ROWS = 3  # rows of the probe batch that checks a rewritten batch dimension
 PROBE_TOLERANCE = 1e-5  # relative: batched and row-by-row runs of one graph agree to float32 rounding
@@ -76,7 +77,7 @@ class OnnxRuntimeForward:
             raise ModelError(f"input '{self.input_name}' holds {self.input_dtype} values: a radius over integer "
                              "inputs (token ids, embedding indices) is not defined; audit a model that takes the "
                              "embedded floats instead")
-        self.input_shape = self._input_shape(inputs[0], input_shape)
+        self.input_shape = per_sample_input_shape(inputs[0], input_shape)
         outputs = [o.name for o in proto.graph.output]
         if output_name is None and len(outputs) != 1:
             raise ModelError(f"the ONNX graph has {len(outputs)} outputs {outputs}; pass output_name= to pick one")
@@ -90,22 +91,6 @@ class OnnxRuntimeForward:
         if rewritten and not self._batch_agrees():
             self._session = _session(self.onnx_bytes, self.device)
             self.row_by_row = True
-
-    @staticmethod
-    def _input_shape(value_info, override) -> tuple[int, ...]:
-        if override is not None:
-            return tuple(int(d) for d in override)
-        dims = value_info.type.tensor_type.shape.dim
-        if len(dims) < 2:
-            raise ModelError(f"input '{value_info.name}' has rank {len(dims)}; saferisk needs a batch dimension "
-                             "first (pass input_shape= to give the per-sample shape)")
-        shape = []
-        for i, dim in enumerate(dims[1:], start=1):
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
-                raise ModelError(f"input '{value_info.name}' dimension {i} is not a fixed size "
-                                 "(a sequence length?); pass input_shape= with the per-sample shape to audit")
-            shape.append(int(dim.dim_value))
-        return tuple(shape)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         out = self._session.run([self.output_name], {self.input_name: x.astype(self.input_dtype, copy=False)})[0]
