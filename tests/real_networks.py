@@ -86,29 +86,51 @@ def _randomised(module: nn.Module, seed: int, weight_scale: float = 3.0) -> nn.M
     return module.eval()
 
 
-#: name -> (factory, per-sample input shape, whether saferisk's graph reader (and so certified
-#: bounds and gradients) covers it; the others run through onnxruntime)
+class Upsampler(nn.Module):
+    """Conv, nearest and bilinear up-sampling (Resize), reflect padding, a mean over W (ReduceMean)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.pad = nn.ReflectionPad2d(1)
+        self.head = nn.Linear(3 * 28, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        y = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        y = nn.functional.interpolate(self.pad(y), scale_factor=2, mode="bilinear", align_corners=False)
+        return self.head(y.mean(dim=3).flatten(1))
+
+
+#: name -> (factory, per-sample input shape, evaluator ('torch': saferisk's graph, with gradients;
+#: 'onnxruntime': forward passes only), whether certified bounds cover it)
 ARCHITECTURES = {
-    "lstm": (lambda: SequenceClassifier("lstm"), (5, 4), False),
-    "gru": (lambda: SequenceClassifier("gru"), (5, 4), False),
-    "rnn": (lambda: SequenceClassifier("rnn"), (5, 4), False),
-    "vit": (TinyViT, (1, 8, 8), False),
-    "unet": (UNet, (1, 8, 8), False),
-    "mobilenet": (mobilenet_block, (1, 8, 8), True),
-    "elu-mlp": (lambda: activation_mlp(nn.ELU()), (6,), True),
-    "selu-mlp": (lambda: activation_mlp(nn.SELU()), (6,), True),
-    "gelu-mlp": (lambda: activation_mlp(nn.GELU()), (6,), True),
-    "softplus-mlp": (lambda: activation_mlp(nn.Softplus()), (6,), True),
-    "mish-mlp": (lambda: activation_mlp(nn.Mish()), (6,), True),
-    "relu6-mlp": (lambda: activation_mlp(nn.ReLU6()), (6,), True),
+    "lstm": (lambda: SequenceClassifier("lstm"), (5, 4), "onnxruntime", False),
+    "gru": (lambda: SequenceClassifier("gru"), (5, 4), "onnxruntime", False),
+    "rnn": (lambda: SequenceClassifier("rnn"), (5, 4), "onnxruntime", False),
+    "vit": (TinyViT, (1, 8, 8), "onnxruntime", False),
+    "unet": (UNet, (1, 8, 8), "torch", True),
+    "upsampler": (Upsampler, (1, 8, 8), "torch", True),
+    "mobilenet": (mobilenet_block, (1, 8, 8), "torch", True),
+    "elu-mlp": (lambda: activation_mlp(nn.ELU()), (6,), "torch", True),
+    "selu-mlp": (lambda: activation_mlp(nn.SELU()), (6,), "torch", True),
+    "gelu-mlp": (lambda: activation_mlp(nn.GELU()), (6,), "torch", True),
+    "softplus-mlp": (lambda: activation_mlp(nn.Softplus()), (6,), "torch", True),
+    "mish-mlp": (lambda: activation_mlp(nn.Mish()), (6,), "torch", True),
+    "relu6-mlp": (lambda: activation_mlp(nn.ReLU6()), (6,), "torch", True),
     "prelu-cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.PReLU(4), nn.Flatten(), nn.Linear(256, 10)),
-                  (1, 8, 8), True),
+                  (1, 8, 8), "torch", True),
+    "layernorm-mlp": (lambda: nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 3)),
+                      (6,), "torch", False),
+    "groupnorm-cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
+                                            nn.Linear(144, 10)), (1, 8, 8), "torch", False),
 }
 
 
-def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...], bool]:
-    factory, shape, in_graph = ARCHITECTURES[name]
-    return _randomised(factory(), seed), shape, in_graph
+def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...], str, bool]:
+    """(module with seeded weights, per-sample input shape, evaluator, bounded)."""
+    factory, shape, evaluator, bounded = ARCHITECTURES[name]
+    return _randomised(factory(), seed), shape, evaluator, bounded
 
 
 class BasicBlock(nn.Module):

@@ -168,6 +168,40 @@ def squeeze_excite(seed: int, size: int = 4, m: int = 3):
     return Graph("x", "out", (1, size, size), nodes), _Torch(fn)
 
 
+def linear_ops(seed: int, m: int = 3):
+    """pad (reflect, constant 0.3), conv_transpose, resize (nearest, bilinear), slice, reduce: the
+    linear ops bounded through their transposes, between ReLUs."""
+    g = torch.Generator().manual_seed(seed)
+    K1, c1 = torch.randn(2, 1, 3, 3, generator=g) / 2, torch.randn(2, generator=g) * 0.3
+    KT, cT = torch.randn(2, 3, 3, 3, generator=g) / 2, torch.randn(3, generator=g) * 0.3
+    nodes = [Node("conv", ["x"], "c1", {"weight": K1, "bias": c1}, {"stride": (1, 1), "padding": (0, 0, 0, 0)}, "c1"),
+             _act("relu", "r1", "c1"),
+             Node("pad", ["r1"], "p1", {}, {"padding": (1, 1, 1, 1), "value": 0.0, "mode": "reflect"}, "p1"),
+             Node("conv_transpose", ["p1"], "ct", {"weight": KT, "bias": cT},
+                  {"stride": (2, 2), "padding": (1, 1, 0, 1), "output_padding": (1, 0), "dilation": (1, 1), "groups": 1}, "ct"),
+             _act("relu", "r2", "ct"),
+             Node("resize", ["r2"], "up", {}, {"size": (12, 11), "mode": "linear", "align_corners": False}, "up"),
+             Node("pad", ["up"], "p2", {}, {"padding": (0, 2, 1, 0), "value": 0.3, "mode": "constant"}, "p2"),
+             Node("slice", ["p2"], "sl", {}, {"axes": [2, 3], "starts": [1, 0], "ends": [11, 12], "steps": [2, 3]}, "sl"),
+             Node("resize", ["sl"], "nn", {}, {"size": (10, 8), "mode": "nearest", "align_corners": False}, "nn"),
+             Node("reduce_mean", ["nn"], "rm", {}, {"axes": [3], "keepdims": True}, "rm"),
+             Node("reduce_sum", ["rm"], "rs", {}, {"axes": [1], "keepdims": False}, "rs"),
+             Node("flatten", ["rs"], "f", {}, {}, "f")]
+    W, b = torch.randn(m, 10, generator=g) / 3, torch.randn(m, generator=g)
+    nodes.append(_lin("out", "f", W, b))
+    F = torch.nn.functional
+
+    def fn(x):
+        y = F.pad(torch.relu(F.conv2d(x, K1, c1)), (1, 1, 1, 1), mode="reflect")
+        y = F.conv_transpose2d(y, KT, None, stride=2)
+        y = F.pad(y, (0, 0, 0, 1))[:, :, 1:, 1:-1] + cT.reshape(1, -1, 1, 1)  # output_padding (1, 0), crop (1, 1, 0, 1)
+        y = F.interpolate(torch.relu(y), size=(12, 11), mode="bilinear", align_corners=False)
+        y = F.pad(y, (2, 0, 0, 1), value=0.3)[:, :, 1:11:2, 0:12:3]
+        y = F.interpolate(y, size=(10, 8), mode="nearest").mean(dim=3, keepdim=True).sum(dim=1)
+        return y.reshape(x.shape[0], -1) @ W.T + b
+    return Graph("x", "out", (1, 5, 5), nodes), _Torch(fn)
+
+
 def _zoo():
     out = []
     for seed in range(4):
@@ -179,6 +213,8 @@ def _zoo():
     out.append(("gated", *gated(5)))
     out.append(("gated", *gated(6)))
     out.append(("squeeze-excite", *squeeze_excite(9)))
+    out.append(("linear-ops", *linear_ops(10)))
+    out.append(("linear-ops", *linear_ops(11)))
     out.append(("residual", *residual(7)))
     out.append(("residual", *residual(8)))
     out.append(("cnn", *cnn(3)))

@@ -24,7 +24,7 @@ MAX_RADIUS = 2.0  # the diameter of the [-1, 1] box
 
 
 def _write(name: str, fmt: str, tmp_path):
-    module, shape, in_graph = build(name)
+    module, shape, evaluator, bounded = build(name)
     if fmt == "onnx":
         path = tmp_path / f"{name}.onnx"
         path.write_bytes(module_to_onnx(module, shape))
@@ -33,7 +33,7 @@ def _write(name: str, fmt: str, tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.save(torch.jit.trace(module, torch.zeros(2, *shape), check_trace=False), str(path))
-    return module, shape, in_graph, path
+    return module, shape, evaluator, bounded, path
 
 
 def _ort_outputs(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
@@ -51,23 +51,23 @@ CASES = [(name, fmt) for name in sorted(ARCHITECTURES) for fmt in ("onnx", "torc
 def test_traced_attention_is_a_clear_error(tmp_path):
     from saferisk.errors import ModelError
 
-    _, shape, _, path = _write("vit", "torchscript", tmp_path)
+    _, shape, _, _, path = _write("vit", "torchscript", tmp_path)
     with pytest.raises(ModelError, match="could not be exported to ONNX"):
         load_model(path, input_shape=shape)
 
 
 @pytest.mark.parametrize("name, fmt", CASES)
 def test_every_architecture_loads_searches_and_rechecks(name, fmt, tmp_path):
-    module, shape, in_graph, path = _write(name, fmt, tmp_path)
+    module, shape, evaluator, bounded, path = _write(name, fmt, tmp_path)
     model = load_model(path, input_shape=shape if fmt == "torchscript" else None)
-    assert model.evaluator == ("torch" if in_graph else "onnxruntime")
+    assert model.evaluator == evaluator
     assert model.input_shape == shape
     x = torch.rand(64, *shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         expected = module(x).reshape(64, -1)
     assert torch.allclose(model.forward_flat(x.reshape(64, -1)), expected, atol=1e-4)
-    if not in_graph:
-        assert "graph reader does not support" in model.graph_error
+    if evaluator == "onnxruntime":
+        assert model.graph_error.startswith("the graph reader")
     # x0: the sample closest to a decision change; another class is within the box (radius 2)
     assert expected.argmax(1).unique().numel() > 1, "fixture: the random net decides one class everywhere"
     top2 = expected.topk(2, dim=1).values
@@ -85,15 +85,19 @@ def test_every_architecture_loads_searches_and_rechecks(name, fmt, tmp_path):
     onnx_bytes = module_to_onnx(module, shape)
     z0, zw = _ort_outputs(onnx_bytes, x0[None].numpy()), _ort_outputs(onnx_bytes, witness)
     assert zw.argmax(1)[0] != z0.argmax(1)[0]
-    if in_graph:
+    if bounded:
         assert result.radius_lower is not None and 0 < result.radius_lower <= result.radius_upper
     else:
         assert result.radius_lower is None
-        assert result.radius_lower_method.startswith("no certified bound: the graph reader does not support")
+    if evaluator == "onnxruntime":
+        assert result.radius_lower_method.startswith("no certified bound: the graph reader")
+    else:  # saferisk's graph: the witness was re-checked in onnxruntime too
+        assert result.extra["witness_rechecked_by"] == "torch+onnxruntime"
+    assert result.extra["witness_margin"] > result.extra["witness_margin_required"] > 0
 
 
 def test_onnxruntime_models_name_the_operator_users_wrote(tmp_path):
-    _, _, _, path = _write("lstm", "onnx", tmp_path)
+    _, _, _, _, path = _write("lstm", "onnx", tmp_path)
     model = load_model(path)
     assert "LSTM (node" in model.graph_error and "ConstantOfShape" not in model.graph_error
     with pytest.raises(RuntimeError, match="no gradients"):
@@ -106,7 +110,7 @@ def test_fixed_batch_onnx_file_runs_batched_through_onnxruntime(tmp_path):
     import onnx
     from onnx import helper
 
-    module, shape, _ = build("gru")
+    module, shape, _, _ = build("gru")
     proto = onnx.load_from_string(module_to_onnx(module, shape))
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_value = 1

@@ -31,7 +31,10 @@ from saferisk.bounds.sets import InputRegion
 from saferisk.models.activations import ACTIVATIONS
 from saferisk.models.graph import Graph, Node, run_node
 
-AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"}
+# linear maps with an offset f(0) (pad's value, conv_transpose's bias): IBP through |M|, CROWN
+# through the exact transpose (autograd) plus coef . f(0)
+LINEAR_OPS = {"pad", "slice", "conv_transpose", "resize", "reduce_sum", "reduce_mean"}
+AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"} | LINEAR_OPS
 LIPSCHITZ_OPS = set(ACTIVATIONS)  # relaxed by lipschitz_grid_relax
 ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS
 OTHER_OPS = {"add", "concat", "maxpool", "constant", "mul"}
@@ -144,6 +147,13 @@ class BoundEngine:
         self.relu_only_consumers = {name: all(op in ("relu", "leaky_relu") for op in consumers.get(name, []))
                                     for name in self.pre_nodes}
         self.constants = {n.output: n.params["value"] for n in self.nodes if n.op == "constant"}
+        self.offsets = {}  # f(0) of the LINEAR_OPS nodes where it is not 0
+        for node in self.nodes:
+            if node.op in LINEAR_OPS:
+                zero = torch.zeros((1,) + self.shapes[node.inputs[0]], dtype=self.dtype, device=self.device)
+                offset = run_node(node, [zero])
+                if bool((offset != 0).any()):
+                    self.offsets[node.output] = offset
         # small convolutions / average pools as dense matrices: back-substitution is then one
         # matrix product instead of a transposed convolution (float64 convolutions are slow on CPU)
         self.dense = {}
@@ -479,6 +489,10 @@ class BoundEngine:
             else:
                 to_x = _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape)
             return [(x, to_x)], extra
+        if op in LINEAR_OPS:
+            offset = self.offsets.get(node.output)
+            extra = None if offset is None else _row_dot(coef, offset.unsqueeze(1).expand((B, 1) + tuple(offset.shape[1:])))
+            return [(x, _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape))], extra
         if op == "add":
             return [(name, coef) for name in node.inputs], None
         if op == "mul":
@@ -624,7 +638,10 @@ def _abs_node(node: Node, keep_sign: bool = False) -> Node:
             params[k] = None
         else:
             params[k] = v if keep_sign else v.abs()
-    return Node(node.op, list(node.inputs), node.output, params, dict(node.attrs), node.name)
+    attrs = dict(node.attrs)
+    if node.op == "pad":
+        attrs["value"] = 0.0  # the padding value is the offset, not part of the linear map
+    return Node(node.op, list(node.inputs), node.output, params, attrs, node.name)
 
 
 def _linear_vjp(node: Node, coef: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:

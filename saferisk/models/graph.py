@@ -29,9 +29,17 @@ Ops not listed here may be added by the reader for execution only (`extra ops`, 
 
 | extra op | inputs | attrs            | meaning |
 | -------- | ------ | ---------------- | ------- |
-| pad      | x (B,C,H,W) | padding (t,l,b,r), value | constant padding of H and W (folded into a following Conv when value is 0) |
+| pad      | x (B,C,H,W) | padding (t,l,b,r), value, mode (constant, reflect, edge) | padding of H and W (a zero constant pad is folded into a following Conv) |
 | mul      | x, y   | -                | x * y (both variable) |
 | slice    | x      | axes (>=1), starts, ends, steps (>0), resolved | x[..., start:end:step, ...] on those axes |
+| conv_transpose | x (B,C,H,W) | weight (C, O/g, kh, kw), bias; stride, padding (t,l,b,r), output_padding, dilation, groups | ONNX ConvTranspose |
+| resize   | x (B,C,H,W) | size (H', W'), mode (nearest, linear), align_corners | ONNX Resize of H and W |
+| reduce_sum, reduce_mean, reduce_max, reduce_min | x | axes (>=1), keepdims | reductions over per-sample axes |
+| layernorm | x     | scale, bias; axis (>=1), epsilon | ONNX LayerNormalization over axes axis.. |
+| instancenorm | x (B,C,...) | scale, bias; epsilon | ONNX InstanceNormalization |
+
+pad, slice, conv_transpose, resize and reduce_sum/reduce_mean are linear (affine with pad's value or
+the bias): certified bounds treat them like the affine ops (`saferisk.bounds.engine.LINEAR_OPS`).
 
 A `concat` input that is a `constant` node (no batch dim) is broadcast over the batch; an
 `avgpool` with asymmetric padding and count_include_pad False averages over the real cells only
@@ -180,7 +188,60 @@ def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 
 def _pad(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     top, left, bottom, right = (int(v) for v in node.attrs["padding"])
+    mode = node.attrs.get("mode", "constant")
+    if mode != "constant":
+        return F.pad(args[0], (left, right, top, bottom), mode="reflect" if mode == "reflect" else "replicate")
     return F.pad(args[0], (left, right, top, bottom), value=float(node.attrs.get("value", 0.0)))
+
+
+def _conv_transpose(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    """ONNX ConvTranspose: the full transposed convolution, `output_padding` rows/columns added
+    at the end, then `padding` (t, l, b, r) cropped, then the bias."""
+    a, p = node.attrs, node.params
+    full = F.conv_transpose2d(args[0], p["weight"], None, stride=tuple(a["stride"]), groups=int(a.get("groups", 1)),
+                              dilation=tuple(a.get("dilation", (1, 1))))
+    extra_h, extra_w = (int(v) for v in a.get("output_padding", (0, 0)))
+    if extra_h or extra_w:
+        full = F.pad(full, (0, extra_w, 0, extra_h))
+    top, left, bottom, right = (int(v) for v in a.get("padding", (0, 0, 0, 0)))
+    out = full[:, :, top:full.shape[2] - bottom, left:full.shape[3] - right]
+    bias = p.get("bias")
+    return out if bias is None else out + bias.reshape(1, -1, 1, 1)
+
+
+def _resize(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    """Resize of H and W of (B, C, H, W) to `size`: nearest (floor of the asymmetric source
+    coordinate) or bilinear (`align_corners` per ONNX's coordinate transformation)."""
+    a = node.attrs
+    if a["mode"] == "nearest":
+        return F.interpolate(args[0], size=tuple(a["size"]), mode="nearest")
+    return F.interpolate(args[0], size=tuple(a["size"]), mode="bilinear", align_corners=bool(a["align_corners"]))
+
+
+def _reduce(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    axes, keep = tuple(int(v) for v in a["axes"]), bool(a.get("keepdims", True))
+    fn = {"reduce_sum": torch.sum, "reduce_mean": torch.mean}.get(node.op)
+    if fn is not None:
+        return fn(args[0], dim=axes, keepdim=keep)
+    out = args[0]
+    for axis in sorted(axes, reverse=True):
+        out = (out.amax if node.op == "reduce_max" else out.amin)(dim=axis, keepdim=True)
+    return out if keep else out.squeeze(axes)
+
+
+def _layernorm(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    x, a, p = args[0], node.attrs, node.params
+    shape = tuple(x.shape[int(a["axis"]):])
+    out = F.layer_norm(x, shape, eps=float(a.get("epsilon", 1e-5)))
+    if p.get("scale") is not None:
+        out = out * p["scale"]
+    return out if p.get("bias") is None else out + p["bias"]
+
+
+def _instancenorm(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    p = node.params
+    return F.instance_norm(args[0], weight=p.get("scale"), bias=p.get("bias"), eps=float(node.attrs.get("epsilon", 1e-5)))
 
 
 def _mul(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
@@ -196,7 +257,9 @@ def _slice(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 # Execution-only ops (see the module docstring): name -> fn(node, args) -> tensor.
-EXTRA_OPS: dict[str, Any] = {"pad": _pad, "mul": _mul, "slice": _slice}
+EXTRA_OPS: dict[str, Any] = {"pad": _pad, "mul": _mul, "slice": _slice, "conv_transpose": _conv_transpose,
+                             "resize": _resize, "reduce_sum": _reduce, "reduce_mean": _reduce, "reduce_max": _reduce,
+                             "reduce_min": _reduce, "layernorm": _layernorm, "instancenorm": _instancenorm}
 
 
 class GraphModule(torch.nn.Module):

@@ -9,7 +9,9 @@ Conversions (x variable, c constant):
   Conv (1-D via reshape, 2-D)       -> conv (auto_pad, pads; a preceding zero Pad is folded in)
   Add/Sub/Mul/Div(x, c), Neg, BatchNormalization -> affine ; Add/Sub(x, y) -> add
   Relu, LeakyRelu, PRelu (one slope; per-channel slopes as relu(x) - a relu(-x)), Sigmoid, Tanh, Softmax, Flatten, Reshape, Squeeze, Unsqueeze,
-  Transpose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Concat, Clip, Pad,
+  Transpose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Concat, Clip, Pad (constant,
+  reflect, edge), ConvTranspose (2-D), Resize/Upsample (nearest-floor, bilinear), ReduceSum/Mean/
+  Max/Min over per-sample axes, LayerNormalization, InstanceNormalization,
   Slice and Gather (constant, contiguous indices) of non-batch axes -> slice (extra op),
   Mul of two variables -> mul (extra op), Dropout / Identity / Cast-to-float (aliases),
   Elu, Selu, Celu, Softplus, Softsign, Erf, Gelu, Mish, HardSigmoid, HardSwish, Abs, Sin, Cos ->
@@ -225,6 +227,7 @@ def _conv(b: GraphBuilder, node, ins, attrs) -> None:
     # fold a zero Pad that only this Conv reads
     prod = b.producer.get(src.name)
     if prod is not None and prod.op == "pad" and float(prod.attrs.get("value", 0.0)) == 0.0 and \
+            prod.attrs.get("mode", "constant") == "constant" and \
             src.name == node.input[0] and b.single_use(src, node.input[0]) and not one_d:
         padding = tuple(p + q for p, q in zip(padding, prod.attrs["padding"]))
         src = Var(prod.inputs[0], b.shapes[prod.inputs[0]])
@@ -487,9 +490,8 @@ def _clip(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("Pad")
 def _pad(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
-    mode = attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode != "constant":
+    mode = _text(attrs.get("mode", b"constant"))
+    if mode not in ("constant", "reflect", "edge"):
         raise ModelError(f"unsupported ONNX operator 'Pad' with mode '{mode}' in node '{_label(node)}'")
     if any(isinstance(v, Var) for v in ins[1:]):
         raise ModelError(f"node '{_label(node)}' (Pad): pads must be constant")
@@ -502,7 +504,112 @@ def _pad(b: GraphBuilder, node, ins, attrs) -> None:
     if len(x.shape) != 3 or any(begin[:2]) or any(end[:2]) or min(pads) < 0:
         raise ModelError(f"unsupported ONNX operator 'Pad' (only non-negative padding of H and W of (B,C,H,W)) in node '{_label(node)}'")
     padding = (begin[2], begin[3], end[2], end[3])
-    b.set(node.output[0], b.emit("pad", [x], node.output[0], attrs={"padding": padding, "value": value}, label=_label(node)))
+    b.set(node.output[0], b.emit("pad", [x], node.output[0], attrs={"padding": padding, "value": value, "mode": mode},
+                                 label=_label(node)))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _constant_input(b: GraphBuilder, node, ins, index: int, what: str):
+    """The folded constant at input `index` (None when absent), refusing an input-dependent one."""
+    if len(ins) <= index or ins[index] is None:
+        return None
+    if isinstance(ins[index], Var):
+        raise ModelError(f"node '{_label(node)}' ({node.op_type}): {what} must be constant")
+    return b.const(ins[index], node, what)
+
+
+@_handles("ConvTranspose")
+def _conv_transpose(b: GraphBuilder, node, ins, attrs) -> None:
+    x = ins[0]
+    weight = _constant_input(b, node, ins, 1, "the weight")
+    bias = _constant_input(b, node, ins, 2, "the bias")
+    if weight is None or weight.ndim != 4 or len(x.shape) != 3:
+        raise ModelError(f"unsupported ONNX operator 'ConvTranspose' (only 2-D) in node '{_label(node)}'")
+    if _text(attrs.get("auto_pad", b"NOTSET")) != "NOTSET" or "output_shape" in attrs:
+        raise ModelError(f"unsupported ONNX operator 'ConvTranspose' with auto_pad/output_shape in node '{_label(node)}'")
+    pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+    b.set(node.output[0], b.emit(
+        "conv_transpose", [x], node.output[0],
+        {"weight": as_tensor(weight), "bias": None if bias is None else as_tensor(bias.reshape(-1))},
+        {"stride": tuple(int(v) for v in attrs.get("strides", [1, 1])), "padding": tuple(pads),
+         "output_padding": tuple(int(v) for v in attrs.get("output_padding", [0, 0])),
+         "dilation": tuple(int(v) for v in attrs.get("dilations", [1, 1])), "groups": int(attrs.get("group", 1))},
+        label=_label(node)))
+
+
+@_handles("Resize", "Upsample")
+def _resize(b: GraphBuilder, node, ins, attrs) -> None:
+    x = ins[0]
+    mode = _text(attrs.get("mode", b"nearest"))
+    transform = _text(attrs.get("coordinate_transformation_mode", b"half_pixel"))
+    nearest = _text(attrs.get("nearest_mode", b"round_prefer_floor"))
+    if node.op_type == "Upsample":  # opset < 10 only; sizes from scales
+        scales, sizes = _constant_input(b, node, ins, 1, "the scales"), None
+        transform, nearest = "asymmetric", "floor"
+    else:
+        scales = _constant_input(b, node, ins, 2, "the scales")
+        sizes = _constant_input(b, node, ins, 3, "the sizes")
+    if len(x.shape) != 3:
+        raise ModelError(f"unsupported ONNX operator 'Resize' (only H and W of (B, C, H, W)) in node '{_label(node)}'")
+    if sizes is not None and sizes.size:
+        size = [int(v) for v in sizes.reshape(-1)[-2:]]
+        lead = [int(v) for v in sizes.reshape(-1)[1:-2]]
+    elif scales is not None and scales.size:
+        size = [int(math.floor(d * float(f))) for d, f in zip(x.shape[1:], scales.reshape(-1)[-2:])]
+        lead = [1 if float(f) == 1.0 else 0 for f in scales.reshape(-1)[1:-2]]
+    else:
+        raise ModelError(f"node '{_label(node)}' (Resize): neither scales nor sizes given")
+    supported = ((mode == "nearest" and transform == "asymmetric" and nearest == "floor")
+                 or (mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel", "align_corners")))
+    if not supported or (scales is not None and scales.size and any(float(f) != 1.0 for f in scales.reshape(-1)[:2])):
+        raise ModelError(f"unsupported ONNX operator 'Resize' (mode {mode}, coordinate_transformation_mode {transform}, "
+                         f"nearest_mode {nearest}) in node '{_label(node)}'")
+    b.set(node.output[0], b.emit("resize", [x], node.output[0],
+                                 attrs={"size": tuple(size), "mode": "nearest" if mode == "nearest" else "linear",
+                                        "align_corners": transform == "align_corners"}, label=_label(node)))
+
+
+@_handles("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
+def _reduce(b: GraphBuilder, node, ins, attrs) -> None:
+    x = ins[0]
+    axes = attrs.get("axes")
+    if axes is None:
+        found = _constant_input(b, node, ins, 1, "the axes")
+        axes = None if found is None else [int(v) for v in found.reshape(-1)]
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            b.set(node.output[0], x)
+            return
+        axes = list(range(1, x.rank))  # all axes: only the per-sample ones may go
+    axes = sorted(_batched_axis(a, x.rank, node) for a in axes)
+    op = {"ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max", "ReduceMin": "reduce_min"}
+    b.set(node.output[0], b.emit(op[node.op_type], [x], node.output[0],
+                                 attrs={"axes": axes, "keepdims": bool(attrs.get("keepdims", 1))}, label=_label(node)))
+
+
+@_handles("LayerNormalization")
+def _layernorm(b: GraphBuilder, node, ins, attrs) -> None:
+    x = ins[0]
+    axis = _batched_axis(attrs.get("axis", -1), x.rank, node)
+    scale, bias = _constant_input(b, node, ins, 1, "the scale"), _constant_input(b, node, ins, 2, "the bias")
+    if len(node.output) > 1 and any(b.consumers.get(o) for o in node.output[1:] if o):
+        raise ModelError(f"node '{_label(node)}' (LayerNormalization): its mean/inverse-deviation outputs are used")
+    b.set(node.output[0], b.emit("layernorm", [x], node.output[0],
+                                 {"scale": None if scale is None else b.param(scale, x, node),
+                                  "bias": None if bias is None else b.param(bias, x, node)},
+                                 {"axis": axis, "epsilon": float(attrs.get("epsilon", 1e-5))}, label=_label(node)))
+
+
+@_handles("InstanceNormalization")
+def _instancenorm(b: GraphBuilder, node, ins, attrs) -> None:
+    x = ins[0]
+    scale, bias = _constant_input(b, node, ins, 1, "the scale"), _constant_input(b, node, ins, 2, "the bias")
+    b.set(node.output[0], b.emit("instancenorm", [x], node.output[0],
+                                 {"scale": as_tensor(scale.reshape(-1)), "bias": as_tensor(bias.reshape(-1))},
+                                 {"epsilon": float(attrs.get("epsilon", 1e-5))}, label=_label(node)))
 
 
 def _emit_slice(b: GraphBuilder, node, x: Var, out: str, bounds: dict[int, tuple[int, int, int]]) -> Var:

@@ -336,7 +336,7 @@ def describe_reader_error(source, error: Exception) -> str:
     if gaps:
         listed = ", ".join(f"{op} (node '{name}')" for op, name in gaps)
         return f"the graph reader does not support {listed}"
-    return str(error)
+    return f"the graph reader cannot represent it: {error}"
 
 
 def read_onnx(source, *, input_shape=None, output_name: str | None = None) -> Graph:
