@@ -92,6 +92,16 @@ def test_every_schema_key_has_description_and_default():
     (lambda c: c["sharding"].__setitem__("shard_size", 0), r"sharding\.shard_size"),
     (lambda c: c.__setitem__("device", "tpu"), r"device: 'tpu' is not allowed; choose one of: auto, cpu, cuda"),
     (lambda c: c["models"].__setitem__("bad-name", c["models"]["digits_mlp"]), r"name 'bad-name' is not allowed"),
+    # `$` matches before a trailing newline: names are anchored with \Z
+    (lambda c: c["models"].__setitem__("mnl\n", c["models"]["digits_mlp"]), r"name 'mnl\\n' is not allowed"),
+    (lambda c: c["criteria"].append({"property": "robustness", "radius": float("nan"), "min_fraction": 0.5}),
+     r"criteria\[\d+\]\.radius: must be a finite number, got nan"),
+    (lambda c: c["criteria"].append({"property": "robustness", "radius": 0.1, "min_fraction": float("nan")}),
+     r"criteria\[\d+\]\.min_fraction: must be a finite number, got nan"),
+    (lambda c: c["properties"]["robustness"].__setitem__("certify", {"time_budget_s": float("nan")}),
+     r"properties\.robustness\.certify\.time_budget_s: must be a finite number, got nan"),
+    (lambda c: c["properties"]["robustness"].__setitem__("search", {"initial_mesh": float("inf")}),
+     r"properties\.robustness\.search\.initial_mesh: must be a finite number, got inf"),
 ])
 def test_schema_errors_name_the_key(default_config, mutate, message):
     mutate(default_config)

@@ -162,6 +162,24 @@ def _default_properties(output_kind: str, properties: dict[str, dict]) -> list[s
     return [name for name, spec in properties.items() if spec["kind"] in wanted]
 
 
+def check_numbers(value: Any, key: str = "") -> None:
+    """Every number of the config is finite: NaN nowhere (a NaN radius or budget passes every
+    schema comparison), infinity only in property params (an unbounded reachability side).
+    Domains are checked where they are read (infinite bounds mean no bound there)."""
+    if key.endswith(".domain") or key == "domain":
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_numbers(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_numbers(v, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        allowed = math.isinf(value) and key.startswith("properties.") and ".params." in key
+        if not allowed:
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
+
+
 def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
     """Validate `config` (schema + cross-key checks) and expand it into an AuditPlan."""
     config = check_schema(config)
@@ -187,6 +205,7 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
         # the objects a radius job builds, built now: a bad value stops the run before any job
         search_config(spec["search"], f"properties.{name}.search")
         certify_config(spec["certify"], f"properties.{name}.certify")
+    check_numbers(config)  # (after the properties: max_radius has its own message)
 
     for name, spec in config["input_sets"].items():
         info = peek_input_set(spec, base, seeds, f"input_sets.{name}")
