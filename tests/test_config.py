@@ -200,7 +200,9 @@ def test_shard_fingerprints_only_change_for_changed_rows(tmp_path, default_confi
 def test_validate_config_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["validate-config"]) == 0
-    assert capsys.readouterr().out.strip() == "config OK: 3 models, 2 input sets, 4 properties -> 9 radius jobs"
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "config OK: 3 models, 2 input sets, 4 properties -> 9 radius jobs",
+        *(f"  model {m}: saferisk graph (gradients, certified bounds)" for m in ("digits_mlp", "digits_cnn", "regression_net"))]
     bad = yaml.safe_load(DEFAULT.read_text())
     bad["properties"]["robustness"]["scale"] = "pixels"
     path = tmp_path / "bad.yaml"
@@ -213,6 +215,52 @@ def test_validate_config_cli(tmp_path, capsys, monkeypatch):
     (tmp_path / "broken.yaml").write_text("models: [\n")
     assert main(["validate-config", str(tmp_path / "broken.yaml")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_validate_config_loads_each_model_and_says_what_covers_it(tmp_path, capsys, monkeypatch):
+    """Each model is loaded before any job: the evaluator and the bound support are printed, and a
+    model nothing can run stops validation naming it."""
+    import torch
+
+    from saferisk.models.load import module_to_onnx
+
+    class Last(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(4, 8, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0][:, -1, :3]
+
+    (tmp_path / "rnn.onnx").write_bytes(module_to_onnx(Last().eval(), (5, 4)))
+    (tmp_path / "norm.onnx").write_bytes(module_to_onnx(
+        torch.nn.Sequential(torch.nn.Linear(20, 6), torch.nn.LayerNorm(6)).eval(), (20,)))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 20)))
+    config = {"models": {"rnn": {"source": "rnn.onnx", "input_sets": ["x"]},
+                         "norm": {"source": "norm.onnx", "input_sets": ["x"]}},
+              "input_sets": {"x": {"path": "x.npy"}},
+              "properties": {"robustness": {"kind": "robustness", "norms": ["inf"], "max_radius": 0.1}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate-config", "c.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("config OK: 2 models") and len(out) == 3
+    lines = {line.split(":")[0].strip(): line for line in out[1:]}
+    assert lines["model rnn"].startswith("  model rnn: onnxruntime evaluator (estimate and witness by forward passes; "
+                                         "no certified bound: the graph reader does not support LSTM")
+    assert lines["model norm"] == ("  model norm: saferisk graph (gradients); no certified bound: unsupported operation "
+                                   "'layernorm' in node '/1/LayerNormalization'")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="com.example")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 5, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    (tmp_path / "rnn.onnx").write_bytes(model.SerializeToString())  # an operator nothing here can run
+    assert main(["validate-config", "c.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "models.rnn: the model cannot be loaded: the graph reader does not support com.example.Mystery" in err
+    assert "onnxruntime cannot run it either" in err
 
 
 VNNLIB_BOX = """; a 3-input region with a robustness-style output assertion

@@ -1,9 +1,10 @@
 """`saferisk validate-config [FILE]`: check an audit config before running it.
 
 Runs the packaged JSON schema (the same file the Snakefile validates with) and the parse-time
-checks (names, model/input-set shapes, labels, criteria); prints
-`config OK: N models, M input sets, K properties -> J radius jobs` or one line naming the
-key and what is allowed (exit 2).
+checks (names, model/input-set shapes, labels, criteria), then loads every model; prints
+`config OK: N models, M input sets, K properties -> J radius jobs` and, per model, which
+evaluator runs it and whether certified bounds cover it, or one line naming the key and what
+is wrong (exit 2).
 """
 
 from __future__ import annotations
@@ -29,8 +30,21 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from saferisk.errors import ConfigError, ModelError
+    from saferisk.models.support import model_support
+
     plan = load_plan(Path(args.config), base=Path(args.workdir))
+    lines = []
+    for name, model in plan.models.items():  # load each model now: no job is the first to fail on it
+        spec = model.spec
+        try:
+            support = model_support(model.source, format=model.format, factory=spec.get("factory"),
+                                    factory_kwargs=spec.get("factory_kwargs"), input_shape=spec.get("input_shape"))
+        except ModelError as exc:
+            raise ConfigError(f"models.{name}: the model cannot be loaded: {exc}") from None
+        lines.append(f"  model {name}: {support.describe()}")
     print(f"config OK: {plan.summary()}")
+    print("\n".join(lines))
     if args.jobs:
         for job in plan.radius_jobs():
             print(f"  {job.output}")
