@@ -35,10 +35,11 @@ class Counterexample:
     input: list[float]
     output: list[float]
     disjunct: int
+    rechecked_by: str = "torch"  # the runtimes whose fresh forward pass found f(x) unsafe
 
     def to_dict(self) -> dict:
         return {"input": self.input, "output": self.output, "disjunct": self.disjunct,
-                "input_in_box": True, "output_unsafe": True}
+                "input_in_box": True, "output_unsafe": True, "rechecked_by": self.rechecked_by}
 
 
 @dataclass
@@ -58,7 +59,8 @@ class VerifyResult:
 
 def check_counterexample(model, spec: VnnlibSpec, x: torch.Tensor) -> Counterexample | None:
     """Fresh forward pass: a Counterexample only if x is inside the box (exactly) and f(x) is
-    finite and satisfies the unsafe output assertion C_j y <= d_j for some disjunct j."""
+    finite and satisfies the unsafe output assertion C_j y <= d_j for some disjunct j, in
+    saferisk's forward pass and, for a model read into saferisk's graph, in onnxruntime too."""
     x = torch.as_tensor(x, dtype=torch.float64).reshape(-1).cpu()
     x_model = x.to(model.dtype)
     x_used = x_model.to(torch.float64).numpy()  # the input the model actually sees
@@ -67,9 +69,16 @@ def check_counterexample(model, spec: VnnlibSpec, x: torch.Tensor) -> Counterexa
     y = model.forward_flat(x_model.reshape(1, -1)).to("cpu", torch.float64).reshape(-1).numpy()
     if not np.all(np.isfinite(y)):
         return None
+    evaluator = getattr(model, "evaluator", "torch")
+    z_ref = model.reference_outputs(x_model.reshape(1, -1)) if hasattr(model, "reference_outputs") else None
+    y_ref = None if z_ref is None else z_ref.reshape(-1).numpy()
     for j, (C, d) in enumerate(spec.unsafe_rows()):
-        if np.all(C @ y <= d):
-            return Counterexample([float(v) for v in x_used], [float(v) for v in y], j)
+        if not np.all(C @ y <= d):
+            continue
+        if y_ref is not None and not (np.all(np.isfinite(y_ref)) and np.all(C @ y_ref <= d)):
+            continue  # onnxruntime, the independent runtime, does not see this disjunct violated
+        rechecked = evaluator if y_ref is None else f"{evaluator}+onnxruntime"
+        return Counterexample([float(v) for v in x_used], [float(v) for v in y], j, rechecked)
     return None
 
 

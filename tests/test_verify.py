@@ -69,15 +69,17 @@ def test_acasxu_2_1_prop_2_sat(vnncomp, capsys):
     assert result["result"] == "sat" and result["method"] == "search"
     assert result["seconds"] >= 0
     _assert_valid_counterexample(model, spec, result["counterexample"])
+    assert result["counterexample"]["rechecked_by"] == "torch+onnxruntime"
 
 
 @pytest.mark.parametrize("prop", [0, 1, 3])
 def test_mnist_eps_005_sat(vnncomp, capsys, prop):
     model, spec = vnncomp / "mnistfc" / "mnist-net_256x2.onnx", vnncomp / "mnistfc" / f"prop_{prop}_0.05.vnnlib"
     result = _verify_json(capsys, model, spec)
-    assert result["result"] == "sat"
+    assert result["result"] == "sat" and result["seconds"] < 60
     cex = result["counterexample"]
     _assert_valid_counterexample(model, spec, cex)
+    assert cex["rechecked_by"] == "torch+onnxruntime"  # onnxruntime sees the same violation
     # the label changed: some other class reaches the label's output
     label = load_vnnlib(spec).label
     assert max(v for i, v in enumerate(cex["output"]) if i != label) >= cex["output"][label]
