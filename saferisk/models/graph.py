@@ -268,13 +268,40 @@ class GraphModule(torch.nn.Module):
     def __init__(self, graph: Graph):
         super().__init__()
         self.graph = graph
+        # values no node after position i reads are freed after node i (peak memory: the live
+        # activations, not all of them)
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for name in node.inputs:
+                last_use[name] = i
+        self._free_after = [[name for name in dict.fromkeys(node.inputs)
+                             if last_use.get(name) == i and name != graph.output_name]
+                            for i, node in enumerate(graph.nodes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {self.graph.input_name: x}
-        for node in self.graph.nodes:
+        for node, dead in zip(self.graph.nodes, self._free_after):
             values[node.output] = run_node(node, [values[name] for name in node.inputs])
+            for name in dead:
+                del values[name]
         out = values[self.graph.output_name]
         return out.reshape(out.shape[0], -1)
+
+    @torch.no_grad()
+    def peak_live_numel(self) -> int:
+        """The largest number of activation values alive at once for one sample (a forward on zeros)."""
+        x = torch.zeros((1, *self.graph.input_shape), dtype=torch.float32)
+        current = next((v for n in self.graph.nodes for v in n.params.values() if isinstance(v, torch.Tensor)), None)
+        if current is not None:
+            x = x.to(current.device, current.dtype if current.is_floating_point() else torch.float32)
+        values = {self.graph.input_name: x}
+        peak = x.numel()
+        for node, dead in zip(self.graph.nodes, self._free_after):
+            values[node.output] = run_node(node, [values[name] for name in node.inputs])
+            peak = max(peak, sum(v.numel() for v in values.values() if v.dim() and v.shape[0] == 1))
+            for name in dead:
+                del values[name]
+        return int(peak)
 
     def _apply(self, fn, recurse=True):  # keep Graph tensors in step with .to()/.cuda()
         # probe with the dtype the weights have: .to(device) alone must not change it

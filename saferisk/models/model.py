@@ -12,6 +12,11 @@ from saferisk.models.graph import Graph, GraphModule
 
 EVALUATOR_TORCH = "torch"
 EVALUATOR_ONNXRUNTIME = "onnxruntime"
+# memory for the activations of one forward pass: larger batches run in chunks (the same rows,
+# results per row as in any batch of that size); onnxruntime, whose activation sizes are unknown
+# here, is charged ORT_ACTIVATION_FACTOR x the input size per row
+FORWARD_MEMORY_BYTES = 1 << 30
+ORT_ACTIVATION_FACTOR = 64
 
 
 @dataclass
@@ -69,9 +74,26 @@ class Model:
             self.runtime = self.runtime.to(self.device)
         return self
 
+    @property
+    def max_forward_rows(self) -> int:
+        """Rows per forward pass within FORWARD_MEMORY_BYTES of live activations."""
+        if getattr(self, "_max_rows", None) is None:
+            if self.module is not None:
+                per_row = self.module.peak_live_numel() * torch.finfo(self.dtype).bits // 8
+            else:
+                per_row = self.n_inputs * ORT_ACTIVATION_FACTOR * 4
+            self._max_rows = max(1, FORWARD_MEMORY_BYTES // max(1, per_row))
+        return self._max_rows
+
     @torch.no_grad()
     def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs for a batch of flat inputs (B, n_inputs) -> (B, n_outputs)."""
+        """Outputs for a batch of flat inputs (B, n_inputs) -> (B, n_outputs), in chunks of at
+        most `max_forward_rows` rows."""
+        if x.shape[0] > self.max_forward_rows:
+            return torch.cat([self._forward_flat(part) for part in torch.split(x, self.max_forward_rows)])
+        return self._forward_flat(x)
+
+    def _forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         if self.module is None:
             rows = x.detach().to("cpu", torch.float64).numpy().reshape(x.shape[0], *self.input_shape)
             return torch.from_numpy(self.runtime(rows)).to(self.device, self.dtype)
