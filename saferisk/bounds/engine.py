@@ -213,7 +213,7 @@ class BoundEngine:
             lo, hi = args[0]
             mid, rad = (lo + hi) / 2, (hi - lo) / 2
             out_mid = run_node(node, [mid])
-            out_rad = run_node(_abs_node(node), [rad])
+            out_rad = run_node(self._linear_part(node, False), [rad])
             return out_mid - out_rad, out_mid + out_rad
         if op in ("relu", "tanh", "sigmoid", "maxpool"):
             return run_node(node, [args[0][0]]), run_node(node, [args[0][1]])
@@ -265,6 +265,14 @@ class BoundEngine:
                 bounds[node.output] = (lo, hi)
             current[node.output] = (lo, hi)
         return bounds
+
+    def _linear_part(self, node: Node, keep_sign: bool) -> Node:
+        """`_abs_node(node, keep_sign)`, made once per node (IBP and CROWN use it on every pass)."""
+        cache = self.__dict__.setdefault("_linear_parts", {})
+        key = (node.output, keep_sign)
+        if key not in cache:
+            cache[key] = _abs_node(node, keep_sign=keep_sign)
+        return cache[key]
 
     @staticmethod
     def _split(name: str, bound, splits: dict | None):
@@ -487,12 +495,12 @@ class BoundEngine:
             if node.output in self.dense:
                 to_x = (coef.reshape(B, K, -1) @ self.dense[node.output]).reshape((B, K) + in_shape)
             else:
-                to_x = _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape)
+                to_x = _linear_vjp(self._linear_part(node, True), coef, in_shape)
             return [(x, to_x)], extra
         if op in LINEAR_OPS:
             offset = self.offsets.get(node.output)
             extra = None if offset is None else _row_dot(coef, offset.unsqueeze(1).expand((B, 1) + tuple(offset.shape[1:])))
-            return [(x, _linear_vjp(_abs_node(node, keep_sign=True), coef, in_shape))], extra
+            return [(x, _linear_vjp(self._linear_part(node, True), coef, in_shape))], extra
         if op == "add":
             return [(name, coef) for name in node.inputs], None
         if op == "mul":

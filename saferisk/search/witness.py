@@ -34,6 +34,9 @@ SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
 SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
 TIGHTEN_GAP = 4e-3  # first relative gap `tighten` tries to win
+ESCAPE_FRACTION = 0.95  # `escape` looks for a violation inside this fraction of the best distance
+ESCAPE_ROUNDS = 1
+ESCAPE_BUDGET = 0.01  # share of the budget of each `escape` round
 CONFIRM_NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # outward nudges `confirm` re-checks
 # A witness must violate by more than WITNESS_MARGIN x the output scale at x0 (max of the output
 # range and the largest |output|): float32 results of another runtime (onnxruntime, another CPU
@@ -242,6 +245,24 @@ def tighten(prop: BoundProperty, region: Region, evaluator: Evaluator, config: S
             gap /= 4
 
 
+def escape(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+           generator: torch.Generator, tracker: ViolationTracker, rounds: int = ESCAPE_ROUNDS) -> None:
+    """After the projection: a search (ESCAPE_BUDGET of the budget) inside the ball of
+    ESCAPE_FRACTION times the best distance; a violation there means the projection settled on
+    a local piece of the boundary, and the projection restarts from it (at most `rounds` times)."""
+    for _ in range(rounds):
+        if evaluator.total_exhausted or tracker.best_x is None:
+            return
+        best = tracker.best_distance
+        inner = region.shrink(best * ESCAPE_FRACTION)
+        search_violation(prop, inner, evaluator, config, generator, tracker=tracker, budget_fraction=ESCAPE_BUDGET,
+                         max_targets=SHRINK_TARGETS)
+        if not tracker.best_distance < best * ESCAPE_FRACTION * (1 + 1e-6):
+            return
+        if project_violations(prop, region, evaluator, tracker):
+            tighten(prop, region, evaluator, config, tracker)
+
+
 def confirm(model, prop: BoundProperty, region: Region, x: torch.Tensor) -> Witness | None:
     """`recheck` of x, else of x pushed away from x0 (x0 + (1 + eps)(x - x0)): a point found
     on the boundary can violate in one batch, or one runtime, and not in another (float32
@@ -271,15 +292,10 @@ def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalua
     projected = config.mode == "fast" and config.gradient_starts and project_violations(prop, region, evaluator, tracker)
     if projected:
         tighten(prop, region, evaluator, config, tracker)
-    if not projected or not evaluator.total_exhausted:
-        # the black-box way, also with budget left after the projection: its local searches in
-        # shrinking balls escape the local boundary piece the projection settled on
-        before = tracker.best_distance
+        escape(prop, region, evaluator, config, generator, tracker)
+    if not projected or tracker.best_distance > region.radius * (1 + 1e-6):  # still outside: the black-box way
         shrink_witness(prop, region.shrink(max(region.radius, tracker.best_distance)), tracker.best_x, evaluator,
                        config, generator, tracker)
-        if projected and tracker.best_distance < before and not evaluator.total_exhausted:
-            project_violations(prop, region, evaluator, tracker)
-            tighten(prop, region, evaluator, config, tracker)
     witness = confirm(model, prop, region, tracker.best_x)
     if witness is not None:
         witness.evaluations = evaluator.evaluations
