@@ -101,8 +101,8 @@ def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius:
         from saferisk.bounds import CertifyConfig, certify_radius
     except Exception as exc:  # pragma: no cover - bounds are part of the package
         return None, f"certified bounds unavailable: {exc}", 0.0, False
-    if model.graph is None:
-        return None, f"no certified bound: {model.graph_error} (searched through onnxruntime)", 0.0, False
+    if model.bounds_unavailable:
+        return None, f"no certified bound: {model.bounds_unavailable}", 0.0, False
     config = (config if isinstance(config, CertifyConfig) else CertifyConfig()).on_device_of(model)
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
@@ -124,12 +124,13 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
     region = Region(center, float(max_radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit)
     evaluator = Evaluator(model, prop.value, search.chunk_size, search.budget)
     generator = torch.Generator().manual_seed(seed)
-    w0 = float(prop.value(model.forward_flat(center.unsqueeze(0)).to(dtype))[0])
+    z_center = model.forward_flat(center.unsqueeze(0)).to(dtype)
+    w0 = float(prop.value(z_center)[0])
     if not w0 > prop.threshold:
         return Bracket(w0, prop.threshold, radius_estimate=0.0, radius_upper=0.0, witness=center.clone(), radius_lower=0.0,
                        radius_lower_method="property fails at the input", violated_at_center=True)
     out = Bracket(w0, prop.threshold)
-    search_prop = robust(model, prop, region)  # violations by more than the witness margin
+    search_prop = robust(prop, z_center[0])  # violations by more than the witness margin
     tracker = ViolationTracker(search_prop, region)
     evaluator.observers.append(tracker)
     if lipschitz:

@@ -22,6 +22,7 @@ import torch
 from saferisk.data.domain import Domain
 from saferisk.data.vnnlib import VnnlibSpec
 from saferisk.errors import DataError, SaferiskError
+from saferisk.models.model import recheck_outputs
 
 MIN_UNIT = 1e-9  # half-widths of zero-width input intervals are clamped to this
 FIRST_BUDGET = 4096  # forward evaluations of the quick first search round
@@ -69,15 +70,13 @@ def check_counterexample(model, spec: VnnlibSpec, x: torch.Tensor) -> Counterexa
     y = model.forward_flat(x_model.reshape(1, -1)).to("cpu", torch.float64).reshape(-1).numpy()
     if not np.all(np.isfinite(y)):
         return None
-    evaluator = getattr(model, "evaluator", "torch")
-    z_ref = model.reference_outputs(x_model.reshape(1, -1)) if hasattr(model, "reference_outputs") else None
+    z_ref, rechecked = recheck_outputs(model, x_model.reshape(1, -1))
     y_ref = None if z_ref is None else z_ref.reshape(-1).numpy()
     for j, (C, d) in enumerate(spec.unsafe_rows()):
         if not np.all(C @ y <= d):
             continue
         if y_ref is not None and not (np.all(np.isfinite(y_ref)) and np.all(C @ y_ref <= d)):
             continue  # onnxruntime, the independent runtime, does not see this disjunct violated
-        rechecked = evaluator if y_ref is None else f"{evaluator}+onnxruntime"
         return Counterexample([float(v) for v in x_used], [float(v) for v in y], j, rechecked)
     return None
 
@@ -263,8 +262,8 @@ def _prove(model, spec: VnnlibSpec, timeout_s: float) -> tuple[bool, str | None]
     centre = (lower + upper) / 2.0
     z0 = model.forward_flat(centre.reshape(1, -1).to(model.dtype)).to("cpu", torch.float64).reshape(-1)
     minmax = spec.unsafe.bind(z0).spec()
-    if model.graph is None:
-        return False, f"bounds: {model.graph_error} (searched through onnxruntime)"
+    if model.bounds_unavailable:
+        return False, f"bounds: {model.bounds_unavailable}"
     try:
         answer = verify_box(model.graph, minmax, lower, upper, max(0.0, timeout_s),
                             config=CertifyConfig().on_device_of(model))

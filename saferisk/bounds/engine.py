@@ -105,6 +105,7 @@ class BoundEngine:
         self.n_inputs = int(torch.tensor(self.input_shape).prod()) if self.input_shape else 1
         self.shapes = self._shapes()
         self.memory_bytes = DEFAULT_MEMORY_BYTES
+        self._linear_parts: dict[tuple[str, bool], Node] = {}
         self.deadline: float | None = None  # time.perf_counter() value checked between passes
         self.max_neurons_per_node: int | None = None  # more unstable neurons: keep the node's IBP bounds
         self.max_numel_upto, largest = {self.input_name: math.prod(self.input_shape)}, math.prod(self.input_shape)
@@ -268,11 +269,10 @@ class BoundEngine:
 
     def _linear_part(self, node: Node, keep_sign: bool) -> Node:
         """`_abs_node(node, keep_sign)`, made once per node (IBP and CROWN use it on every pass)."""
-        cache = self.__dict__.setdefault("_linear_parts", {})
         key = (node.output, keep_sign)
-        if key not in cache:
-            cache[key] = _abs_node(node, keep_sign=keep_sign)
-        return cache[key]
+        if key not in self._linear_parts:
+            self._linear_parts[key] = _abs_node(node, keep_sign=keep_sign)
+        return self._linear_parts[key]
 
     @staticmethod
     def _split(name: str, bound, splits: dict | None):

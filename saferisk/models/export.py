@@ -225,7 +225,7 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         source_sha256 = sha256_file(spec.path)
         reference = _torch_reference(torch_source.module)
     forward = read_forward(artifact, input_shape=spec.input_shape if spec.format == "onnx" else None)
-    input_shape = forward.graph.input_shape if forward.graph is not None else forward.runtime.input_shape
+    input_shape = forward.input_shape
     n_inputs = int(np.prod(input_shape, dtype=np.int64))
     domain, domain_json = _domain_spec(spec.domain, n_inputs)
     rows, rows_kind = _check_rows(check_inputs, n_inputs, domain)

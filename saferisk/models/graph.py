@@ -279,34 +279,36 @@ class GraphModule(torch.nn.Module):
                             for i, node in enumerate(graph.nodes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)[0]
+
+    def _run(self, x: torch.Tensor, measure: bool = False) -> tuple[torch.Tensor, int]:
+        """(outputs (B, m), with `measure` the most activation values alive at once, else 0)."""
         values: dict[str, torch.Tensor] = {self.graph.input_name: x}
+        peak = x.numel()
         for node, dead in zip(self.graph.nodes, self._free_after):
             values[node.output] = run_node(node, [values[name] for name in node.inputs])
+            if measure:  # (constants have no batch dimension and are not activations)
+                peak = max(peak, sum(v.numel() for v in values.values() if v.dim() and v.shape[0] == x.shape[0]))
             for name in dead:
                 del values[name]
         out = values[self.graph.output_name]
-        return out.reshape(out.shape[0], -1)
+        return out.reshape(out.shape[0], -1), peak if measure else 0
 
     @torch.no_grad()
     def peak_live_numel(self) -> int:
         """The largest number of activation values alive at once for one sample (a forward on zeros)."""
-        x = torch.zeros((1, *self.graph.input_shape), dtype=torch.float32)
-        current = next((v for n in self.graph.nodes for v in n.params.values() if isinstance(v, torch.Tensor)), None)
-        if current is not None:
-            x = x.to(current.device, current.dtype if current.is_floating_point() else torch.float32)
-        values = {self.graph.input_name: x}
-        peak = x.numel()
-        for node, dead in zip(self.graph.nodes, self._free_after):
-            values[node.output] = run_node(node, [values[name] for name in node.inputs])
-            peak = max(peak, sum(v.numel() for v in values.values() if v.dim() and v.shape[0] == 1))
-            for name in dead:
-                del values[name]
-        return int(peak)
+        example = self._float_param()
+        x = torch.zeros((1, *self.graph.input_shape), dtype=example.dtype if example is not None else torch.float32,
+                        device=example.device if example is not None else None)
+        return int(self._run(x, measure=True)[1])
+
+    def _float_param(self) -> torch.Tensor | None:
+        return next((v for n in self.graph.nodes for v in n.params.values()
+                     if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
 
     def _apply(self, fn, recurse=True):  # keep Graph tensors in step with .to()/.cuda()
         # probe with the dtype the weights have: .to(device) alone must not change it
-        current = next((v for n in self.graph.nodes for v in n.params.values()
-                        if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+        current = self._float_param()
         probe = fn(torch.zeros(1, dtype=current.dtype if current is not None else torch.float32))
         self.graph = self.graph.to(probe.device, probe.dtype if probe.is_floating_point() else None)
         return super()._apply(fn, recurse)

@@ -297,6 +297,10 @@ class Forward:
     runtime: Any = None  # OnnxRuntimeForward when graph is None
     graph_error: str = ""
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.graph.input_shape if self.graph is not None else self.runtime.input_shape)
+
 
 def read_forward(onnx_source, *, input_shape=None, output_name: str | None = None,
                  device: torch.device | str = "cpu") -> Forward:
@@ -312,10 +316,6 @@ def read_forward(onnx_source, *, input_shape=None, output_name: str | None = Non
     except ModelError as exc:
         proto = load_onnx_proto(onnx_source)  # an unreadable file keeps its own error
         reason = describe_reader_error(proto, exc)
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise ModelError(f"{reason}; install onnxruntime to search such models by forward passes") from None
         data = onnx_source if isinstance(onnx_source, (bytes, bytearray)) else Path(onnx_source).read_bytes()
         try:
             runtime = OnnxRuntimeForward(data, input_shape=shape, output_name=output_name, device=device)

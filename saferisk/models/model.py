@@ -45,6 +45,8 @@ class Model:
     def __post_init__(self) -> None:
         if self.graph is None and self.runtime is None:
             raise ValueError("a Model needs a graph or an onnxruntime runtime")
+        self._max_rows: int | None = None
+        self._reference = None  # OnnxRuntimeForward of onnx_bytes, made on first use
         self.module = GraphModule(self.graph).eval() if self.graph is not None else None
         self.to(self.device)  # one placement path (dtype, and TF32 off on CUDA)
 
@@ -77,7 +79,7 @@ class Model:
     @property
     def max_forward_rows(self) -> int:
         """Rows per forward pass within FORWARD_MEMORY_BYTES of live activations."""
-        if getattr(self, "_max_rows", None) is None:
+        if self._max_rows is None:
             if self.module is not None:
                 per_row = self.module.peak_live_numel() * torch.finfo(self.dtype).bits // 8
             else:
@@ -95,8 +97,7 @@ class Model:
 
     def _forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         if self.module is None:
-            rows = x.detach().to("cpu", torch.float64).numpy().reshape(x.shape[0], *self.input_shape)
-            return torch.from_numpy(self.runtime(rows)).to(self.device, self.dtype)
+            return torch.from_numpy(self.runtime(self._numpy_rows(x))).to(self.device, self.dtype)
         x = x.to(self.device, self.dtype)
         return self.module(x.reshape(x.shape[0], *self.input_shape))
 
@@ -109,24 +110,36 @@ class Model:
         x = x.to(self.device, self.dtype)
         return self.module(x.reshape(x.shape[0], *self.input_shape))
 
+    def _numpy_rows(self, x: torch.Tensor) -> np.ndarray:
+        """Flat rows (B, n) as the float64 array (B, *input_shape) onnxruntime is fed from."""
+        return x.detach().to("cpu", torch.float64).numpy().reshape(x.shape[0], *self.input_shape)
+
     def reference_outputs(self, x: torch.Tensor) -> torch.Tensor | None:
         """Outputs (B, m) float64 of the same ONNX file in onnxruntime, the independent runtime
-        that re-checks witnesses found with saferisk's graph; None when there is no ONNX file,
-        no onnxruntime, or onnxruntime is already the evaluator."""
+        that re-checks witnesses found with saferisk's graph; None when there is no ONNX file or
+        onnxruntime is already the evaluator."""
         if self.graph is None or self.onnx_bytes is None:
             return None
-        if getattr(self, "_reference", None) is None:
-            try:
-                from saferisk.models.ort import OnnxRuntimeForward
+        if self._reference is None:
+            from saferisk.models.ort import OnnxRuntimeForward
 
-                self._reference = OnnxRuntimeForward(self.onnx_bytes, input_shape=self.input_shape,
-                                                     output_name=self.onnx_output)
-            except ImportError:
-                self.onnx_bytes = None
-                return None
-        rows = x.detach().to("cpu", torch.float64).numpy().reshape(x.shape[0], *self.input_shape)
-        return torch.from_numpy(self._reference(rows))
+            self._reference = OnnxRuntimeForward(self.onnx_bytes, input_shape=self.input_shape,
+                                                 output_name=self.onnx_output)
+        return torch.from_numpy(self._reference(self._numpy_rows(x)))
+
+    @property
+    def bounds_unavailable(self) -> str | None:
+        """Why certified bounds cannot run on this model at all (None: they can try)."""
+        return None if self.graph is not None else f"{self.graph_error} (searched through onnxruntime)"
 
     @property
     def n_outputs(self) -> int:
         return int(self.forward_flat(torch.zeros(1, self.n_inputs)).shape[1])
+
+
+def recheck_outputs(model, x: torch.Tensor) -> tuple[torch.Tensor | None, str]:
+    """(outputs of x in the independent runtime or None, the runtimes that re-check x): what a
+    witness or counterexample must also violate. Works on wrappers without a reference too."""
+    evaluator = getattr(model, "evaluator", EVALUATOR_TORCH)
+    z_ref = model.reference_outputs(x) if hasattr(model, "reference_outputs") else None
+    return z_ref, (evaluator if z_ref is None else f"{evaluator}+{EVALUATOR_ONNXRUNTIME}")

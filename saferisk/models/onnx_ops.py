@@ -47,6 +47,11 @@ def _label(node) -> str:
     return node.name or node.output[0]
 
 
+def _text(value) -> str:
+    """An ONNX string attribute (bytes) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 @_handles("Identity", "Dropout")
 def _alias(b: GraphBuilder, node, ins, attrs) -> None:
     if len(node.output) > 1 and node.output[1] and b.consumers.get(node.output[1]):
@@ -178,8 +183,7 @@ def _gemm(b: GraphBuilder, node, ins, attrs) -> None:
 
 def _spatial_pads(attrs, in_hw, kernel, stride, dilation, node) -> tuple[int, int, int, int]:
     """ONNX pads/auto_pad -> (top, left, bottom, right)."""
-    auto = attrs.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    auto = _text(attrs.get("auto_pad", b"NOTSET"))
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         begin, end = [], []
         for size, k, s, d in zip(in_hw, kernel, stride, dilation):
@@ -266,7 +270,7 @@ def _elementwise(b: GraphBuilder, node, ins, attrs) -> None:
 def _activation(b: GraphBuilder, node, ins, attrs) -> None:
     op = ONNX_ACTIVATIONS[node.op_type]
     values = {**ACTIVATIONS[op].onnx_defaults, **{k: v for k, v in attrs.items() if k in ACTIVATIONS[op].onnx_defaults}}
-    values = {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
+    values = {k: _text(v) if isinstance(v, bytes) else v for k, v in values.items()}
     b.set(node.output[0], b.emit(op, [ins[0]], node.output[0], attrs=values, label=_label(node)))
 
 
@@ -506,10 +510,6 @@ def _pad(b: GraphBuilder, node, ins, attrs) -> None:
     padding = (begin[2], begin[3], end[2], end[3])
     b.set(node.output[0], b.emit("pad", [x], node.output[0], attrs={"padding": padding, "value": value, "mode": mode},
                                  label=_label(node)))
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _constant_input(b: GraphBuilder, node, ins, index: int, what: str):

@@ -78,8 +78,9 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
         note = f"over {stats.n_values} of {group.n_inputs} inputs; {stats.n_null} {what}"
         if group.n_failed and kind != "radius_upper":
             note += f" ({group.n_failed} failed)"
-        if kind == "radius_lower" and _missing_lower_reasons(rows):
-            note += f" (why: {_missing_lower_reasons(rows)})"
+        why = _missing_lower_reasons(rows) if kind == "radius_lower" else ""
+        if why:
+            note += f" (why: {why})"
     return {"name": RADIUS_NAMES[kind], "kind": kind, "available": stats.n_values > 0, "note": note, **values}
 
 

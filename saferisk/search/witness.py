@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from saferisk.models.model import recheck_outputs
 from saferisk.properties.base import BoundProperty, MarginProperty
 from saferisk.search.boundary import project_to_boundary, segment_boundary
 from saferisk.search.config import SearchConfig
@@ -168,16 +169,16 @@ def shrink_witness(prop: BoundProperty, region: Region, x_bad: torch.Tensor, eva
             break
 
 
-def required_margin(model, region: Region) -> float:
-    """WITNESS_MARGIN x the output scale at the centre: max(max z - min z, max |z|)."""
-    z0 = model.forward_flat(region.x0.detach().to(model.dtype).reshape(1, -1)).to(torch.float64)[0]
+def required_margin(z0: torch.Tensor) -> float:
+    """WITNESS_MARGIN x the output scale at the centre (outputs z0): max(max z - min z, max |z|)."""
+    z0 = z0.detach().to(torch.float64).reshape(-1)
     scale = max(float(z0.max() - z0.min()), float(z0.abs().max())) if z0.numel() else 0.0
     return WITNESS_MARGIN * scale if math.isfinite(scale) else 0.0
 
 
-def robust(model, prop: BoundProperty, region: Region) -> MarginProperty:
-    """The property the witness search runs on: violations by more than `required_margin`."""
-    return MarginProperty(prop, required_margin(model, region))
+def robust(prop: BoundProperty, z0: torch.Tensor) -> MarginProperty:
+    """The property the witness search runs on: violations by more than `required_margin(z0)`."""
+    return MarginProperty(prop, required_margin(z0))
 
 
 def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, tolerance: float = 1e-6) -> Witness | None:
@@ -193,14 +194,13 @@ def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, toleran
             and distance <= region.radius * (1 + tolerance) + tolerance):
         return None
     base = prop.base if isinstance(prop, MarginProperty) else prop
-    evaluator = getattr(model, "evaluator", "torch")
-    margin, rechecked_by = base.threshold - w, evaluator
-    z_ref = model.reference_outputs(x) if hasattr(model, "reference_outputs") else None
+    margin = base.threshold - w
+    z_ref, rechecked_by = recheck_outputs(model, x)
     if z_ref is not None:  # the independent runtime must see the same violation
         w_ref = float(prop.value(z_ref)[0])
         if not (bool(torch.isfinite(z_ref).all()) and w_ref <= prop.threshold):
             return None
-        margin, rechecked_by = min(margin, base.threshold - w_ref), f"{evaluator}+onnxruntime"
+        margin = min(margin, base.threshold - w_ref)
     return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance, margin=margin,
                    margin_required=getattr(prop, "margin", 0.0), rechecked_by=rechecked_by)
 
@@ -315,7 +315,7 @@ def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domai
     region = Region(x0, float(radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit_t)
     evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget)
     generator = torch.Generator().manual_seed(int(seed))
-    prop = robust(model, prop, region)
+    prop = robust(prop, model.forward_flat(x0.unsqueeze(0))[0])
     tracker = ViolationTracker(prop, region)
     evaluator.observers.append(tracker)
     evaluator(x0.unsqueeze(0))
