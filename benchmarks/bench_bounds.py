@@ -21,7 +21,7 @@ from saferisk.bounds import CertifyConfig, certify_radius, verify_box  # noqa: E
 from saferisk.data.domain import Domain  # noqa: E402
 from saferisk.data.vnnlib import load_vnnlib  # noqa: E402
 from saferisk.models.load import load_model  # noqa: E402
-from saferisk.properties import Robustness  # noqa: E402
+from saferisk.properties import Robustness, vnnlib_property  # noqa: E402
 from saferisk.verify import verify_spec  # noqa: E402
 
 MNIST_KNOWN = {0: ("verified", "counterexample"), 1: ("verified", "counterexample"), 2: ("verified", "verified"),
@@ -104,7 +104,7 @@ def run(quick: bool = False) -> BenchReport:
         x0 = torch.where(lower > 0, lower + 0.03, upper - 0.03)
         inputs.append((x0, spec.label))
         z0 = model.forward_flat(x0[None])[0]
-        bound = spec.prop.bind(z0, spec.label)
+        bound = vnnlib_property(spec).bind(z0, spec.label)
         cert = certify_radius(model.graph, bound.spec(), x0, "inf", 0.1, domain, config=CertifyConfig(time_budget_s=5.0))
         start = time.perf_counter()
         verdict = verify_box(model.graph, bound.spec(), lower, upper, timeout_s=5.0 if not quick else 1.0)

@@ -1,7 +1,7 @@
 """Benchmark: aggregate-summary + render the summary PDF of 4 models x 4 properties x 1000
-inputs (fabricated results, saferisk.audit.synthetic). Goal: < 10 s.
+inputs (fabricated results, tests/synthetic.py). Goal: < 10 s. Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_report.py [--inputs 1000] [--out /tmp/bench-summary.pdf] [--quick]
+    .venv/bin/python -m benchmarks.bench_report [--inputs 1000] [--out /tmp/bench-summary.pdf] [--quick]
     .venv/bin/python -m benchmarks --only report
 """
 
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         args.inputs = min(args.inputs, 200)
 
     from saferisk.audit import summarize, table_from_results
-    from saferisk.audit.synthetic import fabricate_results
     from saferisk.report import render_summary_report
+    from tests.synthetic import fabricate_results
 
     results = []
     for index in range(args.models):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,12 +27,12 @@ from saferisk.errors import ConfigError, DataError
 from saferisk.norms import distance as norm_distance
 from saferisk.norms import parse_norm
 from saferisk.properties.base import BoundProperty, Property
-from saferisk.properties.invariance import targeted_away
 from saferisk.result import STATUS_VIOLATED_AT_INPUT, RadiusResult, failed_status
 from saferisk.search.config import SearchConfig
 from saferisk.search.lipschitz import lipschitz_search
 from saferisk.search.region import Evaluator, Region
 from saferisk.search.witness import ViolationTracker, locate_witness, robust
+from saferisk.witness_file import WitnessStore, format_ref
 
 log = logging.getLogger(__name__)
 SCALES = ("input", "domain")
@@ -60,22 +60,14 @@ class Bracket:
 
 
 @dataclass
-class WitnessStore:
-    """Witnesses of one batch of results, saved together as one .npz (keys '<id>/x0', '<id>/witness')."""
+class Measured:
+    """The bracket around one centre of `Property.centers`: x0 itself (reference_id None) or a
+    reference input (then reference_distance = its distance to x0)."""
 
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def add(self, key: str, x0: torch.Tensor, witness: torch.Tensor) -> None:
-        self.arrays[f"{key}/x0"] = x0.detach().cpu().double().numpy().reshape(-1)
-        self.arrays[f"{key}/witness"] = witness.detach().cpu().double().numpy().reshape(-1)
-
-    def save(self, path) -> None:
-        from saferisk.io import atomic_write
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **{k: self.arrays[k] for k in sorted(self.arrays)})
-        atomic_write(path, write)
+    reference_id: str | None
+    center: torch.Tensor
+    bracket: Bracket
+    reference_distance: float | None = None
 
 
 def input_seed(seed: int, input_id: str) -> int:
@@ -186,9 +178,10 @@ def compute_radius(model, x0, prop: Property, norm, max_radius, domain: Domain, 
                    label: int | None = None, input_id: str = "0", search: SearchConfig | None = None,
                    certify=None, seed: int = 0, references=None, witness_store: WitnessStore | None = None,
                    witness_ref_prefix: str = "") -> RadiusResult:
-    """The result record for one input. `references` (invariance only): list of (id, x1) with
-    a different label than x0's `label`. `certify`: a saferisk.bounds.CertifyConfig, None for
-    the default, or False to skip certified bounds."""
+    """The result record for one input. `references` (properties measured around reference
+    inputs, i.e. invariance): list of (id, x1) with a different label than x0's `label`.
+    `certify`: a saferisk.bounds.CertifyConfig, None for the default, or False to skip
+    certified bounds."""
     norm, max_radius, unit = _validate(norm, max_radius, scale, domain, model)
     search = search or SearchConfig()
     x0_t = _prepare(model, x0, domain, f"input {input_id}")
@@ -207,31 +200,24 @@ def compute_radius(model, x0, prop: Property, norm, max_radius, domain: Domain, 
         return result
     result.decision = int(z0.argmin() if getattr(prop, "decision", "argmax") == "argmin" else z0.argmax())
     pseed = input_seed(seed, input_id)
-    if prop.needs_references:
-        brackets = _invariance(model, prop, x0_t, label, references, norm, max_radius, domain, unit, search, certify, pseed, result)
-    else:
-        bound = prop.bind(z0.double().cpu(), label)
-        brackets = [("", center, bracket(model, bound, center, norm, max_radius, domain, unit, search, certify, pseed))]
-    _fill(result, brackets, witness_store, witness_ref_prefix, x0_t)
-    result.seconds = time.perf_counter() - start - result.certify_seconds
-    return result
-
-
-def _invariance(model, prop, x0_t, label, references, norm, max_radius, domain, unit, search, certify, seed, result):
-    if label is None:
-        raise DataError("invariance needs labelled inputs (give labels)")
-    if not references:
-        raise DataError(f"invariance: input {result.input_id} has no reference input with a different label")
-    out = []
-    for ref_id, x1 in references:
-        x1_t = _prepare(model, x1, domain, f"reference input {ref_id}").to(model.device, model.dtype)
+    measured = []
+    for ref_id, x in prop.centers(x0_t, label, references, input_id=result.input_id):
+        if ref_id is None:  # around x0 itself
+            bound = prop.bind_center(z0.double().cpu(), label, None)
+            b = bracket(model, bound, center, norm, max_radius, domain, unit, search, certify, pseed)
+            measured.append(Measured(None, center, b))
+            continue
+        x1_t = _prepare(model, x, domain, f"reference input {ref_id}").to(model.device, model.dtype)
         z1 = model.forward_flat(x1_t.unsqueeze(0))[0]
-        bound = targeted_away(int(label), int(z1.numel()))
-        b = bracket(model, bound, x1_t, norm, max_radius, domain, unit, search, certify, seed + zlib.crc32(str(ref_id).encode()) % 9973)
+        bound = prop.bind_center(z1.double().cpu(), label, ref_id)
+        b = bracket(model, bound, x1_t, norm, max_radius, domain, unit, search, certify,
+                    pseed + zlib.crc32(ref_id.encode()) % 9973)
         ref_distance = float(norm_distance(x1_t.double().cpu().unsqueeze(0), x0_t.unsqueeze(0)[0], norm,
                                            None if unit is None else unit.double().cpu())[0])
-        out.append((str(ref_id), x1_t, b, ref_distance))
-    return out
+        measured.append(Measured(ref_id, x1_t, b, ref_distance))
+    _fill(result, measured, witness_store, witness_ref_prefix, x0_t)
+    result.seconds = time.perf_counter() - start - result.certify_seconds
+    return result
 
 
 def _min_or_none(values):
@@ -239,25 +225,24 @@ def _min_or_none(values):
     return min(values) if values else None
 
 
-def _fill(result: RadiusResult, brackets, store: WitnessStore | None, prefix: str, x0_t: torch.Tensor) -> None:
-    """Combine the bracket(s) into the record: for invariance, the minimum over the references."""
-    if len(brackets) == 1 and len(brackets[0]) == 3:
-        _, center, b = brackets[0]
-        chosen, ref_info = b, None
-        lowers = [b.radius_lower]
-        methods = [b.radius_lower_method]
+def _fill(result: RadiusResult, measured: list[Measured], store: WitnessStore | None, prefix: str,
+          x0_t: torch.Tensor) -> None:
+    """Combine the bracket(s) into the record: around references, the minimum over them."""
+    all_b = [m.bracket for m in measured]
+    lowers = [b.radius_lower for b in all_b]
+    methods = [b.radius_lower_method for b in all_b]
+    if measured[0].reference_id is None:  # around x0 itself
+        center, chosen, ref_info = measured[0].center, measured[0].bracket, None
     else:
-        key = lambda item: (item[2].radius_upper if item[2].radius_upper is not None else float("inf"),
-                            item[2].radius_estimate if item[2].radius_estimate is not None else float("inf"))
-        ref_id, center, chosen, ref_distance = min(brackets, key=key)
-        lowers = [b.radius_lower for _, _, b, _ in brackets]
-        methods = [b.radius_lower_method for _, _, b, _ in brackets]
-        ref_info = {"reference_id": ref_id, "reference_distance": ref_distance,
-                    "references": [{"id": r, "distance": d, "radius_upper": b.radius_upper,
-                                    "radius_estimate": b.radius_estimate, "radius_lower": b.radius_lower}
-                                   for r, _, b, d in brackets]}
+        key = lambda m: (m.bracket.radius_upper if m.bracket.radius_upper is not None else float("inf"),
+                         m.bracket.radius_estimate if m.bracket.radius_estimate is not None else float("inf"))
+        nearest = min(measured, key=key)
+        center, chosen = nearest.center, nearest.bracket
+        ref_info = {"reference_id": nearest.reference_id, "reference_distance": nearest.reference_distance,
+                    "references": [{"id": m.reference_id, "distance": m.reference_distance,
+                                    "radius_upper": m.bracket.radius_upper, "radius_estimate": m.bracket.radius_estimate,
+                                    "radius_lower": m.bracket.radius_lower} for m in measured]}
         result.extra.update(ref_info)
-    all_b = [item[2] for item in brackets]
     result.value_at_x0 = chosen.value_at_center
     result.threshold = chosen.threshold
     result.lipschitz_estimate = chosen.lipschitz_estimate
@@ -284,8 +269,12 @@ def _fill(result: RadiusResult, brackets, store: WitnessStore | None, prefix: st
         result.extra["witness_rechecked_by"] = witness_b.witness_rechecked_by
     if witness_b is not None and store is not None:
         key = result.input_id
-        store.add(key, x0_t if ref_info is None else center, witness_b.witness)
-        result.witness_ref = f"{prefix}#{key}"
+        store.add(key, _flat64(x0_t if ref_info is None else center), _flat64(witness_b.witness))
+        result.witness_ref = format_ref(prefix, key)
+
+
+def _flat64(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().double().numpy().reshape(-1)
 
 
 def nearest_references(X: torch.Tensor, labels, index: int, k: int, norm: str, unit) -> list[int]:
@@ -301,8 +290,9 @@ def nearest_references(X: torch.Tensor, labels, index: int, k: int, norm: str, u
 def compute_radii(model, X, prop: Property, norm, max_radius, domain: Domain, *, labels=None, ids=None,
                   references=None, scale: str = "input", search: SearchConfig | None = None, certify=None,
                   seed: int = 0, witness_path=None, witness_ref: str | None = None, progress=None) -> list[RadiusResult]:
-    """Results for every row of X (N, n). For invariance, references default to X itself with
-    `labels` (pass references=(X_ref, labels_ref, ids_ref) to draw them from a larger set).
+    """Results for every row of X (N, n). A property measured around reference inputs
+    (`needs_references`, e.g. invariance) takes the `reference_count()` nearest ones of another
+    label: from X itself with `labels`, or from references=(X_ref, labels_ref, ids_ref).
     Witnesses go to `witness_path` (.npz; referenced as '<witness_ref or file name>#<id>')."""
     X_t = torch.as_tensor(np.asarray(X, dtype=np.float64))
     X_t = X_t.reshape(X_t.shape[0], -1)
@@ -315,7 +305,7 @@ def compute_radii(model, X, prop: Property, norm, max_radius, domain: Domain, *,
     ref_X = ref_labels = ref_ids = None
     if prop.needs_references:
         if labels is None:
-            raise DataError("invariance needs labelled inputs (give labels)")
+            raise DataError(f"{prop.kind} needs labelled inputs (give labels)")
         ref_X, ref_labels, ref_ids = references if references is not None else (X_t, labels, ids)
         ref_X = torch.as_tensor(np.asarray(ref_X, dtype=np.float64)).reshape(len(ref_ids), -1)
         norm_c = parse_norm(norm)
@@ -326,7 +316,7 @@ def compute_radii(model, X, prop: Property, norm, max_radius, domain: Domain, *,
         if prop.needs_references:
             all_X = torch.cat([X_t[i : i + 1], ref_X])
             all_labels = [labels[i]] + list(ref_labels)
-            picked = nearest_references(all_X, all_labels, 0, int(prop.k), norm_c, unit)
+            picked = nearest_references(all_X, all_labels, 0, prop.reference_count(), norm_c, unit)
             refs = [(ref_ids[j - 1], ref_X[j - 1]) for j in picked]
         results.append(compute_radius(model, X_t[i], prop, norm, max_radius, domain, scale=scale,
                                       label=None if labels is None else int(labels[i]), input_id=ids[i],

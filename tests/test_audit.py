@@ -1,4 +1,4 @@
-"""saferisk.audit: tidy table from shards, missing shards, NaN radii, fractions, verdicts."""
+"""saferisk.audit: tidy table from shards, NaN radii, fractions, verdicts, summary JSON round trip."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from saferisk.audit import (
-    FAIL, INCONCLUSIVE, NO_CRITERION, PASS, aggregate, parse_criteria, parse_shard_path, read_table, summarize,
+    FAIL, INCONCLUSIVE, NO_CRITERION, PASS, AuditSummary, aggregate, parse_criteria, read_table, summarize,
     table_from_results, write_tables,
 )
 from saferisk.errors import ConfigError, DataError
+from saferisk.io import dumps_json
 from saferisk.result import RESULT_FIELDS, RadiusResult, failed_status
 
 
@@ -35,28 +36,12 @@ TEN = [result(i, 0.03, 0.05, None) for i in range(6)] + [
     result(9, None, None, None, status=failed_status("NaN outputs"))]
 
 
-def test_parse_shard_path():
-    assert parse_shard_path("results/radii/mlp/digits/robustness-inf/shard-3.parquet") == {
-        "model": "mlp", "input_set": "digits", "property": "robustness", "norm": "inf", "shard": "shard-3.parquet"}
-    with pytest.raises(DataError, match="not a radius shard path"):
-        parse_shard_path("results/whatever.parquet")
-
-
-def test_aggregate_sorts_and_flags_missing_shard(tmp_path):
+def test_aggregate_sorts(tmp_path):
     base = tmp_path / "radii" / "m" / "test" / "robustness-inf"
     shard0 = write_shard(base / "shard-0.parquet", [result(i, 0.01, 0.02, None) for i in (10, 2, 1)])
-    missing = base / "shard-1.parquet"
-    table = aggregate([shard0], expected_shards=[shard0, missing])
-    assert list(table["input_id"]) == ["1", "2", "10", "<missing shard-1>"]  # numeric order, placeholder last
-    placeholder = table.iloc[-1]
-    assert placeholder["status"] == f"missing: {missing}" and placeholder["shard"] == "shard-1.parquet"
-    summary = summarize(table, [{"property": "robustness-inf", "radius": 0.005, "min_fraction": 0.5}])
-    group = summary.groups[0]
-    assert group.n_inputs == 3 and group.missing_shards == [str(missing)]
-    assert "1 result shard(s) missing" in group.availability_note()
-    verdict = summary.criterion_verdicts[0]
-    assert verdict.verdict == INCONCLUSIVE and "missing" in verdict.reason
-    assert summary.overall("m").verdict == INCONCLUSIVE
+    table = aggregate([shard0])
+    assert list(table["input_id"]) == ["1", "2", "10"]  # numeric order
+    assert set(table["shard"]) == {"shard-0.parquet"}
 
 
 def test_aggregate_errors(tmp_path):
@@ -193,3 +178,53 @@ def test_property_without_criterion_is_not_judged():
     by_scope = {v.scope: v for v in summary.property_verdicts}
     assert by_scope["robustness-2"].verdict == NO_CRITERION
     assert by_scope["robustness-inf"].verdict == PASS and summary.overall("m").verdict == PASS
+
+
+def round_trip(summary: AuditSummary) -> AuditSummary:
+    """The summary written as <m>.summary.json is written and read back."""
+    return AuditSummary.from_dict(json.loads(dumps_json(summary.to_dict())))
+
+
+@pytest.mark.parametrize("results, criteria, models", [
+    (TEN, [{"property": "robustness", "norm": "Linf", "radius": 0.02, "min_fraction": 0.8, "basis": "certified"},
+           {"property": "robustness", "radius": 0.02, "min_fraction": 0.7, "basis": "estimate"}], None),
+    (TEN + [result(i, 0.05, 0.06, None, prop="uncertainty") for i in range(5)] + [
+        result(i, 0.05, 0.06, None, norm="2") for i in range(3)],
+     [{"property": "robustness-inf", "radius": 0.02, "min_fraction": 0.5},
+      {"property": "uncertainty-inf", "radius": 0.02, "min_fraction": 0.9, "basis": "estimate"},
+      {"property": "reachability", "radius": 0.02, "min_fraction": 0.5, "model": "m"}], ["m", "failed-model"]),
+    ([result(i, None, None, None, status=failed_status("NaN outputs")) for i in range(4)],
+     [{"property": "robustness-inf", "radius": 0.01, "min_fraction": 0.5}], None),
+    ([], [{"property": "robustness-inf", "radius": 0.01, "min_fraction": 0.5}], ["m"]),
+    (TEN, [], None),
+], ids=["ten", "several-properties-and-models", "all-failed", "empty", "no-criteria"])
+def test_summary_round_trips_through_json(results, criteria, models):
+    table = table_from_results(results) if results else aggregate([])
+    summary = summarize(table, criteria, models=models)
+    loaded = round_trip(summary)
+    assert loaded.to_dict() == summary.to_dict()
+    assert loaded == summary  # the same objects: groups, criteria, verdicts (with their criteria)
+    for model in summary.models:
+        assert loaded.overall(model) == summary.overall(model)
+        assert loaded.for_model(model).to_dict() == summary.for_model(model).to_dict()
+    assert loaded.models == summary.models
+    for before, after in zip(summary.groups, loaded.groups):
+        assert after.key == before.key and after.availability_note() == before.availability_note()
+        assert after.radius_lower == before.radius_lower
+    for before, after in zip(summary.criterion_verdicts, loaded.criterion_verdicts):
+        assert after.label == before.label and after.criterion == before.criterion
+
+
+
+def test_group_without_inputs_round_trips():
+    """A fraction of no inputs is NaN in memory and null in the JSON, both ways."""
+    from dataclasses import replace
+
+    from saferisk.audit import GroupSummary
+
+    group = summarize(table_from_results(TEN), radii=[0.01, 0.02]).groups[0]
+    empty = replace(group, n_inputs=0, certified_fraction=[float("nan")] * 2)
+    data = json.loads(dumps_json(empty.to_dict()))
+    assert data["certified_fraction"] == [None, None] and data["availability_note"] == "no inputs were assessed"
+    back = GroupSummary.from_dict(data)
+    assert all(v != v for v in back.certified_fraction) and back.to_dict() == empty.to_dict()

@@ -15,6 +15,7 @@ import torch
 
 from saferisk.bounds import CertifyConfig, bound_outputs, certify_radius, verify_box
 from saferisk.data.domain import Domain
+from saferisk.properties import vnnlib_property, vnnlib_unsafe
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VNNCOMP = SHARED / "vnncomp"
@@ -52,7 +53,7 @@ def test_mnist_256x2_radius_lower_consistent_with_known_outcomes(vnncomp):
         spec003 = _vnnlib(vnncomp / "mnistfc" / f"prop_{prop}_0.03.vnnlib")
         x0 = _mnist_x0(spec003, 0.03)
         z0 = model.forward_flat(x0[None])[0]
-        bound = spec003.prop.bind(z0, spec003.label)
+        bound = vnnlib_property(spec003).bind(z0, spec003.label)
         assert bound.decision == spec003.label  # the network classifies x0 correctly
         # the vnnlib box is exactly the L-inf ball of 0.03 intersected with [0, 1]
         assert torch.allclose(torch.clamp(x0 - 0.03, 0, 1), torch.tensor(spec003.lower), atol=1e-6)
@@ -97,7 +98,7 @@ def test_acasxu_verify_box(vnncomp):
         model = _load(vnncomp / "acasxu" / f"ACASXU_run2a_{net}_batch_2000.onnx")
         for prop in (1, 2, 3, 4):
             spec = _vnnlib(vnncomp / "acasxu" / f"prop_{prop}.vnnlib")
-            unsafe = spec.unsafe.bind(torch.zeros(5)).spec()
+            unsafe = vnnlib_unsafe(spec).bind(torch.zeros(5)).spec()
             timeout = 4.0 if (net, prop) in {("2_1", 2), ("2_1", 4), ("1_1", 4)} else 0.5
             verdict = verify_box(model.graph, unsafe, spec.lower, spec.upper, timeout_s=timeout)
             results[(net, prop)] = verdict

@@ -7,23 +7,26 @@ import pytest
 import torch
 
 from saferisk.data.domain import Domain, load_domain_file
-from saferisk.data.inputs import (
-    InputSet,
-    box_input_set,
-    load_csv,
-    load_image_folder,
-    load_input_set,
-    load_npy,
-    load_npz,
-    load_npz_input_set,
-    npz_bytes,
-    save_npz,
-    select,
-    select_stratified,
-    shard,
-    validate,
-)
+from saferisk.data.formats import BoxSource, read_box
+from saferisk.data.inputs import InputSet, load_npz_input_set, npz_bytes, save_npz, validate
+from saferisk.data.selection import select, stratified_positions
+from saferisk.data.shards import shard_count, shard_range
+from saferisk.data.spec import load_path
 from saferisk.errors import DataError
+
+
+def load_input_set(path, **options):
+    return load_path(path, **options)
+
+
+def box_input_set(lower, upper, name="box"):
+    return BoxSource(read_box({"lower": lower, "upper": upper}), name=name).read()
+
+
+def shard(input_set, size):
+    """Consecutive shards as the plan cuts them (saferisk.data.shards)."""
+    return [input_set.subset(range(*shard_range(k, len(input_set), size)), name=f"{input_set.name}.shard{k:03d}")
+            for k in range(shard_count(len(input_set), size))]
 
 
 def _digits(n=12, seed=0):
@@ -37,7 +40,7 @@ def test_npy_rows_and_shaped(tmp_path):
     X, _ = _digits()
     np.save(tmp_path / "shaped.npy", X)
     np.save(tmp_path / "flat.npy", X.reshape(12, 64).astype(np.float32))
-    shaped, flat = load_npy(tmp_path / "shaped.npy"), load_input_set(tmp_path / "flat.npy")
+    shaped, flat = load_input_set(tmp_path / "shaped.npy"), load_input_set(tmp_path / "flat.npy")
     assert shaped.X.shape == (12, 64) and shaped.X.dtype == np.float64
     assert shaped.image_shape == (8, 8) and flat.image_shape is None
     np.testing.assert_allclose(shaped.X, X.reshape(12, 64))
@@ -49,39 +52,39 @@ def test_npz_default_and_custom_keys(tmp_path):
     X, y = _digits()
     np.savez(tmp_path / "a.npz", X=X, y=y)
     np.savez(tmp_path / "b.npz", images=X, targets=y)
-    a = load_npz(tmp_path / "a.npz")
+    a = load_input_set(tmp_path / "a.npz")
     assert a.labels.tolist() == y.tolist() and a.X.shape == (12, 64)
-    b = load_input_set(tmp_path / "b.npz", x_key="images", label_key="targets")
+    b = load_input_set(tmp_path / "b.npz", x_key="images", labels="targets")
     np.testing.assert_array_equal(a.X, b.X)
     with pytest.raises(DataError, match=r"b\.npz.*no inputs array.*images"):
-        load_npz(tmp_path / "b.npz")
+        load_input_set(tmp_path / "b.npz")
     with pytest.raises(DataError, match="no array 'nope'"):
-        load_npz(tmp_path / "a.npz", label_key="nope")
+        load_input_set(tmp_path / "a.npz", labels="nope")
 
 
 def test_npz_label_count_mismatch(tmp_path):
     X, y = _digits()
     np.savez(tmp_path / "bad.npz", X=X, y=y[:5])
     with pytest.raises(DataError, match="5 labels"):
-        load_npz(tmp_path / "bad.npz")
+        load_input_set(tmp_path / "bad.npz")
 
 
 def test_csv_features_labels_ids(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,speed,angle,label\nr7,1.5,0.25,1\nr8,2.0,-0.5,0\n")
-    s = load_csv(path, label_column="label", id_column="id")
+    s = load_input_set(path, labels="label", id_column="id")
     assert s.feature_names == ["speed", "angle"]
     assert s.ids == ["r7", "r8"] and s.labels.tolist() == [1, 0]
     np.testing.assert_array_equal(s.X, [[1.5, 0.25], [2.0, -0.5]])
     with pytest.raises(DataError, match="no label column 'cls'"):
-        load_csv(path, label_column="cls")
+        load_input_set(path, labels="cls")
 
 
 def test_csv_text_cell_names_row_and_column(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n3,oops\n")
     with pytest.raises(DataError, match=r"t\.csv: row 1 column 'b'"):
-        load_csv(path)
+        load_input_set(path)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
@@ -106,7 +109,7 @@ def test_missing_and_unknown_files(tmp_path):
         load_input_set(tmp_path / "x.txt")
     (tmp_path / "broken.npy").write_bytes(b"not numpy")
     with pytest.raises(DataError, match="broken.npy: not a readable"):
-        load_npy(tmp_path / "broken.npy")
+        load_input_set(tmp_path / "broken.npy")
 
 
 def _png(path, array, mode):
@@ -139,22 +142,22 @@ def test_png_folder_rgb_with_labels_csv(tmp_path):
     for k, array in enumerate(arrays):
         _png(tmp_path / "imgs" / f"{k}.png", array, "RGB")
     (tmp_path / "labels.csv").write_text("file,label\n0.png,4\n1.png,2\n2.png,4\n")
-    s = load_image_folder(tmp_path / "imgs", labels_csv=tmp_path / "labels.csv")
+    s = load_input_set(tmp_path / "imgs", labels=str(tmp_path / "labels.csv"))
     assert s.image_shape == (3, 4, 5) and s.labels.tolist() == [4, 2, 4]
     np.testing.assert_allclose(s.X[1], arrays[1].transpose(2, 0, 1).reshape(-1) / 255.0)
     (tmp_path / "labels.csv").write_text("file,label\n0.png,4\n")
     with pytest.raises(DataError, match="no label for image '1.png'"):
-        load_image_folder(tmp_path / "imgs", labels_csv=tmp_path / "labels.csv")
+        load_input_set(tmp_path / "imgs", labels=str(tmp_path / "labels.csv"))
 
 
 def test_png_folder_size_mismatch_and_empty(tmp_path):
     _png(tmp_path / "f" / "a.png", np.zeros((8, 8), np.uint8), "L")
     _png(tmp_path / "f" / "b.png", np.zeros((7, 8), np.uint8), "L")
     with pytest.raises(DataError, match=r"b\.png: image shape"):
-        load_image_folder(tmp_path / "f")
+        load_input_set(tmp_path / "f")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no PNG images"):
-        load_image_folder(tmp_path / "empty")
+        load_input_set(tmp_path / "empty")
 
 
 def test_box_input_set():
@@ -173,7 +176,7 @@ def test_selection_first_indices_stratified():
     s = InputSet("d", X.reshape(30, -1), labels=y)
     assert select(s, first=4).ids == ["0", "1", "2", "3"]
     assert select(s, indices=[5, 2]).ids == ["5", "2"]
-    a = select_stratified(s, per_class=3, seed=7)
+    a = s.subset(stratified_positions(s.labels, per_class=3, seed=7))
     b = select(s, per_class=3, seed=7)
     assert a.ids == b.ids and len(a) == 9
     assert sorted(np.bincount(a.labels).tolist()) == [3, 3, 3]
@@ -183,7 +186,7 @@ def test_selection_first_indices_stratified():
     with pytest.raises(DataError, match="choose one"):
         select(s, first=2, per_class=1)
     with pytest.raises(DataError, match="no labels"):
-        select_stratified(InputSet("n", X.reshape(30, -1)), 2)
+        select(InputSet("n", X.reshape(30, -1)), per_class=2)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -191,12 +194,12 @@ def test_selection_first_indices_stratified():
 def test_validate_reshapes_and_checks_count(tmp_path):
     X, _ = _digits()
     np.save(tmp_path / "d.npy", X)  # (N, 8, 8) for a model taking (1, 8, 8)
-    v = validate(load_npy(tmp_path / "d.npy"), 64, (1, 8, 8), Domain.scalar(0, 1, 64))
+    v = validate(load_input_set(tmp_path / "d.npy"), 64, (1, 8, 8), Domain.scalar(0, 1, 64))
     assert v.image_shape == (1, 8, 8) and v.X.shape == (12, 64)
     with pytest.raises(DataError, match=r"d\.npy: each input has 64 elements.*model takes 100"):
-        validate(load_npy(tmp_path / "d.npy"), 100, (1, 10, 10))
+        validate(load_input_set(tmp_path / "d.npy"), 100, (1, 10, 10))
     np.save(tmp_path / "one.npy", X[0])  # one sample without its batch axis
-    assert validate(load_npy(tmp_path / "one.npy"), 64, (1, 8, 8)).X.shape == (1, 64)
+    assert validate(load_input_set(tmp_path / "one.npy"), 64, (1, 8, 8)).X.shape == (1, 64)
 
 
 def test_validate_domain_tolerance_clip_and_error():
@@ -251,7 +254,9 @@ def test_shards_deterministic_and_npz_byte_identical(tmp_path):
 
 
 def test_box_set_npz_round_trip(tmp_path):
-    s = box_input_set([0.0, 1.0], [2.0, 3.0], feature_names=["a", "b"])
+    import dataclasses
+
+    s = dataclasses.replace(box_input_set([0.0, 1.0], [2.0, 3.0]), feature_names=["a", "b"])
     save_npz(s, tmp_path / "box.npz")
     back = load_npz_input_set(tmp_path / "box.npz")
     assert back.is_box and back.feature_names == ["a", "b"]

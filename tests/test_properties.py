@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from saferisk.errors import ConfigError
+from saferisk.errors import ConfigError, DataError
 from saferisk.properties import (Invariance, LinearOutput, Reachability, Robustness, Uncertainty,
                                  kl_uniform_softmax, make_property, targeted_away)
 
@@ -138,6 +138,24 @@ def test_invariance_targeted_margin_against_the_label():
         Invariance().bind(V(0.0, 1.0), label=4)
     with pytest.raises(ConfigError, match="k must be"):
         Invariance(k=0)
+
+
+def test_centers_hook_x0_by_default_references_for_invariance():
+    """Where radius.py measures: x0 itself by default; invariance: around each reference, with
+    'the output is not x0's label' there."""
+    x0, z = V(0.5, 0.5), V(0.0, 5.0, 1.0)
+    assert Robustness().centers(x0, 1, None) == [(None, x0)]
+    assert torch.equal(Robustness().bind_center(z, None, None).value(T([0.0, 5.0, 1.0])),
+                       Robustness().bind(z).value(T([0.0, 5.0, 1.0])))
+    refs = [(5, V(1.0, 1.0)), ("b", V(2.0, 2.0))]
+    centers = Invariance().centers(x0, 0, refs, input_id="7")
+    assert [(r, x.tolist()) for r, x in centers] == [("5", [1.0, 1.0]), ("b", [2.0, 2.0])]
+    zs = T([0.0, 5.0, 1.0], [3.0, 1.0, 2.0])
+    assert torch.allclose(Invariance().bind_center(z, 0, "5").value(zs), targeted_away(0, 3).value(zs))
+    with pytest.raises(DataError, match="invariance needs labelled inputs"):
+        Invariance().centers(x0, None, refs)
+    with pytest.raises(DataError, match="input 7 has no reference input with a different label"):
+        Invariance().centers(x0, 0, [], input_id="7")
 
 
 def test_linear_output_positive_exactly_outside_the_unsafe_union():

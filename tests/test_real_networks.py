@@ -13,8 +13,9 @@ import torch
 from saferisk.data.domain import Domain
 from saferisk.models.load import load_model, module_to_onnx
 from saferisk.properties import Robustness
-from saferisk.radius import WitnessStore, compute_radius
+from saferisk.radius import compute_radius
 from saferisk.search import SearchConfig
+from saferisk.witness_file import WitnessStore
 from tests.real_networks import ARCHITECTURES, build
 
 ort = pytest.importorskip("onnxruntime")

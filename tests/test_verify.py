@@ -213,7 +213,7 @@ def test_cli_subprocess_bad_input(tmp_path):
 
 
 def test_first_layer_corners_through_affine_prefix():
-    from saferisk.verify import first_layer_corners
+    from saferisk.search.counterexample import first_layer_corners
     from saferisk.models.graph import Graph, Node
 
     f64 = dict(dtype=torch.float64)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from saferisk.data.inputs import load_input_set
+from saferisk.data.spec import load_path as load_input_set
 from saferisk.data.vnnlib import load_vnnlib, parse_vnnlib
 from saferisk.errors import DataError
-from saferisk.properties import LinearOutput, Robustness
+from saferisk.properties import LinearOutput, Robustness, vnnlib_property, vnnlib_unsafe
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VNNCOMP = SHARED / "vnncomp"
@@ -41,7 +41,7 @@ def test_linear_terms_and_dnf():
     """
     spec = parse_vnnlib(text)
     assert spec.lower.tolist() == [-0.5, 0.0] and spec.upper.tolist() == [1.5, 0.5]
-    assert isinstance(spec.prop, LinearOutput) and spec.label is None and spec.center is None
+    assert isinstance(vnnlib_property(spec), LinearOutput) and spec.label is None and spec.center is None
     rows = spec.unsafe_rows()
     assert len(rows) == 2
     np.testing.assert_array_equal(rows[0][0], [[1, -1, 0], [0, 0, -1], [0, -1, 1]])
@@ -49,7 +49,7 @@ def test_linear_terms_and_dnf():
     np.testing.assert_array_equal(rows[1][0], [[-1, 0, 1], [0, -1, 1]])
     np.testing.assert_array_equal(rows[1][1], [-2.0, 0.0])
     # the LinearOutput property fails exactly on the unsafe set
-    bound = spec.prop.bind(torch.zeros(3))
+    bound = vnnlib_property(spec).bind(torch.zeros(3))
     y = torch.tensor([[1.0, 0.6, 0.5], [1.0, 0.0, 0.5], [3.0, 0.0, -1.0], [0.0, 0.2, 0.1], [0.0, 0.0, 0.0]], dtype=torch.float64)
     expected = [spec.output_unsafe(row.numpy()) for row in y]
     assert expected == [True, False, True, True, False]  # [0, .2, .1]: on the boundary
@@ -59,14 +59,14 @@ def test_linear_terms_and_dnf():
 def test_robustness_argmax_and_argmin_recognised():
     ors = " ".join(f"(and (>= Y_{i} Y_2))" for i in range(4) if i != 2)
     spec = parse_vnnlib(_declare(1, 4) + f"(assert (<= X_0 1)) (assert (>= X_0 0)) (assert (or {ors}))")
-    assert isinstance(spec.prop, Robustness) and spec.prop.decision == "argmax" and spec.label == 2
+    assert isinstance(vnnlib_property(spec), Robustness) and vnnlib_property(spec).decision == "argmax" and spec.label == 2
     ors = " ".join(f"(<= Y_{i} Y_0)" for i in range(1, 4))
     spec = parse_vnnlib(_declare(1, 4) + f"(assert (<= X_0 1)) (assert (>= X_0 0)) (assert (or {ors}))")
-    assert spec.prop.decision == "argmin" and spec.label == 0
+    assert vnnlib_property(spec).decision == "argmin" and spec.label == 0
     # one class missing from the disjunction: not robustness
     ors = " ".join(f"(>= Y_{i} Y_2)" for i in (0, 1))
     spec = parse_vnnlib(_declare(1, 4) + f"(assert (<= X_0 1)) (assert (>= X_0 0)) (assert (or {ors}))")
-    assert isinstance(spec.prop, LinearOutput) and spec.label is None
+    assert isinstance(vnnlib_property(spec), LinearOutput) and spec.label is None
 
 
 def test_linf_centre_recovery_synthetic():
@@ -115,7 +115,7 @@ def test_acasxu_props(vnncomp, prop):
     spec = load_vnnlib(vnncomp / "acasxu" / f"prop_{prop}.vnnlib")
     assert (spec.n_inputs, spec.n_outputs) == (5, 5)
     assert (spec.lower[0], spec.upper[0]) == pytest.approx(ACAS_BOXES[prop])
-    assert isinstance(spec.prop, LinearOutput) and spec.label is None and spec.eps is None
+    assert isinstance(vnnlib_property(spec), LinearOutput) and spec.label is None and spec.eps is None
     rows = spec.unsafe_rows()
     assert len(rows) == 1
     C, d = rows[0]
@@ -138,12 +138,12 @@ def test_mnist_props(vnncomp, prop):
     specs = {eps: load_vnnlib(vnncomp / "mnistfc" / f"prop_{prop}_{eps}.vnnlib") for eps in ("0.03", "0.05")}
     for eps, spec in specs.items():
         assert (spec.n_inputs, spec.n_outputs) == (784, 10)
-        assert isinstance(spec.prop, Robustness) and spec.prop.decision == "argmax"
+        assert isinstance(vnnlib_property(spec), Robustness) and vnnlib_property(spec).decision == "argmax"
         assert spec.label == MNIST_LABELS[prop] and spec.eps == float(eps)
         assert spec.center.min() >= 0 and spec.center.max() <= 1
         np.testing.assert_allclose(np.clip(spec.center - spec.eps, 0, 1), spec.lower, atol=1e-6)
         np.testing.assert_allclose(np.clip(spec.center + spec.eps, 0, 1), spec.upper, atol=1e-6)
-        assert len(spec.unsafe.unsafe) == 9
+        assert len(vnnlib_unsafe(spec).unsafe) == 9
     # both files describe balls around the same image (8-bit pixels)
     np.testing.assert_allclose(specs["0.03"].center, specs["0.05"].center, atol=1e-6)
     np.testing.assert_allclose(specs["0.05"].center * 255, np.round(specs["0.05"].center * 255), atol=1e-4)

@@ -64,7 +64,7 @@ def test_reports_name_the_config_and_the_input_data(done_run):
     from pypdf import PdfReader
 
     from saferisk.config import build_plan
-    from saferisk.pipeline import input_set_digest
+    from saferisk.steps.inputs import input_set_digest
 
     wd = done_run
     config = yaml.safe_load((wd / "config/config.yaml").read_text())

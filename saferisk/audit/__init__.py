@@ -1,26 +1,26 @@
 """Aggregation of radius shards into tidy tables, summary statistics and verdicts.
 
-    table = aggregate(shard_paths, expected_shards=None)   # one row per (model, input_set,
+    table = aggregate(shard_paths)                         # one row per (model, input_set,
                                                            #  property, norm, input_id)
     write_tables(table, "results/tables")                  # audit.parquet + audit.csv
     summary = summarize(table, criteria, radii=None, models=None)
     summary.overall(model).label                           # e.g. 'PASS (certified)'
     atomic_write_json(path, summary.for_model(m).to_dict())
+    summary = AuditSummary.from_dict(json.loads(path.read_text()))   # read back, for the reports
 
-See saferisk.audit.table (columns, missing shards), saferisk.audit.summary (fractions) and
-saferisk.audit.verdict (criteria, PASS / FAIL / INCONCLUSIVE).
+See saferisk.audit.table (columns), saferisk.audit.states (what an input is at a radius),
+saferisk.audit.summary (fractions) and saferisk.audit.verdict (criteria, PASS / FAIL /
+INCONCLUSIVE). Imports go one way: states <- verdict <- summary (table needs none of them).
 """
 
 from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats, summarize
 from saferisk.audit.table import (
-    KEY_COLUMNS, MISSING_PREFIX, TABLE_COLUMNS, aggregate, normalise_table, parse_shard_path, read_table,
-    table_csv, table_from_results, write_tables,
+    KEY_COLUMNS, TABLE_COLUMNS, aggregate, normalise_table, read_table, table_csv, table_from_results, write_tables,
 )
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, NO_CRITERION, PASS, Criterion, Verdict, parse_criteria
 
 __all__ = [
-    "AuditSummary", "GroupSummary", "RadiusStats", "summarize", "KEY_COLUMNS", "MISSING_PREFIX",
-    "TABLE_COLUMNS", "aggregate", "normalise_table", "parse_shard_path", "read_table", "table_csv",
-    "table_from_results", "write_tables", "FAIL", "INCONCLUSIVE", "NO_CRITERION", "PASS", "Criterion", "Verdict",
-    "parse_criteria",
+    "AuditSummary", "GroupSummary", "RadiusStats", "summarize", "KEY_COLUMNS", "TABLE_COLUMNS", "aggregate",
+    "normalise_table", "read_table", "table_csv", "table_from_results", "write_tables", "FAIL", "INCONCLUSIVE",
+    "NO_CRITERION", "PASS", "Criterion", "Verdict", "parse_criteria",
 ]

@@ -1,6 +1,7 @@
-"""Summary statistics per (model, property, norm) and the fraction-safe curves.
+"""Summary statistics per (model, property, norm), the fraction-safe curves and the verdicts.
 
-At a radius r each input is, from its bracket radius_lower <= r* <= radius_upper:
+At a radius r each input is, from its bracket radius_lower <= r* <= radius_upper
+(saferisk.audit.states):
   proven safe    status ok and radius_lower >= r            (sound: certified bound)
   proven unsafe  violated at x0, or radius_upper <= r        (a re-checked witness)
   unknown        otherwise (bracket straddles r, not certified, failed)
@@ -8,22 +9,27 @@ certified_fraction(r) = #proven safe / n   (a lower bound on the true fraction s
 risk_fraction(r)      = #proven unsafe / n (so 1 - risk_fraction is an upper bound)
 estimate_fraction(r)  = #(radius_estimate >= r and not proven unsafe) / n  (NOT a guarantee)
 n counts every assessed or failed input; a failed input is never counted as safe.
+
+`summarize` computes an AuditSummary once (the workflow writes it to <m>.summary.json with
+`to_dict`); `AuditSummary.from_dict` reads it back, and the reports accept either.
+Imports go one way: states <- verdict <- summary.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from saferisk.audit.table import MISSING_PREFIX
+from saferisk.audit.states import input_states
+from saferisk.audit.verdict import NO_CRITERION, Criterion, Verdict, combine, evaluate_criterion, parse_criteria
 from saferisk.result import STATUS_OK, STATUS_VIOLATED_AT_INPUT
 
-RADIUS_KINDS = ("radius_lower", "radius_estimate", "radius_upper")
 DEFAULT_GRID_POINTS = 10
+FRACTIONS = ("certified_fraction", "estimate_fraction", "risk_fraction")
 
 
 @dataclass
@@ -45,6 +51,10 @@ class RadiusStats:
         return RadiusStats(float(finite.mean()), float(np.median(finite)), float(finite.min()),
                            float(finite.max()), int(finite.size), int(values.size - finite.size))
 
+    @staticmethod
+    def from_dict(data: Mapping) -> "RadiusStats":
+        return RadiusStats(data["mean"], data["median"], data["min"], data["max"], data["n_values"], data["n_null"])
+
 
 @dataclass
 class GroupSummary:
@@ -61,7 +71,6 @@ class GroupSummary:
     n_violated_at_input: int
     n_failed: int
     failure_reasons: dict[str, int]
-    missing_shards: list[str]
     radius_lower: RadiusStats
     radius_estimate: RadiusStats
     radius_upper: RadiusStats
@@ -77,44 +86,37 @@ class GroupSummary:
     def key(self) -> str:
         return f"{self.property}-{self.norm}"
 
-    @property
-    def complete(self) -> bool:
-        """Every expected input present and assessed (no failure, no missing shard)."""
-        return self.n_inputs > 0 and self.n_failed == 0 and not self.missing_shards
-
     def availability_note(self) -> str | None:
-        """Plain words on what is missing, e.g. '2 of 30 inputs failed (NaN outputs)'."""
-        notes = []
-        if self.missing_shards:
-            notes.append(f"{len(self.missing_shards)} result shard(s) missing "
-                         f"({', '.join(self.missing_shards)}); their inputs are not counted")
+        """Plain words on what is missing, e.g. '2 of 30 inputs failed (NaN outputs: 2)'."""
         if self.n_inputs == 0:
-            notes.append("no inputs were assessed")
-        elif self.n_failed:
+            return "no inputs were assessed"
+        if self.n_failed:
             reasons = "; ".join(f"{reason}: {count}" for reason, count in self.failure_reasons.items())
-            notes.append(f"{self.n_failed} of {self.n_inputs} inputs failed ({reasons})")
-        return "; ".join(notes) or None
+            return f"{self.n_failed} of {self.n_inputs} inputs failed ({reasons})"
+        return None
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (NaN -> None), with the derived `key` and `availability_note`."""
+        data = asdict(self)
+        data["key"] = self.key
+        data["availability_note"] = self.availability_note()
+        for name in FRACTIONS:
+            data[name] = [None if np.isnan(v) else v for v in data[name]]
+        return data
+
+    @staticmethod
+    def from_dict(data: Mapping) -> "GroupSummary":
+        """The inverse of `to_dict` (None -> NaN in the fraction curves; derived keys not read)."""
+        values = {name: data[name] for name in GroupSummary.__dataclass_fields__}
+        for kind in ("radius_lower", "radius_estimate", "radius_upper"):
+            values[kind] = RadiusStats.from_dict(data[kind])
+        for name in FRACTIONS:
+            values[name] = [float("nan") if v is None else v for v in data[name]]
+        return GroupSummary(**values)
 
 
 def _failure_reason(status: str) -> str:
     return status.split(":", 1)[1].strip() if ":" in status else status
-
-
-def input_states(rows: pd.DataFrame, radius: float) -> dict[str, np.ndarray]:
-    """Boolean arrays over the rows: proven_safe, proven_unsafe, estimate_safe, estimate_unknown
-    at `radius` (see module docstring)."""
-    ok = (rows["status"] == STATUS_OK).to_numpy()
-    violated = (rows["status"] == STATUS_VIOLATED_AT_INPUT).to_numpy()
-    lower = rows["radius_lower"].to_numpy(dtype=float)
-    upper = rows["radius_upper"].to_numpy(dtype=float)
-    estimate = rows["radius_estimate"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        unsafe = violated | (upper <= radius)
-        safe = ok & (lower >= radius) & ~unsafe
-        estimate_safe = ok & (estimate >= radius) & ~unsafe
-        estimate_unknown = ~estimate_safe & ~unsafe & (~ok | np.isnan(estimate))
-    return {"proven_safe": safe, "proven_unsafe": unsafe, "estimate_safe": estimate_safe,
-            "estimate_unknown": estimate_unknown}
 
 
 def radius_grid(max_radius: float | None, extra: list[float] = (), points: int = DEFAULT_GRID_POINTS) -> list[float]:
@@ -125,38 +127,35 @@ def radius_grid(max_radius: float | None, extra: list[float] = (), points: int =
     return sorted(grid)
 
 
-def summarize_group(rows: pd.DataFrame, radii: list[float] | None = None) -> GroupSummary:
-    """GroupSummary of the rows of one (model, property, norm)."""
+def summarize_group(rows: pd.DataFrame, radii: list[float]) -> GroupSummary:
+    """GroupSummary of the rows of one (model, property, norm), its curves at `radii`."""
     first = rows.iloc[0]
-    missing = rows["status"].str.startswith(MISSING_PREFIX)
-    inputs = rows.loc[~missing]
-    status = inputs["status"]
+    status = rows["status"]
     ok = status == STATUS_OK
     violated = status == STATUS_VIOLATED_AT_INPUT
     failed = ~(ok | violated)
-    max_radius = float(inputs["max_radius"].max()) if inputs["max_radius"].notna().any() else None
-    radii = radius_grid(max_radius) if radii is None else sorted(set(radii))
-    n = len(inputs)
+    max_radius = float(rows["max_radius"].max()) if rows["max_radius"].notna().any() else None
+    radii = sorted(set(radii))
+    n = len(rows)
     curves = {"certified": [], "estimate": [], "risk": []}
     for r in radii:
-        states = input_states(inputs, r)
+        states = input_states(rows, r)
         curves["certified"].append(float(states["proven_safe"].sum() / n) if n else float("nan"))
         curves["estimate"].append(float(states["estimate_safe"].sum() / n) if n else float("nan"))
         curves["risk"].append(float(states["proven_unsafe"].sum() / n) if n else float("nan"))
     reasons = Counter(_failure_reason(s) for s in status[failed])
-    methods = Counter(m for m in inputs.loc[inputs["radius_lower"].notna(), "radius_lower_method"] if m)
-    scales = sorted(set(inputs["scale"]) - {""}) or [""]
+    methods = Counter(m for m in rows.loc[rows["radius_lower"].notna(), "radius_lower_method"] if m)
+    scales = sorted(set(rows["scale"]) - {""}) or [""]
     return GroupSummary(
         model=str(first["model"]), property=str(first["property"]), norm=str(first["norm"]),
         scale="/".join(scales), max_radius=max_radius, input_sets=sorted(set(rows["input_set"])),
         n_inputs=n, n_ok=int(ok.sum()), n_violated_at_input=int(violated.sum()), n_failed=int(failed.sum()),
         failure_reasons=dict(sorted(reasons.items())),
-        missing_shards=sorted(rows.loc[missing, "status"].str.removeprefix(MISSING_PREFIX)),
-        radius_lower=RadiusStats.of(inputs["radius_lower"].where(~failed)),
-        radius_estimate=RadiusStats.of(inputs["radius_estimate"].where(~failed)),
-        radius_upper=RadiusStats.of(inputs["radius_upper"].where(~failed)),
-        n_risks_found=int((inputs["radius_upper"].notna() | violated).sum()),
-        n_estimate_exceeds_upper=int(inputs["estimate_exceeds_upper"].sum()),
+        radius_lower=RadiusStats.of(rows["radius_lower"].where(~failed)),
+        radius_estimate=RadiusStats.of(rows["radius_estimate"].where(~failed)),
+        radius_upper=RadiusStats.of(rows["radius_upper"].where(~failed)),
+        n_risks_found=int((rows["radius_upper"].notna() | violated).sum()),
+        n_estimate_exceeds_upper=int(rows["estimate_exceeds_upper"].sum()),
         radii=list(radii), certified_fraction=curves["certified"], estimate_fraction=curves["estimate"],
         risk_fraction=curves["risk"], certify_methods=dict(sorted(methods.items())),
     )
@@ -166,34 +165,15 @@ def group_key(property_name: str, norm: str) -> str:
     return f"{property_name}-{norm}"
 
 
-_NORM_SUFFIX = re.compile(r"^(?P<property>.+)-(?P<norm>inf|1|2)$")
-
-
-def split_property_key(key: str) -> tuple[str, str | None]:
-    """'robustness-inf' -> ('robustness', 'inf'); 'robustness' -> ('robustness', None)."""
-    match = _NORM_SUFFIX.match(key)
-    return (match["property"], match["norm"]) if match else (key, None)
-
-
-def summary_to_dict(group: GroupSummary) -> dict:
-    """JSON-able dict (NaN -> None)."""
-    data = asdict(group)
-    data["key"] = group.key
-    data["availability_note"] = group.availability_note()
-    for name in ("certified_fraction", "estimate_fraction", "risk_fraction"):
-        data[name] = [None if np.isnan(v) else v for v in data[name]]
-    return data
-
-
 @dataclass
 class AuditSummary:
     """Everything the reports need beyond the table: group statistics and verdicts."""
 
     groups: list[GroupSummary]
-    criteria: list
-    criterion_verdicts: list
-    property_verdicts: list
-    model_verdicts: list
+    criteria: list[Criterion]
+    criterion_verdicts: list[Verdict]
+    property_verdicts: list[Verdict]
+    model_verdicts: list[Verdict]
 
     @property
     def models(self) -> list[str]:
@@ -204,16 +184,25 @@ class AuditSummary:
         return AuditSummary(keep(self.groups), self.criteria, keep(self.criterion_verdicts),
                             keep(self.property_verdicts), keep(self.model_verdicts))
 
-    def overall(self, model: str):
+    def overall(self, model: str) -> Verdict:
         return next(v for v in self.model_verdicts if v.model == model)
 
     def to_dict(self) -> dict:
         """JSON-able (saferisk.io.dumps_json) form, e.g. results/tables/<m>.summary.json."""
-        return {"groups": [summary_to_dict(g) for g in self.groups],
+        return {"groups": [g.to_dict() for g in self.groups],
                 "criteria": [c.to_dict() for c in self.criteria],
                 "criterion_verdicts": [v.to_dict() for v in self.criterion_verdicts],
                 "property_verdicts": [v.to_dict() for v in self.property_verdicts],
                 "model_verdicts": [v.to_dict() for v in self.model_verdicts]}
+
+    @staticmethod
+    def from_dict(data: Mapping) -> "AuditSummary":
+        """The inverse of `to_dict`: an AuditSummary read back from e.g. <m>.summary.json, which
+        the reports accept as they accept one from `summarize`."""
+        verdicts = lambda name: [Verdict.from_dict(v) for v in data[name]]  # noqa: E731
+        return AuditSummary([GroupSummary.from_dict(g) for g in data["groups"]],
+                            [Criterion.from_dict(c) for c in data["criteria"]],
+                            verdicts("criterion_verdicts"), verdicts("property_verdicts"), verdicts("model_verdicts"))
 
 
 def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None,
@@ -227,41 +216,14 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
     A criterion without `model` applies to every model that has rows for its property (and to
     models without any rows); one naming a model always applies to it.
     """
-    from saferisk.audit.verdict import NO_CRITERION, Verdict, combine, evaluate_criterion, parse_criteria
-
     criteria = parse_criteria(criteria)
-    groups = []
-    for (model, prop, norm), rows in table.groupby(["model", "property", "norm"], sort=True):
-        extra = [c.radius for c in criteria if c.matches(model, prop, norm)]
-        if radii is None:
-            max_radius = rows["max_radius"].max()
-            grid = radius_grid(None if pd.isna(max_radius) else float(max_radius), extra)
-        else:
-            grid = sorted(set(map(float, radii)) | set(extra))
-        groups.append(summarize_group(rows, grid))
-    all_models = sorted(set(table["model"]) | set(models or ()))
+    groups = _group_summaries(table, criteria, radii)
     criterion_verdicts, property_verdicts, model_verdicts = [], [], []
-    for model in all_models:
-        model_rows = table.loc[table["model"] == model]
-        verdicts_by_property: dict[str, list] = {}
-        for criterion in criteria:
-            if criterion.model is not None and criterion.model != model:
-                continue
-            mask = model_rows["property"] == criterion.property
-            if criterion.model is None and len(model_rows) and not mask.any():
-                continue  # a criterion without model reads only the models that measure the property
-            if criterion.norm is not None:
-                mask &= model_rows["norm"] == criterion.norm
-            matched = model_rows.loc[mask]
-            if criterion.norm is None and len(matched):
-                for norm, rows in matched.groupby("norm", sort=True):
-                    verdict = evaluate_criterion(rows, _restrict_to_norm(criterion, norm), model)
-                    criterion_verdicts.append(verdict)
-                    verdicts_by_property.setdefault(group_key(criterion.property, norm), []).append(verdict)
-            else:
-                verdict = evaluate_criterion(matched, criterion, model)
-                criterion_verdicts.append(verdict)
-                verdicts_by_property.setdefault(criterion.property_key, []).append(verdict)
+    for model in sorted(set(table["model"]) | set(models or ())):
+        verdicts_by_property: dict[str, list[Verdict]] = {}
+        for key, verdict in _criterion_verdicts(table.loc[table["model"] == model], criteria, model):
+            criterion_verdicts.append(verdict)
+            verdicts_by_property.setdefault(key, []).append(verdict)
         for key in sorted(set(verdicts_by_property) | {g.key for g in groups if g.model == model}):
             if key in verdicts_by_property:
                 property_verdicts.append(combine(model, key, verdicts_by_property[key], ""))
@@ -273,8 +235,39 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
     return AuditSummary(groups, criteria, criterion_verdicts, property_verdicts, model_verdicts)
 
 
-def _restrict_to_norm(criterion, norm: str):
-    """The criterion restricted to one norm (a criterion without norm applies to each)."""
-    import dataclasses
+def _group_summaries(table: pd.DataFrame, criteria: list[Criterion], radii: list[float] | None) -> list[GroupSummary]:
+    """One GroupSummary per (model, property, norm), its curves on `radii` (or the default grid)
+    plus the radii of the criteria that read it."""
+    groups = []
+    for (model, prop, norm), rows in table.groupby(["model", "property", "norm"], sort=True):
+        extra = [c.radius for c in criteria if c.matches(model, prop, norm)]
+        if radii is None:
+            max_radius = rows["max_radius"].max()
+            grid = radius_grid(None if pd.isna(max_radius) else float(max_radius), extra)
+        else:
+            grid = sorted(set(map(float, radii)) | set(extra))
+        groups.append(summarize_group(rows, grid))
+    return groups
 
-    return dataclasses.replace(criterion, norm=norm)
+
+def _criterion_verdicts(model_rows: pd.DataFrame, criteria: list[Criterion], model: str
+                        ) -> list[tuple[str, Verdict]]:
+    """(property key, verdict) of each criterion that applies to `model`, in criteria order; a
+    criterion without norm gives one verdict per measured norm."""
+    verdicts = []
+    for criterion in criteria:
+        if criterion.model is not None and criterion.model != model:
+            continue
+        mask = model_rows["property"] == criterion.property
+        if criterion.model is None and len(model_rows) and not mask.any():
+            continue  # a criterion without model reads only the models that measure the property
+        if criterion.norm is not None:
+            mask &= model_rows["norm"] == criterion.norm
+        matched = model_rows.loc[mask]
+        if criterion.norm is None and len(matched):
+            for norm, rows in matched.groupby("norm", sort=True):
+                verdicts.append((group_key(criterion.property, norm),
+                                 evaluate_criterion(rows, replace(criterion, norm=norm), model)))
+        else:
+            verdicts.append((criterion.property_key, evaluate_criterion(matched, criterion, model)))
+    return verdicts

@@ -7,17 +7,16 @@ Columns: the key columns, then the other `RESULT_FIELDS` of `saferisk.result.Rad
          witness, radius_upper null), False when one was (a witness, or violated at x0),
          null when the input could not be assessed. An empirical statement, NOT a certificate:
          certified statements use radius_lower (see saferisk.audit.summary).
-A missing expected shard is never dropped: it becomes one placeholder row with
-input_id '<missing shard-K>' and status 'missing: <path>' (see `MISSING_PREFIX`).
-Non-finite radii are stored as nulls.
+Non-finite radii are stored as nulls. Every shard given to `aggregate` must exist (a
+DataError otherwise); which shards an audit has is the plan's business: the workflow's rules
+list them and Snakemake runs the aggregation only once all exist.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from saferisk.result import RESULT_FIELDS, STATUS_OK, STATUS_VIOLATED_AT_INPUT
 
 KEY_COLUMNS = ("model", "input_set", "property", "norm", "input_id")
 TABLE_COLUMNS = (*KEY_COLUMNS, *(c for c in RESULT_FIELDS if c not in KEY_COLUMNS), "shard", "pass")
-MISSING_PREFIX = "missing: "
 FLOAT_COLUMNS = ("max_radius", "value_at_x0", "threshold", "radius_lower", "radius_estimate",
                  "lipschitz_estimate", "radius_upper", "seconds", "certify_seconds")
 INT_COLUMNS = ("label", "decision")  # nullable
@@ -37,19 +35,6 @@ COUNT_COLUMNS = ("evaluations", "seed")
 BOOL_COLUMNS = ("estimate_exceeds_upper",)
 STRING_COLUMNS = tuple(c for c in RESULT_FIELDS if c not in
                        (*FLOAT_COLUMNS, *INT_COLUMNS, *COUNT_COLUMNS, *BOOL_COLUMNS, "extra"))
-# results/radii/<model>/<input_set>/<property>-<norm>/shard-<k>.parquet
-_SHARD_RE = re.compile(r"(?:^|/)(?P<model>[^/]+)/(?P<input_set>[^/]+)/(?P<property>[^/]+)-(?P<norm>inf|1|2)/"
-                       r"(?P<shard>[^/]+\.parquet)$")
-
-
-def parse_shard_path(path: str | Path) -> dict[str, str]:
-    """(model, input_set, property, norm, shard) from the radius-shard layout
-    `<model>/<input_set>/<property>-<norm>/shard-<k>.parquet`."""
-    match = _SHARD_RE.search(Path(path).as_posix())
-    if not match:
-        raise DataError(f"{path}: not a radius shard path of the form "
-                        "<model>/<input_set>/<property>-<norm>/shard-<k>.parquet")
-    return match.groupdict()
 
 
 def _extra_json(value) -> str:
@@ -74,14 +59,6 @@ def _read_shard(path: Path) -> pd.DataFrame:
     frame = frame.loc[:, list(RESULT_FIELDS)].copy()
     frame["shard"] = path.name
     return frame
-
-
-def _missing_row(spec: Mapping[str, str], path: str) -> dict:
-    row = {name: None for name in RESULT_FIELDS}
-    row.update(model=spec["model"], input_set=spec["input_set"], property=spec["property"],
-               norm=spec["norm"], input_id=f"<missing {Path(spec['shard']).stem}>",
-               status=f"{MISSING_PREFIX}{path}", extra="{}", shard=Path(spec["shard"]).name)
-    return row
 
 
 def normalise_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -124,34 +101,17 @@ def sort_table(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[order].reset_index(drop=True)
 
 
-def aggregate(shard_paths: Iterable[str | Path], expected_shards: Iterable[str | Path | Mapping] | None = None
-              ) -> pd.DataFrame:
+def aggregate(shard_paths: Iterable[str | Path]) -> pd.DataFrame:
     """Read radius shards into the tidy table.
 
-    expected_shards: the shards the audit should have produced (paths in the radius-shard
-    layout, or mappings with model/input_set/property/norm/shard). Each one absent from
-    `shard_paths` or from disk becomes a placeholder row with status 'missing: <path>'.
-    Raises DataError for an unreadable shard, a missing column or a duplicated key.
+    Raises DataError for a shard not found, an unreadable shard, a missing column or a
+    duplicated key.
     """
     frames = []
-    present: set[str] = set()
     for path in map(Path, shard_paths):
         if not path.exists():
             raise DataError(f"{path}: radius shard not found")
         frames.append(_read_shard(path))
-        present.add(path.resolve().as_posix())
-    missing_rows = []
-    for spec in expected_shards or ():
-        if isinstance(spec, Mapping):
-            path = str(spec.get("path", spec["shard"]))
-            fields = {k: str(spec[k]) for k in ("model", "input_set", "property", "norm", "shard")}
-        else:
-            path = str(spec)
-            fields = parse_shard_path(spec)
-        if Path(path).resolve().as_posix() not in present or not Path(path).exists():
-            missing_rows.append(_missing_row(fields, path))
-    if missing_rows:
-        frames.append(pd.DataFrame(missing_rows, columns=[*RESULT_FIELDS, "shard"]))
     frames = [f for f in frames if len(f)]
     if not frames:
         return normalise_table(pd.DataFrame(columns=list(TABLE_COLUMNS)))

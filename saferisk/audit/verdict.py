@@ -2,34 +2,41 @@
 
 A criterion: {"property": "robustness-inf" (or "robustness" + "norm": "inf"), "radius": 0.02,
 "min_fraction": 0.95, "basis": "certified" | "estimate", optional "model"} reads "at least
-95% of inputs are safe within radius 0.02". With the fractions of module
-saferisk.audit.summary at that radius (n inputs, failed ones counted as unknown):
+95% of inputs are safe within radius 0.02". With the input states of module
+saferisk.audit.states at that radius (n inputs, failed ones counted as unknown):
   basis certified: fraction_low = #proven safe / n, fraction_high = 1 - #proven unsafe / n
   basis estimate:  fraction_low = #estimate safe / n, fraction_high = fraction_low + #unknown / n
   PASS when fraction_low >= min_fraction, FAIL when fraction_high < min_fraction,
-  INCONCLUSIVE otherwise (bracket too wide, failures) and whenever a shard is missing or there
-  are no results. Certified verdicts are sound; estimate verdicts are not guarantees and are
-  labelled as such. Verdicts combine as: any FAIL -> FAIL, else any INCONCLUSIVE ->
-  INCONCLUSIVE, else PASS; a combined verdict's basis is 'certified', 'estimate' or 'mixed'.
+  INCONCLUSIVE otherwise (bracket too wide, failures) and whenever there are no results.
+  Certified verdicts are sound; estimate verdicts are not guarantees and are labelled as such.
+  Verdicts combine as: any FAIL -> FAIL, else any INCONCLUSIVE -> INCONCLUSIVE, else PASS; a
+  combined verdict's basis is 'certified', 'estimate' or 'mixed'.
 A measured property that no criterion reads gets NO CRITERION (and does not affect the overall
 verdict); a model with no criterion at all is INCONCLUSIVE overall.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
-from saferisk.audit.table import MISSING_PREFIX
-from saferisk.audit.summary import input_states, split_property_key
+from saferisk.audit.states import input_states
 from saferisk.errors import ConfigError
 from saferisk.norms import parse_norm
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 NO_CRITERION = "NO CRITERION"  # a measured property no criterion reads: measurements only
 BASES = ("certified", "estimate")
+_NORM_SUFFIX = re.compile(r"^(?P<property>.+)-(?P<norm>inf|1|2)$")
+
+
+def split_property_key(key: str) -> tuple[str, str | None]:
+    """'robustness-inf' -> ('robustness', 'inf'); 'robustness' -> ('robustness', None)."""
+    match = _NORM_SUFFIX.match(key)
+    return (match["property"], match["norm"]) if match else (key, None)
 
 
 def share_text(fraction: float) -> str:
@@ -63,6 +70,12 @@ class Criterion:
     def to_dict(self) -> dict:
         return {"property": self.property, "norm": self.norm, "radius": self.radius,
                 "min_fraction": self.min_fraction, "basis": self.basis, "model": self.model}
+
+    @staticmethod
+    def from_dict(data: Mapping) -> "Criterion":
+        """The inverse of `to_dict` (no validation: the dict was written from a Criterion)."""
+        return Criterion(data["property"], data["norm"], data["radius"], data["min_fraction"], data["basis"],
+                         data["model"])
 
 
 def parse_criteria(items: Iterable[Mapping] | None) -> list[Criterion]:
@@ -130,23 +143,25 @@ class Verdict:
                 "fraction_high": self.fraction_high, "n_inputs": self.n_inputs,
                 "criterion": self.criterion.to_dict() if self.criterion else None}
 
+    @staticmethod
+    def from_dict(data: Mapping) -> "Verdict":
+        """The inverse of `to_dict` (its 'label' is derived, so not read)."""
+        criterion = data["criterion"]
+        return Verdict(data["model"], data["scope"], data["verdict"], data["basis"], data["reason"],
+                       data["fraction_low"], data["fraction_high"], data["n_inputs"],
+                       None if criterion is None else Criterion.from_dict(criterion))
+
 
 def evaluate_criterion(rows: pd.DataFrame, criterion: Criterion, model: str) -> Verdict:
     """Verdict of one criterion on the rows of one model and matching property/norm."""
-    missing = rows["status"].str.startswith(MISSING_PREFIX) if len(rows) else pd.Series([], dtype=bool)
-    inputs = rows.loc[~missing]
-    n = len(inputs)
+    n = len(rows)
 
     def verdict(value: str, reason: str, low=None, high=None) -> Verdict:
         return Verdict(model, criterion.label, value, criterion.basis, reason, low, high, n, criterion)
 
-    if len(rows) == 0:
-        return verdict(INCONCLUSIVE, f"no results for {criterion.property_key}")
-    if missing.any():
-        return verdict(INCONCLUSIVE, f"{int(missing.sum())} result shard(s) missing: the number of inputs is unknown")
     if n == 0:
-        return verdict(INCONCLUSIVE, f"no inputs were assessed for {criterion.property_key}")
-    states = input_states(inputs, criterion.radius)
+        return verdict(INCONCLUSIVE, f"no results for {criterion.property_key}")
+    states = input_states(rows, criterion.radius)
     unsafe = int(states["proven_unsafe"].sum())
     if criterion.basis == "certified":
         safe = int(states["proven_safe"].sum())
@@ -163,7 +178,7 @@ def evaluate_criterion(rows: pd.DataFrame, criterion: Criterion, model: str) -> 
         return verdict(PASS, what, low, high)
     if high < criterion.min_fraction:
         return verdict(FAIL, what, low, high)
-    n_failed = int((~inputs["status"].isin(["ok", "violated_at_input"])).sum())
+    n_failed = int((~rows["status"].isin(["ok", "violated_at_input"])).sum())
     cause = f"{n_failed} inputs failed" if n_failed else "the bracket straddles the required fraction"
     return verdict(INCONCLUSIVE, f"{what}; between {low:.1%} and {high:.1%} safe ({cause})", low, high)
 

@@ -83,23 +83,9 @@ class BoundEngine:
         self.device = torch.device(device)
         self.dtype = torch.float64
         self.graph = graph.to(self.device, self.dtype)
-        by_output = {n.output: n for n in self.graph.nodes}
-        output = self.graph.output_name
-        self.softmax_output = False
-        last = by_output.get(output)
-        if last is not None and last.op == "softmax":
-            axis = int(last.attrs.get("axis", 1))
-            self.softmax_output = True
-            self.softmax_axis = axis
-            output = last.inputs[0]
-        self.output_name = output
-        self.nodes = _prune(self.graph, output)
-        for node in self.nodes:
-            if node.op == "softmax":
-                raise UnsupportedGraph(f"unsupported operation 'softmax' in node '{_node_label(node)}' "
-                                       "(softmax is only supported as the last operation)")
-            if node.op not in SUPPORTED_OPS:
-                raise UnsupportedGraph(f"unsupported operation '{node.op}' in node '{_node_label(node)}'")
+        last = self._split_softmax()
+        self.nodes = _prune(self.graph, self.output_name)
+        self._check_ops()
         self.input_name = self.graph.input_name
         self.input_shape = tuple(int(d) for d in self.graph.input_shape)
         self.n_inputs = int(torch.tensor(self.input_shape).prod()) if self.input_shape else 1
@@ -112,18 +98,53 @@ class BoundEngine:
         for node in self.nodes:
             largest = max(largest, math.prod(self.shapes[node.output]))
             self.max_numel_upto[node.output] = largest
+        self._check_shapes(last)
+        self.n_outputs = int(torch.tensor(self.output_shape).prod()) if self.output_shape else 1
+        self._find_relaxed_nodes()
+        self._precompute_linear()
+
+    def _split_softmax(self) -> Node | None:
+        """Set output_name (and softmax_output, softmax_axis): a final softmax is left to the
+        caller, bounds stop at its input. Returns the graph's last node."""
+        by_output = {n.output: n for n in self.graph.nodes}
+        output = self.graph.output_name
+        self.softmax_output = False
+        last = by_output.get(output)
+        if last is not None and last.op == "softmax":
+            axis = int(last.attrs.get("axis", 1))
+            self.softmax_output = True
+            self.softmax_axis = axis
+            output = last.inputs[0]
+        self.output_name = output
+        return last
+
+    def _check_ops(self) -> None:
+        """UnsupportedGraph for an operation the bounds have no rule for."""
+        for node in self.nodes:
+            if node.op == "softmax":
+                raise UnsupportedGraph(f"unsupported operation 'softmax' in node '{_node_label(node)}' "
+                                       "(softmax is only supported as the last operation)")
+            if node.op not in SUPPORTED_OPS:
+                raise UnsupportedGraph(f"unsupported operation '{node.op}' in node '{_node_label(node)}'")
+
+    def _check_shapes(self, last: Node | None) -> None:
+        """UnsupportedGraph for broadcasting affine / add nodes and a final softmax over a
+        non-flat output; sets output_shape."""
         for node in self.nodes:
             if node.op == "affine" and self.shapes[node.output] != self.shapes[node.inputs[0]]:
                 raise UnsupportedGraph(f"unsupported operation 'affine' in node '{_node_label(node)}' "
                                        "(broadcasting changes the shape)")
             if node.op == "add" and len({self.shapes[i] for i in node.inputs}) != 1:
                 raise UnsupportedGraph(f"unsupported operation 'add' in node '{_node_label(node)}' (broadcasting)")
-        self.output_shape = self.shapes[output]
+        self.output_shape = self.shapes[self.output_name]
         if self.softmax_output and (len(self.output_shape) != 1 or self.softmax_axis not in (1, -1)):
             raise UnsupportedGraph(f"unsupported operation 'softmax' in node '{_node_label(last)}' "
                                    "(only a final softmax over a flat output is supported)")
-        self.n_outputs = int(torch.tensor(self.output_shape).prod()) if self.output_shape else 1
-        # nodes whose bounds the relaxations need (inputs of nonlinear ops)
+
+    def _find_relaxed_nodes(self) -> None:
+        """The graph structure the relaxations need: pre_nodes (inputs of nonlinear ops, whose
+        bounds are computed first, in graph order), the ReLU nodes, the nodes computed from the
+        input by affine ops only, and which pre-activations feed ReLUs only."""
         self.pre_nodes = []
         for node in self.nodes:
             if node.op in ELEMENTWISE_OPS or node.op == "maxpool":
@@ -147,6 +168,11 @@ class BoundEngine:
                 consumers.setdefault(i, []).append(node.op)
         self.relu_only_consumers = {name: all(op in ("relu", "leaky_relu") for op in consumers.get(name, []))
                                     for name in self.pre_nodes}
+
+    def _precompute_linear(self) -> None:
+        """Constants, the offsets f(0) of LINEAR_OPS nodes where not 0, and small convolutions /
+        average pools as dense matrices: back-substitution is then one matrix product instead of
+        a transposed convolution (float64 convolutions are slow on CPU)."""
         self.constants = {n.output: n.params["value"] for n in self.nodes if n.op == "constant"}
         self.offsets = {}  # f(0) of the LINEAR_OPS nodes where it is not 0
         for node in self.nodes:
@@ -155,8 +181,6 @@ class BoundEngine:
                 offset = run_node(node, [zero])
                 if bool((offset != 0).any()):
                     self.offsets[node.output] = offset
-        # small convolutions / average pools as dense matrices: back-substitution is then one
-        # matrix product instead of a transposed convolution (float64 convolutions are slow on CPU)
         self.dense = {}
         for node in self.nodes:
             if node.op in ("conv", "avgpool"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -53,7 +52,9 @@ def load_model_arg(args):
     return load_model(args.model, device=args.device, input_shape=shape)
 
 
-def domain_from_args(args, n: int) -> Domain:
+def domain_from_args(args, n: int) -> Domain | None:
+    """The domain of --domain / --domain-file; None when neither is given (the input set's
+    own domain applies, else none)."""
     if args.domain and args.domain_file:
         raise ConfigError("give either --domain or --domain-file, not both")
     if args.domain_file:
@@ -63,7 +64,7 @@ def domain_from_args(args, n: int) -> Domain:
         if len(bounds) != 2:
             raise ConfigError(f"--domain needs two numbers LO,HI, got {args.domain!r}")
         return Domain.from_bounds(bounds[0], bounds[1], n)
-    return Domain.scalar(-np.inf, np.inf, n)
+    return None
 
 
 def load_labels(path: str) -> np.ndarray:
@@ -96,10 +97,3 @@ def load_labels(path: str) -> np.ndarray:
 
 def print_json(obj) -> None:
     sys.stdout.write(dumps_json(obj))
-
-
-def loads_json_arg(text: str, what: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} is not valid JSON: {exc}") from None

@@ -44,10 +44,9 @@ def _check_rows(path: str | None, labels_path: str | None):
             raise ConfigError("--labels needs --check-inputs (the labels belong to those inputs)")
         return None, None
     from saferisk.commands.common import load_labels
-    from saferisk.data.inputs import check_finite, load_input_set
+    from saferisk.data.spec import load_path
 
-    inputs = load_input_set(path)
-    check_finite(inputs.X, path, inputs.ids)
+    inputs = load_path(path)  # rows checked finite by the reader
     labels = inputs.labels
     if labels_path is not None:
         labels = load_labels(labels_path)
@@ -87,10 +86,10 @@ def build_source(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saferisk.models.export import export_model
+    from saferisk.steps.export import export_step
 
     check_inputs, labels = _check_rows(args.check_inputs, args.labels)
-    manifest = export_model(build_source(args), Path(args.out), check_inputs=check_inputs, labels=labels,
-                            tolerance=args.tolerance)
+    manifest = export_step(build_source(args), str(Path(args.out)), check_inputs=check_inputs, labels=labels,
+                           tolerance=args.tolerance)
     sys.stdout.write(dumps_json(manifest))
     return 0

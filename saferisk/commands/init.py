@@ -104,16 +104,9 @@ def _output_kind(info: dict, model_path) -> tuple[str, str]:
 
 def _inspect_inputs(path: str, max_inputs: int) -> dict:
     """Rows (first max_inputs), labels, box of the data file."""
-    from saferisk.data.inputs import load_input_set
+    from saferisk.data.spec import load_path
 
-    p = Path(path)
-    if p.suffix.lower() == ".json":
-        box = json.loads(p.read_text())
-        if "lower" not in box or "upper" not in box:
-            raise ConfigError(f"{p}: a box JSON needs 'lower' and 'upper'")
-        lo, hi = np.asarray(box["lower"], float), np.asarray(box["upper"], float)
-        return {"X": ((lo + hi) / 2)[None], "labels": None, "box": (lo, hi), "n_rows": 1}
-    data = load_input_set(p)
+    data = load_path(path)
     if data.is_box:
         return {"X": data.X, "labels": None, "box": (data.box_lower, data.box_upper), "n_rows": 1}
     return {"X": data.X[:max_inputs], "labels": data.labels, "box": None, "n_rows": len(data)}
@@ -123,45 +116,26 @@ def _fmt_list(values) -> str:
     return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
 
 
-def build_config_text(args) -> tuple[str, str]:
-    """(YAML text with comments, model name)."""
-    info = _inspect_model(args)
-    name = _slug(args.name or Path(args.model).stem)
-    n = info["n_inputs"]
-    kind, kind_note = _output_kind(info, args.model)
-    classifier = kind != "regression"
-    data = _inspect_inputs(args.inputs, args.max_inputs) if args.inputs else None
+def _domain(args, data: dict | None, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(lower, upper, why): explicit, [0, 1] for image-like data, the box, or the data's range."""
     X = None if data is None else data["X"]
-    if X is not None and X.shape[1] != n:
-        raise ConfigError(f"--inputs {args.inputs}: {X.shape[1]} features per input, the model takes {n}")
-
-    # domain: explicit, [0, 1] for image-like data, the box, or the data's per-feature range
     if args.domain:
-        lo, hi = np.full(n, args.domain[0]), np.full(n, args.domain[1])
-        domain_note = "from --domain"
-    elif data is not None and data["box"] is not None:
-        lo, hi = data["box"]
-        domain_note = "the input box"
-    elif X is not None and X.min() >= 0 and X.max() <= 1:
-        lo, hi = np.zeros(n), np.ones(n)
-        domain_note = "data in [0, 1] (pixels?)"
-    elif X is not None:
-        lo, hi = X.min(axis=0), X.max(axis=0)
-        domain_note = "observed range of the data: EDIT to the physical range"
-    else:
-        lo, hi = np.zeros(n), np.ones(n)
-        domain_note = "a guess ([0, 1]): EDIT to the real input range"
-    unit_box = bool(np.all(lo == 0) and np.all(hi == 1))
-    scalar = bool(np.all(lo == lo[0]) and np.all(hi == hi[0]))
-    domain_yaml = (f"{{lower: {float(lo[0]):.6g}, upper: {float(hi[0]):.6g}}}" if scalar
-                   else f"{{lower: {_fmt_list(lo)}, upper: {_fmt_list(hi)}}}")
-    max_radius = args.max_radius or 0.1
-    scale = "input" if unit_box else "domain"
+        return np.full(n, args.domain[0]), np.full(n, args.domain[1]), "from --domain"
+    if data is not None and data["box"] is not None:
+        return data["box"][0], data["box"][1], "the input box"
+    if X is not None and X.min() >= 0 and X.max() <= 1:
+        return np.zeros(n), np.ones(n), "data in [0, 1] (pixels?)"
+    if X is not None:
+        return X.min(axis=0), X.max(axis=0), "observed range of the data: EDIT to the physical range"
+    return np.zeros(n), np.ones(n), "a guess ([0, 1]): EDIT to the real input range"
 
+
+def _model_lines(args, info: dict, name: str, kind: str, kind_note: str, domain_yaml: str, domain_note: str) -> list[str]:
+    n = info["n_inputs"]
     lines = [
         f"# saferisk audit config for {args.model}, written by `saferisk init`.",
         f"# Model: {info['format']}, input shape {info['input_shape']} ({n} features), "
-        f"{info['n_outputs']} output(s) -> {'classifier' if classifier else 'regression'} defaults ({kind_note}).",
+        f"{info['n_outputs']} output(s) -> {'classifier' if kind != 'regression' else 'regression'} defaults ({kind_note}).",
         "# Check it with `saferisk validate-config <this file>`; every key: config/README.md.",
         "",
         "models:",
@@ -173,22 +147,29 @@ def build_config_text(args) -> tuple[str, str]:
     if args.input_shape:
         lines.append(f"    input_shape: {info['input_shape']}")
     output_kind = {"classifier": "logits", "probabilities": "probabilities", "binary": "probabilities"}.get(kind, "regression")
-    lines += [f"    domain: {domain_yaml}  # {domain_note}",
-              f"    output_kind: {output_kind}"]
+    lines += [f"    domain: {domain_yaml}  # {domain_note}", f"    output_kind: {output_kind}"]
     if kind in ("classifier", "probabilities"):
         lines.append(f"    decision: {args.decision}  # argmin for networks that pick the smallest output")
-    lines.append("    input_sets: [inputs]")
-    lines += ["", "input_sets:", "  inputs:"]
+    return lines + ["    input_sets: [inputs]"]
+
+
+def _input_set_lines(args, data: dict | None, lo, hi, domain_yaml: str, unit_box: bool) -> list[str]:
+    lines = ["", "input_sets:", "  inputs:"]
     if data is not None and data["box"] is None:
         lines.append(f"    path: {json.dumps(str(Path(args.inputs)))}")
         lines.append(f"    selection: {{first: {min(args.max_inputs, data['n_rows'])}}}  # of {data['n_rows']} rows")
         if not unit_box:
             lines.append(f"    domain: {domain_yaml}")
-    else:
-        box = data["box"] if data is not None else (lo, hi)
-        lines.append(f"    box: {{lower: {_fmt_list(box[0])}, upper: {_fmt_list(box[1])}}}  # the region audited")
-        lines.append(f"    samples: {args.samples}  # points drawn in the box besides its centre")
+        return lines
+    box = data["box"] if data is not None else (lo, hi)
+    lines.append(f"    box: {{lower: {_fmt_list(box[0])}, upper: {_fmt_list(box[1])}}}  # the region audited")
+    lines.append(f"    samples: {args.samples}  # points drawn in the box besides its centre")
+    return lines
 
+
+def _property_lines(args, info: dict, kind: str, X, lo, hi, scale: str) -> tuple[list[str], list[str]]:
+    """(properties block, criteria lines) for the model kind."""
+    max_radius = args.max_radius or 0.1
     budget = (f"search: {{mode: fast, budget: {args.budget}}}\n"
               f"    certify: {{time_budget_s: {args.certify_seconds}}}  # per input")
 
@@ -196,28 +177,47 @@ def build_config_text(args) -> tuple[str, str]:
         return [f"  {name}:  # {comment}", f"    kind: {name}", *([f"    params: {params}"] if params else []),
                 "    norms: [inf]", f"    max_radius: {max_radius}", f"    scale: {prop_scale}", f"    {budget}"]
 
-    lines += ["", "properties:"]
     robustness_criterion = ("  - {property: robustness, norm: inf, radius: %g, min_fraction: 0.9, basis: certified}"
                             % (max_radius / 5))
     if kind == "binary":
-        lines += prop("robustness", "the decision (output >= 0.5 or not) must not change", "{binary_threshold: 0.5}", scale)
-        criteria = [robustness_criterion]
-    elif classifier:
-        lines += prop("robustness", "the decision must not change", None, scale)
-        lines += prop("uncertainty", "the output must not become near-uniform (KL to uniform <= epsilon)",
-                      "{epsilon: 0.1}", scale)
-        criteria = [robustness_criterion]
-    else:
-        pts = X if X is not None else lo + np.random.default_rng(0).random((64, n)) * (hi - lo)
-        out = info["forward"](pts)[:, 0]
-        width = max(float(out.max() - out.min()), 1e-6)
-        low, high = float(out.min() - 0.25 * width), float(out.max() + 0.25 * width)
-        lines += prop("reachability", "the output must stay in [lower, upper]: EDIT to the safe range",
-                      f"{{output: 0, lower: {low:.6g}, upper: {high:.6g}}}  # observed range widened by 25%", "domain")
-        criteria = ["  - {property: reachability, radius: %g, min_fraction: 1.0, basis: certified}" % (max_radius / 5)]
-    lines += ["", "criteria:  # pass/fail: the fraction of inputs whose radius reaches `radius`", *criteria,
-              "", "sharding:", "  shard_size: 250  # inputs per radius job", "",
-              "report:", f"  title: Safety risk audit of {name}", "", "device: auto  # auto | cpu | cuda", ""]
+        return (prop("robustness", "the decision (output >= 0.5 or not) must not change", "{binary_threshold: 0.5}",
+                     scale), [robustness_criterion])
+    if kind != "regression":
+        return (prop("robustness", "the decision must not change", None, scale)
+                + prop("uncertainty", "the output must not become near-uniform (KL to uniform <= epsilon)",
+                       "{epsilon: 0.1}", scale), [robustness_criterion])
+    n = info["n_inputs"]
+    pts = X if X is not None else lo + np.random.default_rng(0).random((64, n)) * (hi - lo)
+    out = info["forward"](pts)[:, 0]
+    width = max(float(out.max() - out.min()), 1e-6)
+    low, high = float(out.min() - 0.25 * width), float(out.max() + 0.25 * width)
+    return (prop("reachability", "the output must stay in [lower, upper]: EDIT to the safe range",
+                 f"{{output: 0, lower: {low:.6g}, upper: {high:.6g}}}  # observed range widened by 25%", "domain"),
+            ["  - {property: reachability, radius: %g, min_fraction: 1.0, basis: certified}" % (max_radius / 5)])
+
+
+def build_config_text(args) -> tuple[str, str]:
+    """(YAML text with comments, model name)."""
+    info = _inspect_model(args)
+    name = _slug(args.name or Path(args.model).stem)
+    n = info["n_inputs"]
+    kind, kind_note = _output_kind(info, args.model)
+    data = _inspect_inputs(args.inputs, args.max_inputs) if args.inputs else None
+    X = None if data is None else data["X"]
+    if X is not None and X.shape[1] != n:
+        raise ConfigError(f"--inputs {args.inputs}: {X.shape[1]} features per input, the model takes {n}")
+    lo, hi, domain_note = _domain(args, data, n)
+    unit_box = bool(np.all(lo == 0) and np.all(hi == 1))
+    scalar = bool(np.all(lo == lo[0]) and np.all(hi == hi[0]))
+    domain_yaml = (f"{{lower: {float(lo[0]):.6g}, upper: {float(hi[0]):.6g}}}" if scalar
+                   else f"{{lower: {_fmt_list(lo)}, upper: {_fmt_list(hi)}}}")
+    properties, criteria = _property_lines(args, info, kind, X, lo, hi, "input" if unit_box else "domain")
+    lines = [*_model_lines(args, info, name, kind, kind_note, domain_yaml, domain_note),
+             *_input_set_lines(args, data, lo, hi, domain_yaml, unit_box),
+             "", "properties:", *properties,
+             "", "criteria:  # pass/fail: the fraction of inputs whose radius reaches `radius`", *criteria,
+             "", "sharding:", "  shard_size: 250  # inputs per radius job", "",
+             "report:", f"  title: Safety risk audit of {name}", "", "device: auto  # auto | cpu | cuda", ""]
     return "\n".join(lines), name
 
 

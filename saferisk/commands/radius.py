@@ -8,9 +8,9 @@ from pathlib import Path
 
 from saferisk.commands.common import (add_domain_args, add_model_args, domain_from_args, load_labels,
                                       load_model_arg, parse_floats, parse_ints, print_json)
-from saferisk.data.inputs import load_input_set, select_indices, validate
+from saferisk.data.selection import select
+from saferisk.data.spec import load_path
 from saferisk.errors import ConfigError, DataError
-from saferisk.properties import make_property
 from saferisk.search import SEARCH_MODES, SearchConfig
 
 
@@ -48,70 +48,58 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def property_spec(args) -> dict:
+def property_params(args) -> dict:
+    """The property's params (the config's `params` block) from the flags."""
     kind = args.property
     if kind == "robustness":
-        spec = {"kind": kind, "decision": args.decision}
+        params = {"decision": args.decision}
         if args.target_classes:
-            spec["target_classes"] = parse_ints(args.target_classes, "--target-classes")
-        return spec
+            params["target_classes"] = parse_ints(args.target_classes, "--target-classes")
+        return params
     if kind == "reachability":
         values = parse_floats(args.output, "--output")
         output = int(values[0]) if len(values) == 1 and "." not in args.output else values
-        return {"kind": kind, "output": output,
+        return {"output": output,
                 "lower": None if args.lower is None else parse_floats(args.lower, "--lower")[0],
                 "upper": None if args.upper is None else parse_floats(args.upper, "--upper")[0]}
     if kind == "uncertainty":
-        return {"kind": kind, "epsilon": args.epsilon}
+        return {"epsilon": args.epsilon}
     if kind == "invariance":
-        return {"kind": kind, "k": args.k}
-    return {"kind": kind}
+        return {"k": args.k}
+    return {}
 
 
-def certify_config(args):
-    if args.no_certify:
-        return False
-    if args.certify_method is None and args.certify_timeout is None:
-        return None
-    from saferisk.bounds import CertifyConfig
-
-    kwargs = {}
+def property_spec(args) -> dict:
+    """The flags as a config property entry (the shape saferisk.steps.radius takes)."""
+    certify: dict = {"enabled": not args.no_certify}
     if args.certify_method:
-        kwargs["method"] = args.certify_method
+        certify["method"] = args.certify_method
     if args.certify_timeout:
-        kwargs["time_budget_s"] = args.certify_timeout
-    return CertifyConfig(**kwargs)
+        certify["time_budget_s"] = args.certify_timeout
+    return {"kind": args.property, "params": property_params(args), "max_radius": args.max_radius,
+            "scale": args.scale, "search": {"mode": args.search, "budget": args.budget}, "certify": certify}
 
 
 def run(args) -> int:
-    from saferisk.radius import compute_radii
+    from saferisk.steps.radius import radius_brackets
 
-    prop = make_property(property_spec(args))
     if not args.max_radius > 0:
         raise ConfigError(f"--max-radius must be > 0, got {args.max_radius}")
+    spec = property_spec(args)
     model = load_model_arg(args)
-    domain = domain_from_args(args, model.n_inputs)
-    # the workflow's reader and checks: the rows must have the model's input size (never reshaped
-    # to fit), finite values inside the domain; CSV headers, ids and npz labels are understood
-    inputs = validate(load_input_set(args.inputs), model.n_inputs, model.input_shape, domain)
+    # the workflow's reader, checks and step: the rows must have the model's input size (never
+    # reshaped to fit), finite values inside the domain; CSV headers, ids and npz labels are understood
+    inputs = load_path(args.inputs)
     if args.labels:
         labels = load_labels(args.labels)
         if len(labels) != len(inputs):
             raise DataError(f"{len(inputs)} inputs in {args.inputs} but {len(labels)} labels in {args.labels}")
         inputs = dataclasses.replace(inputs, labels=labels)
-    all_inputs = inputs
-    if args.indices:
-        inputs = select_indices(inputs, parse_ints(args.indices, "--indices"))
-    X, ids, labels = inputs.X, inputs.ids, inputs.labels
-    references = None
-    if prop.needs_references and all_inputs.labels is not None:
-        references = (all_inputs.X, all_inputs.labels, all_inputs.ids)
+    chosen = select(inputs, indices=parse_ints(args.indices, "--indices")) if args.indices else inputs
     witness_path = Path(args.witness_dir) / "witnesses.npz" if args.witness_dir else None
-    search = SearchConfig(mode=args.search, budget=args.budget)
-    results = compute_radii(model, X, prop, args.norm, args.max_radius, domain, labels=labels, ids=ids,
-                            references=references, scale=args.scale, search=search,
-                            certify=certify_config(args), seed=args.seed, witness_path=witness_path,
-                            witness_ref=str(witness_path) if witness_path else None)
+    results = radius_brackets(model, chosen, spec, args.norm, domain=domain_from_args(args, model.n_inputs),
+                              seed=args.seed, references=inputs, witness_path=witness_path,
+                              witness_ref=str(witness_path) if witness_path else None, key="--property")
     records = [r.to_dict() for r in results]
     if args.json:
         print_json(records)

@@ -6,14 +6,13 @@
         [--witnesses results/radii/m] [--templates reports] [--summary]
 
 One --manifest gives that model's report; several (or --summary) the cross-model summary.
-The audit date comes from --audit-date, else provenance['audit_date'], else the table file's
-modification time (UTC): never from the clock, so re-rendering unchanged results is
-byte-identical.
+The audit date comes from --audit-date, else provenance['audit_date'], else the UTC date the
+table file was written (saferisk.steps.provenance.audit_date): never from the clock, so
+re-rendering unchanged results is byte-identical.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -50,7 +49,10 @@ def _load_mapping(path: str, what: str):
 
 def run(args) -> int:
     from saferisk.audit import read_table, summarize
-    from saferisk.report import DEFAULT_TEMPLATES_DIR, render_model_report, render_summary_report
+    from saferisk.config.criteria import summary_criteria
+    from saferisk.report import DEFAULT_TEMPLATES_DIR
+    from saferisk.steps.provenance import audit_date
+    from saferisk.steps.reports import render
 
     table = read_table(args.table)
     manifests = {}
@@ -72,15 +74,10 @@ def run(args) -> int:
     provenance = dict(_load_mapping(args.provenance, "provenance") or {}) if args.provenance else {}
     if args.audit_date:
         provenance["audit_date"] = args.audit_date
-    provenance.setdefault("audit_date", dt.datetime.fromtimestamp(
-        Path(args.table).stat().st_mtime, dt.timezone.utc).replace(microsecond=0).isoformat())
-    summary = summarize(table, criteria, models=sorted(manifests))
+    provenance["audit_date"] = audit_date(provenance.get("audit_date"), args.table)
+    summary = summarize(table, summary_criteria(criteria), models=sorted(manifests))
     templates = Path(args.templates) if args.templates else DEFAULT_TEMPLATES_DIR
-    if args.summary or len(manifests) > 1:
-        out = render_summary_report(table, summary, manifests, provenance, args.out, templates)
-    else:
-        manifest = next(iter(manifests.values()))
-        out = render_model_report(table, summary, manifest, provenance, args.out, templates, args.witnesses)
+    out = render(table, summary, manifests, provenance, args.out, templates, args.witnesses, cross_model=args.summary)
     verdicts = {v.model: v.label for v in summary.model_verdicts if v.model in manifests}
     print(json.dumps({"report": str(out), "verdicts": verdicts}, sort_keys=True))
     return 0
@@ -89,11 +86,9 @@ def run(args) -> int:
 def _check_criteria_match(criteria: list, table, path: str) -> None:
     """A criterion whose property (and norm) the table never measured is a typo, not a pass."""
     from saferisk.audit.verdict import parse_criteria
+    from saferisk.config.criteria import check_measured
 
     measured = {(str(p), str(n)) for p, n in zip(table["property"], table["norm"])} if len(table) else set()
     for i, criterion in enumerate(parse_criteria(criteria)):
-        if not any(p == criterion.property and criterion.norm in (None, n) for p, n in measured):
-            have = ", ".join(sorted(f"{p} ({n})" for p, n in measured)) or "none"
-            raise ConfigError(f"criteria file {path}: criteria[{i}] names property {criterion.property!r}"
-                              f"{'' if criterion.norm is None else f' in norm {criterion.norm}'}, which the table "
-                              f"does not hold; measured: {have}")
+        check_measured({"property": criterion.property, "norm": criterion.norm}, measured,
+                       f"criteria file {path}: criteria[{i}]", by="the table")

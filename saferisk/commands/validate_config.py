@@ -30,8 +30,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from saferisk.bounds.support import model_support
     from saferisk.errors import ConfigError, ModelError
-    from saferisk.models.support import model_support
 
     plan = load_plan(Path(args.config), base=Path(args.workdir))
     lines = []

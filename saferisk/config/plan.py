@@ -18,16 +18,14 @@ from typing import Any
 
 import yaml
 
-from saferisk.config.peek import (
-    InputSetInfo,
-    model_format,
-    onnx_input_features,
-    peek_input_set,
-    resolve_path,
-)
+from saferisk import layout
+from saferisk.config.criteria import check_measured
+from saferisk.config.models import model_source
 from saferisk.config.runtime import certify_config, domain_object, property_object, search_config
 from saferisk.config.schema import check_schema
-from saferisk.errors import ConfigError
+from saferisk.data.shards import shard_count, shard_range
+from saferisk.data.spec import InputSetDescription, InputSetSpec, SelectionError, describe
+from saferisk.errors import ConfigError, DataError
 from saferisk.io import sha256_file
 
 NORM_NAMES = {"inf": "inf", "linf": "inf", "2": "2", "l2": "2", "1": "1", "l1": "1"}
@@ -56,7 +54,11 @@ class RadiusJob:
 
     @property
     def output(self) -> str:
-        return f"results/radii/{self.model}/{self.inputs}/{self.property}-{self.norm}/shard-{self.shard}.parquet"
+        return layout.radius_table(self.model, self.inputs, self.property, self.norm, self.shard)
+
+    @property
+    def witnesses(self) -> str:
+        return layout.radius_witnesses(self.model, self.inputs, self.property, self.norm, self.shard)
 
 
 @dataclass
@@ -76,18 +78,17 @@ class ModelPlan:
 @dataclass
 class InputSetPlan:
     name: str
-    spec: dict[str, Any]
-    info: InputSetInfo
+    spec: dict[str, Any]  # the config entry
+    info: InputSetDescription
     shard_size: int
 
     @property
     def n_shards(self) -> int:
-        return max(1, math.ceil(self.info.n_rows / self.shard_size))
+        return shard_count(self.info.n_rows, self.shard_size)
 
     def shard_rows(self, k: int) -> tuple[int, int]:
         """[start, stop) positions of shard k among the selected rows."""
-        start = k * self.shard_size
-        return start, min(start + self.shard_size, self.info.n_rows)
+        return shard_range(k, self.info.n_rows, self.shard_size)
 
     def shard_fingerprint(self, k: int) -> str:
         return self.info.shard_fingerprint(*self.shard_rows(k))
@@ -102,7 +103,7 @@ class InputSetPlan:
         return {k: v for k, v in self.spec.items() if k not in ("selection", "samples")}
 
     def shards(self) -> list[str]:
-        return [f"results/inputs/{self.name}/shard-{k}.npz" for k in range(self.n_shards)]
+        return [layout.input_shard(self.name, k) for k in range(self.n_shards)]
 
 
 @dataclass
@@ -183,12 +184,21 @@ def check_numbers(value: Any, key: str = "") -> None:
 def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
     """Validate `config` (schema + cross-key checks) and expand it into an AuditPlan."""
     config = check_schema(config)
-    base = Path(base)
-    plan = AuditPlan(config=config, base=base)
-    seeds = config["seeds"]
-    shard_size = int(config["sharding"]["shard_size"])
+    plan = AuditPlan(config=config, base=Path(base))
+    _plan_properties(plan)
+    check_numbers(config)  # (after the properties: max_radius has its own message)
+    _plan_input_sets(plan)
+    for name, spec in config["models"].items():
+        plan.models[name] = _plan_model(plan, name, spec)
+    for i, criterion in enumerate(config["criteria"]):
+        _check_criterion(plan, criterion, f"criteria[{i}]")
+    return plan
 
-    for name, spec in config["properties"].items():
+
+def _plan_properties(plan: AuditPlan) -> None:
+    """Norms expanded; the objects a radius job builds, built now: a bad value stops the run
+    before any job starts."""
+    for name, spec in plan.config["properties"].items():
         norms = spec["norms"] if isinstance(spec["norms"], list) else [spec["norms"]]
         canon = [canonical_norm(n) for n in norms]
         if len(set(canon)) != len(canon):
@@ -202,90 +212,90 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
             raise ConfigError(f"properties.{name}.params.function: a custom property needs 'module:function'")
         if not math.isfinite(float(spec["max_radius"])):
             raise ConfigError(f"properties.{name}.max_radius: must be a finite number > 0, got {spec['max_radius']}")
-        # the objects a radius job builds, built now: a bad value stops the run before any job
         search_config(spec["search"], f"properties.{name}.search")
         certify_config(spec["certify"], f"properties.{name}.certify")
-    check_numbers(config)  # (after the properties: max_radius has its own message)
 
-    for name, spec in config["input_sets"].items():
-        info = peek_input_set(spec, base, seeds, f"input_sets.{name}")
-        if spec.get("domain") is not None and info.n_features is not None:
-            domain_object(spec["domain"], info.n_features, f"input_sets.{name}.domain")
-        plan.input_sets[name] = InputSetPlan(name, spec, info, shard_size)
 
-    for name, spec in config["models"].items():
-        key = f"models.{name}"
-        source = resolve_path(spec["source"], base, f"{key}.source")
-        if not source.exists():
-            raise ConfigError(f"{key}.source: model file not found: {source}")
-        fmt = model_format(source, spec["format"], key)
-        if fmt in ("safetensors", "state_dict") and not spec["factory"]:
-            raise ConfigError(f"{key}.factory: a {fmt} source needs a factory 'module:function' that builds the network")
-        if fmt == "torchscript" and not spec["input_shape"]:
-            raise ConfigError(f"{key}.input_shape: a TorchScript model needs its per-sample input shape, e.g. [1, 28, 28]")
-        if spec["factory"] and not spec["input_shape"]:
-            raise ConfigError(f"{key}.input_shape: a factory-built model needs its per-sample input shape, e.g. [64]")
-        if spec["input_shape"]:
-            n_features = int(math.prod(spec["input_shape"]))
-        elif fmt == "onnx":
-            n_features, _dims = onnx_input_features(source, key)
-        else:
-            n_features = None
-        for d in spec["input_sets"]:
-            if d not in plan.input_sets:
-                raise ConfigError(f"{key}.input_sets: unknown input set {d!r}; defined: {', '.join(sorted(plan.input_sets))}")
-            got = plan.input_sets[d].info.n_features
-            if n_features is not None and got is not None and got != n_features:
-                raise ConfigError(f"{key}.input_sets: input set {d!r} has {got} features per input, "
-                                  f"but model {name!r} takes {n_features}")
-        props = spec["properties"]
-        if props is None:
-            props = _default_properties(spec["output_kind"], plan.properties)
-            if not props:
-                raise ConfigError(f"{key}.properties: no property suits output_kind {spec['output_kind']!r}; "
-                                  f"list the properties for this model")
-        for p in props:
-            if p not in plan.properties:
-                raise ConfigError(f"{key}.properties: unknown property {p!r}; defined: {', '.join(sorted(plan.properties))}")
-            kind = plan.properties[p]["kind"]
-            if kind in CLASSIFIER_KINDS and spec["output_kind"] == "regression":
-                raise ConfigError(f"{key}.properties: {p!r} ({kind}) needs a classifier, model {name!r} is a regression model")
-            if kind == "invariance":
-                for d in spec["input_sets"]:
-                    if not plan.input_sets[d].info.has_labels:
-                        raise ConfigError(f"{key}.properties: {p!r} (invariance) needs labels, input set {d!r} has none")
-        if len(set(props)) != len(props):
-            raise ConfigError(f"{key}.properties: a property is listed twice")
-        for p in props:
-            property_object(plan.properties[p], spec, f"properties.{p}.params")
-        if spec["domain"] is not None and n_features is not None:
-            domain_object(spec["domain"], n_features, f"{key}.domain")
-        plan.models[name] = ModelPlan(name, spec, source, fmt, n_features, list(spec["input_sets"]), list(props))
+def _plan_input_sets(plan: AuditPlan) -> None:
+    """Describe every input set (rows, features, labels, row digests) through saferisk.data."""
+    shard_size = int(plan.config["sharding"]["shard_size"])
+    for name, entry in plan.config["input_sets"].items():
+        try:
+            spec = InputSetSpec.from_config(name, entry, plan.base, plan.config["seeds"])
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            info = describe(spec)
+        except SelectionError as exc:
+            raise ConfigError(str(exc)) from None
+        except DataError as exc:
+            raise ConfigError(f"{spec.where}: {exc}") from None
+        if entry.get("domain") is not None and info.n_features is not None:
+            domain_object(entry["domain"], info.n_features, f"input_sets.{name}.domain")
+        plan.input_sets[name] = InputSetPlan(name, entry, info, shard_size)
 
-    measured = {(p, n) for m in plan.models.values() for p in m.properties for n in plan.norms[p]}
-    for i, crit in enumerate(config["criteria"]):
-        key = f"criteria[{i}]"
-        p = crit["property"]
+
+def _plan_model(plan: AuditPlan, name: str, spec: dict[str, Any]) -> ModelPlan:
+    key = f"models.{name}"
+    source, fmt, n_features = model_source(spec, plan.base, key)
+    for d in spec["input_sets"]:
+        if d not in plan.input_sets:
+            raise ConfigError(f"{key}.input_sets: unknown input set {d!r}; defined: {', '.join(sorted(plan.input_sets))}")
+        got = plan.input_sets[d].info.n_features
+        if n_features is not None and got is not None and got != n_features:
+            raise ConfigError(f"{key}.input_sets: input set {d!r} has {got} features per input, "
+                              f"but model {name!r} takes {n_features}")
+    props = _model_properties(plan, name, spec)
+    if spec["domain"] is not None and n_features is not None:
+        domain_object(spec["domain"], n_features, f"{key}.domain")
+    return ModelPlan(name, spec, source, fmt, n_features, list(spec["input_sets"]), props)
+
+
+def _model_properties(plan: AuditPlan, name: str, spec: dict[str, Any]) -> list[str]:
+    """The model's properties (default: every property suiting its output_kind), checked."""
+    key = f"models.{name}"
+    props = spec["properties"]
+    if props is None:
+        props = _default_properties(spec["output_kind"], plan.properties)
+        if not props:
+            raise ConfigError(f"{key}.properties: no property suits output_kind {spec['output_kind']!r}; "
+                              f"list the properties for this model")
+    for p in props:
         if p not in plan.properties:
-            raise ConfigError(f"{key}.property: unknown property {p!r}; defined: {', '.join(sorted(plan.properties))}")
-        if crit["norm"] is not None:
-            norm = canonical_norm(crit["norm"])
-            if (p, norm) not in measured:
-                raise ConfigError(f"{key}.norm: property {p!r} is not measured in norm {norm} by any model; "
-                                  f"its norms: {', '.join(plan.norms[p])}")
-            crit["norm"] = norm
-        elif not any(q == p for q, _ in measured):
-            raise ConfigError(f"{key}.property: no model measures property {p!r}")
-        m = crit["model"]
-        if m is not None:
-            if m not in plan.models:
-                raise ConfigError(f"{key}.model: unknown model {m!r}; defined: {', '.join(sorted(plan.models))}")
-            if p not in plan.models[m].properties:
-                raise ConfigError(f"{key}.model: model {m!r} does not measure property {p!r}")
-        if crit["radius"] > plan.properties[p]["max_radius"]:
-            raise ConfigError(f"{key}.radius: {crit['radius']} exceeds properties.{p}.max_radius "
-                              f"({plan.properties[p]['max_radius']}); nothing above max_radius is measured")
-    return plan
+            raise ConfigError(f"{key}.properties: unknown property {p!r}; defined: {', '.join(sorted(plan.properties))}")
+        kind = plan.properties[p]["kind"]
+        if kind in CLASSIFIER_KINDS and spec["output_kind"] == "regression":
+            raise ConfigError(f"{key}.properties: {p!r} ({kind}) needs a classifier, model {name!r} is a regression model")
+        if kind == "invariance":
+            for d in spec["input_sets"]:
+                if not plan.input_sets[d].info.has_labels:
+                    raise ConfigError(f"{key}.properties: {p!r} (invariance) needs labels, input set {d!r} has none")
+    if len(set(props)) != len(props):
+        raise ConfigError(f"{key}.properties: a property is listed twice")
+    for p in props:
+        property_object(plan.properties[p], spec, f"properties.{p}.params")
+    return list(props)
+
+
+def _check_criterion(plan: AuditPlan, crit: dict[str, Any], key: str) -> None:
+    """The criterion names a measured (property, norm), an audited model, a radius <= max_radius;
+    its norm is canonicalised in place."""
+    measured = {(p, n) for m in plan.models.values() for p in m.properties for n in plan.norms[p]}
+    p = crit["property"]
+    if p not in plan.properties:
+        raise ConfigError(f"{key}.property: unknown property {p!r}; defined: {', '.join(sorted(plan.properties))}")
+    if crit["norm"] is not None:
+        crit["norm"] = canonical_norm(crit["norm"])
+    check_measured(crit, measured, key, by="any model")
+    m = crit["model"]
+    if m is not None:
+        if m not in plan.models:
+            raise ConfigError(f"{key}.model: unknown model {m!r}; defined: {', '.join(sorted(plan.models))}")
+        if p not in plan.models[m].properties:
+            raise ConfigError(f"{key}.model: model {m!r} does not measure property {p!r}")
+    if crit["radius"] > plan.properties[p]["max_radius"]:
+        raise ConfigError(f"{key}.radius: {crit['radius']} exceeds properties.{p}.max_radius "
+                          f"({plan.properties[p]['max_radius']}); nothing above max_radius is measured")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

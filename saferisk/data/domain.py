@@ -66,6 +66,17 @@ class Domain:
         return torch.minimum(torch.maximum(x, self.lower), self.upper)
 
 
+def effective_domain(explicit: Domain | None, own: Domain | None, n: int) -> Domain:
+    """The domain radii are measured in: the one given explicitly (a model's `domain` entry,
+    the CLI's --domain flags), else the input set's own (PNG pixels [0, 1], a box), else
+    unbounded."""
+    if explicit is not None:
+        return explicit
+    if own is not None:
+        return own
+    return Domain.scalar(-float("inf"), float("inf"), n)
+
+
 def load_domain_file(path, n: int | None = None) -> Domain:
     """A domain from a file: `.npy` of shape (2, n) (row 0 lower, row 1 upper) or a CSV with
     columns `lower,upper`, one row per feature (an optional `feature` column is ignored)."""

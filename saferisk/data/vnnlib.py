@@ -8,12 +8,14 @@ linear terms (`+`, `-`, `*` by constants) of X_i, Y_i and constants. Input const
 be per-variable bounds forming one box; output constraints may be any and/or nesting and are
 brought to disjunctive normal form:
 
-    unsafe U = OR_j { y : C_j y <= d_j }      ->  saferisk.properties.LinearOutput
+    unsafe U = OR_j { y : C_j y <= d_j }      ->  VnnlibSpec.unsafe: ({"C": C_j, "d": d_j}, ...)
 
 When the output assertion is exactly "the label j changes" (OR over i != j of Y_i >= Y_j;
-Y_i <= Y_j for argmin networks) the spec also carries a `Robustness` property and label j,
-and, for an L-inf box of one half-width eps around a centre clipped to [0, 1] (the mnist
-properties), the centre x0 (lower + eps where lower > 0, else upper - eps) and eps.
+Y_i <= Y_j for argmin networks) the spec also carries label j and its decision rule
+(argmax / argmin), and, for an L-inf box of one half-width eps around a centre clipped to
+[0, 1] (the mnist properties), the centre x0 (lower + eps where lower > 0, else upper - eps)
+and eps. This module only reads: the properties a spec states (`LinearOutput`, `Robustness`)
+are built by `saferisk.properties.vnnlib`.
 
 (The `vnnlib` PyPI package, MIT, parses the VNN-LIB 2.0 syntax only, which needs
 `declare-network`; it rejects every VNN-COMP 2021 file, hence this small reader.)
@@ -29,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from saferisk.errors import DataError
-from saferisk.properties import LinearOutput, Property, Robustness
 
 _TOKEN = re.compile(r"[()]|[^\s()]+")
 _VAR = re.compile(r"^([XY])_(\d+)$")
@@ -42,21 +43,20 @@ CENTRE_TOLERANCE = 1e-6
 class VnnlibSpec:
     """A parsed VNN-LIB property.
 
-    lower/upper: the input box (n_inputs,). unsafe: the output assertion as a LinearOutput
-    (exact, always set). prop: a Robustness property when the assertion is "label changes"
-    (else the LinearOutput). label: j of that robustness assertion. center/eps: the L-inf
-    ball the box comes from, when it is one (else None).
+    lower/upper: the input box (n_inputs,). unsafe: the output assertion, its disjuncts
+    ({"C": rows, "d": offsets}, ...) as tuples of floats (always set; what a `LinearOutput`
+    holds). label: j when the assertion is "label j changes" (else None), decided by
+    `decision`. center/eps: the L-inf ball the box comes from, when it is one (else None).
     """
 
     lower: np.ndarray
     upper: np.ndarray
-    prop: Property
     label: int | None
     center: np.ndarray | None
     eps: float | None
     n_inputs: int
     n_outputs: int
-    unsafe: LinearOutput
+    unsafe: tuple[dict, ...]
     source: str = ""
     decision: str | None = None  # 'argmax' / 'argmin' for a robustness assertion
 
@@ -67,7 +67,7 @@ class VnnlibSpec:
     def unsafe_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(C_j (R_j, m), d_j (R_j,))] of the unsafe disjuncts."""
         return [(np.asarray(t["C"], dtype=np.float64), np.asarray(t["d"], dtype=np.float64))
-                for t in self.unsafe.unsafe]
+                for t in self.unsafe]
 
     def output_unsafe(self, y: np.ndarray, tolerance: float = 0.0) -> bool:
         """y (m,) satisfies the output assertion: some disjunct has C_j y <= d_j (+ tolerance)."""
@@ -264,14 +264,12 @@ def parse_vnnlib(text: str, source: str = "<string>") -> VnnlibSpec:
     output_dnf = [conj for conj in output_dnf if conj]
     if not output_dnf:
         raise DataError(f"{source}: no output constraint (the unsafe output set must be stated)")
-    unsafe = LinearOutput(unsafe=tuple(_rows_of(conj, m) for conj in output_dnf))
+    unsafe = tuple(_rows_of(conj, m) for conj in output_dnf)
     label, decision = _robustness_label(unsafe, m)
     center = eps = None
-    prop: Property = unsafe
     if label is not None:
-        prop = Robustness(decision=decision)
         center, eps = _linf_ball(lower, upper)
-    return VnnlibSpec(lower=lower, upper=upper, prop=prop, label=label, center=center, eps=eps,
+    return VnnlibSpec(lower=lower, upper=upper, label=label, center=center, eps=eps,
                       n_inputs=n, n_outputs=m, unsafe=unsafe, source=source, decision=decision)
 
 
@@ -314,24 +312,24 @@ def _apply_bound(coef, const, op, lower, upper, source, formula) -> None:
 
 
 def _rows_of(conj: list[tuple], m: int) -> dict:
-    """Atoms over Y as C y <= d rows."""
+    """Atoms over Y as C y <= d rows (tuples of floats)."""
     C, d = [], []
     for coef, const, op in conj:
         row = [0.0] * m
         sign = 1.0 if op == "<=" else -1.0
         for var, v in coef.items():
             row[int(var[2:])] += sign * v
-        C.append(row)
-        d.append(-sign * const + 0.0)  # + 0.0: no -0.0
-    return {"C": C, "d": d}
+        C.append(tuple(float(v) for v in row))
+        d.append(float(-sign * const + 0.0))  # + 0.0: no -0.0
+    return {"C": tuple(C), "d": tuple(d)}
 
 
-def _robustness_label(unsafe: LinearOutput, m: int) -> tuple[int | None, str | None]:
+def _robustness_label(unsafe: tuple[dict, ...], m: int) -> tuple[int | None, str | None]:
     """(j, 'argmax') if U = OR_{i != j} {y_i >= y_j}; (j, 'argmin') if OR_{i != j} {y_i <= y_j}."""
-    if len(unsafe.unsafe) != m - 1 or m < 2:
+    if len(unsafe) != m - 1 or m < 2:
         return None, None
     pairs = []
-    for term in unsafe.unsafe:
+    for term in unsafe:
         if len(term["C"]) != 1 or term["d"][0] != 0.0:
             return None, None
         row = np.asarray(term["C"][0])

@@ -29,10 +29,11 @@ import torch
 from saferisk.data.domain import Domain
 from saferisk.errors import ConfigError, DataError, ModelError
 from saferisk.io import dumps_json, sha256_file
-from saferisk.models.graph import EXTRA_OPS, Graph, GraphModule
+from saferisk.models.graph import EXTRA_OPS, Graph
 from saferisk.models.load import (ARTIFACT_NAME, EXPORT_OPSET, FORMATS, MANIFEST_NAME, check_format,
                                   load_torch_source, parse_shape, read_forward)
-from saferisk.models.onnx_reader import default_opset, load_onnx_proto, upgrade_opset
+from saferisk.models.onnx_builder import default_opset
+from saferisk.models.onnx_reader import load_onnx_proto, upgrade_opset
 
 OUTPUT_KINDS = ("logits", "probabilities", "regression")
 DECISIONS = ("argmax", "argmin")
@@ -195,82 +196,36 @@ class PreparedExport:
     graph: Graph | None = field(repr=False)  # None: the model runs through onnxruntime
 
 
+@dataclass
+class _Artifact:
+    """The canonical artifact of a source, before it is checked."""
+
+    onnx: bytes
+    opset: int
+    source_sha256: str
+    reference: Callable[[np.ndarray], np.ndarray]  # the SOURCE's outputs (B, m) float64
+    notes: list[str]
+
+
 def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: float = 1e-5) -> PreparedExport:
     """Build and verify the canonical artifact and its manifest (pure: writes nothing)."""
-    import onnx
-
-    import saferisk
-
     spec = ExportSource.from_dict(source)
-    notes: list[str] = []
-    if spec.format == "onnx":
-        original = spec.path.read_bytes()
-        proto = load_onnx_proto(spec.path)
-        source_opset = default_opset(proto)
-        try:
-            proto = upgrade_opset(proto, EXPORT_OPSET) if source_opset < EXPORT_OPSET else proto
-        except ModelError as exc:
-            notes.append(f"kept opset {source_opset}: {exc}")
-        if proto.ir_version < 8 and default_opset(proto) >= EXPORT_OPSET:
-            proto.ir_version = 8  # opset 17 belongs to IR version 8
-        artifact = proto.SerializeToString()
-        artifact_opset = default_opset(proto)
-        source_sha256 = _sha256_bytes(original)
-        reference = _onnx_reference(original)
-    else:
-        torch_source = load_torch_source(spec.path, spec.format, factory=spec.factory,
-                                         factory_kwargs=spec.factory_kwargs, input_shape=spec.input_shape)
-        artifact = torch_source.onnx_bytes
-        artifact_opset = EXPORT_OPSET
-        source_sha256 = sha256_file(spec.path)
-        reference = _torch_reference(torch_source.module)
-    forward = read_forward(artifact, input_shape=spec.input_shape if spec.format == "onnx" else None)
+    artifact = _onnx_artifact(spec) if spec.format == "onnx" else _torch_artifact(spec)
+    forward = read_forward(artifact.onnx, input_shape=spec.input_shape if spec.format == "onnx" else None)
     input_shape = forward.input_shape
     n_inputs = int(np.prod(input_shape, dtype=np.int64))
     domain, domain_json = _domain_spec(spec.domain, n_inputs)
     rows, rows_kind = _check_rows(check_inputs, n_inputs, domain)
-
-    x32 = rows.astype(np.float32).reshape((rows.shape[0], *input_shape))
-    try:
-        expected = reference(x32)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{spec.path}: the source model failed on the check inputs: {' '.join(str(exc).split())[:300]}") from None
-    if forward.graph is not None:
-        with torch.no_grad():
-            got = GraphModule(forward.graph)(torch.from_numpy(x32)).double().numpy()
-    else:
-        got = forward.runtime(x32)
-    if expected.shape != got.shape:
-        raise ModelError(f"{spec.path}: artifact outputs {got.shape} differ in shape from the source's {expected.shape}")
-    if not (np.isfinite(expected).all() and np.isfinite(got).all()):
-        raise ModelError(f"{spec.path}: the model gives NaN or infinite outputs on the check inputs")
-    max_abs_diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    if not np.isfinite(max_abs_diff) or max_abs_diff > tolerance * scale:
-        raise ModelError(f"{spec.path}: the artifact differs from the source by {max_abs_diff:.3g} "
-                         f"(> tolerance {tolerance:g} x {scale:.3g}) on the check inputs")
+    got, max_abs_diff = _compare_with_source(spec, artifact, forward, rows, tolerance)
     n_outputs = int(got.shape[1])
     if spec.class_names is not None and len(spec.class_names) != n_outputs:
         raise ConfigError(f"class_names has {len(spec.class_names)} names, the model has {n_outputs} outputs")
-
-    accuracy = None
-    if labels is not None:
-        if rows_kind != "given":
-            raise DataError("labels need check inputs")
-        y = np.asarray(labels).reshape(-1)
-        if y.shape[0] != rows.shape[0]:
-            raise DataError(f"{y.shape[0]} labels for {rows.shape[0]} check inputs")
-        if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
-            raise DataError(f"labels must be integer class indices, got dtype {y.dtype}")
-        predicted = got.argmax(axis=1) if spec.decision == "argmax" else got.argmin(axis=1)
-        accuracy = float(np.mean(predicted == y.astype(np.int64)))
-
-    graph_info = _graph_info(forward)
+    accuracy = _accuracy(got, rows, rows_kind, labels, spec.decision)
     manifest = {
         "artifact": ARTIFACT_NAME,
-        "artifact_sha256": _sha256_bytes(artifact),
-        "artifact_opset": artifact_opset,
-        "source": {"path": str(spec.path), "sha256": source_sha256, "format": spec.format,
+        "artifact_sha256": _sha256_bytes(artifact.onnx),
+        "artifact_opset": artifact.opset,
+        "source": {"path": str(spec.path), "sha256": artifact.source_sha256, "format": spec.format,
                    "factory": spec.factory, "factory_kwargs": spec.factory_kwargs or None},
         "format": spec.format,
         "input_shape": list(input_shape),
@@ -282,12 +237,81 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         "decision": spec.decision,
         "check": {"inputs": rows_kind, "n_rows": int(rows.shape[0]), "max_abs_diff": max_abs_diff,
                   "tolerance": tolerance, "accuracy": accuracy, "n_labels": None if labels is None else int(rows.shape[0])},
-        "graph": graph_info,
-        "notes": notes,
-        "versions": {"saferisk": saferisk.__version__, "torch": torch.__version__.split("+")[0],
-                     "onnx": onnx.__version__},
+        "graph": _graph_info(forward),
+        "notes": artifact.notes,
+        "versions": _versions(),
     }
-    return PreparedExport(artifact, manifest, forward.graph)
+    return PreparedExport(artifact.onnx, manifest, forward.graph)
+
+
+def _onnx_artifact(spec: ExportSource) -> _Artifact:
+    """An ONNX source upgraded to EXPORT_OPSET (kept at its opset, with a note, when the
+    converter refuses) and re-serialised; its reference is the original file's outputs."""
+    notes: list[str] = []
+    original = spec.path.read_bytes()
+    proto = load_onnx_proto(spec.path)
+    source_opset = default_opset(proto)
+    try:
+        proto = upgrade_opset(proto, EXPORT_OPSET) if source_opset < EXPORT_OPSET else proto
+    except ModelError as exc:
+        notes.append(f"kept opset {source_opset}: {exc}")
+    if proto.ir_version < 8 and default_opset(proto) >= EXPORT_OPSET:
+        proto.ir_version = 8  # opset 17 belongs to IR version 8
+    return _Artifact(proto.SerializeToString(), default_opset(proto), _sha256_bytes(original),
+                     _onnx_reference(original), notes)
+
+
+def _torch_artifact(spec: ExportSource) -> _Artifact:
+    """A torch source's in-memory ONNX export; its reference is the torch module itself."""
+    torch_source = load_torch_source(spec.path, spec.format, factory=spec.factory,
+                                     factory_kwargs=spec.factory_kwargs, input_shape=spec.input_shape)
+    return _Artifact(torch_source.onnx_bytes, EXPORT_OPSET, sha256_file(spec.path),
+                     _torch_reference(torch_source.module), [])
+
+
+def _compare_with_source(spec: ExportSource, artifact: _Artifact, forward, rows: np.ndarray,
+                         tolerance: float) -> tuple[np.ndarray, float]:
+    """(the artifact's outputs on the check rows, max |source - artifact|); a ModelError when
+    they differ in shape, are not finite, or differ by more than tolerance x max(1, max |source|)."""
+    x32 = rows.astype(np.float32).reshape((rows.shape[0], *forward.input_shape))
+    try:
+        expected = artifact.reference(x32)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{spec.path}: the source model failed on the check inputs: {' '.join(str(exc).split())[:300]}") from None
+    got = forward.outputs(x32)
+    if expected.shape != got.shape:
+        raise ModelError(f"{spec.path}: artifact outputs {got.shape} differ in shape from the source's {expected.shape}")
+    if not (np.isfinite(expected).all() and np.isfinite(got).all()):
+        raise ModelError(f"{spec.path}: the model gives NaN or infinite outputs on the check inputs")
+    max_abs_diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    if not np.isfinite(max_abs_diff) or max_abs_diff > tolerance * scale:
+        raise ModelError(f"{spec.path}: the artifact differs from the source by {max_abs_diff:.3g} "
+                         f"(> tolerance {tolerance:g} x {scale:.3g}) on the check inputs")
+    return got, max_abs_diff
+
+
+def _accuracy(got: np.ndarray, rows: np.ndarray, rows_kind: str, labels, decision: str) -> float | None:
+    """Fraction of the given check inputs whose decision is their label (None without labels)."""
+    if labels is None:
+        return None
+    if rows_kind != "given":
+        raise DataError("labels need check inputs")
+    y = np.asarray(labels).reshape(-1)
+    if y.shape[0] != rows.shape[0]:
+        raise DataError(f"{y.shape[0]} labels for {rows.shape[0]} check inputs")
+    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+        raise DataError(f"labels must be integer class indices, got dtype {y.dtype}")
+    predicted = got.argmax(axis=1) if decision == "argmax" else got.argmin(axis=1)
+    return float(np.mean(predicted == y.astype(np.int64)))
+
+
+def _versions() -> dict:
+    import onnx
+
+    import saferisk
+
+    return {"saferisk": saferisk.__version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__}
 
 
 def _graph_info(forward) -> dict:

@@ -18,6 +18,7 @@ A directory is read as an exported model: `model.onnx` plus its `manifest.json`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import json
@@ -31,13 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from saferisk.errors import ConfigError, ModelError
 from saferisk.io import sha256_file
-from saferisk.models.graph import Graph
+from saferisk.models.graph import Graph, GraphModule
 from saferisk.models.model import Model
-from saferisk.models.onnx_reader import read_onnx
+from saferisk.models.onnx_reader import describe_reader_error, load_onnx_proto, read_onnx
 
 EXPORT_OPSET = 17
 FORMATS = ("onnx", "torchscript", "torch_export", "state_dict", "safetensors")
@@ -301,20 +303,26 @@ class Forward:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.graph.input_shape if self.graph is not None else self.runtime.input_shape)
 
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (float64) of a float32 batch (B, *input_shape) from whichever evaluator runs it."""
+        if self.graph is not None:
+            with torch.no_grad():
+                return GraphModule(self.graph)(torch.from_numpy(x)).double().numpy()
+        return self.runtime(x)
+
 
 def read_forward(onnx_source, *, input_shape=None, output_name: str | None = None,
                  device: torch.device | str = "cpu") -> Forward:
     """The graph of an ONNX model (path or bytes); when the graph reader cannot represent it,
     an onnxruntime evaluator of the same file (forward passes only: search, no certified bounds).
     A model neither can run is an error naming both reasons."""
-    from saferisk.models.onnx_reader import describe_reader_error, load_onnx_proto
     from saferisk.models.ort import OnnxRuntimeForward
 
     shape = parse_shape(input_shape)
+    proto = load_onnx_proto(onnx_source)  # parsed once; an unreadable file keeps its own error
     try:
-        return Forward(read_onnx(onnx_source, input_shape=shape, output_name=output_name))
+        return Forward(read_onnx(proto, input_shape=shape, output_name=output_name))
     except ModelError as exc:
-        proto = load_onnx_proto(onnx_source)  # an unreadable file keeps its own error
         reason = describe_reader_error(proto, exc)
         data = onnx_source if isinstance(onnx_source, (bytes, bytearray)) else Path(onnx_source).read_bytes()
         try:
@@ -354,11 +362,12 @@ def load_model(path: str | Path, device: str | torch.device | None = None, *, fo
     if fmt == "onnx":
         forward = read_forward(path, input_shape=input_shape, output_name=output_name, device=device)
         onnx_bytes = path.read_bytes()
+        sha256 = hashlib.sha256(onnx_bytes).hexdigest()  # the file's hash, from the bytes already read
     else:
         source = load_torch_source(path, fmt, factory=factory, factory_kwargs=factory_kwargs, input_shape=input_shape)
         onnx_bytes = source.onnx_bytes
         forward = read_forward(onnx_bytes, device=device)
-    sha256 = sha256_file(path)
+        sha256 = sha256_file(path)
     manifest = _matching_manifest(path, sha256)
     output_kind = output_kind or manifest.get("output_kind") or "logits"
     decision = decision or manifest.get("decision") or "argmax"

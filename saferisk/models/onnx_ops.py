@@ -22,16 +22,14 @@ Anything else that depends on the input raises a ModelError naming the operator 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 
 from saferisk.errors import ModelError
 from saferisk.models.activations import ACTIVATIONS, ONNX_ACTIVATIONS
-from saferisk.models.onnx_reader import WORLD_BATCH, Const, GraphBuilder, Var, as_tensor
+from saferisk.models.onnx_builder import WORLD_BATCH, Const, GraphBuilder, Handler, Var, as_tensor
 
-Handler = Callable[[GraphBuilder, object, list, dict], None]
 HANDLERS: dict[str, Handler] = {}
 
 

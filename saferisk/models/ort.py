@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from saferisk.errors import ModelError
-from saferisk.models.onnx_reader import per_sample_input_shape
+from saferisk.models.onnx_builder import per_sample_input_shape
 
 PROBE_ROWS = 3  # rows of the probe batch that checks a rewritten batch dimension
 PROBE_TOLERANCE = 1e-5  # relative: batched and row-by-row runs of one graph agree to float32 rounding

@@ -15,9 +15,11 @@ from saferisk.properties.linear_output import LinearOutput
 from saferisk.properties.reachability import Reachability
 from saferisk.properties.robustness import Robustness, decide
 from saferisk.properties.uncertainty import Uncertainty, kl_uniform_softmax
+from saferisk.properties.vnnlib import vnnlib_property, vnnlib_unsafe
 
 __all__ = [
     "PROPERTY_KINDS", "BoundProperty", "MinMaxSpec", "Property", "SpecBoundProperty",
     "make_property", "register_property", "Custom", "Invariance", "targeted_away",
     "LinearOutput", "Reachability", "Robustness", "decide", "Uncertainty", "kl_uniform_softmax",
+    "vnnlib_property", "vnnlib_unsafe",
 ]

@@ -132,6 +132,20 @@ class Property:
         """Fix the property at x0, given its outputs z0 (m,) and optional true label."""
         raise NotImplementedError
 
+    def centers(self, x0, label: int | None, references, input_id: str = "0") -> list[tuple[str | None, Any]]:
+        """Where the radius of input x0 is measured: (reference id, centre) pairs; the radius is
+        the minimum over them. Default: x0 itself, [(None, x0)]. A property measured around
+        reference inputs (invariance) returns [(id, x1), ...] from `references` ((id, x1) pairs)."""
+        return [(None, x0)]
+
+    def reference_count(self) -> int:
+        """How many nearest reference inputs (of another label) `centers` needs (0: none)."""
+        return 0
+
+    def bind_center(self, z: torch.Tensor, label: int | None, reference_id: str | None) -> BoundProperty:
+        """The bound property at a centre of `centers` whose outputs are z (m,): bind(z, label)."""
+        return self.bind(z, label)
+
     def params(self) -> dict[str, Any]:
         """Plain, JSON-able parameters (with `kind`)."""
         out = {"kind": self.kind}

@@ -4,16 +4,18 @@ For a labelled x0 (label y0) and each of its k nearest inputs x1 with a differen
 network must NOT output y0 anywhere in the ball around x1:
 w(z) = max_{i != y0} z_i - z_{y0} (targeted margin against y0), c = 0; a tie counts as y0.
 The radius per x0 is the minimum over the k references of the targeted radius around x1
-(computed by `saferisk.radius`, which also reports the reference id and ||x1 - x0||).
+(`Invariance.centers` names the references, `saferisk.radius` measures around each and also
+reports the reference id and ||x1 - x0||).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from saferisk.errors import ConfigError
+from saferisk.errors import ConfigError, DataError
 from saferisk.properties.base import BoundProperty, MinMaxSpec, Property, SpecBoundProperty, register_property
 
 
@@ -47,3 +49,18 @@ class Invariance(Property):
         if not 0 <= int(label) < m:
             raise ConfigError(f"label {label} out of range for {m} outputs")
         return targeted_away(int(label), m)
+
+    def reference_count(self) -> int:
+        return int(self.k)
+
+    def centers(self, x0, label: int | None, references, input_id: str = "0") -> list[tuple[str | None, Any]]:
+        """The reference inputs (id, x1): the radius is measured around each of them."""
+        if label is None:
+            raise DataError("invariance needs labelled inputs (give labels)")
+        if not references:
+            raise DataError(f"invariance: input {input_id} has no reference input with a different label")
+        return [(str(ref_id), x1) for ref_id, x1 in references]
+
+    def bind_center(self, z: torch.Tensor, label: int | None, reference_id: str | None) -> BoundProperty:
+        """'The output is not y0' (x0's label) at a reference whose outputs are z."""
+        return targeted_away(int(label), int(z.numel()))

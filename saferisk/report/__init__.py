@@ -7,7 +7,9 @@
 
 table       the tidy audit table (saferisk.audit.aggregate / read_table); the model report
             uses the rows of manifest["name"] and attaches them as CSV.
-summary     saferisk.audit.summarize(table, criteria, models=[...]).
+summary     an AuditSummary: saferisk.audit.summarize(table, criteria, models=[...]), or the
+            same read back from its JSON (results/tables/<m>.summary.json, summary.json) with
+            AuditSummary.from_dict; both give byte-identical reports.
 manifest    the model's results/models/<m>/manifest.json as a dict (name, sha256 of source and
             artifact, input_shape, domain, output_kind, class_names, decision, accuracy, versions);
             manifests: {model name: manifest}.

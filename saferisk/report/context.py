@@ -9,8 +9,8 @@ from collections import Counter
 import pandas as pd
 
 from saferisk import __version__
-from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats, input_states
-from saferisk.audit.table import MISSING_PREFIX
+from saferisk.audit.states import input_states
+from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from saferisk.report.plots import comparison_figure, property_figure
 from saferisk.report.render import fmt_number, fmt_percent, fmt_seconds
@@ -84,9 +84,9 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
     return {"name": RADIUS_NAMES[kind], "kind": kind, "available": stats.n_values > 0, "note": note, **values}
 
 
-def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary, manifest: dict,
-                  witnesses_root, with_figure: bool = True) -> dict:
-    inputs = rows.loc[~rows["status"].str.startswith(MISSING_PREFIX)]
+def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSummary, manifest: dict,
+                  witnesses_root) -> dict:
+    """One property section of the model report: `inputs` are the group's rows of the table."""
     verdicts = [verdict_dict(v) for v in summary.criterion_verdicts
                 if v.model == group.model and v.criterion is not None
                 and v.criterion.property == group.property and v.criterion.norm == group.norm]
@@ -107,13 +107,13 @@ def group_section(group: GroupSummary, rows: pd.DataFrame, summary: AuditSummary
         "n_failed": group.n_failed, "n_risks_found": group.n_risks_found,
         "n_estimate_exceeds_upper": group.n_estimate_exceeds_upper,
         "n_estimate_below_lower": int((inputs["radius_estimate"] < inputs["radius_lower"] * (1 - 1e-9)).sum()),
-        "note": group.availability_note() or "", "missing_shards": group.missing_shards,
+        "note": group.availability_note() or "",
         "stats": [_stats_row(k, getattr(group, k), group, inputs) for k in RADIUS_NAMES],
         "curve": curve, "verdicts": verdicts,
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
         "n_budget_exhausted": int(sum(_extra(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
-        "figure": (property_figure(inputs, group) or "") if with_figure else "",
-        "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)] if with_figure else [],
+        "figure": property_figure(inputs, group) or "",
+        "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)],
         "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
                               inputs.loc[inputs["status"] == "violated_at_input"].head(MAX_FAILURE_ROWS).itertuples()],
         "failures": [{"input_set": r.input_set, "input_id": r.input_id, "status": r.status}
@@ -156,17 +156,16 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
     """Provenance as sorted (key, value) rows, plus facts read from the table itself."""
     rows: list = []
     _flatten("", {k: v for k, v in provenance.items() if k != "audit_date"}, rows)
-    inputs = table.loc[~table["status"].str.startswith(MISSING_PREFIX)]
 
     def distinct(column):
-        return ", ".join(sorted({str(v) for v in inputs[column] if str(v) != ""})) or "—"
+        return ", ".join(sorted({str(v) for v in table[column] if str(v) != ""})) or "—"
 
     rows += [("table: saferisk versions", distinct("saferisk_version")), ("table: devices", distinct("device")),
              ("table: forward evaluators", distinct("evaluator")),
              ("table: seeds", distinct("seed")), ("table: search modes", distinct("search_mode")),
-             ("table: radius search time (sum)", fmt_seconds(float(inputs["seconds"].sum()))),
-             ("table: certification time (sum)", fmt_seconds(float(inputs["certify_seconds"].sum()))),
-             ("table: forward evaluations (sum)", f"{int(inputs['evaluations'].sum()):,}")]
+             ("table: radius search time (sum)", fmt_seconds(float(table["seconds"].sum()))),
+             ("table: certification time (sum)", fmt_seconds(float(table["certify_seconds"].sum()))),
+             ("table: forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}")]
     return [{"key": k, "value": v} for k, v in rows]
 
 
@@ -306,7 +305,7 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
         rows = []
         for g in groups:
             group_rows = table.loc[(table["model"] == g.model) & (table["property"] == g.property)
-                                   & (table["norm"] == g.norm) & ~table["status"].str.startswith(MISSING_PREFIX)]
+                                   & (table["norm"] == g.norm)]
             n = len(group_rows)
             states = input_states(group_rows, at_radius) if n and at_radius is not None else None
             rows.append({"model": g.model, "n_inputs": g.n_inputs, "n_failed": g.n_failed,

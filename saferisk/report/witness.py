@@ -1,10 +1,11 @@
 """Worst-case inputs: the witness next to the original.
 
 witness_ref = "<path of an .npz relative to witnesses_root>#<key>"; the npz holds flat float64
-rows "<key>/x0" and "<key>/witness". For invariance "<key>/x0" is the differently labelled
-reference input the witness lies near (extra.reference_id names it). Inputs whose manifest `input_shape` is an image (C, H, W)
-with C in {1, 3}, or (H, W), are shown as PNG images (original, witness, difference);
-others as a table of the features that changed most.
+rows "<key>/x0" and "<key>/witness" (the format, saving and loading: `saferisk.witness_file`).
+For invariance "<key>/x0" is the differently labelled reference input the witness lies near
+(extra.reference_id names it). Inputs whose manifest `input_shape` is an image (C, H, W) with
+C in {1, 3}, or (H, W), are shown as PNG images (original, witness, difference); others as a
+table of the features that changed most.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import base64
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from saferisk.witness_file import load_witness
 
 MAX_FEATURE_ROWS = 10
 IMAGE_DISPLAY_PX = 112
@@ -86,21 +88,6 @@ def domain_width(manifest: dict, n: int) -> np.ndarray | None:
         return None
     width = upper - lower
     return width if np.all(width > 0) else None
-
-
-def load_witness(witnesses_root: str | Path | None, witness_ref: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x0, witness) flat arrays; raises FileNotFoundError / KeyError with the reference."""
-    if "#" not in witness_ref:
-        raise KeyError(f"witness reference {witness_ref!r} lacks '#<key>'")
-    rel, key = witness_ref.rsplit("#", 1)
-    path = Path(witnesses_root or ".") / rel
-    if not path.exists():
-        raise FileNotFoundError(f"witness file {path} not found")
-    with np.load(path, allow_pickle=False) as data:
-        for name in (f"{key}/x0", f"{key}/witness"):
-            if name not in data:
-                raise KeyError(f"{path} has no array {name!r}")
-        return np.asarray(data[f"{key}/x0"], dtype=float).ravel(), np.asarray(data[f"{key}/witness"], dtype=float).ravel()
 
 
 def _png_uri(rgb: np.ndarray) -> str:

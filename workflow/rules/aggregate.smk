@@ -2,9 +2,9 @@ rule aggregate_model:
     input:
         get_model_radius_tables,
     output:
-        table="results/tables/{model}.parquet",
-        csv="results/tables/{model}.csv",
-        summary="results/tables/{model}.summary.json",
+        table=layout.model_table("{model}"),
+        csv=layout.model_table("{model}", "csv"),
+        summary=layout.model_table("{model}", "summary.json"),
     log:
         "logs/aggregate_model/{model}.log",
     localrule: True
@@ -20,9 +20,9 @@ rule combine_tables:
     input:
         get_model_tables,
     output:
-        table="results/tables/audit.parquet",
-        csv="results/tables/audit.csv",
-        summary="results/tables/summary.json",
+        table=layout.audit_table(),
+        csv=layout.audit_table("csv"),
+        summary=layout.audit_summary(),
     log:
         "logs/combine_tables/audit.log",
     localrule: True

@@ -8,7 +8,9 @@ from snakemake.utils import min_version, validate
 
 import saferisk.config
 import saferisk.config.runtime
-import saferisk.pipeline
+import saferisk.steps.export
+import saferisk.steps.provenance
+from saferisk import layout
 
 min_version("9.0")
 
@@ -22,7 +24,7 @@ if workflow.overwrite_configfiles:
 # cross-key checks JSON Schema cannot express: names, shapes, labels), before any job runs.
 PLAN = saferisk.config.build_plan(config, base=Path.cwd())
 validate(config, schema=str(saferisk.config.schema_path()))
-ALGORITHM_HASH = saferisk.pipeline.algorithm_hash()
+ALGORITHM_HASH = saferisk.steps.provenance.algorithm_hash()
 REPORTS_DIR = Path(os.path.relpath(Path(workflow.basedir) / "reports"))
 CONDA_ENV = "../../environment.yml"
 
@@ -37,9 +39,9 @@ wildcard_constraints:
 
 def get_final_output():
     """Every report, the tidy tables and the input-set manifests."""
-    out = [f"results/reports/{m}.pdf" for m in PLAN.models]
-    out += ["results/reports/summary.pdf", "results/tables/audit.csv"]
-    out += [f"results/inputs/{d}/manifest.json" for d in PLAN.input_sets]
+    out = [layout.model_report(m) for m in PLAN.models]
+    out += [layout.summary_report(), layout.audit_table("csv")]
+    out += [layout.input_manifest(d) for d in PLAN.input_sets]
     return out
 
 
@@ -57,7 +59,7 @@ def get_model_spec(wildcards):
 
 
 def get_model_export_spec(wildcards):
-    return saferisk.pipeline.export_spec(PLAN.config["models"][wildcards.model])
+    return saferisk.steps.export.export_spec(PLAN.config["models"][wildcards.model])
 
 
 def get_input_source(wildcards):
@@ -85,9 +87,9 @@ def get_radius_inputs(wildcards):
     """The model artifact, its manifest (small, checksummed) and the shard; invariance jobs
     also read every shard of the set (the differently-labelled references)."""
     files = {
-        "model": ancient(f"results/models/{wildcards.model}/model.onnx"),
-        "manifest": f"results/models/{wildcards.model}/manifest.json",
-        "shard": f"results/inputs/{wildcards.inputs}/shard-{wildcards.shard}.npz",
+        "model": ancient(layout.model_artifact(wildcards.model)),
+        "manifest": layout.model_manifest(wildcards.model),
+        "shard": layout.input_shard(wildcards.inputs, wildcards.shard),
     }
     if PLAN.properties[wildcards.property]["kind"] == "invariance":
         files["references"] = PLAN.input_sets[wildcards.inputs].shards()
@@ -97,6 +99,12 @@ def get_radius_inputs(wildcards):
 def get_radius_model_spec(wildcards):
     spec = PLAN.config["models"][wildcards.model]
     return {k: spec[k] for k in ("decision", "domain", "output_kind")}
+
+
+def get_witness_ref(wildcards):
+    return layout.witness_file_ref(
+        wildcards.inputs, wildcards.property, wildcards.norm, wildcards.shard
+    )
 
 
 def get_property_spec(wildcards):
@@ -119,22 +127,18 @@ def get_model_radius_tables(wildcards):
 
 
 def get_model_witnesses(wildcards):
-    return [
-        job.output.replace(".parquet", ".witnesses.npz")
-        for job in PLAN.radius_jobs()
-        if job.model == wildcards.model
-    ]
+    return [job.witnesses for job in PLAN.radius_jobs() if job.model == wildcards.model]
 
 
 def get_model_manifests(wildcards):
-    return [f"results/models/{m}/manifest.json" for m in PLAN.models]
+    return [layout.model_manifest(m) for m in PLAN.models]
 
 
 def get_model_input_manifests(wildcards):
     """The manifests (row count, shard hashes) of the input sets a report covers."""
     model = getattr(wildcards, "model", None)
     names = PLAN.models[model].input_sets if model else PLAN.input_sets
-    return [f"results/inputs/{d}/manifest.json" for d in sorted(names)]
+    return [layout.input_manifest(d) for d in sorted(names)]
 
 
 def get_config_sha256(wildcards):
@@ -142,7 +146,7 @@ def get_config_sha256(wildcards):
 
 
 def get_model_tables(wildcards):
-    return [f"results/tables/{m}.parquet" for m in PLAN.models]
+    return [layout.model_table(m) for m in PLAN.models]
 
 
 def get_report_assets(wildcards):
@@ -151,9 +155,9 @@ def get_report_assets(wildcards):
 
 
 def write_run_metadata():
-    """results/run-metadata.json: start time, host, targets; no rule reads it."""
-    saferisk.pipeline.write_run_metadata(
-        "results/run-metadata.json",
+    """The run metadata file (layout.run_metadata): start time, host, targets; no rule reads it."""
+    saferisk.steps.provenance.write_run_metadata(
+        layout.run_metadata(),
         {"plan": PLAN.summary(), "workdir": os.getcwd()},
     )
 

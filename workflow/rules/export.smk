@@ -2,8 +2,8 @@ rule export_model:
     input:
         source=get_model_source,
     output:
-        model="results/models/{model}/model.onnx",
-        manifest="results/models/{model}/manifest.json",
+        model=layout.model_artifact("{model}"),
+        manifest=layout.model_manifest("{model}"),
     log:
         "logs/export_model/{model}.log",
     localrule: True

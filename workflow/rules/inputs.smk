@@ -2,7 +2,7 @@ rule prepare_input_shard:
     input:
         source=get_input_source,
     output:
-        "results/inputs/{inputs}/shard-{shard}.npz",
+        layout.input_shard("{inputs}", "{shard}"),
     log:
         "logs/prepare_input_shard/{inputs}/shard-{shard}.log",
     localrule: True
@@ -21,7 +21,7 @@ rule describe_input_set:
     input:
         get_input_shards,
     output:
-        "results/inputs/{inputs}/manifest.json",
+        layout.input_manifest("{inputs}"),
     log:
         "logs/describe_input_set/{inputs}.log",
     localrule: True

@@ -2,12 +2,18 @@ rule compute_radius_shard:
     input:
         unpack(get_radius_inputs),
     output:
-        table="results/radii/{model}/{inputs}/{property}-{norm}/shard-{shard}.parquet",
-        witnesses="results/radii/{model}/{inputs}/{property}-{norm}/shard-{shard}.witnesses.npz",
+        table=layout.radius_table(
+            "{model}", "{inputs}", "{property}", "{norm}", "{shard}"
+        ),
+        witnesses=layout.radius_witnesses(
+            "{model}", "{inputs}", "{property}", "{norm}", "{shard}"
+        ),
     log:
         "logs/compute_radius_shard/{model}/{inputs}/{property}-{norm}/shard-{shard}.log",
     benchmark:
-        "results/benchmarks/compute_radius_shard/{model}/{inputs}/{property}-{norm}/shard-{shard}.tsv"
+        layout.benchmark(
+            "compute_radius_shard", "{model}/{inputs}/{property}-{norm}/shard-{shard}"
+        )
     conda:
         CONDA_ENV
     threads: 1
@@ -21,5 +27,6 @@ rule compute_radius_shard:
         seed=PLAN.config["seeds"]["search"],
         device=PLAN.config["device"],
         algorithm_hash=ALGORITHM_HASH,
+        witness_ref=get_witness_ref,
     script:
         "../scripts/compute_radius_shard.py"

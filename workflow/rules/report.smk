@@ -1,24 +1,23 @@
 rule report_model:
     input:
-        table="results/tables/{model}.parquet",
-        summary="results/tables/{model}.summary.json",
-        manifest="results/models/{model}/manifest.json",
+        table=layout.model_table("{model}"),
+        summary=layout.model_table("{model}", "summary.json"),
+        manifest=layout.model_manifest("{model}"),
         input_manifests=get_model_input_manifests,
         witnesses=get_model_witnesses,
         assets=get_report_assets,
     output:
-        "results/reports/{model}.pdf",
+        layout.model_report("{model}"),
     log:
         "logs/report_model/{model}.log",
     benchmark:
-        "results/benchmarks/report_model/{model}.tsv"
+        layout.benchmark("report_model", "{model}")
     localrule: True
     conda:
         CONDA_ENV
     params:
         report=PLAN.config["report"],
         model_spec=get_model_spec,
-        criteria=PLAN.config["criteria"],
         config_sha256=get_config_sha256,
         templates=str(REPORTS_DIR),
     script:
@@ -27,13 +26,13 @@ rule report_model:
 
 rule report_summary:
     input:
-        table="results/tables/audit.parquet",
-        summary="results/tables/summary.json",
+        table=layout.audit_table(),
+        summary=layout.audit_summary(),
         manifests=get_model_manifests,
         input_manifests=get_model_input_manifests,
         assets=get_report_assets,
     output:
-        "results/reports/summary.pdf",
+        layout.summary_report(),
     log:
         "logs/report_summary/summary.log",
     localrule: True
@@ -41,7 +40,6 @@ rule report_summary:
         CONDA_ENV
     params:
         report=PLAN.config["report"],
-        criteria=PLAN.config["criteria"],
         config_sha256=get_config_sha256,
         templates=str(REPORTS_DIR),
         models=list(PLAN.models),

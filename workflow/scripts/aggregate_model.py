@@ -1,7 +1,8 @@
-"""Rule aggregate_model: one model's tidy table and summary (saferisk.pipeline.aggregate_model)."""
+"""Rule aggregate_model: one model's tidy table and summary (saferisk.steps.tables.aggregate_model)."""
 from pathlib import Path
 
-from saferisk.pipeline import aggregate_model, run_step
+from saferisk.steps.tables import aggregate_model
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],

@@ -1,7 +1,8 @@
 """Rule combine_tables: results/tables/audit.{parquet,csv} + summary.json."""
 from pathlib import Path
 
-from saferisk.pipeline import combine_tables, run_step
+from saferisk.steps.tables import combine_tables
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],

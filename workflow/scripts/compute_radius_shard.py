@@ -1,5 +1,6 @@
-"""Rule compute_radius_shard: radius brackets of one shard (saferisk.pipeline.radius_shard)."""
-from saferisk.pipeline import radius_shard, run_step
+"""Rule compute_radius_shard: radius brackets of one shard (saferisk.steps.radius.radius_shard)."""
+from saferisk.steps.radius import radius_shard
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],
@@ -19,4 +20,5 @@ run_step(
     device=snakemake.params.device,
     out_path=snakemake.output.table,
     witness_path=snakemake.output.witnesses,
+    witness_ref=snakemake.params.witness_ref,
 )

@@ -1,5 +1,6 @@
 """Rule describe_input_set: manifest.json of a prepared input set."""
-from saferisk.pipeline import describe_input_set, run_step
+from saferisk.steps.inputs import describe_input_set
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],

@@ -1,7 +1,8 @@
-"""Rule export_model: canonical model.onnx + manifest.json (saferisk.pipeline.export_model_step)."""
+"""Rule export_model: canonical model.onnx + manifest.json (saferisk.steps.export.export_model_step)."""
 from pathlib import Path
 
-from saferisk.pipeline import export_model_step, run_step
+from saferisk.steps.export import export_model_step
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],

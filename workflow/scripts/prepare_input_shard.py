@@ -1,5 +1,6 @@
-"""Rule prepare_input_shard: one shard .npz of an input set (saferisk.pipeline.prepare_input_shard)."""
-from saferisk.pipeline import prepare_input_shard, run_step
+"""Rule prepare_input_shard: one shard .npz of an input set (saferisk.steps.inputs.prepare_input_shard)."""
+from saferisk.steps.inputs import prepare_input_shard
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],

@@ -1,5 +1,6 @@
-"""Rule report_model: results/reports/<model>.pdf (saferisk.pipeline.report_model_step)."""
-from saferisk.pipeline import report_model_step, run_step
+"""Rule report_model: results/reports/<model>.pdf (saferisk.steps.reports.report_model_step)."""
+from saferisk.steps.reports import report_model_step
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],
@@ -10,7 +11,6 @@ run_step(
     manifest_path=snakemake.input.manifest,
     model_spec=snakemake.params.model_spec,
     report_options=snakemake.params.report,
-    criteria=snakemake.params.criteria,
     templates_dir=snakemake.params.templates,
     out_path=snakemake.output[0],
     input_manifest_paths=list(snakemake.input.input_manifests),

@@ -1,5 +1,6 @@
-"""Rule report_summary: results/reports/summary.pdf (saferisk.pipeline.report_summary_step)."""
-from saferisk.pipeline import report_summary_step, run_step
+"""Rule report_summary: results/reports/summary.pdf (saferisk.steps.reports.report_summary_step)."""
+from saferisk.steps.reports import report_summary_step
+from saferisk.steps.runner import run_step
 
 run_step(
     snakemake.log[0],
@@ -8,7 +9,6 @@ run_step(
     summary_path=snakemake.input.summary,
     manifest_paths=dict(zip(snakemake.params.models, snakemake.input.manifests)),
     report_options=snakemake.params.report,
-    criteria=snakemake.params.criteria,
     templates_dir=snakemake.params.templates,
     out_path=snakemake.output[0],
     input_manifest_paths=list(snakemake.input.input_manifests),

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
+from saferisk.models.load import load_model
+
 
 @dataclass(frozen=True)
 class ModelSupport:
@@ -26,9 +29,6 @@ class ModelSupport:
 def model_support(path: str | Path, *, format: str | None = None, factory: str | None = None,
                   factory_kwargs: dict | None = None, input_shape=None) -> ModelSupport:
     """Load the model (ModelError when nothing can run it) and try to prepare its bound engine."""
-    from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
-    from saferisk.models.load import load_model
-
     model = load_model(path, format=format, factory=factory, factory_kwargs=factory_kwargs, input_shape=input_shape)
     if model.graph is None:
         return ModelSupport("onnxruntime", model.graph_error)

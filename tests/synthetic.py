@@ -1,10 +1,12 @@
-"""Fabricated but realistic radius results, for report tests, benchmarks and docs only.
+"""Test fixture: fabricated but realistic radius results, for report tests and benchmarks.
+
+    from tests.synthetic import fabricate_results   # from the repository root (python -m ...)
 
 Each input gets a hidden true radius r*; the record holds what the engine would report:
 radius_lower = r* x U(0.3, 0.95) (sometimes not certified), radius_estimate = r* x U(0.8, 1.5)
 (so often above r*, as in the paper), radius_upper = r* x U(1, 1.3) when within max_radius
 (with a witness x at that L-inf distance saved to an npz), a few inputs violated at x0.
-Never used by the pipeline.
+Not part of the library: never used by the pipeline.
 """
 
 from __future__ import annotations

@@ -1,0 +1,44 @@
+"""Export step: a configured model -> canonical model.onnx + manifest.json (byte-identical on
+re-export). The CLI's `saferisk export` builds the same source mapping from its flags."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("saferisk.steps")
+
+EXPORT_KEYS = ("format", "factory", "input_shape", "output_kind", "decision", "class_names", "domain")
+
+
+def export_spec(model_spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model's config entry its export depends on (the export rule's params: a
+    change to `properties` or `input_sets` does not re-export the model)."""
+    return {key: model_spec.get(key) for key in EXPORT_KEYS}
+
+
+def export_source(source_path: str, model_spec: dict[str, Any]) -> dict[str, Any]:
+    """The source mapping saferisk.models.export takes, from a config entry."""
+    return {"path": str(source_path), **{key: value for key, value in export_spec(model_spec).items()
+                                         if value is not None and not (key == "format" and value == "auto")}}
+
+
+def export_step(source: dict[str, Any], out_dir: str, check_inputs=None, labels=None,
+                tolerance: float | None = None) -> dict[str, Any]:
+    """Export `source` to out_dir/{model.onnx, manifest.json}; with check inputs, the source's
+    and the artifact's outputs are compared (and accuracy reported with labels)."""
+    from saferisk.models.export import export_model
+
+    kwargs: dict[str, Any] = {}
+    if check_inputs is not None:
+        kwargs.update(check_inputs=check_inputs, labels=labels)
+    if tolerance is not None:
+        kwargs["tolerance"] = tolerance
+    return export_model(source, out_dir, **kwargs)
+
+
+def export_model_step(model_name: str, model_spec: dict[str, Any], source_path: str, out_dir: str) -> dict[str, Any]:
+    """The workflow's export of one configured model."""
+    manifest = export_step(export_source(source_path, model_spec), out_dir)
+    log.info("exported %s (%s) -> %s/model.onnx", model_name, manifest.get("format"), out_dir)
+    return manifest

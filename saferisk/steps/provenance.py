@@ -1,0 +1,88 @@
+"""What the reports state about how the results were made: audit date, versions, the
+algorithm hash, the input sets' digests; and the run metadata file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from saferisk.io import atomic_write_json
+from saferisk.steps.inputs import input_set_digest
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+#: Source files whose change must rerun the radius jobs (the algorithm, not the plumbing).
+ALGORITHM_SOURCES = ("search", "bounds", "properties", "radius.py", "norms.py", "models/graph.py")
+
+
+@lru_cache(maxsize=1)
+def algorithm_hash() -> str:
+    """sha256 (16 hex) over the sorted source files of saferisk's search, bounds, properties,
+    radius engine, norms and graph executor: a radius-job param, so an algorithm change
+    reruns the radius jobs and a change elsewhere (reports, CLI) does not."""
+    h = hashlib.sha256()
+    for entry in ALGORITHM_SOURCES:
+        path = PACKAGE_DIR / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            if f.exists():
+                h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+                h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def audit_date(configured: str | None, table_path: str | Path) -> str:
+    """The configured audit date, else the UTC date the results table was written (never
+    now(): re-rendering unchanged results gives the same bytes)."""
+    if configured:
+        return str(configured)
+    mtime = Path(table_path).stat().st_mtime
+    return dt.datetime.fromtimestamp(int(mtime), dt.timezone.utc).date().isoformat()
+
+
+def versions() -> dict[str, str]:
+    """saferisk's version and those of the libraries that shape the results."""
+    from importlib import metadata
+
+    from saferisk import __version__
+
+    out = {"saferisk": __version__}
+    for dist in ("torch", "snakemake", "onnx", "weasyprint"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def input_sets_provenance(manifest_paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """{input set: {rows, features, sha256}} from the input sets' manifest.json files."""
+    out = {}
+    for path in manifest_paths:
+        manifest = json.loads(Path(path).read_text())
+        out[str(manifest.get("input_set", Path(path).parent.name))] = {
+            "rows": manifest.get("rows"), "features": manifest.get("features"), "sha256": input_set_digest(manifest)}
+    return out
+
+
+def report_provenance(report_options: dict, table_path: str, extra: dict) -> dict:
+    """The provenance block of a report."""
+    return {"audit_date": audit_date(report_options.get("audit_date"), table_path), "versions": versions(),
+            "algorithm_hash": algorithm_hash(), "title": report_options.get("title"),
+            "organisation": report_options.get("organisation"), **extra}
+
+
+def write_run_metadata(path: str, info: dict[str, Any]) -> None:
+    """Run metadata (start time, host, versions): a file no rule takes as input."""
+    import os
+
+    from saferisk import __version__
+
+    meta = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": platform.node(), "user": os.environ.get("USER", ""), "python": platform.python_version(),
+            "saferisk_version": __version__, "algorithm_hash": algorithm_hash(), **info}
+    atomic_write_json(path, meta)
