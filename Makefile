@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3-venv make git libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
 
-.PHONY: audit test install system-deps clean-results lint bench readme-pages
+.PHONY: audit test test-fast install system-deps clean-results lint bench readme-pages
 
 audit: install
 	$(BIN)/snakemake
@@ -16,6 +16,10 @@ audit: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# While developing: every test but the end-to-end ones (tests/workflow/, @pytest.mark.slow).
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 install: system-deps $(VENV)/.installed
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow_support import (
+from workflow_support import (
     ROOT,
     perturb_weights,
     planned_jobs,

@@ -3,6 +3,7 @@ traceback, nonzero exit, nothing half-written."""
 
 from __future__ import annotations
 
+from tests.paths import DEMO
 import json
 import subprocess
 import sys
@@ -15,7 +16,6 @@ import torch
 from saferisk.cli import main
 from saferisk.result import RESULT_FIELDS
 
-DEMO = Path(__file__).resolve().parents[1] / "saferisk" / "demo"
 MLP = str(DEMO / "digits_mlp.onnx")
 CNN = str(DEMO / "digits_cnn.onnx")
 REGRESSION = str(DEMO / "regression_net.onnx")

@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow_support import setup_workdir, snakemake, tiny_config
+from workflow_support import setup_workdir, snakemake, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

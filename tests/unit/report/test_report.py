@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO
 import datetime as dt
 import json
 import os
@@ -24,7 +25,6 @@ from saferisk.report import DEFAULT_TEMPLATES_DIR, ReportError, render_model_rep
 from saferisk.result import RadiusResult, failed_status
 from tests.synthetic import fabricate_results
 
-REPO = Path(__file__).resolve().parents[1]
 AUDIT_DATE = "2026-11-20T10:00:00Z"
 CNN_SHA = "3f" * 32
 TAB_SHA = "a1" * 32

@@ -17,7 +17,7 @@ import pytest
 
 from saferisk.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # (also run as a script: --sync-performance)
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PERFORMANCE_FILE = ROOT / "benchmarks" / "results" / "README_performance.md"
 
@@ -200,7 +200,7 @@ def test_readme_performance_block_holds_only_measured_numbers():
     if PERFORMANCE_FILE.is_file():
         assert block == measured_performance(), (
             "README performance block differs from benchmarks/results/README_performance.md: "
-            "paste it again with `.venv/bin/python tests/test_docs.py --sync-performance`")
+            "paste it again with `.venv/bin/python tests/project/test_docs.py --sync-performance`")
     else:
         assert "make bench" in block
         assert not re.search(r"\d", block.replace("make bench", "")), "numbers without a benchmark behind them"
@@ -210,5 +210,5 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] != ["--sync-performance"]:
-        sys.exit("usage: python tests/test_docs.py --sync-performance")
+        sys.exit("usage: python tests/project/test_docs.py --sync-performance")
     print("README.md performance block " + ("updated" if sync_performance_block() else "already up to date"))

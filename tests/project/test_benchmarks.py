@@ -4,6 +4,7 @@ judged by the full runs (benchmarks/results/), never here."""
 
 from __future__ import annotations
 
+from tests.paths import REPO
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.mark.slow

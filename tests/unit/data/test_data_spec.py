@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from saferisk.data.spec import InputSetSpec, SelectionError, describe, load
 from saferisk.data.shards import fingerprint
 from saferisk.errors import DataError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SEEDS = {"selection": 3, "samples": 5}
 
 

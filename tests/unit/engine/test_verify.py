@@ -3,6 +3,7 @@ bounds, never sat on a property the VNN-COMP verifiers proved."""
 
 from __future__ import annotations
 
+from tests.paths import SHARED
 import json
 import subprocess
 import sys
@@ -17,7 +18,6 @@ from saferisk.models import load_model as _load_model
 from saferisk.verify import verify_spec
 from saferisk.data.vnnlib import load_vnnlib
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VNNCOMP = SHARED / "vnncomp"
 ACAS = {"1_1": "ACASXU_run2a_1_1_batch_2000.onnx", "2_1": "ACASXU_run2a_2_1_batch_2000.onnx"}
 # Known outcomes (../shared/vnncomp/README.md): True = verified, False = counterexample.

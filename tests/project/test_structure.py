@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO
 import ast
 import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "saferisk"
+PACKAGE = REPO / "saferisk"
 
 #: Layers, lowest first (docs/developer-guide.md, "Layers"): a module imports its own layer or lower.
 LAYERS = [
@@ -172,7 +173,7 @@ def test_no_results_path_written_outside_the_layout():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 if re.search(r"(^|[^\w])results/(models|inputs|radii|tables|reports)", node.value) and "help" not in node.value:
                     offenders.append(f"{path.relative_to(PACKAGE)}: {node.value[:60]!r}")
-    workflow = Path(__file__).resolve().parents[1] / "workflow"
+    workflow = REPO / "workflow"
     for path in sorted(workflow.rglob("*.smk")) + sorted(workflow.rglob("*.py")):
         for line in path.read_text().splitlines():
             if re.search(r"[\"']results/", line):

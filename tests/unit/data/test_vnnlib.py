@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import SHARED
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ from saferisk.data.vnnlib import load_vnnlib, parse_vnnlib
 from saferisk.errors import DataError
 from saferisk.properties import LinearOutput, Robustness, vnnlib_property, vnnlib_unsafe
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VNNCOMP = SHARED / "vnncomp"
 MNIST_LABELS = {0: 8, 1: 1, 2: 0, 3: 7, 4: 2}  # from the files' "label: j" comments
 

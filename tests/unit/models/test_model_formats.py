@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import DEMO
 import importlib
 import pickle
 import sys
@@ -15,7 +16,6 @@ from saferisk.errors import ConfigError, ModelError
 from saferisk.models import load_model
 from saferisk.models.load import infer_format, resolve_device
 
-DEMO = Path(__file__).resolve().parents[1] / "saferisk" / "demo"
 
 NETS_SOURCE = textwrap.dedent('''
     import torch

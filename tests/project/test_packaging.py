@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def _pins(requirements: list[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_workflow_support import SNAKEMAKE, perturb_weights, setup_workdir, snakemake, tiny_config
+from workflow_support import SNAKEMAKE, perturb_weights, setup_workdir, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 

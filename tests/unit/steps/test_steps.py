@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO, DEMO
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from saferisk import layout
 from saferisk.errors import DataError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 DEMO = ROOT / "saferisk" / "demo"
 SEEDS = {"selection": 0, "samples": 0, "search": 0}
 QUICK_PROPERTY = {"kind": "robustness", "params": {}, "max_radius": 0.2, "scale": "input",

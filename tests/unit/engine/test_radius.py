@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import DEMO
 import math
 from pathlib import Path
 
@@ -340,8 +341,8 @@ def test_a_certification_cut_short_by_its_budget_is_flagged_in_the_record():
     from saferisk.radius import compute_radius
     from saferisk.search import SearchConfig
 
-    model = load_model(Path(__file__).resolve().parents[1] / "saferisk" / "demo" / "digits_cnn.onnx")
-    x0 = np.load(Path(__file__).resolve().parents[1] / "saferisk" / "demo" / "digits_test.npz")["X"][0]
+    model = load_model(DEMO / "digits_cnn.onnx")
+    x0 = np.load(DEMO / "digits_test.npz")["X"][0]
     domain, search = Domain.scalar(0.0, 1.0, 64), SearchConfig(budget=500)
     cut = compute_radius(model, x0, Robustness(), "inf", 0.3, domain, search=search,
                          certify=CertifyConfig(method="crown", time_budget_s=1e-6))

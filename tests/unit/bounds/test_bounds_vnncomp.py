@@ -8,6 +8,7 @@ verify_box never answers 'verified' on 2_1 prop 2 (known counterexample).
 
 from __future__ import annotations
 
+from tests.paths import SHARED
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,6 @@ from saferisk.bounds import CertifyConfig, bound_outputs, certify_radius, verify
 from saferisk.data.domain import Domain
 from saferisk.properties import vnnlib_property, vnnlib_unsafe
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VNNCOMP = SHARED / "vnncomp"
 COUNTEREXAMPLE_AT_005 = {0, 1, 3}
 ACAS_VERIFIED = {("1_1", 1), ("1_1", 2), ("1_1", 3), ("1_1", 4), ("2_1", 1), ("2_1", 3), ("2_1", 4)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import SHARED
 import importlib
 import json
 import sys
@@ -21,7 +22,6 @@ from saferisk.models.export import export_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit / legacy ONNX export
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 NETS_SOURCE = textwrap.dedent('''
     import torch

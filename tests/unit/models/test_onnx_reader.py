@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import SHARED
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from saferisk.models.onnx_reader import read_onnx
 
 ort = pytest.importorskip("onnxruntime")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_FILES = ("Snakefile", "workflow", "reports", "profiles", "environment.yml")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import REPO
 import copy
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from saferisk.config import build_plan, load_config_file, schema_keys
 from saferisk.config.schema import check_schema
 from saferisk.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 DEFAULT = ROOT / "config" / "config.yaml"
 
 

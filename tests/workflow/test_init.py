@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.paths import SHARED
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +11,8 @@ import yaml
 
 from saferisk.cli import main
 from saferisk.config import load_plan
-from test_workflow_support import ROOT, copy_workflow, snakemake
+from workflow_support import ROOT, copy_workflow, snakemake
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ACAS = SHARED / "vnncomp" / "acasxu"
 TINY = ["--max-inputs", "2", "--samples", "1", "--budget", "200", "--certify-seconds", "0.05"]
 
