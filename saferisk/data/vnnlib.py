@@ -60,10 +60,6 @@ class VnnlibSpec:
     source: str = ""
     decision: str | None = None  # 'argmax' / 'argmin' for a robustness assertion
 
-    @property
-    def box_center(self) -> np.ndarray:
-        return (self.lower + self.upper) / 2.0
-
     def unsafe_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(C_j (R_j, m), d_j (R_j,))] of the unsafe disjuncts."""
         return [(np.asarray(t["C"], dtype=np.float64), np.asarray(t["d"], dtype=np.float64))

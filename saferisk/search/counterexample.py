@@ -41,7 +41,6 @@ class WatchedModel:
         self._d = [torch.as_tensor(d) for _, d in spec.unsafe_rows()]
         self.candidate: torch.Tensor | None = None
         self.evaluations = 0
-        self.timed_out = False
 
     def __getattr__(self, name):
         return getattr(self._model, name)
@@ -57,7 +56,6 @@ class WatchedModel:
             self.candidate = x.detach()[int(unsafe.nonzero()[0])].to("cpu", torch.float64).clone()
             raise _Stop
         if time.perf_counter() > self._deadline:
-            self.timed_out = True
             raise _Stop
 
     def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
