@@ -15,24 +15,46 @@ from saferisk.io import atomic_write_json
 from saferisk.steps.inputs import input_set_digest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-#: Source files whose change must rerun the radius jobs (the algorithm, not the plumbing).
+#: Source files whose change must rerun the radius jobs (the algorithm, not the plumbing); its
+#: digest is the algorithm hash the reports state.
 ALGORITHM_SOURCES = ("search", "bounds", "properties", "radius.py", "norms.py", "models/graph.py")
+#: The code behind each workflow stage (package-relative files or folders): a stage's digest is a
+#: parameter of its rules, so editing it reruns that stage and what depends on it, nothing else.
+STAGE_SOURCES = {
+    "export": ("models", "steps/export.py"),
+    "inputs": ("data", "steps/inputs.py"),
+    "radius": (*ALGORITHM_SOURCES, "models", "data/domain.py", "data/inputs.py", "config/runtime.py",
+               "witness_file.py", "result.py", "steps/radius.py", "audit/table.py"),
+    "tables": ("audit", "config/criteria.py", "steps/tables.py"),
+    "reports": ("report", "steps/reports.py", "steps/provenance.py"),
+}
+
+
+def _digest(entries) -> str:
+    """sha256 (16 hex) over the sorted source files of `entries` (package-relative)."""
+    files = set()
+    for entry in entries:
+        path = PACKAGE_DIR / entry
+        files.update(path.rglob("*.py") if path.is_dir() else [path])
+    h = hashlib.sha256()
+    for f in sorted(files):
+        if f.exists():
+            h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+            h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)
 def algorithm_hash() -> str:
     """sha256 (16 hex) over the sorted source files of saferisk's search, bounds, properties,
-    radius engine, norms and graph executor: a radius-job param, so an algorithm change
-    reruns the radius jobs and a change elsewhere (reports, CLI) does not."""
-    h = hashlib.sha256()
-    for entry in ALGORITHM_SOURCES:
-        path = PACKAGE_DIR / entry
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for f in files:
-            if f.exists():
-                h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
-                h.update(f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    radius engine, norms and graph executor: the algorithm the reports name."""
+    return _digest(ALGORITHM_SOURCES)
+
+
+@lru_cache(maxsize=None)
+def code_digest(stage: str) -> str:
+    """The digest of one stage's code (STAGE_SOURCES): a param of that stage's rules."""
+    return _digest(STAGE_SOURCES[stage])
 
 
 def audit_date(configured: str | None, table_path: str | Path) -> str:

@@ -150,25 +150,36 @@ def test_added_input_shard_runs_only_the_new_shard(done_run):
         write_digits(done_run, 4)
 
 
-def test_algorithm_change_reruns_radius_jobs(done_run, tmp_path):
-    """A copy of saferisk with one edited search file shadows the installed one."""
+DOWNSTREAM_OF_RADIUS = {"aggregate_model": 2, "combine_tables": 1, "report_model": 2, "report_summary": 1, "all": 1}
+STAGE_EDITS = {
+    # edited file (package-relative): the jobs a dry run must plan (rule -> count)
+    "models/export.py": {"export_model": 2, "compute_radius_shard": 8, **DOWNSTREAM_OF_RADIUS},
+    "data/selection.py": {"prepare_input_shard": 2, "describe_input_set": 1, "compute_radius_shard": 8,
+                          **DOWNSTREAM_OF_RADIUS},
+    "search/gps.py": {"compute_radius_shard": 8, **DOWNSTREAM_OF_RADIUS},
+    "steps/radius.py": {"compute_radius_shard": 8, **DOWNSTREAM_OF_RADIUS},
+    "audit/verdict.py": {"aggregate_model": 2, "combine_tables": 1, "report_model": 2, "report_summary": 1, "all": 1},
+    "report/plots.py": {"report_model": 2, "report_summary": 1, "all": 1},
+    "cli.py": {},  # not behind any stage
+}
+
+
+@pytest.mark.parametrize("edited", sorted(STAGE_EDITS))
+def test_a_code_edit_reruns_its_stage_and_what_follows(done_run, tmp_path, edited):
+    """A copy of saferisk with one edited file shadows the installed one; the dry run plans
+    exactly the jobs of that file's stage and the stages after it."""
     import saferisk
 
     source = Path(saferisk.__file__).resolve().parent  # the package the completed run used
     pkg = tmp_path / "pkg"
     shutil.copytree(source, pkg / "saferisk", ignore=shutil.ignore_patterns("__pycache__"))
-    gps = next((pkg / "saferisk" / "search").glob("*.py"))
-    gps.write_text(gps.read_text() + "\n# an algorithm change\n")
+    path = pkg / "saferisk" / edited
+    path.write_text(path.read_text() + "\n# an edit\n")
     env = {"PYTHONPATH": f"{pkg}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     jobs = planned_jobs(done_run, env=env)
-    assert radius_jobs(jobs) == all_radius()
-    assert not {"export_model", "prepare_input_shard"} & set(rule_counts(jobs))
-    # a change outside the algorithm (reports, CLI) does not
-    shutil.rmtree(pkg)
-    shutil.copytree(source, pkg / "saferisk", ignore=shutil.ignore_patterns("__pycache__"))
-    cli = pkg / "saferisk" / "cli.py"
-    cli.write_text(cli.read_text() + "\n# not the algorithm\n")
-    assert planned_jobs(done_run, env=env) == []
+    assert rule_counts(jobs) == STAGE_EDITS[edited]
+    if "compute_radius_shard" in STAGE_EDITS[edited]:
+        assert radius_jobs(jobs) == all_radius()
 
 
 def test_template_change_reruns_only_reports(done_run):

@@ -11,6 +11,7 @@ rule aggregate_model:
     conda:
         CONDA_ENV
     params:
+        code=CODE["tables"],
         criteria=PLAN.config["criteria"],
     script:
         "../scripts/aggregate_model.py"
@@ -29,6 +30,7 @@ rule combine_tables:
     conda:
         CONDA_ENV
     params:
+        code=CODE["tables"],
         criteria=PLAN.config["criteria"],
         models=list(PLAN.models),
     script:

@@ -25,6 +25,11 @@ if workflow.overwrite_configfiles:
 PLAN = saferisk.config.build_plan(config, base=Path.cwd())
 validate(config, schema=str(saferisk.config.schema_path()))
 ALGORITHM_HASH = saferisk.steps.provenance.algorithm_hash()
+# the digest of each stage's code: a param of its rules (editing a stage reruns it and what follows)
+CODE = {
+    stage: saferisk.steps.provenance.code_digest(stage)
+    for stage in saferisk.steps.provenance.STAGE_SOURCES
+}
 REPORTS_DIR = Path(os.path.relpath(Path(workflow.basedir) / "reports"))
 CONDA_ENV = "../../environment.yml"
 

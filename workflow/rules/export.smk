@@ -10,6 +10,7 @@ rule export_model:
     conda:
         CONDA_ENV
     params:
+        code=CODE["export"],
         spec=get_model_export_spec,
         source_sha256=get_model_source_sha256,
     script:

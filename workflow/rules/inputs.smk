@@ -9,6 +9,7 @@ rule prepare_input_shard:
     conda:
         CONDA_ENV
     params:
+        code=CODE["inputs"],
         spec=get_input_load_spec,
         positions=get_shard_positions,
         fingerprint=get_shard_fingerprint,
@@ -27,5 +28,7 @@ rule describe_input_set:
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        code=CODE["inputs"],
     script:
         "../scripts/describe_input_set.py"

@@ -22,6 +22,7 @@ rule compute_radius_shard:
         runtime=get_radius_runtime,
         mem_mb=get_radius_mem_mb,
     params:
+        code=CODE["radius"],
         model_spec=get_radius_model_spec,
         property_spec=get_property_spec,
         seed=PLAN.config["seeds"]["search"],

@@ -16,6 +16,7 @@ rule report_model:
     conda:
         CONDA_ENV
     params:
+        code=CODE["reports"],
         report=PLAN.config["report"],
         model_spec=get_model_spec,
         config_sha256=get_config_sha256,
@@ -39,6 +40,7 @@ rule report_summary:
     conda:
         CONDA_ENV
     params:
+        code=CODE["reports"],
         report=PLAN.config["report"],
         config_sha256=get_config_sha256,
         templates=str(REPORTS_DIR),
