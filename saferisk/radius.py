@@ -23,6 +23,8 @@ import torch
 
 from saferisk import __version__
 from saferisk.data.domain import Domain
+from saferisk.bounds import CertifyConfig, certify_radius
+from saferisk.bounds.config import Certificate
 from saferisk.errors import ConfigError, DataError
 from saferisk.norms import distance as norm_distance
 from saferisk.norms import parse_norm
@@ -54,7 +56,9 @@ class Bracket:
     radius_lower: float | None = None
     radius_lower_method: str | None = None
     certify_seconds: float = 0.0
-    certify_budget_exhausted: bool = False
+    certify_budget_exhausted: bool = False  # the budget cut the certification short
+    certify_clock_capped: bool = False  # ... and it was the wall-clock cap (machine-dependent)
+    certify_work: int = 0  # bound passes spent
     evaluations: int = 0
     violated_at_center: bool = False
 
@@ -83,29 +87,26 @@ def device_name(model) -> str:
 
 
 def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius: float, domain: Domain,
-            unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, float, bool]:
-    """(radius_lower, method or reason, seconds, time budget exhausted) from saferisk.bounds; never raises."""
+            unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, Certificate]:
+    """(radius_lower, method or reason, the Certificate: seconds, work, budget flags) from
+    saferisk.bounds; never raises."""
     start = time.perf_counter()
     spec = prop.spec()
     if spec is None:
-        return None, "no linear specification for this property (custom property)", 0.0, False
-    try:
-        from saferisk.bounds import CertifyConfig, certify_radius
-    except Exception as exc:  # pragma: no cover - bounds are part of the package
-        return None, f"certified bounds unavailable: {exc}", 0.0, False
+        return None, "no linear specification for this property (custom property)", Certificate(None, None, None, 0.0)
     if model.bounds_unavailable:
-        return None, f"no certified bound: {model.bounds_unavailable}", 0.0, False
+        return None, f"no certified bound: {model.bounds_unavailable}", Certificate(None, None, None, 0.0)
     config = (config if isinstance(config, CertifyConfig) else CertifyConfig()).on_device_of(model)
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
                               upper_hint=upper_hint)
     except Exception as exc:  # a bounds failure must not lose the rest of the result
         log.warning("certified bounds failed: %s", exc)
-        return None, f"bounds failed: {type(exc).__name__}: {exc}", time.perf_counter() - start, False
-    seconds = time.perf_counter() - start
+        return (None, f"bounds failed: {type(exc).__name__}: {exc}",
+                Certificate(None, None, None, time.perf_counter() - start))
     if cert.radius_lower is None:
-        return None, cert.reason or "not certified", seconds, False
-    return float(cert.radius_lower), cert.method or cert.reason or "bounds", seconds, cert.budget_exhausted
+        return None, cert.reason or "not certified", cert
+    return float(cert.radius_lower), cert.method or cert.reason or "bounds", cert
 
 
 def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_radius: float, domain: Domain,
@@ -138,9 +139,9 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
     out.evaluations = evaluator.evaluations
     if certify_config is not False:
         cap = float(max_radius) if out.radius_upper is None else min(float(max_radius), out.radius_upper)
-        lower, method, seconds, exhausted = certify(model, prop, center, norm, cap, domain, unit, certify_config,
-                                                    out.radius_upper)
-        out.certify_budget_exhausted = exhausted
+        lower, method, cert = certify(model, prop, center, norm, cap, domain, unit, certify_config, out.radius_upper)
+        out.certify_budget_exhausted, out.certify_clock_capped = cert.budget_exhausted, cert.clock_capped
+        out.certify_work, seconds = cert.work, cert.seconds
         if lower is not None and out.radius_upper is not None and lower > out.radius_upper * (1 + 1e-6) + 1e-9:
             log.error("certified radius %.6g exceeds witness radius %.6g: refusing it", lower, out.radius_upper)
             lower, method = None, f"refused: certified {lower:.6g} > witness {out.radius_upper:.6g} (bug, please report)"
@@ -252,6 +253,10 @@ def _fill(result: RadiusResult, measured: list[Measured], store: WitnessStore | 
     result.certify_seconds = sum(b.certify_seconds for b in all_b)
     if any(b.certify_budget_exhausted for b in all_b):
         result.extra["certify_budget_exhausted"] = True
+    if any(b.certify_clock_capped for b in all_b):
+        result.extra["certify_clock_capped"] = True
+    if any(b.certify_work for b in all_b):
+        result.extra["certify_work"] = int(sum(b.certify_work for b in all_b))
     if all(v is not None for v in lowers):
         result.radius_lower = min(lowers)
         result.radius_lower_method = methods[int(np.argmin(lowers))]

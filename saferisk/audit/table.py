@@ -7,7 +7,9 @@ Columns: the key columns, then the other `RESULT_FIELDS` of `saferisk.result.Rad
          witness, radius_upper null), False when one was (a witness, or violated at x0),
          null when the input could not be assessed. An empirical statement, NOT a certificate:
          certified statements use radius_lower (see saferisk.audit.summary).
-Non-finite radii are stored as nulls. Every shard given to `aggregate` must exist (a
+Non-finite radii are stored as nulls. The timings (`seconds`, `certify_seconds`) are kept in
+memory but written apart, to <stem>.timings.csv: they differ from run to run, the evidence
+table (.parquet, .csv, the PDF attachment) does not. Every shard given to `aggregate` must exist (a
 DataError otherwise); which shards an audit has is the plan's business: the workflow's rules
 list them and Snakemake runs the aggregation only once all exist.
 """
@@ -30,6 +32,7 @@ KEY_COLUMNS = ("model", "input_set", "property", "norm", "input_id")
 TABLE_COLUMNS = (*KEY_COLUMNS, *(c for c in RESULT_FIELDS if c not in KEY_COLUMNS), "shard", "pass")
 FLOAT_COLUMNS = ("max_radius", "value_at_x0", "threshold", "radius_lower", "radius_estimate",
                  "lipschitz_estimate", "radius_upper", "seconds", "certify_seconds")
+TIMING_COLUMNS = ("seconds", "certify_seconds")  # machine- and load-dependent: not evidence
 INT_COLUMNS = ("label", "decision")  # nullable
 COUNT_COLUMNS = ("evaluations", "seed")
 BOOL_COLUMNS = ("estimate_exceeds_upper",)
@@ -133,21 +136,31 @@ def table_from_results(results: Iterable) -> pd.DataFrame:
     return normalise_table(pd.DataFrame(rows, columns=[*RESULT_FIELDS, "shard"]))
 
 
-def write_tables(table: pd.DataFrame, out_dir: str | Path, stem: str = "audit") -> tuple[Path, Path]:
-    """Write <out_dir>/<stem>.parquet and .csv atomically, rows sorted, floats as the shortest
-    repr that round-trips. Returns (parquet path, csv path)."""
+def evidence(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without its timing columns: what the same config, data and code reproduce."""
+    return table.drop(columns=[c for c in TIMING_COLUMNS if c in table.columns])
+
+
+def write_tables(table: pd.DataFrame, out_dir: str | Path, stem: str = "audit",
+                 timings: bool = False) -> tuple[Path, Path]:
+    """Write <out_dir>/<stem>.parquet and .csv atomically (the evidence columns), rows sorted,
+    floats as the shortest repr that round-trips; with `timings`, the timing columns go to
+    <stem>.timings.csv. Returns (parquet path, csv path)."""
     out_dir = Path(out_dir)
     table = normalise_table(table)
     parquet_path, csv_path = out_dir / f"{stem}.parquet", out_dir / f"{stem}.csv"
-    atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
+    atomic_write(parquet_path, lambda tmp: evidence(table).to_parquet(tmp, index=False, engine="pyarrow"))
     csv_text = table_csv(table)
     atomic_write(csv_path, lambda tmp: Path(tmp).write_text(csv_text, encoding="utf-8"))
+    if timings:
+        timings_csv = table.loc[:, [*KEY_COLUMNS, *TIMING_COLUMNS]].to_csv(index=False, lineterminator="\n", na_rep="")
+        atomic_write(out_dir / f"{stem}.timings.csv", lambda tmp: Path(tmp).write_text(timings_csv, encoding="utf-8"))
     return parquet_path, csv_path
 
 
 def table_csv(table: pd.DataFrame) -> str:
-    """The table as CSV text (the PDF attachment and the .csv file share it)."""
-    return table.to_csv(index=False, lineterminator="\n", na_rep="")
+    """The evidence table as CSV text (the PDF attachment and the .csv file share it)."""
+    return evidence(table).to_csv(index=False, lineterminator="\n", na_rep="")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -159,7 +172,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"input_id": str}) if path.suffix == ".csv" else pd.read_parquet(path)
     except Exception as exc:
         raise DataError(f"{path}: cannot read audit table: {exc}") from None
-    missing = [c for c in RESULT_FIELDS if c not in frame.columns]
+    missing = [c for c in RESULT_FIELDS if c not in frame.columns and c not in TIMING_COLUMNS]
     if missing:
         raise DataError(f"{path}: audit table lacks column(s) {', '.join(missing)}")
     return normalise_table(frame)

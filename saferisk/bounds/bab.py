@@ -1,4 +1,4 @@
-"""Branch and bound within a time budget: the set is certified when every sub-problem is.
+"""Branch and bound within a work budget: the set is certified when every sub-problem is.
 
 Input splitting (low-dimensional inputs such as ACAS Xu's 5): sub-boxes are bounded in batches
 (intermediate bounds: forward linear bounds first, where the graph is a chain, intersected with
@@ -30,7 +30,6 @@ counterexample (for exact specs) and ends the search as "falsified".
 
 from __future__ import annotations
 
-import time
 
 import torch
 
@@ -96,7 +95,7 @@ def max_affine_lower_bound(inset: InputRegion, A_in: torch.Tensor, offset: torch
     return torch.maximum(lbs.amin(dim=1), s_lb), coef
 
 
-def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
+def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, budget,
                 batch: int = 256, exact_spec: bool = True) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by input splitting."""
     balls = inset.select(torch.zeros(1, dtype=torch.long, device=inset.lower.device))
@@ -110,7 +109,7 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
     queue = {"": (inset.lower, inset.upper), **{name: (-unbounded(name), unbounded(name)) for name in names}}
     with torch.no_grad():
         while (N := queue[""][0].shape[0]):
-            if time.perf_counter() > deadline or N > MAX_DOMAINS:
+            if budget.over() or N > MAX_DOMAINS:
                 return "unknown"
             head = {k: (lo[:batch], hi[:batch]) for k, (lo, hi) in queue.items()}
             queue = {k: (lo[batch:], hi[batch:]) for k, (lo, hi) in queue.items()}
@@ -166,7 +165,7 @@ def input_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadlin
     return "verified"
 
 
-def _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr=0.25, max_alpha=4_000_000):
+def _tighten_intermediate(engine, inset, bounds, budget, iterations, lr=0.25, max_alpha=4_000_000):
     """Tighter intermediate bounds, layer by layer, by alpha-CROWN with slopes optimised for each
     bounded neuron separately (each neuron's bound is then close to its LP-relaxation bound);
     every iterate is sound, the per-neuron best is kept. Updates `bounds` in place."""
@@ -174,7 +173,7 @@ def _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr=0.25, 
     upstream = 0
     relu_inputs = {n.inputs[0]: int(torch.tensor(engine.shapes[n.output]).prod()) for n in engine.relu_nodes}
     for name in engine.pre_nodes:
-        if time.perf_counter() > deadline:
+        if budget.over():
             break
         lo, hi = bounds[name]
         size = lo[0].numel()
@@ -188,7 +187,7 @@ def _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr=0.25, 
                 groups = 2 * k if 2 * k * B * max(upstream, 1) <= max_alpha else 2
                 alphas: dict = {}
                 best = maximise_bound(lambda: engine.lower_bound(name, A, inset, bounds, alphas, target_groups=groups),
-                                      alphas, iterations, lr, deadline)
+                                      alphas, iterations, lr, budget)
                 lo_new = lo_f.index_copy(1, index, torch.maximum(lo_f[:, index], best[:, :k]))
                 hi_new = hi_f.index_copy(1, index, torch.minimum(hi_f[:, index], -best[:, k:]))
                 bounds[name] = (lo_new.reshape(lo.shape), hi_new.reshape(hi.shape))
@@ -196,7 +195,7 @@ def _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr=0.25, 
     return bounds
 
 
-def _root_relu_bounds(engine, rows, inset, ibp, deadline, iterations, lr=0.25):
+def _root_relu_bounds(engine, rows, inset, ibp, budget, iterations, lr=0.25):
     """Root intermediate bounds for ReLU splitting (CROWN, tightened by _tighten_intermediate),
     then the final pass's slopes optimised on them. Returns (bounds, final-pass alphas
     {key: (1, S, *shape)}, row lower bounds (1, S))."""
@@ -205,7 +204,7 @@ def _root_relu_bounds(engine, rows, inset, ibp, deadline, iterations, lr=0.25):
         row_lb = rows_lower_bound(engine, inset, rows, bounds)
     if iterations <= 0 or bool((rows.combine(row_lb) > 0).all()):
         return bounds, {}, row_lb
-    bounds = _tighten_intermediate(engine, inset, bounds, deadline, iterations, lr)
+    bounds = _tighten_intermediate(engine, inset, bounds, budget, iterations, lr)
     alphas: dict = {}
     final: dict = {}
 
@@ -215,12 +214,12 @@ def _root_relu_bounds(engine, rows, inset, ibp, deadline, iterations, lr=0.25):
             final.update({k: v.detach().clone() for k, v in alphas.items()})
 
     best = maximise_bound(lambda: rows_lower_bound(engine, inset, rows, bounds, alphas), alphas, iterations, lr,
-                          deadline, done=lambda best: bool((rows.combine(best) > 0).all()), best=row_lb,
+                          budget, done=lambda best: bool((rows.combine(best) > 0).all()), best=row_lb,
                           on_bound=keep_slopes)
     return bounds, final, best
 
 
-def _optimise_domains(engine, rows, sub, bounds, alphas, betas, row_lb, iterations, deadline, lr=0.1):
+def _optimise_domains(engine, rows, sub, bounds, alphas, betas, row_lb, iterations, budget, lr=0.1):
     """Better final-pass row bounds of split sub-domains: ReLU slopes `alphas` (initialised from
     the parent's) and split multipliers `betas` >= 0 by projected gradient ascent; the best bound
     per row is kept (every iterate is sound). Updates alphas / betas in place."""
@@ -230,7 +229,7 @@ def _optimise_domains(engine, rows, sub, bounds, alphas, betas, row_lb, iteratio
     best = row_lb
     optimiser = Adam(params, lr=lr)
     for _ in range(iterations):
-        if time.perf_counter() > deadline:
+        if budget.over():
             break
         with torch.enable_grad():
             lb = rows_lower_bound(engine, sub, rows, bounds, alphas, None, betas)
@@ -247,7 +246,7 @@ def _optimise_domains(engine, rows, sub, bounds, alphas, betas, row_lb, iteratio
     return best
 
 
-def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
+def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, budget,
                batch: int = 256, exact_spec: bool = True, iterations: int = 3,
                root_iterations: int = 20) -> str:
     """'verified' | 'falsified' | 'unknown' for one input set (B = 1) by ReLU splitting.
@@ -261,11 +260,10 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline
     if not pre:
         return "unknown"
     if not (rows.on_logits and iterations > 0):
-        return _relu_split_recompute(engine, rows, inset, deadline, batch)
+        return _relu_split_recompute(engine, rows, inset, budget, batch)
     with torch.no_grad():
         ibp = engine.ibp(inset)
-    root_deadline = time.perf_counter() + 0.3 * max(0.0, deadline - time.perf_counter())
-    bounds, root_alphas, row_lb = _root_relu_bounds(engine, rows, inset, ibp, root_deadline, root_iterations)
+    bounds, root_alphas, row_lb = _root_relu_bounds(engine, rows, inset, ibp, budget.share(0.3), root_iterations)
     if bool((rows.combine(row_lb) > 0).all()):
         return "verified"
     if rows.n_groups > 1:
@@ -278,15 +276,15 @@ def relu_split(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline
                 continue
             idx = (rows.group == j).nonzero().flatten()
             sub_rows = SpecRows(rows.C[idx], rows.d[idx], torch.zeros_like(idx), 1, rows.on_logits)
-            verdict = _relu_bab(engine, sub_rows, inset, deadline, batch, iterations, bounds,
+            verdict = _relu_bab(engine, sub_rows, inset, budget, batch, iterations, bounds,
                                 {k: v[:, idx] for k, v in root_alphas.items()}, row_lb[:, idx])
             if verdict != "verified":
                 return verdict
         return "verified"
-    return _relu_bab(engine, rows, inset, deadline, batch, iterations, bounds, root_alphas, row_lb)
+    return _relu_bab(engine, rows, inset, budget, batch, iterations, bounds, root_alphas, row_lb)
 
 
-def _relu_bab(engine, rows, inset, deadline, batch, iterations, bounds, root_alphas, row_lb) -> str:
+def _relu_bab(engine, rows, inset, budget, batch, iterations, bounds, root_alphas, row_lb) -> str:
     """The ReLU-splitting loop from the root's bounds, slopes and row bounds (rows on the logits:
     slopes and split multipliers optimised per sub-domain)."""
     pre = [n.inputs[0] for n in engine.relu_nodes]
@@ -318,7 +316,7 @@ def _relu_bab(engine, rows, inset, deadline, batch, iterations, bounds, root_alp
     parents = max(1, batch // 2)
     with torch.no_grad():
         while N:
-            if time.perf_counter() > deadline or N > MAX_DOMAINS:
+            if budget.over() or N > MAX_DOMAINS:
                 return "unknown"
             P = min(parents, N)
             take = lambda d: {k: v[:P] for k, v in d.items()}  # noqa: E731
@@ -342,7 +340,7 @@ def _relu_bab(engine, rows, inset, deadline, batch, iterations, bounds, root_alp
             betas = {k: (c_beta[k], c_split[k]) for k in pre}
             row_lb = rows_lower_bound(engine, sub, rows, cb, c_alpha, record, betas)
             if not bool((rows.combine(row_lb) > 0).all()):
-                row_lb = _optimise_domains(engine, rows, sub, cb, c_alpha, betas, row_lb, iterations, deadline)
+                row_lb = _optimise_domains(engine, rows, sub, cb, c_alpha, betas, row_lb, iterations, budget)
                 record = {}
                 row_lb = torch.maximum(row_lb, rows_lower_bound(engine, sub, rows, cb, c_alpha, record, betas))
             open_ = ~(rows.combine(row_lb) > 0)
@@ -409,7 +407,7 @@ def _choose(rows, pre, bounds, splits, record, row_lb) -> torch.Tensor:
     return torch.where(value >= 0, index, torch.full_like(index, -1))
 
 
-def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
+def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegion, budget,
                           batch: int = 256) -> str:
     """ReLU splitting that recomputes every sub-domain's intermediate bounds by CROWN (for row
     bounds the slope and multiplier optimisation does not apply to: rows on probabilities)."""
@@ -422,7 +420,7 @@ def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegio
     queue = {name: torch.zeros((1,) + engine.shapes[name], dtype=torch.int8, device=engine.device) for name in pre}
     with torch.no_grad():
         while (N := queue[pre[0]].shape[0]):
-            if time.perf_counter() > deadline or N > MAX_DOMAINS:
+            if budget.over() or N > MAX_DOMAINS:
                 return "unknown"
             splits = {name: v[:batch] for name, v in queue.items()}
             queue = {name: v[batch:] for name, v in queue.items()}
@@ -454,11 +452,11 @@ def _relu_split_recompute(engine: BoundEngine, rows: SpecRows, inset: InputRegio
     return "verified"
 
 
-def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputRegion, deadline: float,
+def branch_and_bound(engine: BoundEngine, rows: SpecRows, inset: InputRegion, budget,
                      input_split_max_dim: int = 8, batch: int = 256, exact_spec: bool = True,
                      iterations: int = 3) -> str:
     """Input splitting for small inputs, ReLU splitting otherwise (`iterations` of slope and
     beta optimisation per batch of sub-domains)."""
     if engine.n_inputs <= input_split_max_dim:
-        return input_split(engine, rows, inset, deadline, max(batch, 256), exact_spec)
-    return relu_split(engine, rows, inset, deadline, batch, exact_spec, iterations)
+        return input_split(engine, rows, inset, budget, max(batch, 256), exact_spec)
+    return relu_split(engine, rows, inset, budget, batch, exact_spec, iterations)

@@ -6,7 +6,8 @@ holds for every smaller radius, so the largest certified radius found is a valid
 r*, whatever the search did. The search bounds a grid of radii in one batched pass per round
 (CROWN, whose bound already includes IBP's), then refines with alpha-CROWN and finally branch
 and bound (bisection between the certified radius and the witness, each BaB radius with half
-the time left) while the time budget lasts; it stops as soon as the certified radius is within
+the work left) while the budget lasts (saferisk.bounds.budget: work units, the same on any
+machine, and a wall-clock safety cap); it stops as soon as the certified radius is within
 `tolerance` of the cap (the witness radius), as nothing is left to gain.
 """
 
@@ -55,35 +56,35 @@ def _vector(value, engine: BoundEngine, n: int, what: str) -> torch.Tensor:
 class _RadiusProblem:
     """Bounds of s over B_p(x0, d) ∩ box for batches of radii d."""
 
-    def __init__(self, engine, rows, x0, norm, lower, upper, unit, config, deadline):
+    def __init__(self, engine, rows, x0, norm, lower, upper, unit, config, budget):
         self.engine, self.rows, self.x0, self.norm = engine, rows, x0, norm
-        self.lower, self.upper, self.unit, self.config, self.deadline = lower, upper, unit, config, deadline
+        self.lower, self.upper, self.unit, self.config, self.budget = lower, upper, unit, config, budget
 
     def inset(self, radii: torch.Tensor) -> InputRegion:
         return InputRegion.ball(self.x0, radii, self.norm, self.lower, self.upper, self.unit)
 
-    def certified(self, radii: list[float], method: str, deadline: float | None = None) -> list[bool]:
+    def certified(self, radii: list[float], method: str, budget=None) -> list[bool]:
         """Which radii are certified by `method` (all radii in one batched pass; BaB: one radius)."""
-        deadline = self.deadline if deadline is None else deadline
+        budget = self.budget if budget is None else budget
         try:
-            return self._certified(radii, method, deadline)
+            return self._certified(radii, method, budget)
         except BoundsDeadline:  # the budget ended inside a pass: nothing certified by it
             return [False] * len(radii)
 
-    def _certified(self, radii: list[float], method: str, deadline: float) -> list[bool]:
+    def _certified(self, radii: list[float], method: str, budget) -> list[bool]:
         r = torch.tensor(radii, dtype=self.engine.dtype, device=self.engine.device)
         inset = self.inset(r)
         if method == "bab":
             results = []
             for k in range(len(radii)):
                 single = inset.select(torch.tensor([k], device=r.device))
-                verdict = branch_and_bound(self.engine, self.rows, single, deadline,
+                verdict = branch_and_bound(self.engine, self.rows, single, budget,
                                            self.config.input_split_max_dim, self.config.bab_batch,
                                            iterations=self.config.bab_iterations)
                 results.append(verdict == "verified")
             return results
         row_lb = rows_bound(self.engine, self.rows, inset, method, alpha_iterations=self.config.alpha_iterations,
-                            alpha_lr=self.config.alpha_lr, deadline=deadline,
+                            alpha_lr=self.config.alpha_lr, budget=budget,
                             alpha_intermediate=self.config.optimise_intermediate(self.engine.relu_neurons))
         return [bool(v) for v in (self.rows.combine(row_lb) > 0).tolist()]
 
@@ -98,13 +99,13 @@ def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: flo
     """Largest certified radius in (lo, hi] by batched grid bisection: (certified, failed above).
 
     Each round bounds `grid` radii in one batched pass and keeps [largest certified, smallest
-    failed]; it ends when the bracket is within `tol` (relative), at the deadline, or at hi.
+    failed]; it ends when the bracket is within `tol` (relative), when the budget is over, or at hi.
     The search starts below `top` (a radius a weaker method failed at) and moves up toward hi
     while everything it tries is certified.
     """
     top = hi if top is None else min(hi, top)
     for _ in range(60):
-        if _close_enough(lo, top, tol) or top <= floor or time.perf_counter() > problem.deadline:
+        if _close_enough(lo, top, tol) or top <= floor or problem.budget.over():
             break
         if lo <= 0 and geometric:  # no idea of the scale: top / 2^k
             radii = [top * 2.0 ** (-k) for k in range(grid - 1, -1, -1)]
@@ -128,18 +129,16 @@ def _search(problem: _RadiusProblem, method: str, lo: float, hi: float, tol: flo
 
 def _bab_search(problem: _RadiusProblem, lo: float, top: float, tol: float, witness: bool = True) -> float:
     """Branch and bound on single radii inside (lo, top): bisection, each radius with half of the
-    time left, so that a radius BaB cannot prove does not take it all and the time goes where
+    work left, so that a radius BaB cannot prove does not take it all and the work goes where
     the gap between certificate and top is. With top a witness radius (`witness`), the first try
     is the radius that would end the search (r* is usually close to the witness)."""
     for attempt in range(30):
-        now = time.perf_counter()
-        left = problem.deadline - now
-        if _close_enough(lo, top, tol) or left <= 0:
+        if _close_enough(lo, top, tol) or problem.budget.over():
             break
         radius = lo + (top - lo) / 2 if lo > 0 else top / 2
         if attempt == 0 and lo > 0 and witness:  # first try the radius that ends the search
             radius = max(radius, top * (1 - 0.9 * tol))
-        if problem.certified([radius], "bab", now + left / 2)[0]:
+        if problem.certified([radius], "bab", problem.budget.share(0.5))[0]:
             lo = radius
         else:
             top = radius
@@ -152,21 +151,23 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
 
     upper_hint: a radius known to be unsafe (the witness radius) caps the search; the search
     stops as soon as the certified radius is within `tolerance` of the cap (nothing to gain),
-    else the ladder (CROWN, alpha-CROWN, BaB) narrows its bracket while the time budget lasts.
+    else the ladder (CROWN, alpha-CROWN, BaB) narrows its bracket while the budget lasts.
     """
     start = time.perf_counter()
     config = config or CertifyConfig()
-    deadline = start + float(config.time_budget_s)
+    budget = config.budget()
 
     def done(radius, method, reason, searched: bool = False):
-        now = time.perf_counter()
-        return Certificate(radius, method, reason, now - start, budget_exhausted=searched and now >= deadline)
+        return Certificate(radius, method, reason, time.perf_counter() - start,
+                           budget_exhausted=searched and (budget.exhausted() or budget.capped),
+                           clock_capped=searched and budget.capped,
+                           work=budget.used)
 
     if spec is None:
         return done(None, None, "the property has no linear spec for certified bounds")
     try:
         engine = _engine(graph, config.device)
-        config.apply_limits(engine, deadline)
+        config.apply_limits(engine, budget)
         rows = SpecRows.from_spec(spec, engine)
     except UnsupportedGraph as exc:
         return done(None, None, str(exc))
@@ -186,7 +187,7 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         hi = min(hi, float(upper_hint))
     if hi <= 0:
         return done(0.0, None, "the search interval is empty (max_radius or witness radius is 0)")
-    problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, deadline)
+    problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, budget)
     lo, method_lo, failed = 0.0, None, hi
     tol = float(config.tolerance)
     ladder = config.ladder()
@@ -194,7 +195,7 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         ladder = ladder[1:]  # CROWN's bound is max(CROWN, IBP): a separate IBP pass adds nothing
     floor = hi * 1e-9
     for method in ladder:
-        if method_lo is not None and (time.perf_counter() > deadline or _close_enough(lo, hi, tol)):
+        if method_lo is not None and (budget.over() or _close_enough(lo, hi, tol)):
             break
         if method == "bab":
             # BaB can prove radii the relaxations failed at: up to the witness radius, or (no
@@ -210,7 +211,7 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         if lo >= hi:
             break
     if method_lo is None:
-        return done(0.0, None, "no radius > 0 certified within the time budget (bounds too loose)", searched=True)
+        return done(0.0, None, "no radius > 0 certified within the budget (bounds too loose)", searched=True)
     return done(lo, method_lo, None, searched=not _close_enough(lo, hi, tol))
 
 
@@ -244,32 +245,34 @@ def bound_outputs(graph: Graph, lower, upper, method: str = "crown") -> tuple[to
 
 def verify_box(graph: Graph, spec: MinMaxSpec, lower, upper, timeout_s: float,
                config: CertifyConfig | None = None) -> str:
-    """'verified' if s > 0 on the whole box is proved within timeout_s, else 'unknown'."""
-    start = time.perf_counter()
+    """'verified' if s > 0 on the whole box is proved within timeout_s (wall clock: VNN-COMP
+    instances come with a time limit), else 'unknown'."""
+    from saferisk.bounds.budget import Budget
+
     config = config or CertifyConfig()
-    deadline = start + float(timeout_s)
+    budget = Budget(None, float(timeout_s))
     try:
         engine = _engine(graph, config.device)
-        config.apply_limits(engine, deadline)
+        config.apply_limits(engine, budget)
         rows = SpecRows.from_spec(spec, engine)
     except UnsupportedGraph:
         return "unknown"
     try:
-        return _verify_box(engine, rows, spec, _box_inset(engine, lower, upper), config, deadline)
+        return _verify_box(engine, rows, spec, _box_inset(engine, lower, upper), config, budget)
     except BoundsDeadline:
         return "unknown"
 
 
-def _verify_box(engine, rows, spec, inset, config, deadline) -> str:
+def _verify_box(engine, rows, spec, inset, config, budget) -> str:
     for method in config.ladder():
         if method == "bab":
-            verdict = branch_and_bound(engine, rows, inset, deadline, config.input_split_max_dim, config.bab_batch,
+            verdict = branch_and_bound(engine, rows, inset, budget, config.input_split_max_dim, config.bab_batch,
                                        exact_spec=spec.exact, iterations=config.bab_iterations)
             return "verified" if verdict == "verified" else "unknown"
         row_lb = rows_bound(engine, rows, inset, method, alpha_iterations=config.alpha_iterations,
-                            alpha_lr=config.alpha_lr, deadline=deadline)
+                            alpha_lr=config.alpha_lr, budget=budget)
         if bool((rows.combine(row_lb) > 0).all()):
             return "verified"
-        if time.perf_counter() > deadline:
+        if budget.over():
             break
     return "unknown"

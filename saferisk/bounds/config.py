@@ -16,15 +16,19 @@ class CertifyConfig:
 
     method: the strongest method used ("ibp" | "crown" | "alpha-crown" | "bab"; None = the
     strongest, "bab"); the radius search always starts with the cheaper ones and refines near the
-    boundary with the expensive ones while `time_budget_s` (per input) lasts.
+    boundary with the expensive ones while the budget lasts.
     tolerance: relative width of the final radius bracket; the search also stops once the
     certified radius is within it of the witness radius (upper_hint) or max_radius.
-    time_budget_s: per input and property (an audit runs hundreds: ~1 s is the default).
+    work_budget: bound passes per input and property (saferisk.bounds.budget: the same work,
+    hence the same certified radius, on any machine); None: only the time cap limits the work.
+    time_budget_s: wall-clock safety cap per input and property; when it ends the work before
+    the work budget does, the result is flagged as depending on the machine's speed.
     """
 
     method: str | None = None
     tolerance: float = 0.01
-    time_budget_s: float = 1.0
+    work_budget: int | None = 400
+    time_budget_s: float = 60.0
     alpha_iterations: int = 20
     alpha_lr: float = 0.25
     # also optimise the slopes behind the intermediate bounds: None = when the network has at
@@ -50,6 +54,8 @@ class CertifyConfig:
             raise ConfigError(f"certify tolerance must be in (0, 1), got {self.tolerance}")
         if float(self.time_budget_s) <= 0:
             raise ConfigError(f"certify time_budget_s must be > 0, got {self.time_budget_s}")
+        if self.work_budget is not None and not (isinstance(self.work_budget, int) and self.work_budget >= 1):
+            raise ConfigError(f"certify work_budget must be an integer >= 1 (bound passes), got {self.work_budget!r}")
         if self.memory_mb is not None and not (isinstance(self.memory_mb, int) and self.memory_mb >= 16):
             raise ConfigError(f"certify memory_mb must be an integer >= 16 (MiB), got {self.memory_mb!r}")
         if self.crown_max_neurons is not None and not (isinstance(self.crown_max_neurons, int) and self.crown_max_neurons >= 1):
@@ -65,11 +71,17 @@ class CertifyConfig:
             return bool(self.alpha_intermediate)
         return relu_neurons <= self.alpha_intermediate_max_neurons
 
-    def apply_limits(self, engine, deadline: float | None) -> None:
-        """Set the engine's memory, work and time limits for one certification."""
+    def budget(self):
+        """A fresh Budget of one certification (work_budget units, time_budget_s cap)."""
+        from saferisk.bounds.budget import Budget
+
+        return Budget(self.work_budget, float(self.time_budget_s))
+
+    def apply_limits(self, engine, budget) -> None:
+        """Set the engine's memory and work limits and its budget for one certification."""
         engine.memory_bytes = self.memory_bytes()
         engine.max_neurons_per_node = self.crown_max_neurons
-        engine.deadline = deadline
+        engine.budget = budget
 
     def memory_bytes(self) -> int:
         from saferisk.bounds.engine import DEFAULT_MEMORY_BYTES
@@ -95,6 +107,9 @@ class Certificate:
     method: str | None
     reason: str | None
     seconds: float
-    # the time budget ended the search before it converged: radius_lower is sound but depends
-    # on the machine's speed (a larger budget may certify more)
+    # the budget ended the search before it converged: radius_lower is sound (a larger budget
+    # may certify more); by the work budget it is the same on any machine, ...
     budget_exhausted: bool = False
+    # ... by the wall-clock cap it depends on the machine's speed
+    clock_capped: bool = False
+    work: int = 0  # bound passes spent

@@ -21,7 +21,6 @@ Computation runs in float64 on the device of the graph's tensors (or a given dev
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,7 @@ class UnsupportedGraph(Exception):
 
 
 class BoundsDeadline(Exception):
-    """The engine's deadline passed inside a bound computation (no bound from this pass)."""
+    """The certification budget ended inside a bound computation (no bound from this pass)."""
 
 
 def _node_label(node: Node) -> str:
@@ -92,7 +91,7 @@ class BoundEngine:
         self.shapes = self._shapes()
         self.memory_bytes = DEFAULT_MEMORY_BYTES
         self._linear_parts: dict[tuple[str, bool], Node] = {}
-        self.deadline: float | None = None  # time.perf_counter() value checked between passes
+        self.budget = None  # saferisk.bounds.budget.Budget: every bound pass spends one unit of it
         self.max_neurons_per_node: int | None = None  # more unstable neurons: keep the node's IBP bounds
         self.max_numel_upto, largest = {self.input_name: math.prod(self.input_shape)}, math.prod(self.input_shape)
         for node in self.nodes:
@@ -220,8 +219,16 @@ class BoundEngine:
         return values[self.output_name].reshape(x.shape[0], -1)
 
     # ------------------------------------------------------------------ IBP
+    def spend(self, what: str) -> None:
+        """One unit of the budget for one bound pass; BoundsDeadline once the budget is over."""
+        if self.budget is not None:
+            self.budget.spend(1)
+            if self.budget.over():
+                raise BoundsDeadline(f"the certification budget ended while {what}")
+
     def ibp(self, inset: InputRegion) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Interval bounds of every node: name -> (lower, upper), each (B, *shape)."""
+        self.spend("computing interval bounds")
         B = inset.batch
         bounds = {self.input_name: (inset.lower.reshape((B,) + self.input_shape),
                                     inset.upper.reshape((B,) + self.input_shape))}
@@ -431,8 +438,6 @@ class BoundEngine:
         step = self.rows_per_pass(name, B, 1 if affine else 2)
         lows, highs = [], []
         for part in torch.split(index, step):
-            if self.deadline is not None and time.perf_counter() > self.deadline:
-                raise BoundsDeadline(f"deadline passed while bounding node '{name}'")
             _, eye = self.neurons_to_bound(name, lo_flat, hi_flat, index=part)
             k = int(part.numel())
             if affine:  # no relaxation on the way: upper = -lower of -rows
@@ -466,6 +471,7 @@ class BoundEngine:
         Lagrangian terms of the split constraints (beta-CROWN): on {x_i >= 0}, f >= f - beta x_i, on
         {x_i <= 0}, f >= f + beta x_i, so adding -sign * beta to x_i's coefficient keeps the bound sound.
         """
+        self.spend(f"bounding node '{target}'")
         B, K = A.shape[:2]
         pending = {target: A}
         bias = torch.zeros(B, K, dtype=self.dtype, device=self.device)

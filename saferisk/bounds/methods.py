@@ -9,8 +9,6 @@ best bound seen per row over the iterations is kept (each one is sound).
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from saferisk.bounds.engine import BoundEngine
@@ -20,7 +18,7 @@ from saferisk.bounds.spec import SpecRows, ibp_rows_lower_bound, rows_lower_boun
 
 def rows_bound(engine: BoundEngine, rows: SpecRows, inset: InputRegion, method: str, *,
                alpha_iterations: int = 20, alpha_lr: float = 0.25, splits: dict | None = None,
-               deadline: float | None = None, alpha_intermediate: bool = False) -> torch.Tensor:
+               budget=None, alpha_intermediate: bool = False) -> torch.Tensor:
     """Sound lower bounds (B, S) of the spec rows over each input set with `method`."""
     with torch.no_grad():
         ibp = engine.ibp(inset)
@@ -30,7 +28,7 @@ def rows_bound(engine: BoundEngine, rows: SpecRows, inset: InputRegion, method: 
         if method == "crown" or not engine.relu_nodes:
             bounds = engine.intermediate_bounds(inset, "crown", None, splits, ibp)
             return torch.maximum(rows_lower_bound(engine, inset, rows, bounds), ibp_rows)
-    return torch.maximum(alpha_crown(engine, rows, inset, alpha_iterations, alpha_lr, splits, deadline, ibp,
+    return torch.maximum(alpha_crown(engine, rows, inset, alpha_iterations, alpha_lr, splits, budget, ibp,
                                      alpha_intermediate), ibp_rows)
 
 
@@ -59,11 +57,11 @@ class Adam:
             p.grad = None
 
 
-def maximise_bound(bound, alphas: dict, iterations: int, lr: float, deadline: float | None = None,
+def maximise_bound(bound, alphas: dict, iterations: int, lr: float, budget=None,
                    done=None, best: torch.Tensor | None = None, on_bound=None) -> torch.Tensor:
     """Elementwise best of the lower bounds `bound()` over projected Adam steps on the ReLU
     slopes `alphas` (kept in [0, 1]; `bound()` creates them on its first call). Every iterate is
-    sound, so the best one is. Stops after `iterations` bounds, at the deadline, when nothing is
+    sound, so the best one is. Stops after `iterations` bounds, when the budget is over, when nothing is
     optimised, or when done(best) holds; on_bound(bound, best so far) sees every bound."""
     optimiser = None
     for iteration in range(max(1, iterations)):
@@ -73,7 +71,7 @@ def maximise_bound(bound, alphas: dict, iterations: int, lr: float, deadline: fl
                 on_bound(lb.detach(), best)
             best = lb.detach() if best is None else torch.maximum(best, lb.detach())
             if (iteration >= iterations - 1 or not alphas or (done is not None and done(best))
-                    or (deadline is not None and time.perf_counter() > deadline)):
+                    or (budget is not None and budget.over())):
                 break
             if optimiser is None:
                 optimiser = Adam(list(alphas.values()), lr=lr)
@@ -86,7 +84,7 @@ def maximise_bound(bound, alphas: dict, iterations: int, lr: float, deadline: fl
 
 
 def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputRegion, iterations: int, lr: float,
-                splits: dict | None = None, deadline: float | None = None, ibp: dict | None = None,
+                splits: dict | None = None, budget=None, ibp: dict | None = None,
                 intermediate: bool = False) -> torch.Tensor:
     """Row lower bounds (B, S) with optimised ReLU lower slopes.
 
@@ -105,4 +103,4 @@ def alpha_crown(engine: BoundEngine, rows: SpecRows, inset: InputRegion, iterati
         bounds = fixed if fixed is not None else engine.intermediate_bounds(inset, "crown", alphas, splits, ibp)
         return rows_lower_bound(engine, inset, rows, bounds, alphas)
 
-    return maximise_bound(bound, alphas, iterations, lr, deadline, done=lambda best: bool((rows.combine(best) > 0).all()))
+    return maximise_bound(bound, alphas, iterations, lr, budget, done=lambda best: bool((rows.combine(best) > 0).all()))

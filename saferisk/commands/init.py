@@ -44,8 +44,9 @@ def register(subparsers) -> None:
                         help="points drawn inside a box input set (default: %(default)s)")
     parser.add_argument("--budget", type=int, default=20000,
                         help="search budget (forward evaluations) per input (default: %(default)s)")
-    parser.add_argument("--certify-seconds", type=float, default=0.5,
-                        help="time budget of the certified lower bound per input (default: %(default)s)")
+    parser.add_argument("--certify-work", type=int, default=200,
+                        help="work budget of the certified lower bound per input, in bound passes: the same "
+                             "result on any machine (default: %(default)s)")
     parser.add_argument("--max-radius", type=float, help="largest radius searched (default: 0.1 in input "
                         "units for data in [0, 1], else 0.1 of the domain width)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -171,7 +172,7 @@ def _property_lines(args, info: dict, kind: str, X, lo, hi, scale: str) -> tuple
     """(properties block, criteria lines) for the model kind."""
     max_radius = args.max_radius or 0.1
     budget = (f"search: {{mode: fast, budget: {args.budget}}}\n"
-              f"    certify: {{time_budget_s: {args.certify_seconds}}}  # per input")
+              f"    certify: {{work_budget: {args.certify_work}}}  # bound passes per input: the same result on any machine")
 
     def prop(name: str, comment: str, params: str | None, prop_scale: str) -> list[str]:
         return [f"  {name}:  # {comment}", f"    kind: {name}", *([f"    params: {params}"] if params else []),

@@ -57,6 +57,7 @@ class InputSetSpec:
     selection_seed: int = 0
     samples_seed: int = 0
     key: str = ""
+    source_name: str | None = None  # how loaded sets name their source (the configured spelling)
 
     @classmethod
     def from_config(cls, name: str, entry: dict[str, Any], base: Path, seeds: dict[str, int]) -> "InputSetSpec":
@@ -83,7 +84,8 @@ class InputSetSpec:
         labels = entry.get("labels")
         if fmt == "png" and labels:
             labels = str(resolve_path(labels, base))
-        return cls(path=path, format=fmt, options=ReadOptions(labels=labels, name=name), **common)
+        return cls(path=path, format=fmt, options=ReadOptions(labels=labels, name=name), source_name=entry["path"],
+                   **common)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, *, name: str | None = None, format: str = "auto",
@@ -162,6 +164,8 @@ def load(spec: InputSetSpec, positions: Sequence[int] | None = None, expected_fi
     if expected_fingerprint is not None and fingerprint(source.row_digests(positions)) != expected_fingerprint:
         raise DataError(f"input set '{spec.name}': the source data changed while the workflow ran; rerun snakemake")
     data = source.read(positions)
+    if spec.source_name is not None:  # `demo:x.npz` or the path as written, not a machine's absolute path
+        data = dataclasses.replace(data, source=spec.source_name)
     if spec.domain is not None:
         data = dataclasses.replace(data, domain=Domain.from_bounds(spec.domain["lower"], spec.domain["upper"],
                                                                    data.n_features))

@@ -38,7 +38,7 @@ from saferisk.models.onnx_reader import load_onnx_proto, upgrade_opset
 OUTPUT_KINDS = ("logits", "probabilities", "regression")
 DECISIONS = ("argmax", "argmin")
 RANDOM_CHECK_ROWS = 8
-SOURCE_KEYS = {"path", "format", "factory", "factory_kwargs", "input_shape", "domain", "output_kind",
+SOURCE_KEYS = {"path", "name", "format", "factory", "factory_kwargs", "input_shape", "domain", "output_kind",
                "class_names", "decision"}
 
 
@@ -55,6 +55,7 @@ class ExportSource:
     output_kind: str = "logits"
     class_names: list[str] | None = None
     decision: str = "argmax"
+    name: str | None = None  # how the manifest names the source (the configured spelling); default: path
 
     @classmethod
     def from_dict(cls, source: dict) -> "ExportSource":
@@ -83,7 +84,8 @@ class ExportSource:
         return cls(path=path, format=check_format(source.get("format"), path), factory=source.get("factory"),
                    factory_kwargs=dict(kwargs), input_shape=parse_shape(source.get("input_shape")),
                    domain=source.get("domain"), output_kind=output_kind,
-                   class_names=[str(n) for n in names] if names is not None else None, decision=decision)
+                   class_names=[str(n) for n in names] if names is not None else None, decision=decision,
+                   name=None if source.get("name") is None else str(source["name"]))
 
 
 # --------------------------------------------------------------------------- source references
@@ -225,7 +227,7 @@ def prepare_export(source: dict, *, check_inputs=None, labels=None, tolerance: f
         "artifact": ARTIFACT_NAME,
         "artifact_sha256": _sha256_bytes(artifact.onnx),
         "artifact_opset": artifact.opset,
-        "source": {"path": str(spec.path), "sha256": artifact.source_sha256, "format": spec.format,
+        "source": {"path": spec.name or str(spec.path), "sha256": artifact.source_sha256, "format": spec.format,
                    "factory": spec.factory, "factory_kwargs": spec.factory_kwargs or None},
         "format": spec.format,
         "input_shape": list(input_shape),

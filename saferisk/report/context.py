@@ -13,7 +13,7 @@ from saferisk.audit.states import input_states
 from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from saferisk.report.plots import comparison_figure, property_figure
-from saferisk.report.render import fmt_number, fmt_percent, fmt_seconds
+from saferisk.report.render import fmt_number, fmt_percent
 from saferisk.report.witness import worst_case_views
 
 NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}
@@ -112,6 +112,7 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "curve": curve, "verdicts": verdicts,
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
         "n_budget_exhausted": int(sum(_extra(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
+        "n_clock_capped": int(sum(_extra(e).get("certify_clock_capped", False) for e in inputs["extra"])),
         "figure": property_figure(inputs, group) or "",
         "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)],
         "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
@@ -119,8 +120,8 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "failures": [{"input_set": r.input_set, "input_id": r.input_id, "status": r.status}
                      for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
         "more_failures": max(0, len(failed) - MAX_FAILURE_ROWS),
-        "seconds": fmt_seconds(float(inputs["seconds"].sum())),
-        "certify_seconds": fmt_seconds(float(inputs["certify_seconds"].sum())),
+        "evaluations": f"{int(inputs['evaluations'].sum()):,}",
+        "certify_work": f"{sum(int(_extra(e).get('certify_work', 0)) for e in inputs['extra']):,}",
     }
 
 
@@ -163,8 +164,9 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
     rows += [("table: saferisk versions", distinct("saferisk_version")), ("table: devices", distinct("device")),
              ("table: forward evaluators", distinct("evaluator")),
              ("table: seeds", distinct("seed")), ("table: search modes", distinct("search_mode")),
-             ("table: radius search time (sum)", fmt_seconds(float(table["seconds"].sum()))),
-             ("table: certification time (sum)", fmt_seconds(float(table["certify_seconds"].sum()))),
+             ("table: search forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}"),
+             ("table: certification bound passes (sum)",
+              f"{sum(int(_extra(e).get('certify_work', 0)) for e in table['extra']):,}"),
              ("table: forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}")]
     return [{"key": k, "value": v} for k, v in rows]
 

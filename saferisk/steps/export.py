@@ -8,19 +8,23 @@ from typing import Any
 
 log = logging.getLogger("saferisk.steps")
 
-EXPORT_KEYS = ("format", "factory", "input_shape", "output_kind", "decision", "class_names", "domain")
+EXPORT_KEYS = ("source", "format", "factory", "input_shape", "output_kind", "decision", "class_names", "domain")
 
 
 def export_spec(model_spec: dict[str, Any]) -> dict[str, Any]:
     """The part of a model's config entry its export depends on (the export rule's params: a
-    change to `properties` or `input_sets` does not re-export the model)."""
+    change to `properties` or `input_sets` does not re-export the model; the source's spelling
+    does, the manifest names it)."""
     return {key: model_spec.get(key) for key in EXPORT_KEYS}
 
 
 def export_source(source_path: str, model_spec: dict[str, Any]) -> dict[str, Any]:
-    """The source mapping saferisk.models.export takes, from a config entry."""
-    return {"path": str(source_path), **{key: value for key, value in export_spec(model_spec).items()
-                                         if value is not None and not (key == "format" and value == "auto")}}
+    """The source mapping saferisk.models.export takes, from a config entry; the manifest names
+    the source as configured (`demo:...` or the path as written), never by a resolved absolute
+    path that differs between machines."""
+    return {"path": str(source_path), "name": model_spec.get("source") or str(source_path),
+            **{key: value for key, value in export_spec(model_spec).items()
+               if key != "source" and value is not None and not (key == "format" and value == "auto")}}
 
 
 def export_step(source: dict[str, Any], out_dir: str, check_inputs=None, labels=None,

@@ -14,12 +14,13 @@ log = logging.getLogger("saferisk.steps")
 
 
 def aggregate_model(model_name: str, shard_paths: Sequence[str], criteria: list[dict], out_dir: str) -> dict:
-    """<out_dir>/<m>.parquet (+ .csv) and <m>.summary.json from one model's radius shards."""
+    """<out_dir>/<m>.parquet (+ .csv), <m>.summary.json and <m>.timings.csv from one model's
+    radius shards."""
     from saferisk.audit.summary import summarize
     from saferisk.audit.table import aggregate, write_tables
 
     table = aggregate(shard_paths)
-    write_tables(table, out_dir, stem=model_name)
+    write_tables(table, out_dir, stem=model_name, timings=True)
     summary = summarize(table, summary_criteria(criteria), models=[model_name]).to_dict()
     atomic_write_json(Path(out_dir) / f"{model_name}.summary.json", summary)
     log.info("model %s: %d rows from %d shards", model_name, len(table), len(shard_paths))

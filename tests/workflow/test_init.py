@@ -14,7 +14,7 @@ from saferisk.config import load_plan
 from workflow_support import ROOT, copy_workflow, snakemake
 
 ACAS = SHARED / "vnncomp" / "acasxu"
-TINY = ["--max-inputs", "2", "--samples", "1", "--budget", "200", "--certify-seconds", "0.05"]
+TINY = ["--max-inputs", "2", "--samples", "1", "--budget", "200", "--certify-work", "20"]
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ rule aggregate_model:
         table=layout.model_table("{model}"),
         csv=layout.model_table("{model}", "csv"),
         summary=layout.model_table("{model}", "summary.json"),
+        timings=layout.model_table("{model}", "timings.csv"),
     log:
         "logs/aggregate_model/{model}.log",
     localrule: True

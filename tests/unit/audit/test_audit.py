@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -10,6 +12,7 @@ from saferisk.audit import (
     FAIL, INCONCLUSIVE, NO_CRITERION, PASS, AuditSummary, aggregate, parse_criteria, read_table, summarize,
     table_from_results, write_tables,
 )
+from saferisk.audit.table import KEY_COLUMNS, TIMING_COLUMNS, evidence, normalise_table
 from saferisk.errors import ConfigError, DataError
 from saferisk.io import dumps_json
 from saferisk.result import RESULT_FIELDS, RadiusResult, failed_status
@@ -160,8 +163,13 @@ def test_write_tables_is_deterministic_and_round_trips(tmp_path):
     assert '"{""a"": [1.5], ""b"": 1}"' in csv_a.read_text()  # sorted JSON extra
     for path in (parquet_a, csv_a):
         back = read_table(path)
-        pd.testing.assert_frame_equal(back, table, check_dtype=False)
+        pd.testing.assert_frame_equal(evidence(back), evidence(table), check_dtype=False)
+        assert back[list(TIMING_COLUMNS)].isna().all().all()  # timings are not evidence: never in the table
     assert not list((tmp_path / "a").glob(".*tmp"))  # atomic: no leftovers
+    write_tables(table, tmp_path / "c", stem="m", timings=True)  # ... but kept apart, keyed like the table
+    timings = pd.read_csv(tmp_path / "c" / "m.timings.csv", dtype={"input_id": str})
+    assert list(timings.columns) == [*KEY_COLUMNS, *TIMING_COLUMNS] and len(timings) == len(table)
+    np.testing.assert_allclose(timings["seconds"], normalise_table(table)["seconds"])
 
 
 def test_empty_table():

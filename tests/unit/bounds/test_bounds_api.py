@@ -135,7 +135,8 @@ def test_a_search_cut_short_by_the_time_budget_says_so():
     x0 = torch.tensor([0.2, 0.1, -0.3], dtype=torch.float64)
     z0 = GraphModule(graph.to("cpu", torch.float64))(x0[None])[0]
     spec, domain = Robustness().bind(z0).spec(), Domain.scalar(-1, 1, 3)
-    ample = certify_radius(graph, spec, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown", time_budget_s=30))
+    ample = certify_radius(graph, spec, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown", time_budget_s=30,
+                                                                                      work_budget=None))
     assert ample.radius_lower > 0 and not ample.budget_exhausted
     cut = certify_radius(graph, spec, x0, "inf", 2.0, domain, config=CertifyConfig(method="crown", time_budget_s=1e-6))
     assert cut.budget_exhausted and (cut.radius_lower or 0.0) <= ample.radius_lower
@@ -164,11 +165,13 @@ def test_time_budget_is_honoured_inside_a_bound_pass():
     import time
 
     from saferisk.bounds import BoundEngine, InputRegion
+    from saferisk.bounds.budget import Budget
     from saferisk.bounds.engine import BoundsDeadline
 
     graph = _mlp(seed=3, n=4, h=24)
     engine = BoundEngine(graph)
-    engine.memory_bytes, engine.deadline = 1, time.perf_counter() - 1.0
+    engine.memory_bytes, engine.budget = 1, Budget(work=None, seconds=0.0)
+    time.sleep(0.001)
     inset = InputRegion.ball(torch.zeros(4, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64), "inf",
                              -torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
     with pytest.raises(BoundsDeadline):

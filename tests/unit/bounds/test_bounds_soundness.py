@@ -18,6 +18,7 @@ import pytest
 import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from saferisk.bounds.budget import Budget
 from saferisk.bounds import BoundEngine, CertifyConfig, InputRegion, certify_radius
 from saferisk.bounds.bab import input_split, relu_split
 from saferisk.bounds.methods import rows_bound
@@ -430,7 +431,7 @@ def test_relu_and_input_splitting_never_verify_a_box_with_a_violation():
         # probabilities)
         recompute = functools.partial(relu_split, iterations=0)
         for name, search in (("relu_split", relu_split), ("relu_split recompute", recompute), ("input_split", input_split)):
-            verdict = search(engine, rows, InputRegion.box(lo, hi), time.perf_counter() + 0.4)
+            verdict = search(engine, rows, InputRegion.box(lo, hi), Budget(work=None, seconds=0.4))
             outcomes[verdict] += 1
             if violated:
                 assert verdict != "verified", (seed, name)

@@ -348,5 +348,5 @@ def test_a_certification_cut_short_by_its_budget_is_flagged_in_the_record():
                          certify=CertifyConfig(method="crown", time_budget_s=1e-6))
     assert cut.to_dict()["extra"].get("certify_budget_exhausted") is True
     ample = compute_radius(model, x0, Robustness(), "inf", 0.3, domain, search=search,
-                           certify=CertifyConfig(method="crown", time_budget_s=60))
+                           certify=CertifyConfig(method="crown", time_budget_s=60, work_budget=None))
     assert "certify_budget_exhausted" not in ample.to_dict()["extra"] and ample.radius_lower is not None

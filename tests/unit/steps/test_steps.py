@@ -19,7 +19,7 @@ DEMO = ROOT / "saferisk" / "demo"
 SEEDS = {"selection": 0, "samples": 0, "search": 0}
 QUICK_PROPERTY = {"kind": "robustness", "params": {}, "max_radius": 0.2, "scale": "input",
                   "search": {"mode": "fast", "budget": 300, "n_starts": 1, "n_random": 64, "max_iterations": 20},
-                  "certify": {"method": "ibp", "time_budget_s": 0.05}}
+                  "certify": {"method": "ibp", "work_budget": 20}}
 MODEL_SPEC = {"source": "demo:digits_mlp.onnx", "format": "auto", "factory": None, "input_shape": None,
               "domain": {"lower": 0.0, "upper": 1.0}, "output_kind": "logits", "decision": "argmax",
               "class_names": None}
