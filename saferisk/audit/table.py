@@ -3,10 +3,11 @@
 Columns: the key columns, then the other `RESULT_FIELDS` of `saferisk.result.RadiusResult`
 (with `extra` as a sorted JSON string), plus
   shard  the shard file the row came from (relative name, e.g. 'shard-0.parquet'),
-  pass   nullable bool: True when no risk was found within max_radius (status ok and no
-         witness, radius_upper null), False when one was (a witness, or violated at x0),
-         null when the input could not be assessed. An empirical statement, NOT a certificate:
-         certified statements use radius_lower (see saferisk.audit.summary).
+  outcome  what is known of the input within max_radius, in the words the reports use:
+         `violated` (a witness within max_radius, or the property fails at the input itself),
+         `certified_safe` (proved safe on the whole ball of radius max_radius: radius_lower >=
+         max_radius), `undecided` (no witness found and not proved up to max_radius: NOT a
+         statement of safety), `failed` (the input could not be assessed).
 Non-finite radii are stored as nulls. The timings (`seconds`, `certify_seconds`) are kept in
 memory but written apart, to <stem>.timings.csv: they differ from run to run, the evidence
 table (.parquet, .csv, the PDF attachment) does not. Every shard given to `aggregate` must exist (a
@@ -29,7 +30,8 @@ from saferisk.io import atomic_write
 from saferisk.result import RESULT_FIELDS, STATUS_OK, STATUS_VIOLATED_AT_INPUT
 
 KEY_COLUMNS = ("model", "input_set", "property", "norm", "input_id")
-TABLE_COLUMNS = (*KEY_COLUMNS, *(c for c in RESULT_FIELDS if c not in KEY_COLUMNS), "shard", "pass")
+TABLE_COLUMNS = (*KEY_COLUMNS, *(c for c in RESULT_FIELDS if c not in KEY_COLUMNS), "shard", "outcome")
+OUTCOMES = ("violated", "certified_safe", "undecided", "failed")
 FLOAT_COLUMNS = ("max_radius", "value_at_x0", "threshold", "radius_lower", "radius_estimate",
                  "lipschitz_estimate", "radius_upper", "seconds", "certify_seconds")
 TIMING_COLUMNS = ("seconds", "certify_seconds")  # machine- and load-dependent: not evidence
@@ -85,11 +87,19 @@ def normalise_table(frame: pd.DataFrame) -> pd.DataFrame:
     frame["extra"] = frame["extra"].map(_extra_json).astype(object)
     frame.loc[frame["status"] == "", "status"] = "failed: no status recorded"
     status = frame["status"]
-    found = frame["radius_upper"].notna() | (status == STATUS_VIOLATED_AT_INPUT)
-    assessed = status.isin([STATUS_OK, STATUS_VIOLATED_AT_INPUT])
-    frame["pass"] = pd.array([(not f) if a else pd.NA for f, a in zip(found, assessed)], dtype="boolean")
+    frame["outcome"] = outcomes(frame)
     frame = frame.loc[:, list(TABLE_COLUMNS)]
     return sort_table(frame)
+
+
+def outcomes(frame: pd.DataFrame) -> pd.Series:
+    """The `outcome` word of every row (see the module docstring)."""
+    status = frame["status"]
+    found = frame["radius_upper"].notna() | (status == STATUS_VIOLATED_AT_INPUT)
+    assessed = status.isin([STATUS_OK, STATUS_VIOLATED_AT_INPUT])
+    proved = frame["radius_lower"].notna() & (frame["radius_lower"] >= frame["max_radius"] * (1 - 1e-9))
+    words = np.where(found, "violated", np.where(proved, "certified_safe", "undecided"))
+    return pd.Series(np.where(assessed, words, "failed"), index=frame.index, dtype=object)
 
 
 def _natural(values: pd.Series) -> pd.Series:

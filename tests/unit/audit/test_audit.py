@@ -69,7 +69,10 @@ def test_nan_radii_become_nulls_and_stats_are_nan_aware():
     assert group.radius_lower.mean == pytest.approx(0.02) and group.radius_lower.min == pytest.approx(0.01)
     assert group.radius_estimate.median == pytest.approx(0.03)
     assert group.n_risks_found == 1
-    assert list(table["pass"]) == [True, False, True]
+    # no witness is not "safe": only radius_lower >= max_radius (0.1) is; a witness is a violation
+    assert list(table["outcome"]) == ["undecided", "violated", "undecided"]
+    proved = table_from_results([result(3, 0.1, 0.2, None), result(4, 0.05, 0.2, None, status="failed: NaN outputs")])
+    assert list(proved["outcome"]) == ["certified_safe", "failed"]
 
 
 def test_fraction_curves_and_counts():
