@@ -1,43 +1,55 @@
 # saferisk: two commands on a fresh Debian 12 machine with Python 3.11.
-#   make audit   installs everything and runs the default audit (snakemake)
-#   make test    installs everything and runs the test suite
+#   make audit   installs what the audit needs and runs the default audit (snakemake)
+#   make test    installs that plus the test tools and runs the test suite
 # Both are idempotent: a second run only reruns what changed.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := python3-venv make git libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+APT_PACKAGES := python3-venv make git libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+# the tests also render PDF pages (pdftoppm) and start a real single-node SLURM cluster
+TEST_APT_PACKAGES := poppler-utils slurm-wlm munge
 
-.PHONY: audit test test-fast install system-deps clean-results lint bench readme-pages
+.PHONY: audit test test-fast install install-test system-deps test-system-deps clean-results lint bench readme-pages
 
 audit: install
 	$(BIN)/snakemake
 	@echo "Reports: $$(ls results/reports/*.pdf 2>/dev/null | tr '\n' ' ')"
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # While developing: every test but the end-to-end ones (tests/workflow/, @pytest.mark.slow).
-test-fast: install
+test-fast: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 install: system-deps $(VENV)/.installed
 
+# the audit's environment plus the test, SLURM and benchmark extras
+install-test: install test-system-deps $(VENV)/.installed-test
+
 system-deps:
 	@bash .ci/system-deps.sh $(APT_PACKAGES)
+
+test-system-deps:
+	@bash .ci/system-deps.sh $(TEST_APT_PACKAGES)
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23"
 	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,slurm,bench]"
 	@touch $@
 
-lint: install
+lint: install-test
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
-bench: install
+bench: install-test
 	$(BIN)/python -m benchmarks --threads 1
 
 # Re-render the README's report pages from the default audit's PDFs.

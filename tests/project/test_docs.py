@@ -150,18 +150,26 @@ def test_readme_two_commands_are_what_the_makefile_and_ci_run():
     ci = [line.strip() for line in _text(ROOT / ".ci" / "run").splitlines()
           if line.strip() and not line.strip().startswith("#")]
     assert ci[-1] == "make test", f".ci/run must end with the README's test command, got {ci[-1]!r}"
-    for target, runs in (("audit", "$(BIN)/snakemake"), ("test", "$(BIN)/python -m pytest")):
+    for target, install, runs in (("audit", "install", "$(BIN)/snakemake"),
+                                  ("test", "install-test", "$(BIN)/python -m pytest")):
         prerequisites, body = recipe(target)
-        assert prerequisites == ["install"], f"make {target} must install first: {prerequisites}"
+        assert prerequisites == [install], f"make {target} must install first: {prerequisites}"
         assert body and body[0].startswith(runs), f"make {target} runs {body}"
     assert recipe("audit")[1][0] == "$(BIN)/snakemake", "the default audit is plain `snakemake`"
-    install_prerequisites, _ = recipe("install")
+    install_prerequisites, install_body = recipe("install")
     assert "system-deps" in install_prerequisites
+    # the audit installs what it needs and no more; the tests add their extras on top of it
+    assert "test-system-deps" not in install_prerequisites
+    audit_pip = [line for line in recipe("$(VENV)/.installed")[1] if "pip install -q -e" in line]
+    assert audit_pip == ['$(BIN)/python -m pip install -q -e .'], audit_pip
+    test_prerequisites, _ = recipe("install-test")
+    assert {"install", "test-system-deps"} <= set(test_prerequisites)
 
 
 def test_readme_lists_the_system_packages_the_makefile_installs():
     makefile = _text(ROOT / "Makefile")
-    packages = re.search(r"^APT_PACKAGES\s*:=\s*(.*)$", makefile, re.M).group(1).split()
+    packages = [p for name in ("APT_PACKAGES", "TEST_APT_PACKAGES")
+                for p in re.search(rf"^{name}\s*:=\s*(.*)$", makefile, re.M).group(1).split()]
     readme = _text(ROOT / "README.md")
     section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([a-z0-9][a-z0-9.+-]*)`", section))

@@ -1,5 +1,7 @@
-"""Opt-in (SAFERISK_TEST_SLURM=1, root, Debian packages slurm-wlm + munge): a real single-node
-SLURM cluster runs a tiny audit's DAG through sbatch with a copy of profiles/slurm.
+"""A real single-node SLURM cluster runs a tiny audit's DAG through sbatch with a copy of
+profiles/slurm, directly and through workflow/nightly.sh. Runs wherever it can: as root with the
+Debian packages slurm-wlm + munge (`make test` installs them when root, so CI runs it);
+skipped elsewhere, or with SAFERISK_TEST_SLURM=0.
 
 The test starts munged, slurmctld and slurmd itself and stops them by the PIDs it started.
 
@@ -31,15 +33,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_support import setup_workdir, snakemake, tiny_config
+from workflow_support import setup_workdir, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 @pytest.fixture()
 def slurm_cluster(tmp_path):
-    if os.environ.get("SAFERISK_TEST_SLURM") != "1":
-        pytest.skip("set SAFERISK_TEST_SLURM=1 to start a real single-node SLURM cluster")
+    if os.environ.get("SAFERISK_TEST_SLURM") == "0":
+        pytest.skip("SAFERISK_TEST_SLURM=0: no SLURM cluster started")
     missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo", "squeue", "srun")
                if not shutil.which(b)]
     if missing or os.geteuid() != 0:
@@ -117,9 +119,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 proc.kill()
 
 
-def test_tiny_audit_through_sbatch(tmp_path, slurm_cluster):
-    config = tiny_config(models=("mlp_a",), n_rows=2, shard_size=1)
-    wd = setup_workdir(tmp_path / "wf", config, n_rows=2)
+def _test_profile(wd: Path) -> None:
+    """profiles/test-slurm: profiles/slurm for the test node (its account and partition, no GPU)."""
     profile = yaml.safe_load((wd / "profiles/slurm/config.yaml").read_text())
     profile["default-resources"].update(slurm_account="root", slurm_partition="debug")
     radius = profile["set-resources"]["compute_radius_shard"]
@@ -135,21 +136,43 @@ def test_tiny_audit_through_sbatch(tmp_path, slurm_cluster):
     profile["slurm-keep-successful-logs"] = True
     (wd / "profiles/test-slurm").mkdir()
     (wd / "profiles/test-slurm/config.yaml").write_text(yaml.safe_dump(profile))
-    proc = snakemake(wd, "--workflow-profile", "profiles/test-slurm", "results/tables/audit.csv", env=slurm_cluster,
-                     timeout=600)
+
+
+def test_tiny_audit_through_sbatch_nightly_then_nothing(tmp_path, slurm_cluster):
+    """workflow/nightly.sh as cron starts it: the first night submits every radius job through
+    sbatch (each runs under slurmd and exits 0) and writes the tables and reports; the next
+    night, with nothing changed, submits nothing."""
+    import sys
+
+    config = tiny_config(models=("mlp_a",), n_rows=2, shard_size=1)
+    wd = setup_workdir(tmp_path / "wf", config, n_rows=2)
+    _test_profile(wd)
+    env = {**slurm_cluster, "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake")}
+    logs = []
+    for night in range(2):
+        proc = subprocess.run(["bash", "workflow/nightly.sh", "profiles/test-slurm"], cwd=wd, env=env,
+                              capture_output=True, text=True, timeout=600)
+        log = (wd / "logs" / "nightly" / "latest.log").read_text()
+        assert proc.returncode == 0, log[-4000:]
+        assert "finished with exit status 0" in log
+        logs.append(log)
+        time.sleep(1.1)  # the next night gets its own dated log
     table = pd.read_parquet(wd / "results/tables/audit.parquet")
     assert len(table) == 2 * 2
     assert sorted(zip(table["model"], table["property"], table["shard"])) == [
         ("mlp_a", prop, f"shard-{i}.parquet") for prop in ("robustness", "uncertainty") for i in range(2)]
+    assert (wd / "results/reports/mlp_a.pdf").is_file() and (wd / "results/reports/summary.pdf").is_file()
     # Every non-local job went through sbatch, ran under slurmd (exit 0) and left its SLURM log
     # (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<slurm jobid>.log).
-    logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    slurm_logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))
     per_rule: dict[str, int] = {}
-    for path in logs:
+    for path in slurm_logs:
         per_rule[path.parent.parent.name] = per_rule.get(path.parent.parent.name, 0) + 1
-    assert per_rule == {"rule_compute_radius_shard": 4}, logs  # export, inputs, reports: login node
-    submitted = re.findall(r"submitted with SLURM jobid (\d+)", proc.stdout + proc.stderr)
-    assert sorted(submitted) == sorted(path.stem for path in logs), (proc.stdout + proc.stderr)[-4000:]
+    assert per_rule == {"rule_compute_radius_shard": 4}, slurm_logs  # export, inputs, reports: login node
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", logs[0])
+    assert sorted(submitted) == sorted(path.stem for path in slurm_logs), logs[0][-4000:]
     ctld_log = (Path(slurm_cluster["SLURM_CONF"]).parent / "log" / "slurmctld.log").read_text()
     for jobid in submitted:
         assert f"_job_complete: JobId={jobid} WEXITSTATUS 0" in ctld_log, ctld_log[-3000:]
+    assert "submitted with SLURM jobid" not in logs[1] and "Nothing to be done" in logs[1], logs[1][-3000:]
+    assert len(list((wd / "logs" / "nightly").glob("*Z.log"))) == 2
