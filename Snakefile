@@ -16,6 +16,7 @@ include: "workflow/rules/report.smk"
 
 
 onstart:
+    check_results_writable()
     write_run_metadata()
 
 

@@ -15,3 +15,7 @@ class DataError(SaferiskError):
 
 class ConfigError(SaferiskError):
     """An invalid configuration or command-line option."""
+
+
+class WriteError(SaferiskError):
+    """An output that cannot be written (read-only or full disk, no permission): nothing half-written is left."""

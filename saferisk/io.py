@@ -10,19 +10,52 @@ from typing import Any, Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) for a temporary file beside `path`, then rename it into place."""
+    """Call write(tmp_path) for a temporary file beside `path`, then rename it into place.
+
+    A disk that refuses the write (read-only, full, no permission) is a WriteError naming
+    `path`; the temporary file is removed, so nothing half-written is ever left under `path`."""
+    from saferisk.errors import WriteError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def check_writable(root: str | os.PathLike) -> None:
+    """WriteError naming the first directory under `root` (itself included) where no file can be
+    created: read-only or full disks found before any job starts, in one line."""
+    from saferisk.errors import WriteError
+
+    root = Path(root)
+    if not root.exists():
+        return
+    for directory, _dirs, _files in os.walk(root):
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".saferisk-write-check.", dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise WriteError(f"cannot write {directory}: {exc.strerror or exc}") from None
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def _umask() -> int:

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  model {name}: {support.describe()}")
     print(f"config OK: {plan.summary()}")
     print("\n".join(lines))
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
     if args.jobs:
         for job in plan.radius_jobs():
             print(f"  {job.output}")

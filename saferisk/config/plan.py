@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from saferisk import layout
@@ -116,6 +117,7 @@ class AuditPlan:
     input_sets: dict[str, InputSetPlan] = field(default_factory=dict)
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     norms: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # legal but probably not meant (printed, not fatal)
 
     def radius_jobs(self) -> list[RadiusJob]:
         jobs = []
@@ -192,7 +194,43 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
         plan.models[name] = _plan_model(plan, name, spec)
     for i, criterion in enumerate(config["criteria"]):
         _check_criterion(plan, criterion, f"criteria[{i}]")
+    plan.warnings.extend(_radius_warnings(plan))
     return plan
+
+
+def _domain_widths(plan: AuditPlan, model: ModelPlan, inputs: str) -> np.ndarray | None:
+    """Per-feature widths of the domain a model is measured in on an input set, where the
+    config states it (the model's `domain`, else the input set's, else a box): None otherwise."""
+    n = model.n_features or plan.input_sets[inputs].info.n_features
+    block = model.spec.get("domain") or plan.input_sets[inputs].spec.get("domain") or plan.input_sets[inputs].info.box
+    if not block or n is None:
+        return None
+    sides = [np.asarray(block[side], dtype=float).reshape(-1) for side in ("lower", "upper")]
+    if any(side.size not in (1, n) for side in sides):
+        return None
+    widths = np.broadcast_to(sides[1], (n,)) - np.broadcast_to(sides[0], (n,))
+    return widths if np.isfinite(widths).all() else None
+
+
+def _radius_warnings(plan: AuditPlan) -> list[str]:
+    """A max_radius above the domain's diameter in its norm measures nothing beyond it: the ball
+    then covers the whole domain (legal, so a warning)."""
+    out = []
+    for model in plan.models.values():
+        for inputs in model.input_sets:
+            widths = _domain_widths(plan, model, inputs)
+            if widths is None:
+                continue
+            for p in model.properties:
+                spec = plan.properties[p]
+                w = np.ones_like(widths) if spec["scale"] == "domain" else widths
+                for norm in plan.norms[p]:
+                    diameter = float(np.linalg.norm(w, ord=np.inf if norm == "inf" else int(norm)))
+                    if float(spec["max_radius"]) > diameter * (1 + 1e-9):
+                        out.append(f"properties.{p}.max_radius: {spec['max_radius']} exceeds the diameter "
+                                   f"{diameter:.6g} (L{norm}) of model {model.name!r}'s domain on input set "
+                                   f"{inputs!r}: the ball covers the whole domain beyond it")
+    return sorted(set(out))
 
 
 def _plan_properties(plan: AuditPlan) -> None:

@@ -38,12 +38,12 @@ def _evidence(wd: Path) -> dict[str, bytes]:
 
 
 def test_two_runs_give_byte_identical_tables_witnesses_and_reports(tmp_path):
-    config = tiny_config()
+    config = tiny_config(models=("mlp_a",), n_rows=2, shard_size=1)
     config["properties"]["robustness"]["certify"] = {"method": "crown", "work_budget": 6}  # cut short by work
     del config["report"]["audit_date"]  # the date then comes from the tables: the same day here
-    first = setup_workdir(tmp_path / "first", config)
+    first = setup_workdir(tmp_path / "first", config, n_rows=2)
     snakemake(first)
-    second = setup_workdir(tmp_path / "elsewhere" / "second", config)
+    second = setup_workdir(tmp_path / "elsewhere" / "second", config, n_rows=2)
     import time
 
     burners = [multiprocessing.Process(target=_burn, args=(time.time() + 300,)) for _ in range(os.cpu_count() or 2)]

@@ -2,12 +2,15 @@
 # the audit plan, wildcard constraints, input functions get_<thing>(wildcards) and targets.
 import copy
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 import saferisk.config
 import saferisk.config.runtime
+import saferisk.errors
+import saferisk.io
 import saferisk.steps.export
 import saferisk.steps.provenance
 from saferisk import layout
@@ -23,6 +26,8 @@ if workflow.overwrite_configfiles:
 # saferisk's own checks first: friendly one-line errors naming the key (and the
 # cross-key checks JSON Schema cannot express: names, shapes, labels), before any job runs.
 PLAN = saferisk.config.build_plan(config, base=Path.cwd())
+for warning in PLAN.warnings:
+    print(f"saferisk: warning: {warning}", file=sys.stderr)
 validate(config, schema=str(saferisk.config.schema_path()))
 ALGORITHM_HASH = saferisk.steps.provenance.algorithm_hash()
 # the digest of each stage's code: a param of its rules (editing a stage reruns it and what follows)
@@ -157,6 +162,15 @@ def get_model_tables(wildcards):
 def get_report_assets(wildcards):
     """Templates, CSS and fonts: inputs of the report rules, so editing them reruns reports."""
     return sorted(str(p) for p in REPORTS_DIR.rglob("*") if p.is_file())
+
+
+def check_results_writable():
+    """Before any job: a read-only or full results/ is one clear line, not a traceback from
+    inside Snakemake's job preparation."""
+    try:
+        saferisk.io.check_writable(layout.RESULTS)
+    except saferisk.errors.SaferiskError as exc:
+        sys.exit(f"saferisk: error: {exc}")
 
 
 def write_run_metadata():

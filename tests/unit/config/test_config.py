@@ -329,3 +329,16 @@ def test_bad_data_is_a_parse_time_error(default_config, tmp_path, array, message
     default_config["input_sets"]["digits"] = {"path": str(tmp_path / "bad.npz")}
     with pytest.raises(ConfigError, match=rf"input_sets\.digits\.path: .*{message}"):
         build_plan(default_config, ROOT)
+
+
+def test_a_radius_beyond_the_domain_diameter_is_a_warning(default_config):
+    """L-inf diameter of [0, 1]^64 is 1, its L2 diameter 8: max_radius 5 covers the whole
+    domain in L-inf (warned), not in L2; legal either way (no error)."""
+    default_config["properties"]["robustness"]["max_radius"] = 5.0
+    default_config["criteria"] = []
+    plan = build_plan(default_config, ROOT)
+    linf = [w for w in plan.warnings if "properties.robustness.max_radius" in w and "(Linf)" in w]
+    assert linf and "exceeds the diameter 1 (Linf)" in linf[0]
+    assert not [w for w in plan.warnings if "(L2)" in w]
+    default_config["properties"]["robustness"]["max_radius"] = 0.3
+    assert not [w for w in build_plan(default_config, ROOT).warnings if "robustness" in w]

@@ -1,0 +1,137 @@
+"""Fault injection: a disturbed run, then the recovery a user (or the nightly script) does,
+must end with the same evidence as an undisturbed run, and a fault is one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workflow_support import SNAKEMAKE, setup_workdir, snakemake, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _config():
+    config = tiny_config(models=("mlp_a",), n_rows=2, shard_size=1)
+    del config["properties"]["uncertainty"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory) -> Path:
+    wd = setup_workdir(tmp_path_factory.mktemp("clean") / "wf", _config(), n_rows=2)
+    snakemake(wd)
+    return wd
+
+
+def _jobs_of(wd: Path) -> list[int]:
+    """PIDs of the job scripts a snakemake run started in `wd`."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "cwd") == str(wd) and b".snakemake/scripts" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
+def test_nightly_recovers_from_a_kill_9_of_snakemake_with_orphaned_jobs(tmp_path, undisturbed):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any("compute_radius_shard" in (Path("/proc") / str(p) / "cmdline").read_text(
+            errors="replace") for p in _jobs_of(wd)):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # snakemake only: its running job is orphaned
+    proc.wait()
+    orphans = _jobs_of(wd)
+    assert orphans, "no job was running when snakemake was killed"
+    assert (wd / ".snakemake" / "locks").is_dir() and any((wd / ".snakemake" / "locks").iterdir())
+    env = {**os.environ, "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake")}
+    night = subprocess.run(["bash", "workflow/nightly.sh", "profiles/default"], cwd=wd, env=env,
+                           capture_output=True, text=True, timeout=600)
+    log = (wd / "logs" / "nightly" / "latest.log").read_text()
+    assert night.returncode == 0, log[-4000:]
+    assert f"ending orphaned jobs of a killed run: pid {orphans[0]}" in log
+    assert not _jobs_of(wd)
+    for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
+        assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel
+
+
+def test_a_live_run_is_never_unlocked_by_the_nightly_script(tmp_path):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        env = {**os.environ, "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake")}
+        night = subprocess.run(["bash", "workflow/nightly.sh", "profiles/default"], cwd=wd, env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert night.returncode == 0
+        skipped = (wd / "logs" / "nightly" / "skipped.log").read_text()
+        assert f"a snakemake run is live in {wd} (pid {proc.pid}" in skipped
+        assert proc.poll() is None  # left alone: still running, its lock untouched
+        assert any((wd / ".snakemake" / "locks").iterdir())
+        assert not (wd / "logs" / "nightly" / "latest.log").exists()  # no run was started beside it
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+
+
+def _mount_tmpfs(where: Path, options: str) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+
+
+needs_mount = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root)")
+
+
+@needs_mount
+@pytest.mark.parametrize("fault, options, reason", [
+    ("full disk", "size=64k", "No space left on device"),
+    ("read-only disk", "ro,size=1m", "Read-only file system"),
+])
+def test_a_disk_that_refuses_writes_is_one_clear_line_and_the_rerun_trusts_nothing_half_written(
+        tmp_path, undisturbed, fault, options, reason):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    results = wd / "results"  # the whole results/ on its own (small or read-only) filesystem
+    _mount_tmpfs(results, options)
+    try:
+        proc = snakemake(wd, check=False)
+    finally:
+        subprocess.run(["umount", str(results)], check=True)
+    assert proc.returncode != 0, fault
+    # one line naming the path: from the job that hit the full disk, or from the check before any
+    # job for a read-only one (Snakemake's own job preparation would die in a traceback there)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("saferisk: error: cannot write results")]
+    assert lines and reason in lines[0], proc.stderr[-3000:]
+    logs = "".join(p.read_text() for p in (wd / "logs").rglob("*.log"))
+    assert "Traceback" not in proc.stderr + logs
+    # the disk is freed (the mount is gone): the rerun makes the same evidence as an undisturbed run
+    snakemake(wd, "--rerun-incomplete")
+    for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
+        assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_results_folder_is_one_clear_line(tmp_path):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    snakemake(wd, "results/inputs/digits/manifest.json")
+    (wd / "results" / "inputs" / "digits").chmod(0o555)
+    try:
+        proc = snakemake(wd, "--forceall", "results/inputs/digits/manifest.json", check=False)
+    finally:
+        (wd / "results" / "inputs" / "digits").chmod(0o755)
+    assert proc.returncode != 0
+    logs = list((wd / "logs").rglob("*.log"))
+    text = "".join(p.read_text() for p in logs)
+    assert "saferisk: error: cannot write" in proc.stderr + text and "Traceback" not in text
