@@ -11,6 +11,7 @@ import pandas as pd
 from saferisk import __version__
 from saferisk.audit.states import input_states
 from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
+from saferisk.audit.table import OUTCOMES, outcomes
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from saferisk.report.plots import comparison_figure, property_figure
 from saferisk.report.render import fmt_number, fmt_percent
@@ -113,6 +114,7 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
         "n_budget_exhausted": int(sum(_extra(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
         "n_clock_capped": int(sum(_extra(e).get("certify_clock_capped", False) for e in inputs["extra"])),
+        "outcomes": _outcome_counts(inputs),
         "figure": property_figure(inputs, group) or "",
         "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)],
         "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
@@ -237,6 +239,12 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
         "attachment_name": attachment_name,
     })
     return context
+
+
+def _outcome_counts(inputs: pd.DataFrame) -> str:
+    """'3 violated, 1 certified_safe, 20 undecided' in the table's `outcome` words (zeros left out)."""
+    words = list(outcomes(inputs)) if len(inputs) else []
+    return ", ".join(f"{words.count(w)} {w}" for w in OUTCOMES if words.count(w)) or "none"
 
 
 def _min_upper_text(text: str, n_violated_at_input: int) -> str:

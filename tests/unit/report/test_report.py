@@ -385,3 +385,19 @@ def test_number_formats_for_auditors():
     assert Criterion("robustness", None, 0.02, 0.95).label.startswith("robustness: at least 95% of inputs")
     assert _capped_text("0.3", True) == "≥ 0.3 (max radius)" and _capped_text("0.1", False) == "0.1"
     assert _min_upper_text("0", 1) == "0 (violated at an input)" and _min_upper_text("0", 0) == "0"
+
+
+def test_each_property_section_counts_the_tables_outcome_words(audit, tmp_path):
+    """The report and the table use the same per-input words (violated / certified_safe /
+    undecided / failed), counted per property section."""
+    from saferisk.audit.table import outcomes
+
+    table = read_table(audit["parquet"])
+    rows = table.loc[(table["model"] == "digits-cnn") & (table["property"] == "robustness") & (table["norm"] == "inf")]
+    words = list(outcomes(rows))
+    expected = ", ".join(f"{words.count(w)} {w}" for w in ("violated", "certified_safe", "undecided", "failed")
+                         if words.count(w))
+    text = pdf_text(render_model_report(table, summarize(table, models=["digits-cnn"]),
+                                        json.loads((audit["root"] / "digits-cnn.json").read_text()),
+                                        PROVENANCE, tmp_path / "m.pdf"))
+    assert expected and f"outcome column): {expected}." in " ".join(text.split())
