@@ -135,3 +135,19 @@ def test_a_read_only_results_folder_is_one_clear_line(tmp_path):
     logs = list((wd / "logs").rglob("*.log"))
     text = "".join(p.read_text() for p in logs)
     assert "saferisk: error: cannot write" in proc.stderr + text and "Traceback" not in text
+
+
+def test_a_corrupted_radius_shard_is_one_clear_line_and_its_rerun_restores_the_table(tmp_path, undisturbed):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    snakemake(wd)
+    shard = wd / "results/radii/mlp_a/digits/robustness-inf/shard-1.parquet"
+    shard.write_bytes(b"not a parquet file")  # a disk error, a half-copied backup, an edit by hand
+    proc = snakemake(wd, check=False)
+    assert proc.returncode != 0
+    log = (wd / "logs/aggregate_model/mlp_a.log").read_text()
+    assert f"error: {shard.relative_to(wd)}: cannot read radius shard" in log and "Traceback" not in log
+    assert "saferisk: error: results/radii/mlp_a/digits/robustness-inf/shard-1.parquet" in proc.stderr
+    shard.unlink()  # the recovery: remove what is broken, run again
+    snakemake(wd)
+    for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
+        assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel

@@ -48,8 +48,15 @@ wildcard_constraints:
 
 
 def get_final_output():
-    """Every report, the tidy tables and the input-set manifests."""
+    """Every report, the tidy tables (per model and combined) and the input-set manifests."""
     out = [layout.model_report(m) for m in PLAN.models]
+    # the per-model tables too: one removed (a failed aggregation, a cleanup) is made again,
+    # rather than left missing behind reports that are still present
+    out += [
+        layout.model_table(m, suffix)
+        for m in PLAN.models
+        for suffix in ("parquet", "summary.json")
+    ]
     out += [layout.summary_report(), layout.audit_table("csv")]
     out += [layout.input_manifest(d) for d in PLAN.input_sets]
     return out
