@@ -1,7 +1,7 @@
 # saferisk audit workflow: `snakemake` audits every configured model for every configured
 # property and writes results/reports/*.pdf. Configuration: config/config.yaml (documented
 # in config/README.md, checked by `saferisk validate-config`). Profiles: profiles/default
-# (found automatically), profiles/slurm (`snakemake --profile profiles/slurm`).
+# (found automatically), profiles/slurm (`snakemake --workflow-profile profiles/slurm`, docs/cluster-guide.md).
 
 
 configfile: "config/config.yaml"

@@ -70,7 +70,11 @@ def test_a_live_run_is_never_unlocked_by_the_nightly_script(tmp_path):
     wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
     proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(3)
+        locks = wd / ".snakemake" / "locks"
+        deadline = time.time() + 180  # the run holds its lock once its DAG is built (slow under load)
+        while time.time() < deadline and not (locks.is_dir() and any(locks.iterdir())):
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before the nightly script could meet it"
         env = {**os.environ, "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake")}
         night = subprocess.run(["bash", "workflow/nightly.sh", "profiles/default"], cwd=wd, env=env,
                                capture_output=True, text=True, timeout=120)
