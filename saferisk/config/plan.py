@@ -192,8 +192,9 @@ def build_plan(config: dict[str, Any], base: str | Path = ".") -> AuditPlan:
     _plan_input_sets(plan)
     for name, spec in config["models"].items():
         plan.models[name] = _plan_model(plan, name, spec)
+    measured = {(p, n) for m in plan.models.values() for p in m.properties for n in plan.norms[p]}
     for i, criterion in enumerate(config["criteria"]):
-        _check_criterion(plan, criterion, f"criteria[{i}]")
+        _check_criterion(plan, criterion, measured, f"criteria[{i}]")
     plan.warnings.extend(_radius_warnings(plan))
     return plan
 
@@ -315,10 +316,9 @@ def _model_properties(plan: AuditPlan, name: str, spec: dict[str, Any]) -> list[
     return list(props)
 
 
-def _check_criterion(plan: AuditPlan, crit: dict[str, Any], key: str) -> None:
+def _check_criterion(plan: AuditPlan, crit: dict[str, Any], measured: set[tuple[str, str]], key: str) -> None:
     """The criterion names a measured (property, norm), an audited model, a radius <= max_radius;
     its norm is canonicalised in place."""
-    measured = {(p, n) for m in plan.models.values() for p in m.properties for n in plan.norms[p]}
     p = crit["property"]
     if p not in plan.properties:
         raise ConfigError(f"{key}.property: unknown property {p!r}; defined: {', '.join(sorted(plan.properties))}")

@@ -11,7 +11,7 @@ import pandas as pd
 from saferisk import __version__
 from saferisk.audit.states import input_states
 from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
-from saferisk.audit.table import OUTCOMES, outcomes
+from saferisk.audit.table import OUTCOMES
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from saferisk.report.plots import comparison_figure, property_figure
 from saferisk.report.render import fmt_number, fmt_percent
@@ -123,7 +123,7 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
                      for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
         "more_failures": max(0, len(failed) - MAX_FAILURE_ROWS),
         "evaluations": f"{int(inputs['evaluations'].sum()):,}",
-        "certify_work": f"{sum(int(_extra(e).get('certify_work', 0)) for e in inputs['extra']):,}",
+        "certify_work": f"{_certify_work(inputs):,}",
     }
 
 
@@ -168,7 +168,7 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
              ("table: seeds", distinct("seed")), ("table: search modes", distinct("search_mode")),
              ("table: search forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}"),
              ("table: certification bound passes (sum)",
-              f"{sum(int(_extra(e).get('certify_work', 0)) for e in table['extra']):,}"),
+              f"{_certify_work(table):,}"),
              ("table: forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}")]
     return [{"key": k, "value": v} for k, v in rows]
 
@@ -242,9 +242,14 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
 
 
 def _outcome_counts(inputs: pd.DataFrame) -> str:
-    """'3 violated, 1 certified_safe, 20 undecided' in the table's `outcome` words (zeros left out)."""
-    words = list(outcomes(inputs)) if len(inputs) else []
+    """'3 violated, 1 certified_safe, 20 undecided' from the table's `outcome` column (zeros left out)."""
+    words = list(inputs["outcome"])
     return ", ".join(f"{words.count(w)} {w}" for w in OUTCOMES if words.count(w)) or "none"
+
+
+def _certify_work(rows: pd.DataFrame) -> int:
+    """Bound passes the certification of these rows spent (extra.certify_work)."""
+    return sum(int(_extra(e).get("certify_work", 0)) for e in rows["extra"])
 
 
 def _min_upper_text(text: str, n_violated_at_input: int) -> str:
