@@ -42,6 +42,7 @@ class WitnessView:
     n_changed: int = 0
     relative_to_range: bool = False  # features ordered by change / domain width
     reference_id: str = ""  # invariance: the witness lies near this differently labelled input
+    outcome: str = ""  # the table's outcome word for this input (audit.table.OUTCOMES)
 
 
 def image_shape(input_shape) -> tuple[int, int, int] | None:
@@ -158,7 +159,8 @@ def _base_view(row) -> WitnessView:
     return WitnessView(input_id=str(row["input_id"]), input_set=str(row["input_set"]),
                        radius_upper=_none(row["radius_upper"]), radius_lower=_none(row["radius_lower"]),
                        radius_estimate=_none(row["radius_estimate"]), kind="unavailable",
-                       reference_id="" if reference is None else str(reference))
+                       reference_id="" if reference is None else str(reference),
+                       outcome=str(row["outcome"]) if "outcome" in row else "")
 
 
 def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 3) -> list[WitnessView]:

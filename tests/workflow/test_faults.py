@@ -4,6 +4,7 @@ must end with the same evidence as an undisturbed run, and a fault is one clear 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_support import SNAKEMAKE, setup_workdir, snakemake, tiny_config
+from workflow_support import SNAKEMAKE, perturb_weights, planned_jobs, setup_workdir, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -155,3 +156,96 @@ def test_a_corrupted_radius_shard_is_one_clear_line_and_its_rerun_restores_the_t
     snakemake(wd)
     for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
         assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel
+
+
+EVIDENCE_TABLES = ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.parquet", "tables/mlp_a.summary.json")
+
+
+def _same_tables(wd: Path, reference: Path) -> None:
+    for rel in EVIDENCE_TABLES:
+        assert (wd / "results" / rel).read_bytes() == (reference / "results" / rel).read_bytes(), rel
+
+
+def _copy_of(finished: Path, dest: Path) -> Path:
+    """A finished audit moved elsewhere, times and Snakemake's records kept: up to date there."""
+    shutil.copytree(finished, dest, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    return dest
+
+
+def _wait_for_radius_job(wd: Path, timeout: float = 240) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid in _jobs_of(wd):
+            try:
+                if "compute_radius_shard" in (Path("/proc") / str(pid) / "cmdline").read_text(errors="replace"):
+                    return pid
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError("no radius job started before the deadline")
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
+def test_a_job_killed_mid_run_leaves_no_report_and_its_rerun_restores_the_table(tmp_path, undisturbed):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    os.kill(_wait_for_radius_job(wd), signal.SIGKILL)  # one job dies (the OOM killer, a node failure)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0 and "Error in rule compute_radius_shard" in out, out[-3000:]
+    # no report shows a number for the failed shard: neither the model's nor the summary exists
+    assert not list((wd / "results").rglob("*.pdf"))
+    assert not (wd / "results/tables/mlp_a.parquet").exists()
+    snakemake(wd)  # the recovery is a plain rerun: snakemake ended normally, no lock is left
+    _same_tables(wd, undisturbed)
+    assert (wd / "results/reports/mlp_a.pdf").exists()
+
+
+def test_a_second_run_beside_a_live_one_is_refused_and_disturbs_nothing(tmp_path, undisturbed):
+    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
+    first = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_radius_job(wd)  # the first run holds its lock and is computing
+        second = snakemake(wd, check=False)
+        assert second.returncode != 0
+        assert "cannot be locked" in second.stdout + second.stderr
+        assert first.wait(timeout=600) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    _same_tables(wd, undisturbed)
+    assert planned_jobs(wd) == []  # the refused run left nothing half-done behind
+
+
+def test_an_edited_model_gives_the_table_of_a_from_scratch_audit_of_the_new_model(tmp_path, undisturbed):
+    wd = _copy_of(undisturbed, tmp_path / "wf")  # a finished audit of the old model
+    assert planned_jobs(wd) == []
+    perturb_weights(wd / "models/mlp_a.onnx")  # retrained weights, same file name
+    snakemake(wd)
+    fresh = setup_workdir(tmp_path / "fresh", _config(), n_rows=2)
+    shutil.copy2(wd / "models/mlp_a.onnx", fresh / "models/mlp_a.onnx")
+    snakemake(fresh)
+    _same_tables(wd, fresh)
+    assert (wd / "results/reports/mlp_a.pdf").read_bytes() == (fresh / "results/reports/mlp_a.pdf").read_bytes()
+    assert (wd / "results/tables/audit.csv").read_bytes() != (undisturbed / "results/tables/audit.csv").read_bytes()
+
+
+def test_a_code_edit_in_each_stage_reruns_to_the_same_table(tmp_path, undisturbed):
+    """Edit one file per stage (inputs, radius, aggregation, reports) in a shadowing copy of the
+    package, one after the other: each rerun recomputes that stage and ends with the same table."""
+    import saferisk
+
+    wd = _copy_of(undisturbed, tmp_path / "wf")
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(saferisk.__file__).resolve().parent, pkg / "saferisk",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": f"{pkg}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for edited, first_rule in (("steps/inputs.py", "prepare_input_shard"), ("steps/radius.py", "compute_radius_shard"),
+                               ("steps/tables.py", "aggregate_model"), ("steps/reports.py", "report_model")):
+        path = pkg / "saferisk" / edited
+        path.write_text(path.read_text() + "\n# an edit\n")
+        proc = snakemake(wd, env=env)
+        assert f"rule {first_rule}:" in proc.stdout + proc.stderr, edited
+        _same_tables(wd, undisturbed)
+        assert (wd / "results/reports/mlp_a.pdf").exists()

@@ -62,9 +62,20 @@ def get_final_output():
     return out
 
 
+def workdir_path(path):
+    """A source inside the working directory by its relative path: a moved or copied audit
+    directory stays up to date (Snakemake records each job's set of input paths)."""
+    path = Path(path)
+    return (
+        str(path.relative_to(Path.cwd()))
+        if path.is_relative_to(Path.cwd())
+        else str(path)
+    )
+
+
 def get_model_source(wildcards):
     # ancient(): a touched but unchanged file never reruns; the content hash param does.
-    return ancient(str(PLAN.models[wildcards.model].source))
+    return ancient(workdir_path(PLAN.models[wildcards.model].source))
 
 
 def get_model_source_sha256(wildcards):
@@ -81,7 +92,7 @@ def get_model_export_spec(wildcards):
 
 def get_input_source(wildcards):
     source = PLAN.input_sets[wildcards.inputs].info.source
-    return [] if source is None else ancient(str(source))
+    return [] if source is None else ancient(workdir_path(source))
 
 
 def get_input_load_spec(wildcards):

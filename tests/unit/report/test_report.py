@@ -401,3 +401,9 @@ def test_each_property_section_counts_the_tables_outcome_words(audit, tmp_path):
                                         json.loads((audit["root"] / "digits-cnn.json").read_text()),
                                         PROVENANCE, tmp_path / "m.pdf"))
     assert expected and f"outcome column): {expected}." in " ".join(text.split())
+    # each worst case shown names its input's word from the table
+    found = rows.assign(word=words).loc[rows["radius_upper"].notna() & (rows["status"] == "ok")]
+    closest = found.sort_values(["radius_upper", "input_set", "input_id"], kind="mergesort").iloc[0]
+    assert closest["word"] == "violated"
+    head = f"input {closest['input_id']} ({closest['input_set']}): violated, witness at distance"
+    assert head in " ".join(text.split())
