@@ -204,6 +204,8 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
                                 witness=hinted)
         else:
             grid = config.grid_size if method in ("ibp", "crown") else max(2, config.grid_size // 2)
+            if engine.forward_is_cheaper():  # each radius costs n forward passes: fewer per round
+                grid = min(grid, 2)
             top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
             found, failed = _search(problem, method, lo, hi, tol, grid, floor, top, geometric=not hinted)
         if found > lo:

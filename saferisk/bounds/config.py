@@ -44,7 +44,9 @@ class CertifyConfig:
     # as fit (the same bounds, more passes); None = the default of saferisk.bounds.engine (2 GiB)
     memory_mb: int | None = None
     # work limit: a node with more unstable neurons than this keeps its interval bounds instead
-    # of one CROWN row pair per neuron (None: no limit)
+    # of one CROWN row pair per neuron, and a network with more ReLU neurons than this gets its
+    # intermediate bounds by forward linear bounds (bounds/forward.py) where they fit memory_mb
+    # (None: no limit)
     crown_max_neurons: int | None = 4096
 
     def __post_init__(self):
@@ -81,6 +83,7 @@ class CertifyConfig:
         """Set the engine's memory and work limits and its budget for one certification."""
         engine.memory_bytes = self.memory_bytes()
         engine.max_neurons_per_node = self.crown_max_neurons
+        engine.forward_min_neurons = self.crown_max_neurons
         engine.budget = budget
 
     def memory_bytes(self) -> int:

@@ -25,6 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from saferisk.bounds.forward import forward_bytes, forward_intermediate_bounds, forward_supported
 from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_relax, lipschitz_grid_values, s_shaped_relax
 from saferisk.bounds.sets import InputRegion
 from saferisk.models.activations import ACTIVATIONS
@@ -92,6 +93,7 @@ class BoundEngine:
         self.memory_bytes = DEFAULT_MEMORY_BYTES
         self._linear_parts: dict[tuple[str, bool], Node] = {}
         self.budget = None  # saferisk.bounds.budget.Budget: every bound pass spends one unit of it
+        self.forward_min_neurons: int | None = None  # more ReLUs: forward intermediate bounds (None: never)
         self.max_neurons_per_node: int | None = None  # more unstable neurons: keep the node's IBP bounds
         self.max_numel_upto, largest = {self.input_name: math.prod(self.input_shape)}, math.prod(self.input_shape)
         for node in self.nodes:
@@ -278,6 +280,8 @@ class BoundEngine:
         (B, *shape) in {-1, 0, +1}} (-1: x <= 0, +1: x >= 0).
         """
         ibp = self.ibp(inset) if ibp is None else ibp
+        if method == "crown" and alphas is None and splits is None and self.forward_is_cheaper():
+            return forward_intermediate_bounds(self, inset, ibp)
         B = inset.batch
         pre = set(self.pre_nodes)
         # one sweep in graph order: each node's interval is recomputed from the bounds tightened
@@ -297,6 +301,14 @@ class BoundEngine:
                 bounds[node.output] = (lo, hi)
             current[node.output] = (lo, hi)
         return bounds
+
+    def forward_is_cheaper(self) -> bool:
+        """Forward linear bounds (forward.py) instead of one CROWN row pair per neuron: for networks
+        with more than `forward_min_neurons` ReLU neurons (set from certify.crown_max_neurons),
+        when every op has a forward rule and n x the largest node fits the memory limit."""
+        if self.forward_min_neurons is None or self.relu_neurons <= self.forward_min_neurons:
+            return False
+        return forward_supported(self) and forward_bytes(self) <= self.memory_bytes
 
     def _linear_part(self, node: Node, keep_sign: bool) -> Node:
         """`_abs_node(node, keep_sign)`, made once per node (IBP and CROWN use it on every pass)."""

@@ -25,7 +25,8 @@ from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.spec import SpecRows
 from saferisk.data.domain import Domain
 from saferisk.models.activations import ACTIVATIONS
-from saferisk.models.graph import Graph, GraphModule, Node
+from saferisk.bounds.forward import forward_supported
+from saferisk.models.graph import Graph, GraphModule, Node, run_node
 from saferisk.norms import distance, project
 from saferisk.properties import Robustness
 
@@ -464,3 +465,53 @@ def test_dense_and_transposed_convolution_back_substitution_agree(index, monkeyp
     b_opt = _ball_bounds(transposed, x0, 0.3, "inf", lo, hi, "alpha-crown")
     assert float((a_opt[0] - b_opt[0]).abs().max()) < 1e-2 * width
     assert float((a_opt[1] - b_opt[1]).abs().max()) < 1e-2 * width
+
+
+FORWARD_ZOO = [i for i, (name, graph, _) in enumerate(ZOO) if forward_supported(BoundEngine(graph))]
+
+
+def test_forward_bounds_cover_residual_convolutional_and_linear_op_graphs():
+    assert {ZOO[i][0] for i in FORWARD_ZOO} >= {"mlp-relu", "mlp-mixed", "residual", "linear-ops"}
+
+
+@pytest.mark.parametrize("index", FORWARD_ZOO)
+def test_forward_intermediate_bounds_contain_samples_and_lie_inside_ibp(index):
+    """Forward linear bounds (bounds/forward.py, the intermediate bounds of large networks):
+    every sampled pre-activation and output lies inside them, and they never exceed IBP's."""
+    name, graph, _ = ZOO[index]
+    gen = torch.Generator().manual_seed(100 + index)
+    engine = BoundEngine(graph)
+    engine.forward_min_neurons, engine.memory_bytes = -1, 1 << 30
+    assert engine.forward_is_cheaper()
+    n, shape = graph.n_inputs, graph.input_shape
+    lo, hi = -torch.ones(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64) * 0.7
+    f64 = graph.to("cpu", torch.float64)
+    for norm in ("inf", "2", "1"):
+        x0 = lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
+        radius = float(torch.rand(1, generator=gen)) * (0.6 if norm == "inf" else 1.5)
+        inset = InputRegion.ball(x0, torch.tensor([radius, radius / 4], dtype=torch.float64), norm, lo, hi)
+        ibp = engine.ibp(inset)
+        bounds = engine.intermediate_bounds(inset, "crown", ibp=ibp)
+        pts = _samples(x0, radius / 4, norm, lo, hi, 3000, gen)  # the second (smaller) set of the batch
+        values = _node_values(f64, pts.reshape(-1, *shape))
+        assert set(engine.pre_nodes) <= set(bounds)
+        for node in engine.pre_nodes:
+            low, high = bounds[node][0][1], bounds[node][1][1]
+            v = values[node]
+            assert bool((v >= low - 1e-7).all() and (v <= high + 1e-7).all()), (name, norm, node)
+            assert bool((low >= ibp[node][0][1] - 1e-12).all() and (high <= ibp[node][1][1] + 1e-12).all())
+        out = values[graph.output_name].reshape(len(pts), -1)
+        lb, ub = _ball_bounds(engine, x0, radius / 4, norm, lo, hi, "crown")
+        assert bool((out >= lb - 1e-7).all() and (out <= ub + 1e-7).all()), (name, norm)
+
+
+def _node_values(graph, x):
+    """Every node's value at the inputs x (B, *shape), by name."""
+    values = {graph.input_name: x}
+    for node in graph.nodes:
+        if node.op == "constant":
+            value = node.params["value"].to(x.dtype)
+            values[node.output] = value.expand((x.shape[0],) + tuple(value.shape))
+        else:
+            values[node.output] = run_node(node, [values[i] for i in node.inputs])
+    return values
