@@ -8,7 +8,8 @@ Each case runs in its own process (peak memory = that process's max RSS): one in
 in L-inf with max radius 8/255, the default search (fast mode: random-subspace polls of 64
 coordinates, gradient-guided starts where gradients exist, budget 30000 evaluations; 2000 from
 50,000 input features on, where one evaluation costs a full forward pass of a large image), then CROWN
-with the default memory (2 GiB) and a 60 s budget. Goals (issue): 3x224x224 estimate + witness
+with certify.memory_mb 7680 and a 50 s cap (the pass in flight when it passes still ends; the
+seconds shown include it). Goals (issue): 3x224x224 estimate + witness
 under 5 minutes per input; a CIFAR ResNet-18 (width 16) certified lower bound > 0 within 8 GB and
 60 s.
 """
@@ -44,7 +45,9 @@ QUICK = ("resnet18-1x8x8", "resnet18-3x32x32", "lstm-5x4")
 MAX_RADIUS = 8 / 255
 LARGE_INPUT = 50_000  # features from which the search budget is LARGE_BUDGET instead of the default
 LARGE_BUDGET = 2_000
-CERTIFY_SECONDS = 60.0
+CERTIFY_SECONDS = 50.0  # the cap; the pass in flight when it passes still ends (goal: 60 s in all)
+CERTIFY_GOAL_S = 60.0
+CERTIFY_MEMORY_MB = 7680  # certify.memory_mb: forward bounds of the 3x32x32 net fit (goal: 8 GB in all)
 ESTIMATE_GOAL_S = 300.0
 MEMORY_GOAL_MB = 8192
 
@@ -85,13 +88,14 @@ def measure(case: str) -> dict:
     search_s = time.perf_counter() - start
     bound = Robustness().bind(model.forward_flat(x0[None].to(model.dtype))[0].double())
     cap = result.radius_upper if result.radius_upper is not None else MAX_RADIUS
-    lower, method, certify_s, exhausted = certify_bound(
+    lower, method, cert = certify_bound(
         model, bound, x0.to(model.dtype), "inf", cap, domain, None,
-        CertifyConfig(method="crown", time_budget_s=CERTIFY_SECONDS), result.radius_upper)
+        CertifyConfig(method="crown", time_budget_s=CERTIFY_SECONDS, memory_mb=CERTIFY_MEMORY_MB), result.radius_upper)
     return {"case": case, "n_inputs": n, "evaluator": model.evaluator, "search_s": search_s,
             "evaluations_budget": search.budget,
             "evaluations": result.evaluations, "estimate": result.radius_estimate, "upper": result.radius_upper,
-            "lower": lower, "lower_method": method, "certify_s": certify_s, "certify_exhausted": exhausted,
+            "lower": lower, "lower_method": method, "certify_s": cert.seconds,
+            "certify_exhausted": cert.budget_exhausted, "certify_clock_capped": cert.clock_capped,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -135,17 +139,19 @@ def run(quick: bool = False) -> BenchReport:
     cases = QUICK if quick else tuple(CASES)
     rows = [_run_case(case) for case in cases]
     report = BenchReport(NAME, "Cost versus input size (ResNet-18-style, ViT, LSTM)", quick=quick)
-    table = Table(f"one input, robustness L-inf, max radius {MAX_RADIUS:.4g}, default search, CROWN {CERTIFY_SECONDS:g} s",
+    table = Table(f"one input, robustness L-inf, max radius {MAX_RADIUS:.4g}, default search, CROWN "
+                  f"(cap {CERTIFY_SECONDS:g} s, memory_mb {CERTIFY_MEMORY_MB})",
                   ["model", "features", "evaluator", "estimate + witness (s)", "evaluations", "estimate", "witness",
-                   "certified lower", "lower bound (s)", "peak memory (MB)"])
+                   "certified lower", "by", "lower bound (s)", "peak memory (MB)"])
     for r in rows:
         if "error" in r:
-            table.add(r["case"], "—", "—", f"error: {r['error']}", "", "", "", "", "", "")
+            table.add(r["case"], "—", "—", f"error: {r['error']}", "", "", "", "", "", "", "")
             continue
         lower = _fmt(r["lower"]) + ("" if r["lower"] is not None else f" ({(r['lower_method'] or '')[:60]})")
+        stop = " (cap)" if r.get("certify_clock_capped") else " (work)" if r["certify_exhausted"] else ""
         table.add(r["case"], str(r["n_inputs"]), r["evaluator"], f"{r['search_s']:.1f}", str(r["evaluations"]),
-                  _fmt(r["estimate"]), _fmt(r["upper"]), lower,
-                  f"{r['certify_s']:.1f}" + (" (budget)" if r["certify_exhausted"] else ""), f"{r['peak_mb']:.0f}")
+                  _fmt(r["estimate"]), _fmt(r["upper"]), lower, r["lower_method"] if r["lower"] else "—",
+                  f"{r['certify_s']:.1f}" + stop, f"{r['peak_mb']:.0f}")
     report.tables.append(table)
     by_case = {r["case"]: r for r in rows if "error" not in r}
     big = by_case.get("resnet18-3x224x224")
@@ -155,9 +161,11 @@ def run(quick: bool = False) -> BenchReport:
                                  f"{big['search_s']:.0f} s", big["search_s"] < ESTIMATE_GOAL_S))
     cifar = by_case.get("resnet18-3x32x32")
     if cifar is not None:
-        ok = cifar["lower"] is not None and cifar["lower"] > 0 and cifar["peak_mb"] < MEMORY_GOAL_MB
-        report.goals.append(Goal("CIFAR ResNet-18 (width 16) certified lower bound > 0 within 8 GB and 60 s",
-                                 f"{_fmt(cifar['lower'])}, {cifar['peak_mb']:.0f} MB peak", ok))
+        ok = (cifar["lower"] is not None and cifar["lower"] > 0 and cifar["peak_mb"] < MEMORY_GOAL_MB
+              and cifar["certify_s"] < CERTIFY_GOAL_S)
+        report.goals.append(Goal(f"CIFAR ResNet-18 (width 16) certified lower bound > 0 within 8 GB and {CERTIFY_GOAL_S:g} s",
+                                 f"{_fmt(cifar['lower'])} by {cifar['lower_method']}, {cifar['certify_s']:.1f} s, "
+                                 f"{cifar['peak_mb']:.0f} MB peak", ok))
     report.files["scaling.png"] = _plot(rows)
     report.notes.append("random weights (seeded): certified bounds on random deep nets are far looser than on "
                         "trained ones; the memory column is what matters for OOM")

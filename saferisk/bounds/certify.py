@@ -1,7 +1,9 @@
 """Certified lower bound of the maximum safe radius, box verification and output ranges.
 
 certify_radius: the largest d in [0, max_radius] (capped by a witness radius) at which a sound
-lower bound of s over B_p(x0, d) ∩ box is > 0. Since the balls are nested, a certificate at d
+lower bound of s over B_p(x0, d) ∩ box is > 0. Large piecewise-linear networks (more ReLUs than
+crown_max_neurons) start from the radius of the affine piece around x0 (forward.py,
+"linear-region"), one exact forward pass. Since the balls are nested, a certificate at d
 holds for every smaller radius, so the largest certified radius found is a valid lower bound of
 r*, whatever the search did. The search bounds a grid of radii in one batched pass per round
 (CROWN, whose bound already includes IBP's), then refines with alpha-CROWN and finally branch
@@ -21,6 +23,7 @@ import torch
 from saferisk.bounds.bab import branch_and_bound
 from saferisk.bounds.config import Certificate, CertifyConfig
 from saferisk.bounds.engine import BoundEngine, BoundsDeadline, UnsupportedGraph
+from saferisk.bounds.forward import linear_region_radius
 from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.sets import InputRegion
 from saferisk.bounds.spec import SpecRows, spec_value
@@ -189,6 +192,13 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         return done(0.0, None, "the search interval is empty (max_radius or witness radius is 0)")
     problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, budget)
     lo, method_lo, failed = 0.0, None, hi
+    if engine.forward_is_cheaper():  # a large network: one exact pass first (forward.py)
+        try:
+            lo = min(hi, linear_region_radius(engine, rows, x0, norm, unit_t))
+        except BoundsDeadline:
+            lo = 0.0
+        method_lo = "linear-region" if lo > 0 else None
+        failed = hi
     tol = float(config.tolerance)
     ladder = config.ladder()
     if "crown" in ladder and ladder[0] == "ibp":
@@ -207,6 +217,8 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
             if engine.forward_is_cheaper():  # each radius costs n forward passes: fewer per round
                 grid = min(grid, 2)
             top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
+            if method == ladder[0] and lo > 0:  # from the linear-region radius: look up by doubling
+                top = min(hi, 2 * lo)
             found, failed = _search(problem, method, lo, hi, tol, grid, floor, top, geometric=not hinted)
         if found > lo:
             lo, method_lo = found, method

@@ -7,7 +7,8 @@ set, pushed forward in graph order (W: (n, *shape) per input set):
       bl' = L bm - |L| br + c,  bu' = L bm + |L| br + c;
   elementwise f with lines a_l v + c_l <= f(v) <= a_u v + c_u on the node's concrete bounds:
       f >= a_l+ (Wl x + bl) + a_l- (Wu x + bu) + c_l (and symmetrically above);
-  add and concat act function-wise. Concrete bounds are the min / max of those functions over
+  add and concat act function-wise. While no relaxation has been needed (every ReLU stable so
+  far) Wl = Wu is one tensor and each affine op costs one pass instead of two. Concrete bounds are the min / max of those functions over
   the input set (sets.py), intersected with the interval bounds.
 
 Cost: n (input features) forward passes of the network per input set, for all neurons at once;
@@ -19,9 +20,12 @@ then bounded by a backward (CROWN) pass over these intermediate bounds.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from saferisk.bounds.relax import leaky_relu_relax, lipschitz_grid_relax, s_shaped_relax
+from saferisk.bounds.sets import InputRegion
 
 FORWARD_OPS_EXTRA = {"add", "concat", "constant"}
 LIVE_FACTOR = 20  # bytes of n x the largest node, x dtype size, at peak (measured: ResNet-18, 3x32x32)
@@ -65,8 +69,78 @@ def _concrete(inset, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (inset.min_linear(A) + b.reshape(1, -1)).reshape(b.shape)
 
 
-def _one_set(engine, inset, ibp: dict) -> dict:
-    from saferisk.bounds.engine import AFFINE_OPS, _activation
+def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.Tensor | None,
+                         safety: float = 1e-6) -> float:
+    """A certified radius from one exact forward pass at x0, for piecewise-linear networks.
+
+    With every ReLU stable the network is one affine map y = J x + b, and pre-activation i is
+    W_i x + c_i with W_i exact (each layer's map is known once the layers before it are stable).
+    Neuron i keeps its sign on B_p(x0, r) while r ||W_i * unit||_q < |W_i x0 + c_i| (Hölder), so
+    every ReLU is stable for r < r_stable = min_i |pre_i(x0)| / ||W_i * unit||_q, by induction
+    over the layers. There each spec row is A x + a with A = C J exact, positive while
+    r ||A * unit||_q < s_row(x0). The result (shrunk by `safety`, relative) is a lower bound of the
+    maximum safe radius (0 when a neuron sits at its kink or a row is not positive at x0).
+    """
+    from saferisk.bounds.sets import _dual_norm
+
+    from saferisk.bounds.engine import ELEMENTWISE_OPS
+
+    if (not rows.on_logits or not forward_supported(engine)
+            or any(node.op in ELEMENTWISE_OPS and node.op not in ("relu", "leaky_relu") for node in engine.nodes)):
+        return 0.0  # not piecewise linear (or a spec on probabilities): no single affine piece
+    radius = {"stable": math.inf}
+
+    def dual(W: torch.Tensor) -> torch.Tensor:
+        A = W.reshape(W.shape[0], -1).T  # (neurons, n)
+        return _dual_norm(A if unit is None else A * unit, norm)
+
+    def visit(name, func, value):
+        W, b = func[0], func[1]
+        if W is None or name == engine.output_name:
+            return
+        norms = dual(W)
+        ratio = value.reshape(-1).abs() / norms.clamp_min(1e-300)
+        ratio = torch.where(norms > 0, ratio, torch.full_like(ratio, math.inf))
+        radius["stable"] = min(radius["stable"], float(ratio.min()))
+
+    point = x0.reshape(1, -1)
+    inset = InputRegion.box(point, point)
+    ibp = engine.ibp(inset)
+    funcs = _one_set(engine, inset, ibp, visit=visit, keep=engine.output_name)
+    W_out, b_out = funcs[0], funcs[1]  # exact at radius 0: Wl is Wu
+    m = int(b_out.numel())
+    J = W_out.reshape(W_out.shape[0], m).T  # (m, n)
+    A = rows.C @ J  # (S, n)
+    margin = (A @ point.reshape(-1, 1)).reshape(-1) + rows.C @ b_out.reshape(-1) + rows.d
+    row_norms = _dual_norm(A if unit is None else A * unit, norm)
+
+    def holds(r: float) -> bool:  # rows.combine is non-increasing in r: bisection is valid
+        return bool(rows.combine((margin - r * row_norms)[None])[0] > 0)
+
+    if not holds(0.0):
+        return 0.0
+    top = radius["stable"]
+    if not math.isfinite(top):
+        per_row = margin / row_norms.clamp_min(1e-300)
+        finite = per_row[(row_norms > 0) & (per_row > 0)]
+        if finite.numel() == 0:
+            return 0.0
+        top = float(finite.max())
+    if holds(top):
+        return top * (1 - safety)
+    lo, hi = 0.0, top
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if holds(mid) else (lo, mid)
+        if hi - lo <= 1e-9 * hi:
+            break
+    return lo * (1 - safety)
+
+
+def _one_set(engine, inset, ibp: dict, visit=None, keep: str | None = None):
+    """Forward bounds over one input set: the bounds dict, or with `keep` the (Wl, bl, Wu, bu)
+    of that node; visit(name, (Wl, bl, Wu, bu), lower bound) sees every pre-activation node."""
+    from saferisk.bounds.engine import AFFINE_OPS, BoundsDeadline, _activation
     from saferisk.models.graph import run_node
 
     engine.spend("computing forward linear bounds")
@@ -78,6 +152,8 @@ def _one_set(engine, inset, ibp: dict) -> dict:
     bounds = {engine.input_name: ibp[engine.input_name]}
     pre, last = set(engine.pre_nodes), _last_uses(engine)
     for i, node in enumerate(engine.nodes):
+        if engine.budget is not None and engine.budget.over():  # the wall-clock cap, inside a long pass
+            raise BoundsDeadline("the certification budget ended while computing forward linear bounds")
         op = node.op
         args = [funcs[name] for name in node.inputs] if op != "constant" else []
         if op == "constant":
@@ -99,11 +175,13 @@ def _one_set(engine, inset, ibp: dict) -> dict:
                 lo = torch.maximum(lo, _concrete(inset, Wl, bl))
                 hi = torch.minimum(hi, -_concrete(inset, -Wu, -bu))
             bounds[node.output] = (lo, hi)
+            if visit is not None:
+                visit(node.output, out, lo)
         funcs[node.output] = out
         for name in node.inputs:
             if last.get(name) == i and name != engine.input_name:
                 funcs.pop(name, None)
-    return bounds
+    return funcs[keep] if keep is not None else bounds
 
 
 def _affine(engine, node, arg, run_node):
@@ -113,6 +191,9 @@ def _affine(engine, node, arg, run_node):
     b_mid, b_rad = run_node(node, [bm]), run_node(absolute, [br])
     if Wl is None:
         return None, b_mid - b_rad, None, b_mid + b_rad
+    if Wu is Wl:  # exact so far (one linear function): one pass, no radius
+        W = run_node(signed, [Wl])
+        return W, b_mid - b_rad, W, b_mid + b_rad
     W_mid = run_node(signed, [Wl.add(Wu).mul_(0.5)])
     W_rad = run_node(absolute, [Wu.sub(Wl).mul_(0.5)])
     W_low = W_mid - W_rad
@@ -125,7 +206,9 @@ def _add(args):
     def plus(a, b):
         return a if b is None else b if a is None else a + b
 
-    return plus(Wl1, Wl2), bl1 + bl2, plus(Wu1, Wu2), bu1 + bu2
+    Wl = plus(Wl1, Wl2)
+    exact = (Wu1 is Wl1) and (Wu2 is Wl2)  # both exact: so is the sum (one tensor, shared)
+    return Wl, bl1 + bl2, Wl if exact else plus(Wu1, Wu2), bu1 + bu2
 
 
 def _concat(args, axis: int, n: int):
@@ -134,7 +217,8 @@ def _concat(args, axis: int, n: int):
         return W if W is not None else torch.zeros((n,) + tuple(b.shape[1:]), dtype=b.dtype, device=b.device)
 
     Wl = torch.cat([coefficient(a[0], a[1]) for a in args], dim=axis)
-    Wu = torch.cat([coefficient(a[2], a[3]) for a in args], dim=axis)
+    exact = all(a[2] is a[0] for a in args)
+    Wu = Wl if exact else torch.cat([coefficient(a[2], a[3]) for a in args], dim=axis)
     return Wl, torch.cat([a[1] for a in args], dim=axis), Wu, torch.cat([a[3] for a in args], dim=axis)
 
 
@@ -154,4 +238,7 @@ def _elementwise(node, arg, lo, hi, activation):
     bl_new, bu_new = alp * bl + aln * bu + cl, aup * bu + aun * bl + cu
     if Wl is None:
         return None, bl_new, None, bu_new
+    if Wu is Wl and bool(torch.equal(al, au)):  # every neuron stable (or a linear piece): still exact
+        W = al * Wl
+        return W, bl_new, W, bu_new
     return alp * Wl + aln * Wu, bl_new, aup * Wu + aun * Wl, bu_new

@@ -38,3 +38,14 @@ def test_quick_compare_and_paper_benchmarks_write_sound_tables(tmp_path):
         assert "ReLU-NN-5" in paper.read_text()
     assert len(list(tmp_path.glob("fig5_digit*_*.png"))) == 2  # the Figure 5 images go to --results-dir too
     assert not (tmp_path / "workflow.md").exists()  # --only ran only what it named
+
+
+def test_scaling_benchmark_case_runs_and_reports_its_measurements():
+    """One scaling case in its own process (the LSTM through onnxruntime: quick): the JSON line
+    the table is made from (a stale call into saferisk once broke every case)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_scaling", "--case", "lstm-5x4"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["case"] == "lstm-5x4" and row["evaluator"] == "onnxruntime" and row["evaluations"] > 0
+    assert row["lower"] is None and "LSTM" in row["lower_method"] and row["peak_mb"] > 0

@@ -515,3 +515,34 @@ def _node_values(graph, x):
         else:
             values[node.output] = run_node(node, [values[i] for i in node.inputs])
     return values
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_linear_region_radius_is_below_the_exact_milp_radius(seed):
+    """The affine-piece certificate of large networks (forward.linear_region_radius), forced on
+    small ReLU MLPs (crown_max_neurons=1), never exceeds the exact radius; the search that starts
+    from it stays sound and gets close to the exact radius."""
+    from saferisk.bounds.forward import linear_region_radius
+
+    graph, _ = mlp(40 + seed, 3, [8, 8], 3, ["relu"])
+    weights = [(n.params["weight"].double().numpy(), n.params["bias"].double().numpy())
+               for n in graph.nodes if n.op == "linear"]
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(3, generator=gen, dtype=torch.float64) - 0.5
+    bound = Robustness().bind(GraphModule(graph.to("cpu", torch.float64))(x0[None])[0])
+    engine = BoundEngine(graph)
+    rows = SpecRows.from_spec(bound.spec(), engine)
+    for norm, max_radius in (("inf", 1.0), ("2", 1.8), ("1", 2.5)):
+        exact = _exact_radius_milp(weights, x0.numpy(), -np.ones(3), np.ones(3), bound.decision, norm, max_radius) \
+            if norm != "2" else None
+        piece = linear_region_radius(engine, rows, x0, norm, None)
+        assert piece > 0, (seed, norm)
+        pts = _samples(x0, piece, norm, -torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64),
+                       4000, gen)
+        out = GraphModule(graph.to("cpu", torch.float64))(pts)
+        assert bool((out.argmax(1) == bound.decision).all()), (seed, norm, piece)
+        if exact is not None:
+            assert piece <= exact * (1 + 1e-7) + 1e-9, (seed, norm, piece, exact)
+        config = CertifyConfig(method="crown", crown_max_neurons=1, work_budget=40)
+        cert = certify_radius(graph, bound.spec(), x0, norm, max_radius, Domain.scalar(-1.0, 1.0, 3), config=config)
+        assert cert.radius_lower >= piece * (1 - 1e-6) and (exact is None or cert.radius_lower <= exact * (1 + 1e-7) + 1e-9)
