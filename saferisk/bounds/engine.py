@@ -25,7 +25,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from saferisk.bounds.forward import forward_bytes, forward_intermediate_bounds, forward_supported
+from saferisk.bounds import forward
+from saferisk.bounds.forward import forward_bytes, forward_entries, forward_intermediate_bounds, forward_supported
 from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_relax, lipschitz_grid_values, s_shaped_relax
 from saferisk.bounds.sets import InputRegion
 from saferisk.models.activations import ACTIVATIONS
@@ -304,10 +305,13 @@ class BoundEngine:
 
     def forward_is_cheaper(self) -> bool:
         """Forward linear bounds (forward.py) instead of one CROWN row pair per neuron: for networks
-        with more than `forward_min_neurons` ReLU neurons (set from certify.crown_max_neurons),
-        when every op has a forward rule and n x the largest node fits the memory limit."""
+        with more than `forward_min_neurons` ReLU neurons (set from certify.crown_max_neurons) and
+        at least forward.FORWARD_MIN_ENTRIES input features x largest node, when every op has a
+        forward rule and their memory fits the limit."""
         if self.forward_min_neurons is None or self.relu_neurons <= self.forward_min_neurons:
             return False
+        if forward_entries(self) < forward.FORWARD_MIN_ENTRIES:
+            return False  # small inputs: CROWN's rows are affordable, and far tighter on deep nets
         return forward_supported(self) and forward_bytes(self) <= self.memory_bytes
 
     def _linear_part(self, node: Node, keep_sign: bool) -> Node:

@@ -11,7 +11,7 @@ import yaml
 
 from saferisk.cli import main
 from saferisk.config import load_plan
-from workflow_support import ROOT, copy_workflow, snakemake
+from workflow_support import evidence_files, ROOT, copy_workflow, snakemake
 
 ACAS = SHARED / "vnncomp" / "acasxu"
 TINY = ["--max-inputs", "2", "--samples", "1", "--budget", "200", "--certify-work", "20"]
@@ -49,6 +49,14 @@ def test_init_classifier_digits_cnn_runs_end_to_end(tmp_path, monkeypatch, capsy
     assert (wd / "results/reports/digits_cnn.pdf").read_bytes().startswith(b"%PDF")
     # --configfile replaces the default audit: none of its models appear
     assert not (wd / "results/models/digits_mlp").exists()
+    # the same init-written config, from scratch in another directory: the same evidence, byte for byte
+    other = copy_workflow(tmp_path / "elsewhere" / "wf")
+    (other / "config").mkdir(exist_ok=True)
+    (other / "config/my-audit.yaml").write_text(text)
+    snakemake(other, "--configfile", "config/my-audit.yaml")
+    first, second = evidence_files(wd), evidence_files(other)
+    assert any(k.endswith(".pdf") for k in first) and sorted(first) == sorted(second)
+    assert [k for k in first if first[k] != second[k]] == []
 
 
 def test_init_acas_xu_argmin_over_vnnlib_box(tmp_path, monkeypatch, capsys, acas_dir):

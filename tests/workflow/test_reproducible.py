@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from pathlib import Path
 
 import pytest
 
-from workflow_support import setup_workdir, snakemake, tiny_config
+from workflow_support import evidence_files, setup_workdir, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -20,21 +19,6 @@ def _burn(stop_at: float) -> None:  # pragma: no cover - runs in a child process
     x = 0
     while time.time() < stop_at:
         x = (x * 31 + 7) % 1_000_003
-
-
-def _evidence(wd: Path) -> dict[str, bytes]:
-    """Every table, summary, witness file, input shard, model artifact and report of a run
-    (timings, logs, benchmarks and run metadata are not evidence)."""
-    results = wd / "results"
-    keep = []
-    for path in sorted(results.rglob("*")):
-        rel = path.relative_to(results).as_posix()
-        if not path.is_file() or rel.startswith("benchmarks/") or rel == "run-metadata.json":
-            continue
-        if rel.endswith(".timings.csv") or rel.startswith("radii/") and rel.endswith(".parquet"):
-            continue  # timings; the radius shards carry them too (the tables do not)
-        keep.append((rel, path.read_bytes()))
-    return dict(keep)
 
 
 def test_two_runs_give_byte_identical_tables_witnesses_and_reports(tmp_path):
@@ -55,7 +39,7 @@ def test_two_runs_give_byte_identical_tables_witnesses_and_reports(tmp_path):
         for p in burners:
             p.terminate()
             p.join()
-    a, b = _evidence(first), _evidence(second)
+    a, b = evidence_files(first), evidence_files(second)
     assert sorted(a) == sorted(b)
     assert any(k.endswith(".pdf") for k in a) and any(k.endswith(".witnesses.npz") for k in a)
     assert any(k.endswith("audit.parquet") for k in a) and any(k.endswith("audit.csv") for k in a)

@@ -95,6 +95,21 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int =
     return proc
 
 
+def evidence_files(wd: Path) -> dict[str, bytes]:
+    """Every table, summary, witness file, input shard, model artifact and report of a run
+    (timings, logs, benchmarks and run metadata are not evidence)."""
+    results = wd / "results"
+    keep = []
+    for path in sorted(results.rglob("*")):
+        rel = path.relative_to(results).as_posix()
+        if not path.is_file() or rel.startswith("benchmarks/") or rel == "run-metadata.json":
+            continue
+        if rel.endswith(".timings.csv") or rel.startswith("radii/") and rel.endswith(".parquet"):
+            continue  # timings; the radius shards carry them too (the tables do not)
+        keep.append((rel, path.read_bytes()))
+    return dict(keep)
+
+
 _JOB_RE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$")
 _WILDCARDS_RE = re.compile(r"^\s*wildcards: (.*)$")
 

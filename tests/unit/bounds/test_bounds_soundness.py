@@ -25,6 +25,7 @@ from saferisk.bounds.methods import rows_bound
 from saferisk.bounds.spec import SpecRows
 from saferisk.data.domain import Domain
 from saferisk.models.activations import ACTIVATIONS
+from saferisk.bounds import forward
 from saferisk.bounds.forward import forward_supported
 from saferisk.models.graph import Graph, GraphModule, Node, run_node
 from saferisk.norms import distance, project
@@ -475,13 +476,14 @@ def test_forward_bounds_cover_residual_convolutional_and_linear_op_graphs():
 
 
 @pytest.mark.parametrize("index", FORWARD_ZOO)
-def test_forward_intermediate_bounds_contain_samples_and_lie_inside_ibp(index):
+def test_forward_intermediate_bounds_contain_samples_and_lie_inside_ibp(index, monkeypatch):
     """Forward linear bounds (bounds/forward.py, the intermediate bounds of large networks):
     every sampled pre-activation and output lies inside them, and they never exceed IBP's."""
     name, graph, _ = ZOO[index]
     gen = torch.Generator().manual_seed(100 + index)
     engine = BoundEngine(graph)
     engine.forward_min_neurons, engine.memory_bytes = -1, 1 << 30
+    monkeypatch.setattr(forward, "FORWARD_MIN_ENTRIES", 0)  # used on every network size
     assert engine.forward_is_cheaper()
     n, shape = graph.n_inputs, graph.input_shape
     lo, hi = -torch.ones(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64) * 0.7
@@ -518,7 +520,7 @@ def _node_values(graph, x):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_linear_region_radius_is_below_the_exact_milp_radius(seed):
+def test_linear_region_radius_is_below_the_exact_milp_radius(seed, monkeypatch):
     """The affine-piece certificate of large networks (forward.linear_region_radius), forced on
     small ReLU MLPs (crown_max_neurons=1), never exceeds the exact radius; the search that starts
     from it stays sound and gets close to the exact radius."""
@@ -543,6 +545,7 @@ def test_linear_region_radius_is_below_the_exact_milp_radius(seed):
         assert bool((out.argmax(1) == bound.decision).all()), (seed, norm, piece)
         if exact is not None:
             assert piece <= exact * (1 + 1e-7) + 1e-9, (seed, norm, piece, exact)
+        monkeypatch.setattr(forward, "FORWARD_MIN_ENTRIES", 0)
         config = CertifyConfig(method="crown", crown_max_neurons=1, work_budget=40)
         cert = certify_radius(graph, bound.spec(), x0, norm, max_radius, Domain.scalar(-1.0, 1.0, 3), config=config)
         assert cert.radius_lower >= piece * (1 - 1e-6) and (exact is None or cert.radius_lower <= exact * (1 + 1e-7) + 1e-9)
