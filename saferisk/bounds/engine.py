@@ -25,34 +25,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from saferisk.bounds import forward
-from saferisk.bounds.forward import forward_bytes, forward_entries, forward_intermediate_bounds, forward_supported
+import saferisk.bounds.forward as forward
+from saferisk.bounds.ops import (  # noqa: F401 (UnsupportedGraph, BoundsDeadline: part of this module's API)
+    AFFINE_OPS, ELEMENTWISE_OPS, LINEAR_OPS, LIPSCHITZ_OPS, SUPPORTED_OPS, BoundsDeadline, UnsupportedGraph,
+    _activation, elementwise_lines)
 from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_relax, lipschitz_grid_values, s_shaped_relax
 from saferisk.bounds.sets import InputRegion
-from saferisk.models.activations import ACTIVATIONS
 from saferisk.models.graph import Graph, Node, run_node
-
-# linear maps with an offset f(0) (pad's value, conv_transpose's bias): IBP through |M|, CROWN
-# through the exact transpose (autograd) plus coef . f(0)
-LINEAR_OPS = {"pad", "slice", "conv_transpose", "resize", "reduce_sum", "reduce_mean"}
-AFFINE_OPS = {"linear", "conv", "affine", "flatten", "reshape", "avgpool", "transpose", "identity"} | LINEAR_OPS
-LIPSCHITZ_OPS = set(ACTIVATIONS)  # relaxed by lipschitz_grid_relax
-ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS
-OTHER_OPS = {"add", "concat", "maxpool", "constant", "mul"}
-SUPPORTED_OPS = AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS
 
 
 DENSE_MAX_ENTRIES = 1 << 22  # 32 MB in float64
 ROW_BYTES_FACTOR = 12  # live coefficient tensors per row (branches, temporaries; measured on a ResNet-18)
 DEFAULT_MEMORY_BYTES = 2 << 30  # back-substitution memory when the caller sets none (2 GiB)
-
-
-class UnsupportedGraph(Exception):
-    """The graph has an operation certified bounds cannot handle; str(exc) is the reason."""
-
-
-class BoundsDeadline(Exception):
-    """The certification budget ended inside a bound computation (no bound from this pass)."""
 
 
 def _node_label(node: Node) -> str:
@@ -282,7 +266,7 @@ class BoundEngine:
         """
         ibp = self.ibp(inset) if ibp is None else ibp
         if method == "crown" and alphas is None and splits is None and self.forward_is_cheaper():
-            return forward_intermediate_bounds(self, inset, ibp)
+            return forward.forward_intermediate_bounds(self, inset, ibp)
         B = inset.batch
         pre = set(self.pre_nodes)
         # one sweep in graph order: each node's interval is recomputed from the bounds tightened
@@ -310,9 +294,9 @@ class BoundEngine:
         forward rule and their memory fits the limit."""
         if self.forward_min_neurons is None or self.relu_neurons <= self.forward_min_neurons:
             return False
-        if forward_entries(self) < forward.FORWARD_MIN_ENTRIES:
+        if forward.forward_entries(self) < forward.FORWARD_MIN_ENTRIES:
             return False  # small inputs: CROWN's rows are affordable, and far tighter on deep nets
-        return forward_supported(self) and forward_bytes(self) <= self.memory_bytes
+        return forward.forward_supported(self) and forward.forward_bytes(self) <= self.memory_bytes
 
     def _linear_part(self, node: Node, keep_sign: bool) -> Node:
         """`_abs_node(node, keep_sign)`, made once per node (IBP and CROWN use it on every pass)."""
@@ -390,13 +374,7 @@ class BoundEngine:
             elif op in ELEMENTWISE_OPS:
                 lo, hi = bounds[node.inputs[0]]
                 lo, hi = lo.reshape(B, -1), hi.reshape(B, -1)
-                if op in ("relu", "leaky_relu"):
-                    slope = 0.0 if op == "relu" else float(node.attrs.get("alpha", 0.01))
-                    al, cl, au, cu = leaky_relu_relax(lo, hi, slope)
-                elif op in LIPSCHITZ_OPS:
-                    al, cl, au, cu = lipschitz_grid_relax(*_activation(node), lo, hi)
-                else:
-                    al, cl, au, cu = s_shaped_relax(op, lo, hi)
+                al, cl, au, cu = elementwise_lines(node, lo, hi)
                 alp, aln, aup, aun = al.clamp(min=0), al.clamp(max=0), au.clamp(min=0), au.clamp(max=0)
                 Wl, Wu = alp[..., None] * Wl + aln[..., None] * Wu, aup[..., None] * Wu + aun[..., None] * Wl
                 bl, bu = alp * bl + aln * bu + cl, aup * bu + aun * bl + cu
@@ -667,12 +645,6 @@ def _sum_to_shape(coef: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         coef = coef.sum(dim=tuple(range(2, 2 + extra)))
     dims = tuple(2 + i for i, (c, s) in enumerate(zip(coef.shape[2:], shape)) if s == 1 and c != 1)
     return coef.sum(dim=dims, keepdim=True) if dims else coef
-
-
-def _activation(node: Node):
-    """(f, L) of an activation node: the function of x alone and its Lipschitz constant."""
-    activation, attrs = ACTIVATIONS[node.op], dict(node.attrs)
-    return (lambda x: activation.fn(x, attrs)), float(activation.lipschitz(attrs))
 
 
 def _row_dot(coef: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:

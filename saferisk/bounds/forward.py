@@ -24,8 +24,9 @@ import math
 
 import torch
 
-from saferisk.bounds.relax import leaky_relu_relax, lipschitz_grid_relax, s_shaped_relax
-from saferisk.bounds.sets import InputRegion
+from saferisk.bounds.ops import AFFINE_OPS, ELEMENTWISE_OPS, BoundsDeadline, elementwise_lines
+from saferisk.bounds.sets import InputRegion, _dual_norm
+from saferisk.models.graph import run_node
 
 FORWARD_OPS_EXTRA = {"add", "concat", "constant"}
 # below this many entries (n x largest node) CROWN's per-neuron rows stay affordable, and on deep
@@ -38,8 +39,6 @@ LIVE_FACTOR = 20  # bytes of n x the largest node, x dtype size, at peak (measur
 def forward_supported(engine) -> bool:
     """Whether every node of the engine's graph has a forward rule (no maxpool, no product of
     two variables)."""
-    from saferisk.bounds.engine import AFFINE_OPS, ELEMENTWISE_OPS
-
     return all(node.op in AFFINE_OPS | ELEMENTWISE_OPS | FORWARD_OPS_EXTRA for node in engine.nodes)
 
 
@@ -90,9 +89,6 @@ def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.
     r ||A * unit||_q < s_row(x0). The result (shrunk by `safety`, relative) is a lower bound of the
     maximum safe radius (0 when a neuron sits at its kink or a row is not positive at x0).
     """
-    from saferisk.bounds.engine import ELEMENTWISE_OPS
-    from saferisk.bounds.sets import _dual_norm
-
     if (not rows.on_logits or not forward_supported(engine)
             or any(node.op in ELEMENTWISE_OPS and node.op not in ("relu", "leaky_relu") for node in engine.nodes)):
         return 0.0  # not piecewise linear (or a spec on probabilities): no single affine piece
@@ -148,8 +144,6 @@ def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.
 def _one_set(engine, inset, ibp: dict, visit=None, keep: str | None = None):
     """Forward bounds over one input set: the bounds dict, or with `keep` the (Wl, bl, Wu, bu)
     of that node; visit(name, (Wl, bl, Wu, bu), lower bound) sees every pre-activation node."""
-    from saferisk.bounds.engine import AFFINE_OPS, BoundsDeadline, _activation
-    from saferisk.models.graph import run_node
 
     engine.spend("computing forward linear bounds")
     n, shape_in = engine.n_inputs, engine.input_shape
@@ -168,14 +162,14 @@ def _one_set(engine, inset, ibp: dict, visit=None, keep: str | None = None):
             value = node.params["value"].to(dtype).unsqueeze(0)
             out = (None, value, None, value)
         elif op in AFFINE_OPS:
-            out = _affine(engine, node, args[0], run_node)
+            out = _affine(engine, node, args[0])
         elif op == "add":
             out = _add(args)
         elif op == "concat":
             out = _concat(args, int(node.attrs["axis"]), n)
         else:  # elementwise: relaxed on the concrete bounds of its input
             lo, hi = bounds[node.inputs[0]]
-            out = _elementwise(node, args[0], lo, hi, _activation)
+            out = _elementwise(node, args[0], lo, hi)
         if node.output in pre:
             Wl, bl, Wu, bu = out
             lo, hi = ibp[node.output]
@@ -192,7 +186,7 @@ def _one_set(engine, inset, ibp: dict, visit=None, keep: str | None = None):
     return funcs[keep] if keep is not None else bounds
 
 
-def _affine(engine, node, arg, run_node):
+def _affine(engine, node, arg):
     Wl, bl, Wu, bu = arg
     signed, absolute = engine._linear_part(node, True), engine._linear_part(node, False)
     bm, br = (bl + bu) / 2, (bu - bl) / 2
@@ -230,18 +224,9 @@ def _concat(args, axis: int, n: int):
     return Wl, torch.cat([a[1] for a in args], dim=axis), Wu, torch.cat([a[3] for a in args], dim=axis)
 
 
-def _elementwise(node, arg, lo, hi, activation):
-    from saferisk.bounds.engine import LIPSCHITZ_OPS
-
+def _elementwise(node, arg, lo, hi):
     Wl, bl, Wu, bu = arg
-    op = node.op
-    if op in ("relu", "leaky_relu"):
-        slope = 0.0 if op == "relu" else float(node.attrs.get("alpha", 0.01))
-        al, cl, au, cu = leaky_relu_relax(lo, hi, slope)
-    elif op in LIPSCHITZ_OPS:
-        al, cl, au, cu = lipschitz_grid_relax(*activation(node), lo, hi)
-    else:
-        al, cl, au, cu = s_shaped_relax(op, lo, hi)
+    al, cl, au, cu = elementwise_lines(node, lo, hi)
     alp, aln, aup, aun = al.clamp(min=0), al.clamp(max=0), au.clamp(min=0), au.clamp(max=0)
     bl_new, bu_new = alp * bl + aln * bu + cl, aup * bu + aun * bl + cu
     if Wl is None:
