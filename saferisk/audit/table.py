@@ -67,7 +67,7 @@ def _read_shard(path: Path) -> pd.DataFrame:
 
 
 def normalise_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Coerce dtypes (nulls for non-finite floats), compute `pass`, sort deterministically."""
+    """Coerce dtypes (nulls for non-finite floats), compute `outcome`, sort deterministically."""
     frame = frame.copy()
     for name in TABLE_COLUMNS:
         if name not in frame.columns:
@@ -86,7 +86,6 @@ def normalise_table(frame: pd.DataFrame) -> pd.DataFrame:
                                       else str(v)).astype(object)
     frame["extra"] = frame["extra"].map(_extra_json).astype(object)
     frame.loc[frame["status"] == "", "status"] = "failed: no status recorded"
-    status = frame["status"]
     frame["outcome"] = outcomes(frame)
     frame = frame.loc[:, list(TABLE_COLUMNS)]
     return sort_table(frame)

@@ -30,7 +30,6 @@ counterexample (for exact specs) and ends the search as "falsified".
 
 from __future__ import annotations
 
-
 import torch
 
 from saferisk.bounds.engine import BoundEngine

@@ -192,13 +192,13 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
         return done(0.0, None, "the search interval is empty (max_radius or witness radius is 0)")
     problem = _RadiusProblem(engine, rows, x0, norm, lower, upper, unit_t, config, budget)
     lo, method_lo, failed = 0.0, None, hi
-    if engine.forward_is_cheaper():  # a large network: one exact pass first (forward.py)
+    large = engine.forward_is_cheaper()  # forward bounds: n forward passes per radius
+    if large:  # one exact pass first (forward.py)
         try:
             lo = min(hi, linear_region_radius(engine, rows, x0, norm, unit_t))
         except BoundsDeadline:
             lo = 0.0
         method_lo = "linear-region" if lo > 0 else None
-        failed = hi
     tol = float(config.tolerance)
     ladder = config.ladder()
     if "crown" in ladder and ladder[0] == "ibp":
@@ -214,7 +214,7 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
                                 witness=hinted)
         else:
             grid = config.grid_size if method in ("ibp", "crown") else max(2, config.grid_size // 2)
-            if engine.forward_is_cheaper():  # each radius costs n forward passes: fewer per round
+            if large:  # each radius costs n forward passes: fewer per round
                 grid = min(grid, 2)
             top = None if method == ladder[0] else lo + 1.5 * (failed - lo) + tol * hi
             if method == ladder[0] and lo > 0:  # from the linear-region radius: look up by doubling

@@ -29,7 +29,7 @@ import saferisk.bounds.forward as forward
 from saferisk.bounds.ops import (  # noqa: F401 (UnsupportedGraph, BoundsDeadline: part of this module's API)
     AFFINE_OPS, ELEMENTWISE_OPS, LINEAR_OPS, LIPSCHITZ_OPS, SUPPORTED_OPS, BoundsDeadline, UnsupportedGraph,
     _activation, elementwise_lines)
-from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_relax, lipschitz_grid_values, s_shaped_relax
+from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_values
 from saferisk.bounds.sets import InputRegion
 from saferisk.models.graph import Graph, Node, run_node
 
@@ -536,22 +536,16 @@ class BoundEngine:
             return list(zip(node.inputs, parts)), None
         if op in ELEMENTWISE_OPS:
             lo, hi = bounds[x]
-            if op in ("relu", "leaky_relu"):
+            if op in ("relu", "leaky_relu") and alphas is not None:  # optimised lower slopes
                 slope = 0.0 if op == "relu" else float(a.get("alpha", 0.01))
-                alpha = None
-                if alphas is not None:
-                    key = (node.output, target)
-                    if key not in alphas:
-                        alphas[key] = default_alpha(lo, hi).unsqueeze(1).expand((B, groups) + in_shape).clone().requires_grad_(True)
-                    g = alphas[key]
-                    alpha = g.unsqueeze(2).expand((B, groups, K // groups) + in_shape).reshape((B, K) + in_shape)
-                    al, bl, au, bu = leaky_relu_relax(lo.unsqueeze(1), hi.unsqueeze(1), slope, alpha)
-                else:
-                    al, bl, au, bu = (t.unsqueeze(1) for t in leaky_relu_relax(lo, hi, slope))
-            elif op in LIPSCHITZ_OPS:
-                al, bl, au, bu = (t.unsqueeze(1) for t in lipschitz_grid_relax(*_activation(node), lo, hi))
+                key = (node.output, target)
+                if key not in alphas:
+                    alphas[key] = default_alpha(lo, hi).unsqueeze(1).expand((B, groups) + in_shape).clone().requires_grad_(True)
+                g = alphas[key]
+                alpha = g.unsqueeze(2).expand((B, groups, K // groups) + in_shape).reshape((B, K) + in_shape)
+                al, bl, au, bu = leaky_relu_relax(lo.unsqueeze(1), hi.unsqueeze(1), slope, alpha)
             else:
-                al, bl, au, bu = (t.unsqueeze(1) for t in s_shaped_relax(op, lo, hi))
+                al, bl, au, bu = (t.unsqueeze(1) for t in elementwise_lines(node, lo, hi))
             # A+ a_l + A- a_u = A a_u + A+ (a_l - a_u);  A+ b_l + A- b_u = A b_u + A+ (b_l - b_u)
             pos = coef.clamp(min=0)
             if record is not None:

@@ -92,20 +92,18 @@ def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.
     if (not rows.on_logits or not forward_supported(engine)
             or any(node.op in ELEMENTWISE_OPS and node.op not in ("relu", "leaky_relu") for node in engine.nodes)):
         return 0.0  # not piecewise linear (or a spec on probabilities): no single affine piece
-    radius = {"stable": math.inf}
-
-    def dual(W: torch.Tensor) -> torch.Tensor:
-        A = W.reshape(W.shape[0], -1).T  # (neurons, n)
-        return _dual_norm(A if unit is None else A * unit, norm)
+    stable = math.inf  # min over the pre-activations of |pre_i(x0)| / ||W_i * unit||_q
 
     def visit(name, func, value):
+        nonlocal stable
         W = func[0]
-        if W is None or name == engine.output_name:
+        if W is None:  # a constant
             return
-        norms = dual(W)
+        A = W.reshape(W.shape[0], -1).T  # (neurons, n)
+        norms = _dual_norm(A if unit is None else A * unit, norm)
         ratio = value.reshape(-1).abs() / norms.clamp_min(1e-300)
         ratio = torch.where(norms > 0, ratio, torch.full_like(ratio, math.inf))
-        radius["stable"] = min(radius["stable"], float(ratio.min()))
+        stable = min(stable, float(ratio.min()))
 
     point = x0.reshape(1, -1)
     inset = InputRegion.box(point, point)
@@ -123,7 +121,7 @@ def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.
 
     if not holds(0.0):
         return 0.0
-    top = radius["stable"]
+    top = stable
     if not math.isfinite(top):
         per_row = margin / row_norms.clamp_min(1e-300)
         finite = per_row[(row_norms > 0) & (per_row > 0)]

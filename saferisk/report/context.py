@@ -119,7 +119,7 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)],
         "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
                               inputs.loc[inputs["status"] == "violated_at_input"].head(MAX_FAILURE_ROWS).itertuples()],
-        "failures": [{"input_set": r.input_set, "input_id": r.input_id, "status": r.status}
+        "failures": [{"input_set": r.input_set, "input_id": r.input_id, "outcome": r.outcome, "status": r.status}
                      for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
         "more_failures": max(0, len(failed) - MAX_FAILURE_ROWS),
         "evaluations": f"{int(inputs['evaluations'].sum()):,}",

@@ -160,7 +160,7 @@ def _base_view(row) -> WitnessView:
                        radius_upper=_none(row["radius_upper"]), radius_lower=_none(row["radius_lower"]),
                        radius_estimate=_none(row["radius_estimate"]), kind="unavailable",
                        reference_id="" if reference is None else str(reference),
-                       outcome=str(row["outcome"]) if "outcome" in row else "")
+                       outcome=str(row["outcome"]))
 
 
 def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 3) -> list[WitnessView]:

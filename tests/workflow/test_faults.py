@@ -43,14 +43,38 @@ def _jobs_of(wd: Path) -> list[int]:
     return pids
 
 
+EVIDENCE_TABLES = ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.parquet", "tables/mlp_a.summary.json")
+
+
+def _same_tables(wd: Path, reference: Path) -> None:
+    for rel in EVIDENCE_TABLES:
+        assert (wd / "results" / rel).read_bytes() == (reference / "results" / rel).read_bytes(), rel
+
+
+def _copy_of(finished: Path, dest: Path) -> Path:
+    """A finished audit moved elsewhere, times and Snakemake's records kept: up to date there."""
+    shutil.copytree(finished, dest, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    return dest
+
+
+def _wait_for_radius_job(wd: Path, timeout: float = 240) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid in _jobs_of(wd):
+            try:
+                if "compute_radius_shard" in (Path("/proc") / str(pid) / "cmdline").read_text(errors="replace"):
+                    return pid
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError("no radius job started before the deadline")
+
+
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
 def test_nightly_recovers_from_a_kill_9_of_snakemake_with_orphaned_jobs(tmp_path, undisturbed):
     wd = setup_workdir(tmp_path / "wf", _config(), n_rows=2)
     proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and not any("compute_radius_shard" in (Path("/proc") / str(p) / "cmdline").read_text(
-            errors="replace") for p in _jobs_of(wd)):
-        time.sleep(0.05)
+    _wait_for_radius_job(wd)
     os.kill(proc.pid, signal.SIGKILL)  # snakemake only: its running job is orphaned
     proc.wait()
     orphans = _jobs_of(wd)
@@ -63,8 +87,7 @@ def test_nightly_recovers_from_a_kill_9_of_snakemake_with_orphaned_jobs(tmp_path
     assert night.returncode == 0, log[-4000:]
     assert f"ending orphaned jobs of a killed run: pid {orphans[0]}" in log
     assert not _jobs_of(wd)
-    for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
-        assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel
+    _same_tables(wd, undisturbed)
 
 
 def test_a_live_run_is_never_unlocked_by_the_nightly_script(tmp_path):
@@ -123,8 +146,7 @@ def test_a_disk_that_refuses_writes_is_one_clear_line_and_the_rerun_trusts_nothi
     assert "Traceback" not in proc.stderr + logs
     # the disk is freed (the mount is gone): the rerun makes the same evidence as an undisturbed run
     snakemake(wd, "--rerun-incomplete")
-    for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
-        assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel
+    _same_tables(wd, undisturbed)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
@@ -153,35 +175,7 @@ def test_a_corrupted_radius_shard_is_one_clear_line_and_its_rerun_restores_the_t
     assert "saferisk: error: results/radii/mlp_a/digits/robustness-inf/shard-1.parquet" in proc.stderr
     shard.unlink()  # the recovery: remove what is broken, run again
     snakemake(wd)
-    for rel in ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.summary.json"):
-        assert (wd / "results" / rel).read_bytes() == (undisturbed / "results" / rel).read_bytes(), rel
-
-
-EVIDENCE_TABLES = ("tables/audit.parquet", "tables/audit.csv", "tables/mlp_a.parquet", "tables/mlp_a.summary.json")
-
-
-def _same_tables(wd: Path, reference: Path) -> None:
-    for rel in EVIDENCE_TABLES:
-        assert (wd / "results" / rel).read_bytes() == (reference / "results" / rel).read_bytes(), rel
-
-
-def _copy_of(finished: Path, dest: Path) -> Path:
-    """A finished audit moved elsewhere, times and Snakemake's records kept: up to date there."""
-    shutil.copytree(finished, dest, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
-    return dest
-
-
-def _wait_for_radius_job(wd: Path, timeout: float = 240) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for pid in _jobs_of(wd):
-            try:
-                if "compute_radius_shard" in (Path("/proc") / str(pid) / "cmdline").read_text(errors="replace"):
-                    return pid
-            except OSError:
-                continue
-        time.sleep(0.05)
-    raise AssertionError("no radius job started before the deadline")
+    _same_tables(wd, undisturbed)
 
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
