@@ -1,6 +1,6 @@
 """Cost versus input size: seconds per input and peak memory for the estimate, the witness and the
 certified lower bound on ResNet-18-style nets (width 16, random weights) from 8x8 to 3x224x224,
-and on the tiny ViT and the LSTM of tests/real_networks.py (onnxruntime evaluator).
+and on the tiny ViT and the LSTM of tests/real_networks.py (read per sample: saferisk's graph, gradients).
 
     python -m benchmarks --only scaling [--quick]
 

@@ -10,14 +10,27 @@ from torch import nn
 class SequenceClassifier(nn.Module):
     """A batch_first LSTM / GRU / RNN over (steps, features), classified from its last state."""
 
-    def __init__(self, cell: str = "lstm", features: int = 4, hidden: int = 8, classes: int = 3):
+    def __init__(self, cell: str = "lstm", features: int = 4, hidden: int = 8, classes: int = 3, **options):
         super().__init__()
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](features, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, classes)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](features, hidden, batch_first=True, **options)
+        self.head = nn.Linear(hidden * (2 if options.get("bidirectional") else 1), classes)
 
     def forward(self, x):
         out, _ = self.rnn(x)
         return self.head(out[:, -1])
+
+
+class SequenceTransformer(nn.Module):
+    """Two pre-norm transformer encoder layers over (tokens, features), mean-pooled."""
+
+    def __init__(self, dim: int = 8, heads: int = 2, classes: int = 3):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(dim, heads, 16, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        return self.head(self.encoder(x).mean(1))
 
 
 class TinyViT(nn.Module):
@@ -105,10 +118,14 @@ class Upsampler(nn.Module):
 #: name -> (factory, per-sample input shape, evaluator ('torch': saferisk's graph, with gradients;
 #: 'onnxruntime': forward passes only), whether certified bounds cover it)
 ARCHITECTURES = {
-    "lstm": (lambda: SequenceClassifier("lstm"), (5, 4), "onnxruntime", False),
-    "gru": (lambda: SequenceClassifier("gru"), (5, 4), "onnxruntime", False),
-    "rnn": (lambda: SequenceClassifier("rnn"), (5, 4), "onnxruntime", False),
-    "vit": (TinyViT, (1, 8, 8), "onnxruntime", False),
+    "lstm": (lambda: SequenceClassifier("lstm"), (5, 4), "torch", True),
+    "gru": (lambda: SequenceClassifier("gru"), (5, 4), "torch", True),
+    "rnn": (lambda: SequenceClassifier("rnn"), (5, 4), "torch", True),
+    "bilstm-2layer": (lambda: SequenceClassifier("lstm", hidden=6, num_layers=2, bidirectional=True), (4, 4),
+                      "torch", True),
+    "relu-rnn": (lambda: SequenceClassifier("rnn", nonlinearity="relu"), (5, 4), "torch", True),
+    "vit": (TinyViT, (1, 8, 8), "torch", False),
+    "transformer": (SequenceTransformer, (4, 8), "torch", False),
     "unet": (UNet, (1, 8, 8), "torch", True),
     "upsampler": (Upsampler, (1, 8, 8), "torch", True),
     "mobilenet": (mobilenet_block, (1, 8, 8), "torch", True),

@@ -497,7 +497,8 @@ class BoundEngine:
         in_shape = self.shapes[x] if x is not None else ()
         if op == "linear":
             bias = p.get("bias")
-            return [(x, coef @ p["weight"])], (coef @ bias if bias is not None else None)
+            # per-token linear maps (x of shape (..., k)) add the bias at every leading position
+            return [(x, coef @ p["weight"])], ((coef @ bias).reshape(B, K, -1).sum(-1) if bias is not None else None)
         if op in ("identity",):
             return [(x, coef)], None
         if op in ("flatten", "reshape"):

@@ -6,6 +6,13 @@ handlers (`saferisk.models.onnx_ops`, which it calls): imports go reader -> ops 
 Values: a `Var` is a tensor that depends on the input (internal name, per-sample shape); a
 `Const` is a constant folded in two worlds where the batch size is WORLD_BATCH[0] and
 WORLD_BATCH[1] (entries that differ between them are the batch size, see onnx_reader).
+
+Per-sample reading (`per_sample=True`, for graphs that move or merge the batch dimension:
+attention, batch_first RNNs): every value is read as the ONNX tensor of ONE sample, batch slot
+of size 1 included wherever the graph moves it (`Var.explicit`); the graph's hidden batch axis
+is then a new leading axis in front of it, so Transpose / Reshape / Concat / MatMul act on one
+sample's full ONNX tensor. Spatial operators (conv, pooling, normalisation, pad, resize) see the
+sample with its leading batch slot squeezed away. Constants fold in a single world (batch 1).
 """
 
 from __future__ import annotations
@@ -35,14 +42,16 @@ def default_opset(model) -> int:
 
 @dataclass
 class Var:
-    """A tensor that depends on the input: its internal name and per-sample shape."""
+    """A tensor that depends on the input: its internal name and per-sample shape; `explicit`
+    when that shape is the ONNX tensor of one sample, batch slot included (per-sample reading)."""
 
     name: str
     shape: tuple[int, ...]
+    explicit: bool = False
 
     @property
-    def rank(self) -> int:  # batched rank
-        return len(self.shape) + 1
+    def rank(self) -> int:  # the ONNX rank
+        return len(self.shape) if self.explicit else len(self.shape) + 1
 
 
 @dataclass
@@ -96,8 +105,13 @@ Handler = Callable[["GraphBuilder", object, list, dict], None]
 
 
 class GraphBuilder:
-    def __init__(self, model, input_shape, output_name):
+    def __init__(self, model, input_shape, output_name, per_sample: bool = False):
         import onnx
+
+        self.per_sample = per_sample
+        self.squeezing = False  # inside a spatial handler of the per-sample reading
+        self.squeezed_of: dict[str, Var] = {}  # explicit (1, *s) var name -> its per-sample twin s
+        self.explicit_of: dict[str, Var] = {}  # and back
 
         self.onnx = onnx
         self.model = model
@@ -156,7 +170,7 @@ class GraphBuilder:
         self.nodes.append(node)
         self.producer[name] = node
         self.shapes[name] = tuple(probe.shape) if op == "constant" else tuple(probe.shape[1:])
-        return Var(name, self.shapes[name])
+        return Var(name, self.shapes[name], explicit=self.per_sample and not self.squeezing)
 
     def const(self, c: Const, node, what: str) -> np.ndarray:
         if c.batch_dependent:
@@ -197,9 +211,53 @@ class GraphBuilder:
                 va = np.asarray(va)
                 self.values[name] = Const(va, va if vb is va else np.asarray(vb))
 
+    # ----- per-sample reading: the batch slot of spatial operators
+    def squeeze_slot(self, var: Var, node) -> Var:
+        """An explicit (1, *s) sample as the per-sample var s (for a spatial handler)."""
+        if not var.explicit:
+            return var
+        if var.shape[:1] != (1,):
+            raise ModelError(f"node '{node.name or node.output[0]}' ({node.op_type}): its input {var.shape} does not "
+                             "have the batch dimension first")
+        if var.name not in self.squeezed_of:
+            self.squeezing = True
+            try:
+                out = self.emit("reshape", [var], self.fresh(var.name + "/sample"),
+                                attrs={"shape": list(var.shape[1:])}, label=node.name or node.output[0])
+            finally:
+                self.squeezing = False
+            self.squeezed_of[var.name], self.explicit_of[out.name] = out, var
+        return self.squeezed_of[var.name]
+
+    def unsqueeze_slot(self, var: Var, node) -> Var:
+        """A per-sample var s as the explicit sample (1, *s)."""
+        if var.explicit:
+            return var
+        if var.name not in self.explicit_of:
+            out = self.emit("reshape", [var], self.fresh(var.name + "/batch"), attrs={"shape": [1, *var.shape]},
+                            label=node.name or node.output[0])
+            self.explicit_of[var.name], self.squeezed_of[out.name] = out, var
+        return self.explicit_of[var.name]
+
+    def _run_squeezed(self, handler: Handler, node, ins: list) -> None:
+        ins = [self.squeeze_slot(v, node) if isinstance(v, Var) else v for v in ins]
+        self.squeezing = True
+        try:
+            handler(self, node, ins, node_attrs(node))
+        finally:
+            self.squeezing = False
+        for name in node.output:
+            value = self.values.get(name)
+            if isinstance(value, Var):
+                self.values[name] = self.unsqueeze_slot(value, node)
+
     # ----- main
-    def build(self, handlers: dict[str, Handler]) -> Graph:
-        """The graph of the input path, each node converted by handlers[op_type]."""
+    def build(self, handlers: dict[str, Handler], spatial: frozenset[str] = frozenset()) -> Graph:
+        """The graph of the input path, each node converted by handlers[op_type] (in the
+        per-sample reading, the `spatial` ones on the sample without its batch slot)."""
+        if self.per_sample:
+            first = Var(self.input_name, self.input_shape)
+            self.values[self.input_name] = self.unsqueeze_slot(first, self.model.graph.node[0])
         for node in self.model.graph.node:
             ins = [self.values.get(n) if n else None for n in node.input]
             missing = [n for n, v in zip(node.input, ins) if n and v is None]
@@ -214,10 +272,18 @@ class GraphBuilder:
             if handler is None:
                 raise ModelError(f"unsupported ONNX operator '{node.op_type}' in node '{node.name or node.output[0]}' "
                                  f"(supported on the input path: {', '.join(sorted(handlers))})")
-            handler(self, node, ins, node_attrs(node))
+            if self.per_sample and node.op_type in spatial:
+                self._run_squeezed(handler, node, ins)
+            else:
+                handler(self, node, ins, node_attrs(node))
         out = self.values.get(self.output_onnx)
         if not isinstance(out, Var):
             raise ModelError(f"graph output '{self.output_onnx}' does not depend on the input")
+        if out.explicit:
+            if out.shape[:1] != (1,):
+                raise ModelError(f"graph output '{self.output_onnx}' of per-sample shape {out.shape} does not have "
+                                 "the batch dimension first")
+            out = self.squeeze_slot(out, self.model.graph.node[-1])
         nodes = _live_nodes(self.nodes, out.name)
         return Graph(self.input_name, out.name, self.input_shape, nodes)
 

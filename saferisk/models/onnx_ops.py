@@ -31,6 +31,10 @@ from saferisk.models.activations import ACTIVATIONS, ONNX_ACTIVATIONS
 from saferisk.models.onnx_builder import WORLD_BATCH, Const, GraphBuilder, Handler, Var, as_tensor
 
 HANDLERS: dict[str, Handler] = {}
+# handlers that read (C, H, W)-style layouts: in the per-sample reading they see the sample
+# without its batch slot (GraphBuilder.build)
+SPATIAL = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+                     "BatchNormalization", "InstanceNormalization", "Pad", "Resize", "Upsample"})
 
 
 def _handles(*ops: str):
@@ -94,11 +98,24 @@ def _try_fold_bias(b: GraphBuilder, x: Var, onnx_name: str, c: np.ndarray) -> bo
     return True
 
 
+def _same_rank(b: GraphBuilder, node, x: Var, y: Var) -> tuple[Var, Var]:
+    """x and y with ONNX broadcasting's leading 1s made explicit (per-sample reading: the hidden
+    batch axis must line up)."""
+    if x.rank == y.rank or not (x.explicit and y.explicit):
+        return x, y
+    def lift(v: Var, rank: int) -> Var:
+        return b.emit("reshape", [v], b.fresh(f"{v.name}/rank{rank}"), attrs={"shape": [1] * (rank - v.rank) + list(v.shape)},
+                      label=_label(node))
+    rank = max(x.rank, y.rank)
+    return (lift(x, rank) if x.rank < rank else x), (lift(y, rank) if y.rank < rank else y)
+
+
 @_handles("Add", "Sub")
 def _add_sub(b: GraphBuilder, node, ins, attrs) -> None:
     x, y = ins
     sub = node.op_type == "Sub"
     if isinstance(x, Var) and isinstance(y, Var):
+        x, y = _same_rank(b, node, x, y)
         if sub:
             y = b.emit("affine", [y], b.fresh(node.output[0] + "/neg"), {"scale": torch.tensor(-1.0), "shift": None},
                        label=_label(node))
@@ -128,6 +145,7 @@ def _mul_div(b: GraphBuilder, node, ins, attrs) -> None:
     if isinstance(x, Var) and isinstance(y, Var):
         if node.op_type == "Div":
             raise ModelError(f"unsupported ONNX operator 'Div' of two input-dependent tensors in node '{_label(node)}'")
+        x, y = _same_rank(b, node, x, y)
         b.set(node.output[0], b.emit("mul", [x, y], node.output[0], label=_label(node)))
         return
     if node.op_type == "Div" and not isinstance(x, Var):
@@ -149,7 +167,11 @@ def _neg(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("MatMul")
 def _matmul(b: GraphBuilder, node, ins, attrs) -> None:
     x, w = ins
-    if not isinstance(x, Var) or isinstance(w, Var):
+    if isinstance(x, Var) and isinstance(w, Var):  # attention: Q K^T, A V
+        x, w = _same_rank(b, node, x, w)
+        b.set(node.output[0], b.emit("matmul", [x, w], node.output[0], label=_label(node)))
+        return
+    if not isinstance(x, Var):
         raise ModelError(f"unsupported ONNX operator 'MatMul' in node '{_label(node)}': only input @ constant weight is supported")
     weight = b.const(w, node, "the weight")
     if weight.ndim != 2 or len(x.shape) < 1:
@@ -164,7 +186,7 @@ def _gemm(b: GraphBuilder, node, ins, attrs) -> None:
     c = ins[2] if len(ins) > 2 else None
     if not isinstance(x, Var) or isinstance(w, Var) or isinstance(c, Var) or attrs.get("transA", 0):
         raise ModelError(f"unsupported ONNX operator 'Gemm' in node '{_label(node)}': only input @ constant (transA=0) is supported")
-    if len(x.shape) != 1:
+    if len(x.shape) != (2 if x.explicit else 1):
         raise ModelError(f"node '{_label(node)}' (Gemm): input must be (B, k), got per-sample shape {x.shape}")
     weight = b.const(w, node, "the weight").astype(np.float64)
     weight = weight if attrs.get("transB", 0) else weight.T  # (out, in)
@@ -298,17 +320,20 @@ def _prelu(b: GraphBuilder, node, ins, attrs) -> None:
     b.set(out, b.emit("add", [positive, scaled], out, label=label))
 
 
-def _batched_axis(axis: int, rank: int, node) -> int:
+def _batched_axis(axis: int, x: Var, node, rank: int | None = None) -> int:
+    """The internal (batched) axis of ONNX `axis` of x (of ONNX rank `rank`, default x's): the
+    same number, never the batch axis 0; in the per-sample reading (x.explicit) one more, any axis."""
+    rank = x.rank if rank is None else rank
     axis = int(axis) + rank if int(axis) < 0 else int(axis)
-    if not 1 <= axis < rank:
+    if not (0 if x.explicit else 1) <= axis < rank:
         raise ModelError(f"node '{_label(node)}' ({node.op_type}): axis {axis} is the batch axis or out of range")
-    return axis
+    return axis + 1 if x.explicit else axis
 
 
 @_handles("Softmax")
 def _softmax(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
-    axis = _batched_axis(attrs.get("axis", -1), x.rank, node)
+    axis = _batched_axis(attrs.get("axis", -1), x, node)
     b.set(node.output[0], b.emit("softmax", [x], node.output[0], attrs={"axis": axis}, label=_label(node)))
 
 
@@ -337,6 +362,9 @@ def _flatten(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     axis = int(attrs.get("axis", 1))
     axis = axis + x.rank if axis < 0 else axis
+    if x.explicit:  # one sample's ONNX tensor -> 2-D (prod of dims before axis, the rest)
+        _reshape_to(b, node, x, [int(np.prod(x.shape[:axis])), -1])
+        return
     if axis == 0 or int(np.prod(x.shape[: axis - 1])) != 1:
         raise ModelError(f"node '{_label(node)}' (Flatten): axis {axis} would mix the batch dimension")
     _reshape_to(b, node, x, [-1])
@@ -351,6 +379,9 @@ def _reshape(b: GraphBuilder, node, ins, attrs) -> None:
     if ta.shape != tb.shape or len(ta) == 0:
         raise ModelError(f"node '{_label(node)}' (Reshape): unsupported target shape {ta.tolist()}")
     allowzero = bool(attrs.get("allowzero", 0))
+    if x.explicit:  # one sample's ONNX tensor: the target as it is (0 copies the input's size)
+        _reshape_to(b, node, x, [x.shape[i] if d == 0 and not allowzero else int(d) for i, d in enumerate(ta)])
+        return
     differs = ta != tb
     if differs[1:].any():
         raise ModelError(f"node '{_label(node)}' (Reshape): target {ta.tolist()} mixes the batch size into a non-batch dimension")
@@ -379,8 +410,8 @@ def _squeeze(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     axes = _axes(node, ins, attrs)
     if axes is None:
-        axes = [i + 1 for i, d in enumerate(x.shape) if d == 1]
-    axes = [_batched_axis(a, x.rank, node) - 1 for a in axes]
+        axes = [i + (0 if x.explicit else 1) for i, d in enumerate(x.shape) if d == 1]
+    axes = [_batched_axis(a, x, node) - 1 for a in axes]
     if any(x.shape[a] != 1 for a in axes):
         raise ModelError(f"node '{_label(node)}' (Squeeze): axes {axes} of per-sample {x.shape} are not 1")
     _reshape_to(b, node, x, [d for i, d in enumerate(x.shape) if i not in axes])
@@ -391,7 +422,7 @@ def _unsqueeze(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     axes = _axes(node, ins, attrs) or []
     out_rank = x.rank + len(axes)
-    axes = sorted(_batched_axis(a, out_rank, node) - 1 for a in axes)
+    axes = sorted(_batched_axis(a, x, node, out_rank) - 1 for a in axes)
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
@@ -402,6 +433,13 @@ def _unsqueeze(b: GraphBuilder, node, ins, attrs) -> None:
 def _transpose(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     perm = list(attrs.get("perm", list(range(x.rank))[::-1]))
+    if x.explicit:  # a permutation of one sample's ONNX tensor, batch slot included
+        if perm != list(range(len(perm))):
+            b.set(node.output[0], b.emit("transpose", [x], node.output[0], attrs={"perm": [int(p) for p in perm]},
+                                         label=_label(node)))
+        else:
+            b.set(node.output[0], x)
+        return
     if perm[0] != 0:
         raise ModelError(f"node '{_label(node)}' (Transpose): perm {perm} moves the batch dimension")
     per_sample = [int(p) - 1 for p in perm[1:]]
@@ -459,7 +497,7 @@ def _global_pool(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("Concat")
 def _concat(b: GraphBuilder, node, ins, attrs) -> None:
     ref = next(v for v in ins if isinstance(v, Var))
-    axis = _batched_axis(attrs["axis"], ref.rank, node)
+    axis = _batched_axis(attrs["axis"], ref, node)
     parts = []
     for i, v in enumerate(ins):
         if isinstance(v, Const):
@@ -581,8 +619,8 @@ def _reduce(b: GraphBuilder, node, ins, attrs) -> None:
         if attrs.get("noop_with_empty_axes", 0):
             b.set(node.output[0], x)
             return
-        axes = list(range(1, x.rank))  # all axes: only the per-sample ones may go
-    axes = sorted(_batched_axis(a, x.rank, node) for a in axes)
+        axes = list(range(0 if x.explicit else 1, x.rank))  # all axes: only the per-sample ones may go
+    axes = sorted(_batched_axis(a, x, node) for a in axes)
     op = {"ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max", "ReduceMin": "reduce_min"}
     b.set(node.output[0], b.emit(op[node.op_type], [x], node.output[0],
                                  attrs={"axes": axes, "keepdims": bool(attrs.get("keepdims", 1))}, label=_label(node)))
@@ -591,7 +629,7 @@ def _reduce(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("LayerNormalization")
 def _layernorm(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
-    axis = _batched_axis(attrs.get("axis", -1), x.rank, node)
+    axis = _batched_axis(attrs.get("axis", -1), x, node)
     scale, bias = _constant_input(b, node, ins, 1, "the scale"), _constant_input(b, node, ins, 2, "the bias")
     if len(node.output) > 1 and any(b.consumers.get(o) for o in node.output[1:] if o):
         raise ModelError(f"node '{_label(node)}' (LayerNormalization): its mean/inverse-deviation outputs are used")
@@ -632,7 +670,9 @@ def _slice(b: GraphBuilder, node, ins, attrs) -> None:
     bounds = {}
     for start, end, axis, step in zip(starts, ends, axes, steps):
         axis = axis + x.rank if axis < 0 else axis
-        if axis == 0:
+        if x.explicit:
+            axis += 1
+        elif axis == 0:
             if start == 0 and end >= 2**31 - 1 and step == 1:
                 continue  # the whole batch
             raise ModelError(f"node '{_label(node)}' (Slice): slicing the batch dimension is not supported")
@@ -652,7 +692,7 @@ def _gather(b: GraphBuilder, node, ins, attrs) -> None:
     x, index = ins
     if isinstance(index, Var) or not isinstance(x, Var):
         raise ModelError(f"unsupported ONNX operator 'Gather' with input-dependent indices in node '{_label(node)}'")
-    axis = _batched_axis(attrs.get("axis", 0), x.rank, node)
+    axis = _batched_axis(attrs.get("axis", 0), x, node)
     idx = b.const(index, node, "the indices").astype(np.int64)
     size = x.shape[axis - 1]
     flat = [int(i) + size if int(i) < 0 else int(i) for i in idx.reshape(-1)]
@@ -670,6 +710,9 @@ def _gather(b: GraphBuilder, node, ins, attrs) -> None:
 def _shape(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     start, end = int(attrs.get("start", 0)), attrs.get("end")
+    if x.explicit:  # one sample: its ONNX shape, batch slot 1 included
+        b.set(node.output[0], Const.of(np.array(x.shape, dtype=np.int64)[start:end]))
+        return
     worlds = [np.array([batch, *x.shape], dtype=np.int64)[start:end] for batch in WORLD_BATCH]
     b.set(node.output[0], Const(worlds[0], worlds[1]))
 
@@ -677,4 +720,7 @@ def _shape(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("Size")
 def _size(b: GraphBuilder, node, ins, attrs) -> None:
     numel = int(np.prod(ins[0].shape)) if ins[0].shape else 1
+    if ins[0].explicit:
+        b.set(node.output[0], Const.of(np.array(numel)))
+        return
     b.set(node.output[0], Const(np.array(WORLD_BATCH[0] * numel), np.array(WORLD_BATCH[1] * numel)))

@@ -11,6 +11,13 @@ the batch size (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`), each const
 two worlds where the batch size is 2 and 3: entries that differ between them are the batch size.
 A Reshape whose target's first entry is the batch size, -1, 0 or 1 becomes a per-sample reshape.
 
+Graphs that move or merge the batch dimension (attention's (T, B, E) layout and its B*heads
+reshapes, batch_first RNNs around ONNX's time-major LSTM) are read per sample instead
+(`per_sample=True`, see onnx_builder): every value is one sample's ONNX tensor, batch slot of
+size 1 included. That reading cannot tell the batch slot from another size-1 axis, so its graph is
+only used once it agrees with onnxruntime on a batch of different inputs
+(`saferisk.models.load.read_forward`).
+
 The per-operator conversions live in `saferisk.models.onnx_ops`, the builder they share (values,
 node emitter, constant folding) in `saferisk.models.onnx_builder`.
 """
@@ -22,7 +29,8 @@ from pathlib import Path
 from saferisk.errors import ModelError
 from saferisk.models.graph import Graph
 from saferisk.models.onnx_builder import GraphBuilder, default_opset
-from saferisk.models.onnx_ops import HANDLERS
+from saferisk.models.onnx_ops import HANDLERS, SPATIAL
+from saferisk.models.onnx_rnn import RNN_OPS
 
 MIN_OPSET = 7
 READ_OPSET = 13  # models below this opset are upgraded to it before reading
@@ -92,7 +100,7 @@ def unsupported_operators(source) -> list[tuple[str, str]]:
             constant.update(node.output)  # shapes fold to constants (per batch world)
             continue
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        if node.domain not in ("", "ai.onnx") or node.op_type not in HANDLERS:
+        if node.domain not in ("", "ai.onnx") or (node.op_type not in HANDLERS and node.op_type not in RNN_OPS):
             seen.setdefault(op, node.name or node.output[0])
     return sorted(seen.items())
 
@@ -128,13 +136,14 @@ def describe_reader_error(source, error: Exception) -> str:
     return f"the graph reader cannot represent it: {error}"
 
 
-def read_onnx(source, *, input_shape=None, output_name: str | None = None) -> Graph:
+def read_onnx(source, *, input_shape=None, output_name: str | None = None, per_sample: bool = False) -> Graph:
     """Read an ONNX model (path, bytes or ModelProto) into a normalised `Graph`.
 
     `input_shape` (per sample, no batch) overrides the declared one (needed when it is symbolic);
-    `output_name` picks one output of a multi-output graph.
+    `output_name` picks one output of a multi-output graph; `per_sample` reads every value as one
+    sample's ONNX tensor (see the module docstring: check the result against onnxruntime).
     """
     model = load_onnx_proto(source)
     if default_opset(model) < READ_OPSET:
         model = upgrade_opset(model, READ_OPSET)
-    return GraphBuilder(model, input_shape, output_name).build(HANDLERS)
+    return GraphBuilder(model, input_shape, output_name, per_sample=per_sample).build({**HANDLERS, **RNN_OPS}, SPATIAL)

@@ -162,12 +162,14 @@ def test_init_reads_what_the_outputs_mean(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm", "vit"])
 def test_init_audits_a_transformer_and_an_rnn_end_to_end(name, tmp_path, monkeypatch, capsys):
-    """Models only onnxruntime runs get a full audit: export, search, report naming the evaluator."""
+    """An RNN and a transformer (read per sample: they move the batch dimension) get a full audit:
+    export, gradient-guided search, certified bounds where their layers have relaxations, and a
+    report naming the evaluator."""
     import numpy as np
 
     from tests.real_networks import build
 
-    module, shape, _, _ = build(name)
+    module, shape, evaluator, bounded = build(name)
     source = _onnx_of(module, shape, tmp_path / f"{name}.onnx")
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((4, *shape)).reshape(4, -1))
     wd = copy_workflow(tmp_path / "wf")
@@ -176,15 +178,20 @@ def test_init_audits_a_transformer_and_an_rnn_end_to_end(name, tmp_path, monkeyp
     snakemake(wd, "--configfile", "config/my-audit.yaml")
     table = pd.read_parquet(wd / "results/tables/audit.parquet")
     assert set(table["model"]) == {name} and len(table) == 2 * 2
-    assert set(table["evaluator"]) == {"onnxruntime"}
+    assert set(table["evaluator"]) == {evaluator} == {"torch"}
     assert table["status"].str.startswith("failed").sum() == 0
     assert table["radius_estimate"].notna().all()
     searched = table[table["status"] == "ok"]  # (an input violated at x0 has radius 0)
-    assert len(searched) >= 2 and searched["radius_lower"].isna().all()
-    assert searched["radius_lower_method"].str.contains("no certified bound: the graph reader").all()
+    assert len(searched) >= 2
+    if bounded:
+        assert searched["radius_lower"].notna().all()
+        assert (searched["radius_lower"] <= searched["radius_upper"].fillna(np.inf)).all()
+    else:
+        assert searched["radius_lower"].isna().all()
+        assert searched["radius_lower_method"].str.contains("unsupported operation").all()
     manifest = (wd / f"results/models/{name}/manifest.json").read_text()
-    assert '"evaluator": "onnxruntime"' in manifest
+    assert f'"evaluator": "{evaluator}"' in manifest
     from pypdf import PdfReader
 
     text = "".join(page.extract_text() for page in PdfReader(wd / f"results/reports/{name}.pdf").pages)
-    assert "onnxruntime" in text
+    assert evaluator in text

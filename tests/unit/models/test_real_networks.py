@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from saferisk.data.domain import Domain
-from saferisk.models.load import load_model, module_to_onnx
+from saferisk.models.graph import GraphModule
+from saferisk.models.load import load_model, module_to_onnx, read_forward
 from saferisk.properties import Robustness
 from saferisk.radius import compute_radius
 from saferisk.search import SearchConfig
@@ -44,7 +45,7 @@ def _ort_outputs(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
 
 # torch's TorchScript-to-ONNX exporter cannot export a traced nn.MultiheadAttention ("ONNX export of
 # transpose for tensor of unknown rank"): such files get a clear error (test below)
-TORCHSCRIPT_UNEXPORTABLE = {"vit"}
+TORCHSCRIPT_UNEXPORTABLE = {"vit", "transformer"}
 CASES = [(name, fmt) for name in sorted(ARCHITECTURES) for fmt in ("onnx", "torchscript")
          if not (fmt == "torchscript" and name in TORCHSCRIPT_UNEXPORTABLE)]
 
@@ -97,31 +98,91 @@ def test_every_architecture_loads_searches_and_rechecks(name, fmt, tmp_path):
     assert result.extra["witness_margin"] > result.extra["witness_margin_required"] > 0
 
 
+class RunningTotal(torch.nn.Module):
+    """A cumulative sum over the steps (ONNX CumSum: no graph-reader handler): onnxruntime only."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.embed(x).cumsum(1)[:, -1])
+
+
 def test_onnxruntime_models_name_the_operator_users_wrote(tmp_path):
-    _, _, _, _, path = _write("lstm", "onnx", tmp_path)
+    path = tmp_path / "total.onnx"
+    path.write_bytes(module_to_onnx(RunningTotal().eval(), (5, 4)))
     model = load_model(path)
-    assert "LSTM (node" in model.graph_error and "ConstantOfShape" not in model.graph_error
+    assert model.evaluator == "onnxruntime"
+    assert "CumSum (node" in model.graph_error and "ConstantOfShape" not in model.graph_error
     with pytest.raises(RuntimeError, match="no gradients"):
         model.forward_flat_grad(torch.zeros(1, model.n_inputs))
 
 
+def test_a_graph_that_mixes_samples_is_not_read_per_sample(tmp_path):
+    """Centring over the batch (x - x.mean(0)) reads per sample as x - x = 0: the check against
+    onnxruntime on different inputs catches it and onnxruntime runs the model."""
+
+    class BatchCentred(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.head(x - x.mean(0, keepdim=True))
+
+    path = tmp_path / "centred.onnx"
+    path.write_bytes(module_to_onnx(BatchCentred().eval(), (4,)))
+    model = load_model(path)
+    assert model.evaluator == "onnxruntime"
+    assert "disagrees with onnxruntime" in model.graph_error
+
+
+def test_recurrent_and_attention_graphs_are_read_per_sample_and_match_torch():
+    """Time-major ONNX LSTM/GRU/RNN nodes (unrolled) and attention's (T, B*heads, d) reshapes:
+    the graph equals the torch module on a batch, its gradients equal torch's."""
+    for name in ("bilstm-2layer", "gru", "relu-rnn", "transformer"):
+        module, shape, _, _ = build(name)
+        forward = read_forward(module_to_onnx(module, shape))
+        assert forward.graph is not None, (name, forward.graph_error)
+        x = torch.randn(6, *shape, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        ours = GraphModule(forward.graph)(x.reshape(6, *shape))
+        expected = module(x).reshape(6, -1)
+        assert torch.allclose(ours, expected, atol=1e-5), name
+        grad_ours, = torch.autograd.grad(ours[:, 0].sum(), x)
+        grad_torch, = torch.autograd.grad(expected[:, 0].sum(), x)
+        assert torch.allclose(grad_ours, grad_torch, atol=1e-5), name
+
+
+def _fixed_batch(module, shape, path):
+    import onnx
+
+    proto = onnx.load_from_string(module_to_onnx(module, shape))
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
 def test_fixed_batch_onnx_file_runs_batched_through_onnxruntime(tmp_path):
-    """VNN-COMP-style files declare batch 1: the batch dimension is made symbolic, and a graph
-    that hard-codes it (Reshape to [1, -1]) is run row by row."""
+    """VNN-COMP-style files declare batch 1: a GRU file is read per sample (saferisk's graph), a
+    file the reader cannot represent gets its batch dimension made symbolic in onnxruntime, and
+    a graph that hard-codes it (Reshape to [1, -1]) is run row by row."""
     import onnx
     from onnx import helper
 
     module, shape, _, _ = build("gru")
-    proto = onnx.load_from_string(module_to_onnx(module, shape))
-    for value in (*proto.graph.input, *proto.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_value = 1
-    path = tmp_path / "fixed.onnx"
-    path.write_bytes(proto.SerializeToString())
-    model = load_model(path)
-    assert model.evaluator == "onnxruntime" and not model.runtime.row_by_row
+    model = load_model(_fixed_batch(module, shape, tmp_path / "gru.onnx"))
+    assert model.evaluator == "torch"
     x = torch.rand(4, model.n_inputs, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(model.forward_flat(x), module(x.reshape(4, *shape)), atol=1e-5)
+    module = RunningTotal().eval()
+    model = load_model(_fixed_batch(module, (5, 4), tmp_path / "fixed.onnx"))
+    assert model.evaluator == "onnxruntime" and not model.runtime.row_by_row
+    x = torch.rand(4, model.n_inputs, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model.forward_flat(x), module(x.reshape(4, 5, 4)).reshape(4, -1), atol=1e-5)
 
     # hard-coded batch: x (1, 3) -> Erf -> Reshape [1, 3] -> LSTM-free but unsupported op Exp
     nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("Reshape", ["e", "s"], ["y"])]
