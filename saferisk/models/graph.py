@@ -32,6 +32,8 @@ Ops not listed here may be added by the reader for execution only (`extra ops`, 
 | pad      | x (B,C,H,W) | padding (t,l,b,r), value, mode (constant, reflect, edge) | padding of H and W (a zero constant pad is folded into a following Conv) |
 | mul      | x, y   | -                | x * y (both variable) |
 | matmul   | x (B,...,n,k), y (B,...,k,m) | - | x @ y (both variable, same rank: attention's Q K^T and A V) |
+| exp, sqrt, reciprocal | x | -             | e^x, sqrt(x), 1/x (ONNX Exp, Sqrt, Reciprocal; Div of two variables is x * reciprocal(y)) |
+| pow      | x      | exponent         | x ** exponent (ONNX Pow with a constant exponent) |
 | slice    | x      | axes (>=1), starts, ends, steps (>0), resolved | x[..., start:end:step, ...] on those axes |
 | conv_transpose | x (B,C,H,W) | weight (C, O/g, kh, kw), bias; stride, padding (t,l,b,r), output_padding, dilation, groups | ONNX ConvTranspose |
 | resize   | x (B,C,H,W) | size (H', W'), mode (nearest, linear), align_corners | ONNX Resize of H and W |
@@ -253,6 +255,12 @@ def _matmul(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return torch.matmul(args[0], args[1])
 
 
+def _unary(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    if node.op == "pow":
+        return torch.pow(args[0], float(node.attrs["exponent"]))
+    return {"exp": torch.exp, "sqrt": torch.sqrt, "reciprocal": torch.reciprocal}[node.op](args[0])
+
+
 def _slice(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     index: list[slice] = [slice(None)] * args[0].dim()
     a = node.attrs
@@ -264,7 +272,8 @@ def _slice(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 # Execution-only ops (see the module docstring): name -> fn(node, args) -> tensor.
 EXTRA_OPS: dict[str, Any] = {"pad": _pad, "mul": _mul, "matmul": _matmul, "slice": _slice, "conv_transpose": _conv_transpose,
                              "resize": _resize, "reduce_sum": _reduce, "reduce_mean": _reduce, "reduce_max": _reduce,
-                             "reduce_min": _reduce, "layernorm": _layernorm, "instancenorm": _instancenorm}
+                             "reduce_min": _reduce, "layernorm": _layernorm, "instancenorm": _instancenorm,
+                             "exp": _unary, "sqrt": _unary, "reciprocal": _unary, "pow": _unary}
 
 
 class GraphModule(torch.nn.Module):

@@ -135,6 +135,7 @@ class GraphBuilder:
         elif output_name not in outputs:
             raise ModelError(f"output '{output_name}' is not among the graph outputs {outputs}")
         self.output_onnx = output_name
+        self.onnx_producer = {out: node for node in graph.node for out in node.output}
         self.consumers: dict[str, int] = {}
         for node in graph.node:
             for name in node.input:

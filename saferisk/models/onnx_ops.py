@@ -28,7 +28,7 @@ import torch
 
 from saferisk.errors import ModelError
 from saferisk.models.activations import ACTIVATIONS, ONNX_ACTIVATIONS
-from saferisk.models.onnx_builder import WORLD_BATCH, Const, GraphBuilder, Handler, Var, as_tensor
+from saferisk.models.onnx_builder import WORLD_BATCH, Const, GraphBuilder, Handler, Var, as_tensor, node_attrs
 
 HANDLERS: dict[str, Handler] = {}
 # handlers that read (C, H, W)-style layouts: in the per-sample reading they see the sample
@@ -142,20 +142,91 @@ def _add_sub(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("Mul", "Div")
 def _mul_div(b: GraphBuilder, node, ins, attrs) -> None:
     x, y = ins
+    if node.op_type == "Div" and isinstance(y, Var):
+        if isinstance(x, Var) and _decomposed_layernorm(b, node):
+            return
+        inverse = b.emit("reciprocal", [y], b.fresh(node.output[0] + "/reciprocal"), label=_label(node))
+        if not isinstance(x, Var):  # c / y = c * (1 / y)
+            b.set(node.output[0], b.emit("affine", [inverse], node.output[0],
+                                         {"scale": b.param(b.const(x, node, "the numerator"), inverse, node),
+                                          "shift": None}, label=_label(node)))
+            return
+        x, inverse = _same_rank(b, node, x, inverse)
+        b.set(node.output[0], b.emit("mul", [x, inverse], node.output[0], label=_label(node)))
+        return
     if isinstance(x, Var) and isinstance(y, Var):
-        if node.op_type == "Div":
-            raise ModelError(f"unsupported ONNX operator 'Div' of two input-dependent tensors in node '{_label(node)}'")
         x, y = _same_rank(b, node, x, y)
         b.set(node.output[0], b.emit("mul", [x, y], node.output[0], label=_label(node)))
         return
-    if node.op_type == "Div" and not isinstance(x, Var):
-        raise ModelError(f"unsupported ONNX operator 'Div' (constant / input) in node '{_label(node)}'")
     var, c = (x, y) if isinstance(x, Var) else (y, x)
     value = b.const(c, node, "the constant operand").astype(np.float64)
     if node.op_type == "Div":
         value = 1.0 / value
     b.set(node.output[0], b.emit("affine", [var], node.output[0], {"scale": b.param(value, var, node), "shift": None},
                                  label=_label(node)))
+
+
+def _decomposed_layernorm(b: GraphBuilder, node) -> bool:
+    """Div(x - mean(x), sqrt(mean((x - mean(x))^2) + eps)) over trailing axes, as torch exports
+    LayerNorm below opset 17, becomes one layernorm node (the Pow/Sqrt chain is then dead code)."""
+    producer = b.onnx_producer
+
+    def made_by(name, op):
+        found = producer.get(name)
+        return found if found is not None and found.op_type == op else None
+
+    def kept_axes(reduce) -> list[int] | None:  # axes of a ReduceMean that keeps its dims
+        attrs = node_attrs(reduce) if reduce is not None else {"keepdims": 0}
+        if not attrs.get("keepdims", 1):
+            return None
+        if len(reduce.input) > 1 and isinstance(b.values.get(reduce.input[1]), Const):
+            return [int(a) for a in b.values[reduce.input[1]].a.reshape(-1)]
+        return [int(a) for a in attrs.get("axes", [])] or None
+
+    centred, deviation = node.input
+    sqrt = made_by(deviation, "Sqrt")
+    add = made_by(sqrt.input[0], "Add") if sqrt is not None else None
+    if add is None:
+        return False
+    eps_name = next((n for n in add.input if isinstance(b.values.get(n), Const)), None)
+    var_name = next((n for n in add.input if n != eps_name), None)
+    variance = made_by(var_name, "ReduceMean")
+    square = made_by(variance.input[0], "Pow") if variance is not None else None
+    sub = made_by(centred, "Sub")
+    mean = made_by(sub.input[1], "ReduceMean") if sub is not None else None
+    if eps_name is None or square is None or mean is None or square.input[0] != centred or mean.input[0] != sub.input[0]:
+        return False
+    exponent, eps = b.values.get(square.input[1]), b.values[eps_name].a
+    x = b.values.get(sub.input[0])
+    axes = kept_axes(mean)
+    if not isinstance(x, Var) or not isinstance(exponent, Const) or exponent.a.size != 1 or float(exponent.a.reshape(-1)[0]) != 2.0 \
+            or eps.size != 1 or not axes or kept_axes(variance) != axes:
+        return False
+    rank = x.rank
+    axes = sorted(a + rank if a < 0 else a for a in axes)
+    if axes != list(range(rank - len(axes), rank)):
+        return False
+    b.set(node.output[0], b.emit("layernorm", [x], node.output[0], {"scale": None, "bias": None},
+                                 {"axis": _batched_axis(axes[0], x, node), "epsilon": float(eps.reshape(-1)[0])},
+                                 label=_label(node)))
+    return True
+
+
+@_handles("Exp", "Sqrt", "Reciprocal")
+def _unary(b: GraphBuilder, node, ins, attrs) -> None:
+    b.set(node.output[0], b.emit(node.op_type.lower(), [ins[0]], node.output[0], label=_label(node)))
+
+
+@_handles("Pow")
+def _pow(b: GraphBuilder, node, ins, attrs) -> None:
+    x, exponent = ins
+    if not isinstance(x, Var) or isinstance(exponent, Var) or b.const(exponent, node, "the exponent").size != 1:
+        raise ModelError(f"unsupported ONNX operator 'Pow' (only input ** constant scalar) in node '{_label(node)}'")
+    value = float(b.const(exponent, node, "the exponent").reshape(-1)[0])
+    if value == 1.0:
+        b.set(node.output[0], x)
+        return
+    b.set(node.output[0], b.emit("pow", [x], node.output[0], attrs={"exponent": value}, label=_label(node)))
 
 
 @_handles("Neg")

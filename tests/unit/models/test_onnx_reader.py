@@ -223,6 +223,54 @@ def test_declared_batch_one_reshape_becomes_per_sample():
     np.testing.assert_allclose(ours(graph, x), ort_rows(model, x, batch_one=True), atol=1e-5)
 
 
+def test_exp_sqrt_reciprocal_pow_and_divisions():
+    nodes = [helper.make_node("Exp", ["x"], ["e"]),
+             helper.make_node("Abs", ["x"], ["a"]),
+             helper.make_node("Add", ["a", "one"], ["a1"]),
+             helper.make_node("Sqrt", ["a1"], ["s"]),
+             helper.make_node("Reciprocal", ["a1"], ["r"]),
+             helper.make_node("Pow", ["x", "three"], ["p"]),
+             helper.make_node("Div", ["e", "s"], ["d"]),        # variable / variable
+             helper.make_node("Div", ["two", "a1"], ["c"]),     # constant / variable
+             helper.make_node("Concat", ["d", "c", "r", "p"], ["y"], axis=1)]
+    inits = [("one", np.array(1.0, dtype=np.float32)), ("three", np.array(3.0, dtype=np.float32)),
+             ("two", np.array(2.0, dtype=np.float32))]
+    graph = check_against_ort(make_model(nodes, [4], inits=inits), [4])
+    assert {"exp", "sqrt", "reciprocal", "pow", "mul"} <= {n.op for n in graph.nodes}
+
+
+@pytest.mark.parametrize("opset", [14, 17])
+def test_layernorm_and_its_decomposed_form_are_one_node(opset):
+    """torch exports LayerNorm below opset 17 as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div:
+    read as one layernorm node (the Pow/Sqrt chain would have no certified bound)."""
+    import io
+
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.LayerNorm(6), torch.nn.Linear(6, 2)).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (torch.zeros(2, 4),), buffer, dynamo=False, opset_version=opset, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    graph = check_against_ort(buffer.getvalue(), [4])
+    assert [n.op for n in graph.nodes if n.op not in ("affine",)] == ["linear", "layernorm", "linear"]
+
+
+def test_batch_moving_graph_is_read_per_sample():
+    """x (N, T, F) -> Transpose to (T, N, F) -> MatMul -> Transpose back -> Reshape (N, T*H):
+    refused batch-first, read per sample (one sample's tensors, batch slot 1 included)."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("MatMul", ["t", "W"], ["m"]),
+             helper.make_node("Transpose", ["m"], ["b"], perm=[1, 0, 2]),
+             helper.make_node("Flatten", ["b"], ["y"], axis=1)]
+    model = make_model(nodes, [3, 4], inits=[("W", rnd(4, 5))])
+    with pytest.raises(ModelError, match="moves the batch dimension"):
+        read_onnx(model)
+    graph = read_onnx(model, per_sample=True)
+    x = rnd(6, 3, 4, seed=4)
+    np.testing.assert_allclose(ours(graph, x), ort_rows(model, x, batch_one=False), atol=1e-5)
+    assert graph.input_shape == (3, 4)
+
+
 @pytest.mark.parametrize("opset", [7, 9, 11])
 def test_old_opsets_are_upgraded(opset):
     nodes = [helper.make_node("Conv", ["x", "W"], ["c"], kernel_shape=[3, 3]),
@@ -243,9 +291,10 @@ def test_old_opsets_are_upgraded(opset):
 # --------------------------------------------------------------------------- errors
 
 def test_unsupported_operator_names_op_and_node():
-    nodes = [helper.make_node("Exp", ["x"], ["y"], name="exp_layer")]
-    with pytest.raises(ModelError, match="unsupported ONNX operator 'Exp' in node 'exp_layer'"):
-        read_onnx(make_model(nodes, [3]))
+    nodes = [helper.make_node("CumSum", ["x", "axis"], ["y"], name="running_total")]
+    model = make_model(nodes, [3], inits=[("axis", np.array(1, dtype=np.int64))])
+    with pytest.raises(ModelError, match="unsupported ONNX operator 'CumSum' in node 'running_total'"):
+        read_onnx(model)
 
 
 def test_reshape_that_mixes_the_batch_is_refused():
