@@ -34,6 +34,7 @@ Ops not listed here may be added by the reader for execution only (`extra ops`, 
 | matmul   | x (B,...,n,k), y (B,...,k,m) | - | x @ y (both variable, same rank: attention's Q K^T and A V) |
 | exp, sqrt, reciprocal | x | -             | e^x, sqrt(x), 1/x (ONNX Exp, Sqrt, Reciprocal; Div of two variables is x * reciprocal(y)) |
 | pow      | x      | exponent         | x ** exponent (ONNX Pow with a constant exponent) |
+| log_softmax | x   | axis (>=1)       | log(softmax(x)) |
 | slice    | x      | axes (>=1), starts, ends, steps (>0), resolved | x[..., start:end:step, ...] on those axes |
 | conv_transpose | x (B,C,H,W) | weight (C, O/g, kh, kw), bias; stride, padding (t,l,b,r), output_padding, dilation, groups | ONNX ConvTranspose |
 | resize   | x (B,C,H,W) | size (H', W'), mode (nearest, linear), align_corners | ONNX Resize of H and W |
@@ -256,6 +257,8 @@ def _matmul(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _unary(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    if node.op == "log_softmax":
+        return F.log_softmax(args[0], dim=int(node.attrs["axis"]))
     if node.op == "pow":
         return torch.pow(args[0], float(node.attrs["exponent"]))
     return {"exp": torch.exp, "sqrt": torch.sqrt, "reciprocal": torch.reciprocal}[node.op](args[0])
@@ -273,7 +276,8 @@ def _slice(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 EXTRA_OPS: dict[str, Any] = {"pad": _pad, "mul": _mul, "matmul": _matmul, "slice": _slice, "conv_transpose": _conv_transpose,
                              "resize": _resize, "reduce_sum": _reduce, "reduce_mean": _reduce, "reduce_max": _reduce,
                              "reduce_min": _reduce, "layernorm": _layernorm, "instancenorm": _instancenorm,
-                             "exp": _unary, "sqrt": _unary, "reciprocal": _unary, "pow": _unary}
+                             "exp": _unary, "sqrt": _unary, "reciprocal": _unary, "pow": _unary,
+                             "log_softmax": _unary}
 
 
 class GraphModule(torch.nn.Module):

@@ -401,11 +401,115 @@ def _batched_axis(axis: int, x: Var, node, rank: int | None = None) -> int:
     return axis + 1 if x.explicit else axis
 
 
-@_handles("Softmax")
+@_handles("Softmax", "LogSoftmax")
 def _softmax(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     axis = _batched_axis(attrs.get("axis", -1), x, node)
-    b.set(node.output[0], b.emit("softmax", [x], node.output[0], attrs={"axis": axis}, label=_label(node)))
+    op = "softmax" if node.op_type == "Softmax" else "log_softmax"
+    b.set(node.output[0], b.emit(op, [x], node.output[0], attrs={"axis": axis}, label=_label(node)))
+
+
+@_handles("Max", "Min")
+def _max_min(b: GraphBuilder, node, ins, attrs) -> None:
+    """Elementwise max / min of two tensors from relu: max(x, y) = y + relu(x - y),
+    min(x, y) = x - relu(x - y) (a constant operand is a shift)."""
+    if len(ins) != 2:
+        raise ModelError(f"unsupported ONNX operator '{node.op_type}' of {len(ins)} inputs in node '{_label(node)}'")
+    x, y = ins
+    if not isinstance(x, Var):
+        x, y = y, x  # both orders give the same max / min
+    label, out = _label(node), node.output[0]
+    if isinstance(y, Var):
+        x, y = _same_rank(b, node, x, y)
+        negated = b.emit("affine", [y], b.fresh(out + "/neg"), {"scale": torch.tensor(-1.0), "shift": None}, label=label)
+        difference = b.emit("add", [x, negated], b.fresh(out + "/diff"), label=label)
+    else:
+        c = b.param(-b.const(y, node, "the constant operand"), x, node)
+        difference = b.emit("affine", [x], b.fresh(out + "/diff"), {"scale": None, "shift": c}, label=label)
+    excess = b.emit("relu", [difference], b.fresh(out + "/relu"), label=label)
+    if node.op_type == "Max":  # y + relu(x - y)
+        if isinstance(y, Var):
+            b.set(out, b.emit("add", [y, excess], out, label=label))
+        else:
+            b.set(out, b.emit("affine", [excess], out, {"scale": None, "shift": -c}, label=label))
+        return
+    negated = b.emit("affine", [excess], b.fresh(out + "/negexcess"), {"scale": torch.tensor(-1.0), "shift": None},
+                     label=label)
+    b.set(out, b.emit("add", [x, negated], out, label=label))  # x - relu(x - y)
+
+
+@_handles("Split")
+def _split(b: GraphBuilder, node, ins, attrs) -> None:
+    x = ins[0]
+    axis = _batched_axis(attrs.get("axis", 0), x, node)
+    size = x.shape[axis - 1]
+    sizes = _constant_input(b, node, ins, 1, "the split sizes")
+    if sizes is not None:
+        sizes = [int(v) for v in sizes.reshape(-1)]
+    elif "split" in attrs:
+        sizes = [int(v) for v in attrs["split"]]
+    else:
+        parts = int(attrs.get("num_outputs", len(node.output)))
+        chunk = -(-size // parts)
+        sizes = [min(chunk, size - k * chunk) for k in range(parts)]
+    if sum(sizes) != size or len(sizes) != len(node.output):
+        raise ModelError(f"node '{_label(node)}' (Split): sizes {sizes} do not split axis of size {size}")
+    start = 0
+    for name, length in zip(node.output, sizes):
+        if name:
+            b.set(name, _emit_slice(b, node, x, name, {axis: (start, start + length, 1)}))
+        start += length
+
+
+@_handles("Where")
+def _where(b: GraphBuilder, node, ins, attrs) -> None:
+    """Where(constant condition m, x, y) = x * m + y * (1 - m)."""
+    condition, x, y = ins
+    if isinstance(condition, Var):
+        raise ModelError(f"unsupported ONNX operator 'Where' with an input-dependent condition in node '{_label(node)}'")
+    mask = b.const(condition, node, "the condition").astype(np.float64)
+    label, out = _label(node), node.output[0]
+    ref = x if isinstance(x, Var) else y
+    parts = []
+    for value, weight in ((x, mask), (y, 1.0 - mask)):
+        if isinstance(value, Var):
+            parts.append(b.emit("affine", [value], b.fresh(out + "/masked"),
+                                {"scale": b.param(weight, value, node), "shift": None}, label=label))
+    constant = sum(b.const(v, node, "a constant branch").astype(np.float64) * w
+                   for v, w in ((x, mask), (y, 1.0 - mask)) if not isinstance(v, Var))
+    result = parts[0] if len(parts) == 1 else b.emit("add", [*_same_rank(b, node, parts[0], parts[1])], b.fresh(out + "/sum"),
+                                                     label=label)
+    if not isinstance(constant, int) and np.any(constant):
+        result = b.emit("affine", [result], b.fresh(out + "/const"), {"scale": None, "shift": b.param(constant, ref, node)},
+                        label=label)
+    b.set(out, result)
+
+
+@_handles("Expand")
+def _expand(b: GraphBuilder, node, ins, attrs) -> None:
+    """x broadcast to a constant shape (x * ones(shape)); the same shape is x itself."""
+    x, shape = ins
+    target = [int(v) for v in b.const(shape, node, "the shape").reshape(-1)]
+    per_sample = target if x.explicit else target[1:]
+    ones = np.ones(np.broadcast_shapes(tuple(per_sample), x.shape) if len(target) > 0 else x.shape)
+    if ones.shape == x.shape:
+        b.set(node.output[0], x)
+        return
+    b.set(node.output[0], b.emit("affine", [x], node.output[0], {"scale": as_tensor(ones), "shift": None},
+                                 label=_label(node)))
+
+
+@_handles("ReduceL2")
+def _reduce_l2(b: GraphBuilder, node, ins, attrs) -> None:
+    """sqrt(sum(x^2)) over the axes."""
+    x, label, out = ins[0], _label(node), node.output[0]
+    squared = b.emit("pow", [x], b.fresh(out + "/square"), attrs={"exponent": 2.0}, label=label)
+    b.set(out + "#squared", squared)
+    summed = type(node)()
+    summed.CopyFrom(node)
+    summed.op_type, summed.input[0], summed.output[0] = "ReduceSum", out + "#squared", out + "#sum"
+    _reduce(b, summed, [squared, *ins[1:]], attrs)
+    b.set(out, b.emit("sqrt", [b.values[out + "#sum"]], out, label=label))
 
 
 def _reshape_to(b: GraphBuilder, node, x: Var, shape: list[int]) -> None:

@@ -239,6 +239,28 @@ def test_exp_sqrt_reciprocal_pow_and_divisions():
     assert {"exp", "sqrt", "reciprocal", "pow", "mul"} <= {n.op for n in graph.nodes}
 
 
+def test_split_where_expand_max_min_reduce_l2_and_log_softmax():
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),            # (2,) and (4,)
+             helper.make_node("Split", ["x"], ["h1", "h2", "h3"], axis=1, num_outputs=3),
+             helper.make_node("Max", ["h1", "h2"], ["mx"]),
+             helper.make_node("Min", ["h3", "half"], ["mn"]),
+             helper.make_node("Where", ["mask", "b", "mx4"], ["w"]),
+             helper.make_node("Concat", ["mx", "mx"], ["mx4"], axis=1),
+             helper.make_node("Unsqueeze", ["a", "axis1"], ["au"]),
+             helper.make_node("Expand", ["au", "shape"], ["e"]),                        # (1, 2) -> (3, 2)
+             helper.make_node("Flatten", ["e"], ["ef"]),
+             helper.make_node("ReduceL2", ["x", "axis1"], ["l2"], keepdims=1),
+             helper.make_node("LogSoftmax", ["b"], ["ls"], axis=1),
+             helper.make_node("Concat", ["mn", "w", "ef", "l2", "ls"], ["y"], axis=1)]
+    nodes = [*nodes[:4], nodes[5], nodes[4], *nodes[6:]]  # (the Concat feeding Where first)
+    inits = [("sizes", np.array([2, 4], dtype=np.int64)), ("half", np.array(0.5, dtype=np.float32)),
+             ("mask", np.array([True, False, True, False])), ("shape", np.array([1, 3, 1], dtype=np.int64)),
+             ("axis1", np.array([1], dtype=np.int64))]
+    model = onnx.load_from_string(make_model(nodes, [6], inits=inits, opset=18))
+    graph = check_against_ort(model.SerializeToString(), [6])
+    assert {"slice", "relu", "log_softmax", "sqrt"} <= {n.op for n in graph.nodes}
+
+
 @pytest.mark.parametrize("opset", [14, 17])
 def test_layernorm_and_its_decomposed_form_are_one_node(opset):
     """torch exports LayerNorm below opset 17 as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div:
