@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--inputs", required=True, metavar="FILE", help="inputs, one per row (.npy, .npz with X [and y], .csv with a header, a PNG folder), flat or in the model's shape")
     p.add_argument("--indices", metavar="I,J,..", help="only these rows (0-based)")
     p.add_argument("--labels", metavar="FILE", help="labels (.npy/.npz/.csv), needed by invariance")
-    p.add_argument("--property", required=True, help="robustness | reachability | uncertainty | invariance")
+    from saferisk.properties import PROPERTY_KINDS
+
+    p.add_argument("--property", required=True, help=f"the property kind, as in the config: {' | '.join(sorted(PROPERTY_KINDS))}")
     p.add_argument("--decision", default="argmax", choices=["argmax", "argmin"], help="robustness: decision rule (argmin for ACAS Xu)")
     p.add_argument("--target-classes", metavar="I,J", help="robustness: only a decision in these classes counts")
     p.add_argument("--output", default="0", metavar="INDEX|W1,W2,..", help="reachability: output index or weights over the outputs")
@@ -32,6 +34,11 @@ def register(sub) -> None:
     p.add_argument("--upper", metavar="U", help="reachability: upper bound of the output")
     p.add_argument("--epsilon", type=float, default=0.01, help="uncertainty: KL(uniform||softmax) must stay above this")
     p.add_argument("--k", type=int, default=3, help="invariance: number of nearest differently-labelled references")
+    p.add_argument("--function", metavar="MODULE:FUNCTION", help="custom: w(outputs) -> (B,) values, importable")
+    p.add_argument("--threshold", type=float, default=0.0, help="custom: the property holds while w > threshold")
+    p.add_argument("--params", metavar="JSON|FILE",
+                   help="the property's params as in the config's `params` block (inline JSON or a YAML/JSON file), "
+                        "e.g. linear_output's {\"unsafe\": [{\"C\": [[1, -1]], \"d\": [0]}]}; overrides the flags")
     p.add_argument("--norm", required=True, choices=["inf", "2", "1"], help="norm of the ball")
     p.add_argument("--max-radius", required=True, type=float, help="d: the largest radius examined")
     add_domain_args(p)
@@ -66,7 +73,25 @@ def property_params(args) -> dict:
         return {"epsilon": args.epsilon}
     if kind == "invariance":
         return {"k": args.k}
+    if kind == "custom":
+        return {"function": args.function or "", "threshold": args.threshold}
     return {}
+
+
+def params_arg(text: str | None) -> dict:
+    """--params: inline JSON, or a YAML / JSON file holding a mapping."""
+    if not text:
+        return {}
+    import yaml
+
+    source = Path(text)
+    try:
+        value = yaml.safe_load(source.read_text() if source.is_file() else text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--params is neither a readable YAML/JSON file nor inline JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--params must be a mapping of the property's params, got {type(value).__name__}")
+    return value
 
 
 def property_spec(args) -> dict:
@@ -76,7 +101,7 @@ def property_spec(args) -> dict:
         certify["method"] = args.certify_method
     if args.certify_timeout:
         certify["time_budget_s"] = args.certify_timeout
-    return {"kind": args.property, "params": property_params(args), "max_radius": args.max_radius,
+    return {"kind": args.property, "params": {**property_params(args), **params_arg(args.params)}, "max_radius": args.max_radius,
             "scale": args.scale, "search": {"mode": args.search, "budget": args.budget}, "certify": certify}
 
 

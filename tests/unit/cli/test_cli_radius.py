@@ -78,6 +78,47 @@ def test_radius_accepts_inputs_in_the_models_shape_and_other_properties(digits, 
     assert "reference_id" in record["extra"] and "reference_distance" in record["extra"]
 
 
+def margin_0_over_1(outputs):
+    """A custom property for the CLI test: output 0 above output 1."""
+    return outputs[:, 0] - outputs[:, 1]
+
+
+def test_radius_offers_linear_output_and_custom_properties_as_the_config_does(digits, tmp_path, capsys):
+    """Every property kind of the config: linear_output through --params (inline JSON or a file),
+    custom through --function; the same numbers as the config's params give."""
+    with np.load(DIGITS) as data:
+        x0 = data["X"][:1]
+    np.save(tmp_path / "x.npy", x0)
+    from saferisk.models.load import load_model
+
+    z0 = load_model(MLP).forward_flat(__import__("torch").from_numpy(x0.astype(np.float32)))[0]
+    top, second = (int(i) for i in z0.argsort(descending=True)[:2])
+    row = [0.0] * 10
+    row[top], row[second] = 1.0, -1.0  # unsafe: z_top - z_second <= 0
+    unsafe = {"unsafe": [{"C": [row], "d": [0.0]}]}
+    (tmp_path / "unsafe.yaml").write_text(json.dumps(unsafe))
+    records = []
+    for params in (json.dumps(unsafe), tmp_path / "unsafe.yaml"):
+        code, out, err = run_cli(["radius", "--model", MLP, "--inputs", tmp_path / "x.npy", "--property", "linear_output",
+                                  "--params", params, "--norm", "inf", "--max-radius", "0.5", "--domain=0,1", "--json",
+                                  "--budget", "2000", "--certify-method", "crown"], capsys)
+        assert code == 0, err
+        (record,) = json.loads(out)
+        assert record["property"] == "linear_output" and record["status"] == "ok"
+        assert record["radius_lower"] is not None and record["radius_lower"] <= (record["radius_upper"] or 0.5)
+        records.append(record)
+    assert records[0]["radius_lower"] == records[1]["radius_lower"]
+    code, out, err = run_cli(["radius", "--model", MLP, "--inputs", tmp_path / "x.npy", "--property", "custom",
+                              "--function", f"{__name__}:margin_0_over_1", "--threshold", "-100", "--norm", "inf",
+                              "--max-radius", "0.1", "--domain=0,1", "--json", *QUICK], capsys)
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert record["property"] == "custom" and record["threshold"] == -100 and record["radius_estimate"] is not None
+    code, out, err = run_cli(["radius", "--model", MLP, "--inputs", tmp_path / "x.npy", "--property", "linear_output",
+                              "--params", "[1, 2]", "--norm", "inf", "--max-radius", "0.5"], capsys)
+    assert code == 2 and "--params must be a mapping" in err
+
+
 def test_radius_domain_with_negative_numbers_and_domain_file(tmp_path, capsys):
     X = np.array([[5.0, 0.2, 500.0], [2.0, -0.5, 300.0]])
     np.save(tmp_path / "x.npy", X)
