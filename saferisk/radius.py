@@ -59,6 +59,8 @@ class Bracket:
     certify_budget_exhausted: bool = False  # the budget cut the certification short
     certify_clock_capped: bool = False  # ... and it was the wall-clock cap (machine-dependent)
     certify_work: int = 0  # bound passes spent
+    certify_memory_mb: int = 0  # certification memory the bounds kept to (MiB; 0: no bounds run)
+    certify_memory_need_mb: int = 0  # ... and what the network needs (saferisk.bounds.memory)
     evaluations: int = 0
     violated_at_center: bool = False
 
@@ -89,7 +91,8 @@ def device_name(model) -> str:
 def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius: float, domain: Domain,
             unit: torch.Tensor | None, config, upper_hint: float | None) -> tuple[float | None, str, Certificate]:
     """(radius_lower, method or reason, the Certificate: seconds, work, budget flags) from
-    saferisk.bounds; never raises."""
+    saferisk.bounds. Running out of memory is a reason; any other exception is a bug in the
+    bounds code and propagates (never shown to a user as a reason)."""
     start = time.perf_counter()
     spec = prop.spec()
     if spec is None:
@@ -100,9 +103,9 @@ def certify(model, prop: BoundProperty, center: torch.Tensor, norm: str, radius:
     try:
         cert = certify_radius(model.graph, spec, center, norm, radius, domain, unit=unit, config=config,
                               upper_hint=upper_hint)
-    except Exception as exc:  # a bounds failure must not lose the rest of the result
-        log.warning("certified bounds failed: %s", exc)
-        return (None, f"bounds failed: {type(exc).__name__}: {exc}",
+    except (MemoryError, torch.OutOfMemoryError) as exc:  # the machine, not the bounds: the rest of the result stands
+        log.warning("certified bounds ran out of memory: %s", exc)
+        return (None, f"out of memory while bounding ({type(exc).__name__}); lower certify.memory_mb or give the job more",
                 Certificate(None, None, None, time.perf_counter() - start))
     if cert.radius_lower is None:
         return None, cert.reason or "not certified", cert
@@ -142,6 +145,7 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
         lower, method, cert = certify(model, prop, center, norm, cap, domain, unit, certify_config, out.radius_upper)
         out.certify_budget_exhausted, out.certify_clock_capped = cert.budget_exhausted, cert.clock_capped
         out.certify_work, seconds = cert.work, cert.seconds
+        out.certify_memory_mb, out.certify_memory_need_mb = cert.memory_mb, cert.memory_need_mb
         if lower is not None and out.radius_upper is not None and lower > out.radius_upper * (1 + 1e-6) + 1e-9:
             log.error("certified radius %.6g exceeds witness radius %.6g: refusing it", lower, out.radius_upper)
             lower, method = None, f"refused: certified {lower:.6g} > witness {out.radius_upper:.6g} (bug, please report)"
@@ -257,6 +261,10 @@ def _fill(result: RadiusResult, measured: list[Measured], store: WitnessStore | 
         result.extra["certify_clock_capped"] = True
     if any(b.certify_work for b in all_b):
         result.extra["certify_work"] = int(sum(b.certify_work for b in all_b))
+    if any(b.certify_memory_mb for b in all_b):  # the budget the bounds kept to: a number it changed is explained
+        result.extra["certify_memory_mb"] = int(max(b.certify_memory_mb for b in all_b))
+        if any(b.certify_memory_mb < b.certify_memory_need_mb for b in all_b):
+            result.extra["certify_memory_need_mb"] = int(max(b.certify_memory_need_mb for b in all_b))
     if all(v is not None for v in lowers):
         result.radius_lower = min(lowers)
         result.radius_lower_method = methods[int(np.argmin(lowers))]

@@ -148,6 +148,13 @@ def _bab_search(problem: _RadiusProblem, lo: float, top: float, tol: float, witn
     return lo
 
 
+def _memory_note(reason: str | None, used_mb: int, need_mb: int) -> str | None:
+    """A search's reason, saying so where it ran within less memory than its bounds need."""
+    if reason is None or used_mb >= need_mb:
+        return reason
+    return f"{reason} (certification memory {used_mb} MiB of the {need_mb} MiB its bounds need in one pass)"
+
+
 def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_radius: float, domain, unit=None,
                    config: CertifyConfig | None = None, upper_hint: float | None = None) -> Certificate:
     """Certified lower bound of the maximum safe radius around x0 (see the module docstring).
@@ -158,19 +165,20 @@ def certify_radius(graph: Graph, spec: MinMaxSpec | None, x0, norm: str, max_rad
     """
     start = time.perf_counter()
     config = config or CertifyConfig()
-    budget = config.budget()
+    budget, memory = config.budget(), (0, 0)  # memory: (MiB used, MiB needed) once the engine is set up
 
     def done(radius, method, reason, searched: bool = False):
-        return Certificate(radius, method, reason, time.perf_counter() - start,
+        return Certificate(radius, method, _memory_note(reason, *memory) if searched else reason,
+                           time.perf_counter() - start,
                            budget_exhausted=searched and (budget.exhausted() or budget.capped),
-                           clock_capped=searched and budget.capped,
-                           work=budget.used)
+                           clock_capped=searched and budget.capped, work=budget.used,
+                           memory_mb=memory[0], memory_need_mb=memory[1])
 
     if spec is None:
         return done(None, None, "the property has no linear spec for certified bounds")
     try:
         engine = _engine(graph, config.device)
-        config.apply_limits(engine, budget)
+        memory = config.apply_limits(engine, budget)
         rows = SpecRows.from_spec(spec, engine)
     except UnsupportedGraph as exc:
         return done(None, None, str(exc))

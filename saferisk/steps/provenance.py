@@ -21,7 +21,7 @@ ALGORITHM_SOURCES = ("search", "bounds", "properties", "radius.py", "norms.py", 
 #: The code behind each workflow stage (package-relative files or folders): a stage's digest is a
 #: parameter of its rules, so editing it reruns that stage and what depends on it, nothing else.
 STAGE_SOURCES = {
-    "export": ("models", "steps/export.py"),
+    "export": ("models", "steps/export.py", "bounds/memory.py"),  # memory: the manifest's certify_memory
     "inputs": ("data", "steps/inputs.py"),
     "radius": (*ALGORITHM_SOURCES, "models", "data/domain.py", "data/inputs.py", "config/runtime.py",
                "witness_file.py", "result.py", "steps/radius.py", "audit/table.py"),

@@ -144,9 +144,13 @@ def get_radius_runtime(wildcards, attempt):
     return 30 * attempt
 
 
-def get_radius_mem_mb(wildcards, attempt):
+def get_radius_mem_mb(wildcards, input, attempt):
+    """MB: certify.memory_mb (auto: the model's need, read from its manifest, up to a ceiling)
+    plus the rest of the job, doubled per retry. Before the export has written the manifest
+    (a dry run) auto counts the ceiling; Snakemake evaluates it again once the job is ready.
+    """
     return saferisk.config.runtime.radius_job_mem_mb(
-        PLAN.property_spec(wildcards.property), attempt
+        PLAN.property_spec(wildcards.property), attempt, manifest=input.manifest
     )
 
 

@@ -21,4 +21,7 @@ run_step(
     out_path=snakemake.output.table,
     witness_path=snakemake.output.witnesses,
     witness_ref=snakemake.params.witness_ref,
+    # what the scheduler granted (the rule's request, --set-resources, a cluster default):
+    # certify.memory_mb auto keeps to it less the rest of the job
+    mem_mb=getattr(snakemake.resources, "mem_mb", None),
 )
