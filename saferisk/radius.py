@@ -63,6 +63,7 @@ class Bracket:
     certify_memory_need_mb: int = 0  # ... and what the network needs (saferisk.bounds.memory)
     evaluations: int = 0
     violated_at_center: bool = False
+    poll_evaluator: str = ""  # the runtime of the derivative-free polls (search.poll_evaluator)
 
 
 @dataclass
@@ -118,14 +119,16 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
     """Estimate, witness upper bound and certified lower bound around `center` (flat, model dtype)."""
     dtype, device = model.dtype, model.device
     region = Region(center, float(max_radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit)
-    evaluator = Evaluator(model, prop.value, search.chunk_size, search.budget)
+    poll_forward, poll_runtime = (model.poll_forward(search.poll_evaluator) if hasattr(model, "poll_forward")
+                                  else (model.forward_flat, getattr(model, "evaluator", "torch")))
+    evaluator = Evaluator(model, prop.value, search.chunk_size, search.budget, forward=poll_forward)
     generator = torch.Generator().manual_seed(seed)
     z_center = model.forward_flat(center.unsqueeze(0)).to(dtype)
     w0 = float(prop.value(z_center)[0])
     if not w0 > prop.threshold:
         return Bracket(w0, prop.threshold, radius_estimate=0.0, radius_upper=0.0, witness=center.clone(), radius_lower=0.0,
                        radius_lower_method="property fails at the input", violated_at_center=True)
-    out = Bracket(w0, prop.threshold)
+    out = Bracket(w0, prop.threshold, poll_evaluator=poll_runtime)
     search_prop = robust(prop, z_center[0])  # violations by more than the witness margin
     tracker = ViolationTracker(search_prop, region)
     evaluator.observers.append(tracker)
@@ -259,6 +262,9 @@ def _fill(result: RadiusResult, measured: list[Measured], store: WitnessStore | 
         result.extra["certify_budget_exhausted"] = True
     if any(b.certify_clock_capped for b in all_b):
         result.extra["certify_clock_capped"] = True
+    polls = sorted({b.poll_evaluator for b in all_b if b.poll_evaluator and b.poll_evaluator != result.evaluator})
+    if polls:  # the derivative-free polls ran in another runtime than the model's evaluator
+        result.extra["poll_evaluator"] = ",".join(polls)
     if any(b.certify_work for b in all_b):
         result.extra["certify_work"] = int(sum(b.certify_work for b in all_b))
     if any(b.certify_memory_mb for b in all_b):  # the budget the bounds kept to: a number it changed is explained

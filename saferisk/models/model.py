@@ -3,6 +3,8 @@ graph the reader cannot represent, onnxruntime (`saferisk.models.ort`) running t
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +19,8 @@ EVALUATOR_ONNXRUNTIME = "onnxruntime"
 # here, is charged ORT_ACTIVATION_FACTOR x the input size per row
 FORWARD_MEMORY_BYTES = 1 << 30
 ORT_ACTIVATION_FACTOR = 64
+TIMING_ROWS = 256  # rows of the batch both runtimes are timed on (poll_evaluator: fastest)
+TIMING_REPEATS = 3
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Model:
             raise ValueError("a Model needs a graph or an onnxruntime runtime")
         self._max_rows: int | None = None
         self._reference = None  # OnnxRuntimeForward of onnx_bytes, made on first use
+        self._poll_timings: dict[str, float] | None = None  # seconds per row, per runtime (fastest)
         self.module = GraphModule(self.graph).eval() if self.graph is not None else None
         self.to(self.device)  # one placement path (dtype, and TF32 off on CUDA)
 
@@ -126,6 +131,42 @@ class Model:
             self._reference = OnnxRuntimeForward(self.onnx_bytes, input_shape=self.input_shape,
                                                  output_name=self.onnx_output)
         return torch.from_numpy(self._reference(self._numpy_rows(x)))
+
+    def poll_forward(self, choice: str = "model") -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+        """(the no-gradient forward for derivative-free polls, the runtime's name).
+
+        choice "model": forward_flat; "onnxruntime": the same ONNX file in onnxruntime (float32
+        inference like the graph's; the outputs agree to float32 rounding); "fastest": whichever
+        of the two ran a batch of TIMING_ROWS rows faster here (best of TIMING_REPEATS, measured
+        once per model): fast, but the choice depends on the machine, so results may differ in
+        the last float bits between machines (witnesses are re-checked by both runtimes anyway).
+        """
+        if choice == "model" or self.graph is None or self.onnx_bytes is None:
+            return self.forward_flat, self.evaluator
+        if choice == "fastest":
+            timings = self.poll_timings()
+            if timings[EVALUATOR_TORCH] <= timings[EVALUATOR_ONNXRUNTIME]:
+                return self.forward_flat, self.evaluator
+        return self._onnxruntime_forward, EVALUATOR_ONNXRUNTIME
+
+    def _onnxruntime_forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = max(1, FORWARD_MEMORY_BYTES // max(1, self.n_inputs * ORT_ACTIVATION_FACTOR * 4))
+        return torch.cat([self.reference_outputs(part).to(self.device, self.dtype) for part in torch.split(x, rows)])
+
+    def poll_timings(self) -> dict[str, float]:
+        """Seconds per row of each runtime on one batch of TIMING_ROWS rows (best of TIMING_REPEATS)."""
+        if self._poll_timings is None:
+            x = torch.rand(TIMING_ROWS, self.n_inputs, generator=torch.Generator().manual_seed(0)).to(self.device, self.dtype)
+            self._poll_timings = {}
+            for name, fn in ((EVALUATOR_TORCH, self.forward_flat), (EVALUATOR_ONNXRUNTIME, self._onnxruntime_forward)):
+                fn(x)  # warm-up (sessions, allocations)
+                best = float("inf")
+                for _ in range(TIMING_REPEATS):
+                    start = time.perf_counter()
+                    fn(x)
+                    best = min(best, time.perf_counter() - start)
+                self._poll_timings[name] = best / TIMING_ROWS
+        return self._poll_timings
 
     @property
     def bounds_unavailable(self) -> str | None:

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, fields
 from saferisk.errors import ConfigError
 
 SEARCH_MODES = ("gps", "fast")
+# which runtime computes the derivative-free polls: the model's own evaluator (saferisk's graph,
+# or onnxruntime when the reader refused the graph), onnxruntime on the same ONNX file, or
+# whichever of the two measured faster on this machine for this model (`saferisk.models.model`)
+POLL_EVALUATORS = ("model", "onnxruntime", "fastest")
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,14 @@ class SearchConfig:
     shrink_steps: int = 12
     budget: int = 30_000
     chunk_size: int = 8192
+    poll_evaluator: str = "model"
 
     def __post_init__(self):
         if self.mode not in SEARCH_MODES:
             raise ConfigError(f"search mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
+        if self.poll_evaluator not in POLL_EVALUATORS:
+            raise ConfigError(f"search poll_evaluator must be one of {', '.join(POLL_EVALUATORS)}, "
+                              f"got {self.poll_evaluator!r}")
         for name in ("initial_mesh", "mesh_tolerance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"search {name} must be > 0")

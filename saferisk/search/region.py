@@ -63,11 +63,14 @@ Observer = Callable[[torch.Tensor, torch.Tensor], None]
 class Evaluator:
     """Evaluates w(f(x)) for batches of flat points: one forward pass per chunk of
     `chunk_size` points, counts evaluations and shows every (x, w) pair to the observers.
-    `value` maps outputs z (B, m) to w (B,) (a BoundProperty's value, or an output weighting)."""
+    `value` maps outputs z (B, m) to w (B,) (a BoundProperty's value, or an output weighting);
+    `forward` computes the outputs of batches without gradients (default model.forward_flat; the
+    polls may run in another runtime of the same model, see Model.poll_forward)."""
 
     def __init__(self, model, value: Callable[[torch.Tensor], torch.Tensor], chunk_size: int = 8192,
-                 budget: int | None = None):
+                 budget: int | None = None, forward: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.model = model
+        self.forward = forward or model.forward_flat
         self.value = value
         self.chunk_size = int(chunk_size)
         self.budget = budget
@@ -99,9 +102,9 @@ class Evaluator:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] <= self.chunk_size:
-            w = self.value(self.model.forward_flat(x).to(x.dtype))
+            w = self.value(self.forward(x).to(x.dtype))
         else:
-            w = torch.cat([self.value(self.model.forward_flat(part).to(x.dtype)) for part in torch.split(x, self.chunk_size)])
+            w = torch.cat([self.value(self.forward(part).to(x.dtype)) for part in torch.split(x, self.chunk_size)])
         self._observe(x, w)
         return w
 

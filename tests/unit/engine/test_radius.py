@@ -350,3 +350,35 @@ def test_a_certification_cut_short_by_its_budget_is_flagged_in_the_record():
     ample = compute_radius(model, x0, Robustness(), "inf", 0.3, domain, search=search,
                            certify=CertifyConfig(method="crown", time_budget_s=60, work_budget=None))
     assert "certify_budget_exhausted" not in ample.to_dict()["extra"] and ample.radius_lower is not None
+
+
+def test_polls_run_in_onnxruntime_or_the_faster_runtime_when_asked():
+    """search.poll_evaluator: the derivative-free polls in onnxruntime (the same ONNX file) give
+    the same bracket to float32 accuracy; `fastest` times both runtimes once and says which ran."""
+    import dataclasses
+
+    from saferisk.data.domain import Domain
+    from saferisk.models import load_model
+    from saferisk.properties import Robustness
+    from saferisk.radius import compute_radius
+    from saferisk.search import SearchConfig
+
+    model = load_model(DEMO / "digits_mlp.onnx")
+    with np.load(DEMO / "digits_test.npz") as data:
+        x0 = data["X"][3].astype(np.float64)
+    search = SearchConfig(budget=3000)
+    results = {}
+    for choice in ("model", "onnxruntime", "fastest"):
+        results[choice] = compute_radius(model, x0, Robustness(), "inf", 0.3, Domain.scalar(0.0, 1.0, 64),
+                                         search=dataclasses.replace(search, poll_evaluator=choice), certify=False, seed=0)
+    assert "poll_evaluator" not in results["model"].extra
+    assert results["onnxruntime"].extra["poll_evaluator"] == "onnxruntime"
+    assert results["onnxruntime"].evaluator == "torch"  # the model's evaluator; gradients still from the graph
+    for choice in ("onnxruntime", "fastest"):
+        assert results[choice].radius_estimate == pytest.approx(results["model"].radius_estimate, rel=1e-3)
+        assert results[choice].radius_upper == pytest.approx(results["model"].radius_upper, rel=1e-2)
+    timings = model.poll_timings()
+    faster = min(timings, key=timings.get)
+    assert results["fastest"].extra.get("poll_evaluator", "torch") == faster
+    with pytest.raises(Exception, match="poll_evaluator must be one of"):
+        SearchConfig(poll_evaluator="gpu")
