@@ -7,7 +7,8 @@ here is a sound bound of the real-valued network (float64 arithmetic), or None w
 float64 for the real-valued function of the network's stored weights; the rounding of float32
 inference itself (relative ~1e-6) is not modelled.
 
-Modules: sets (input sets and their concretisation), relax (linear relaxations), engine (IBP and
+Modules: sets (input sets and their concretisation), relax (linear relaxations), decompose (the
+bounds-only rewrite of softmax, layernorm and matmul into primitive nodes), engine (IBP and
 CROWN over the Graph), spec (MinMaxSpec rows, final softmax), methods (IBP / CROWN /
 alpha-CROWN on spec rows), bab (input and ReLU splitting), certify (certify_radius, verify_box,
 bound_outputs). Time budgets are soft: a bound already started is finished.

@@ -2,13 +2,21 @@
 relaxation back-substitution (CROWN), batched over B input sets, with optional optimised ReLU
 slopes (alpha) and ReLU split constraints (branch and bound).
 
-IBP: for an affine op y = M x + c, mid_y = M mid_x + c and rad_y = |M| rad_x; monotone
-elementwise ops and max-pooling map (l, u) to (f(l), f(u)); add and concat act bound-wise.
+Composite ops (softmax anywhere, layernorm, matmul of two variables) are first rewritten into
+primitive nodes (decompose.py; the nodes keep the user's labels): products of two variables,
+linear maps and the convex elementwise ops exp, reciprocal, rsqrt and square (ops.py).
+
+IBP: for an affine op y = M x + c, mid_y = M mid_x + c and rad_y = |M| rad_x (the monotone sums
+reduce_sum / reduce_mean map (l, u) to (f(l), f(u)): an infinite upper bound of exp stays
+finite-safe); monotone elementwise ops and max-pooling map (l, u) to (f(l), f(u)); a convex op
+to its range over [l, u]; add and concat act bound-wise; x y to the min / max of the corner products.
 
 CROWN: a lower bound of A . y_t (node t, rows A (B, K, *shape_t)) is found by walking the graph
 backwards: through an affine op A -> A M (bias += A c, exact); through an elementwise
 nonlinearity with lines a_l x + b_l <= f(x) <= a_u x + b_u (see relax.py) A -> A+ a_l + A- a_u
-(bias += A+ b_l + A- b_u, sound since A+ >= 0 picks the lower line, A- <= 0 the upper one);
+(bias += A+ b_l + A- b_u, sound since A+ >= 0 picks the lower line, A- <= 0 the upper one; a
+row that needs a line a convex op cannot give in float64 gets bound -inf);
+through x y the McCormick planes;
 through max-pooling the window's element i with the largest lower bound gives
 max >= x_i, and max <= x_i when l_i >= u_j for every other j, else max <= max_j u_j; add sends A
 to both summands, concat splits it. At the input, A . x is minimised over the input set
@@ -25,13 +33,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+import saferisk.bounds.decompose as decompose
 import saferisk.bounds.forward as forward
 from saferisk.bounds.ops import (  # noqa: F401 (UnsupportedGraph, BoundsDeadline: part of this module's API)
-    AFFINE_OPS, ELEMENTWISE_OPS, LINEAR_OPS, LIPSCHITZ_OPS, SUPPORTED_OPS, BoundsDeadline, UnsupportedGraph,
-    _activation, elementwise_lines)
+    AFFINE_OPS, COMPOSITE_OPS, CONVEX_OPS, ELEMENTWISE_OPS, LINEAR_OPS, LIPSCHITZ_OPS, SUPPORTED_OPS, BoundsDeadline,
+    UnsupportedGraph, _activation, convex_interval, elementwise_lines, run_node)
 from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_values
 from saferisk.bounds.sets import InputRegion
-from saferisk.models.graph import Graph, Node, run_node
+from saferisk.models.graph import Graph, Node
 
 
 DENSE_MAX_ENTRIES = 1 << 22  # 32 MB in float64
@@ -75,6 +84,9 @@ class BoundEngine:
         self.input_shape = tuple(int(d) for d in self.graph.input_shape)
         self.n_inputs = int(torch.tensor(self.input_shape).prod()) if self.input_shape else 1
         self.shapes = self._shapes()
+        if any(node.op in COMPOSITE_OPS for node in self.nodes):
+            self.nodes = decompose.decompose(self.nodes, self.shapes, self.device, self.dtype)
+            self.shapes = self._shapes()
         self.memory_bytes = DEFAULT_MEMORY_BYTES
         self._linear_parts: dict[tuple[str, bool], Node] = {}
         self.budget = None  # saferisk.bounds.budget.Budget: every bound pass spends one unit of it
@@ -107,9 +119,6 @@ class BoundEngine:
     def _check_ops(self) -> None:
         """UnsupportedGraph for an operation the bounds have no rule for."""
         for node in self.nodes:
-            if node.op == "softmax":
-                raise UnsupportedGraph(f"unsupported operation 'softmax' in node '{_node_label(node)}' "
-                                       "(softmax is only supported as the last operation)")
             if node.op not in SUPPORTED_OPS:
                 raise UnsupportedGraph(f"unsupported operation '{node.op}' in node '{_node_label(node)}'")
 
@@ -228,14 +237,16 @@ class BoundEngine:
         if op == "constant":
             v = node.params["value"].expand((B,) + tuple(node.params["value"].shape))
             return v, v
+        if op in ("relu", "tanh", "sigmoid", "maxpool", "reduce_sum", "reduce_mean"):  # monotone (no inf - inf)
+            return run_node(node, [args[0][0]]), run_node(node, [args[0][1]])
         if op in AFFINE_OPS:
             lo, hi = args[0]
             mid, rad = (lo + hi) / 2, (hi - lo) / 2
             out_mid = run_node(node, [mid])
             out_rad = run_node(self._linear_part(node, False), [rad])
             return out_mid - out_rad, out_mid + out_rad
-        if op in ("relu", "tanh", "sigmoid", "maxpool"):
-            return run_node(node, [args[0][0]]), run_node(node, [args[0][1]])
+        if op in CONVEX_OPS:
+            return convex_interval(node, *args[0])
         if op == "leaky_relu":
             lo, hi = args[0]
             flo, fhi = run_node(node, [lo]), run_node(node, [hi])
@@ -249,7 +260,8 @@ class BoundEngine:
         if op == "mul":
             (lx, ux), (ly, uy) = args
             corners = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
-            return corners.amin(dim=0), corners.amax(dim=0)
+            bound = float(node.attrs.get("bound", math.inf))  # |x y| <= bound, known to a rewrite (decompose.py)
+            return corners.amin(dim=0).clamp(min=-bound), corners.amax(dim=0).clamp(max=bound)
         if op == "concat":
             axis = int(node.attrs["axis"])
             return torch.cat([a[0] for a in args], dim=axis), torch.cat([a[1] for a in args], dim=axis)
@@ -549,6 +561,8 @@ class BoundEngine:
                 al, bl, au, bu = (t.unsqueeze(1) for t in elementwise_lines(node, lo, hi))
             # A+ a_l + A- a_u = A a_u + A+ (a_l - a_u);  A+ b_l + A- b_u = A b_u + A+ (b_l - b_u)
             pos = coef.clamp(min=0)
+            if op in CONVEX_OPS:
+                return [(x, torch.addcmul(coef * au, pos, al - au))], _missing_line_bias(coef, pos, bl, bu)
             if record is not None:
                 record[x] = (coef, bu)
             return [(x, torch.addcmul(coef * au, pos, al - au))], _row_dot(coef, bu) + _row_dot(pos, bl - bu)
@@ -640,6 +654,17 @@ def _sum_to_shape(coef: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         coef = coef.sum(dim=tuple(range(2, 2 + extra)))
     dims = tuple(2 + i for i, (c, s) in enumerate(zip(coef.shape[2:], shape)) if s == 1 and c != 1)
     return coef.sum(dim=dims, keepdim=True) if dims else coef
+
+
+def _missing_line_bias(coef: torch.Tensor, pos: torch.Tensor, bl: torch.Tensor, bu: torch.Tensor) -> torch.Tensor:
+    """A+ . b_l + A- . b_u (B, K) where a line may be missing (intercept -inf / +inf, slope 0): a
+    row that needs a missing line (A+ > 0 on b_l = -inf, A- < 0 on b_u = +inf) has no bound (-inf);
+    a row that does not (A = 0 there) gets 0 from it, not 0 x inf."""
+    B, K = coef.shape[:2]
+    neg = coef - pos
+    needs = ((pos > 0) & torch.isinf(bl)) | ((neg < 0) & torch.isinf(bu))
+    bias = _row_dot(pos, torch.where(torch.isinf(bl), 0.0, bl)) + _row_dot(neg, torch.where(torch.isinf(bu), 0.0, bu))
+    return bias.masked_fill(needs.reshape(B, K, -1).any(-1), float("-inf"))
 
 
 def _row_dot(coef: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:

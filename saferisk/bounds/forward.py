@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from saferisk.bounds.ops import AFFINE_OPS, ELEMENTWISE_OPS, BoundsDeadline, elementwise_lines
+from saferisk.bounds.ops import AFFINE_OPS, CONVEX_OPS, ELEMENTWISE_OPS, BoundsDeadline, elementwise_lines
 from saferisk.bounds.sets import InputRegion, _dual_norm
 from saferisk.models.graph import run_node
 
@@ -38,8 +38,8 @@ LIVE_FACTOR = 20  # bytes of n x the largest node, x dtype size, at peak (measur
 
 def forward_supported(engine) -> bool:
     """Whether every node of the engine's graph has a forward rule (no maxpool, no product of
-    two variables)."""
-    return all(node.op in AFFINE_OPS | ELEMENTWISE_OPS | FORWARD_OPS_EXTRA for node in engine.nodes)
+    two variables, none of the convex ops of a rewritten softmax / layernorm: their lines may be missing)."""
+    return all(node.op in (AFFINE_OPS | ELEMENTWISE_OPS | FORWARD_OPS_EXTRA) - CONVEX_OPS for node in engine.nodes)
 
 
 def forward_entries(engine) -> int:

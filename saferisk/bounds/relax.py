@@ -16,6 +16,15 @@ Each returns lines (a_l, b_l, a_u, b_u) with a_l x + b_l <= f(x) <= a_u x + b_u 
   g = f - k x taken on a grid of n points of [l, u] (spacing h) and widened by (L + |k|) h / 2:
   every x in [l, u] lies within h / 2 of a grid point and g is (L + |k|)-Lipschitz, so
   min_grid g - (L + |k|) h / 2 <= g(x) <= max_grid g + (L + |k|) h / 2.
+- convex f (the bounds-internal exp, reciprocal 1/y and rsqrt y^-1/2 on y > 0, square y^2; see
+  decompose.py): above, the chord through (l, f(l)) and (u, f(u)), k = (f(u) - f(l)) / (u - l)
+  in closed form (exp: e^l expm1(u - l) / (u - l); 1/y: -1 / (l u); y^-1/2:
+  -1 / (sqrt(l) sqrt(u) (sqrt(l) + sqrt(u))); y^2: l + u), above f on [l, u] by convexity;
+  below, the tangent at t with f'(t) = k (parallel to the chord: the narrowest band), below f
+  everywhere by convexity, whatever t (t is clamped to [l, u]). Both are widened by _MARGIN
+  relative to the magnitudes of the line on [l, u] (float64 rounding). A line float64 cannot
+  hold (exp above u > EXP_LINE_MAX, an overflow) is given as slope 0 and intercept -inf (lower)
+  or +inf (upper): no line; the engine's bound of a row that needs it is -inf.
 """
 
 from __future__ import annotations
@@ -109,3 +118,78 @@ def lipschitz_grid_relax(fn, lipschitz: float, lower, upper):
     k = torch.where(width > 1e-12, (fn(upper) - fn(lower)) / width.clamp_min(1e-30), torch.zeros_like(width))
     g_min, g_max = lipschitz_grid_values(fn, lipschitz, lower, upper, k)
     return k, g_min, k, g_max
+
+
+EXP_LINE_MAX = 300.0  # exp above it: no upper line (its chord slope ~ e^300 / width would swamp any bound)
+
+
+def _chord(op: str, lower, upper):
+    """(k, b): the chord k y + b of convex f through (l, f(l)) and (u, f(u)), in closed form."""
+    if op == "exp":  # e^l expm1(w) / w: no cancellation for narrow intervals (w = 0: e^l), (e^u - e^l) / w for wide ones
+        width, small = upper - lower, (upper - lower).clamp(1e-300, 1.0)
+        k = torch.where(width > 1, (torch.exp(upper) - torch.exp(lower)) / width.clamp_min(1.0),
+                        torch.exp(lower) * torch.expm1(small) / small)
+        return k, torch.exp(lower) - k * lower
+    if op == "reciprocal":
+        return -1 / (lower * upper), 1 / lower + 1 / upper
+    if op == "rsqrt":
+        sl, su = lower.sqrt(), upper.sqrt()
+        return -1 / (sl * su * (sl + su)), 1 / sl + sl / (su * (sl + su))
+    return lower + upper, -lower * upper  # square
+
+
+def _tangent(op: str, k, lower, upper):
+    """(a, b): the tangent a y + b of convex f at the t in [l, u] with f'(t) = k."""
+    if op == "exp":
+        t = torch.log(k)
+    elif op == "reciprocal":
+        t = (-1 / k).sqrt()
+    elif op == "rsqrt":
+        t = (-2 * k).pow(-2 / 3)
+    else:
+        t = k / 2
+    t = torch.minimum(torch.maximum(t.nan_to_num(nan=0.0), lower), upper)
+    if op == "exp":
+        return torch.exp(t), torch.exp(t) * (1 - t)
+    if op == "reciprocal":
+        return -1 / (t * t), 2 / t
+    if op == "rsqrt":
+        return -0.5 * t.pow(-1.5), 1.5 * t.rsqrt()
+    return 2 * t, -t * t
+
+
+def _widen(a, b, lower, upper, sign: float):
+    """b moved by _MARGIN x the line's magnitude on [l, u] (sign -1: down, +1: up); slope 0 and
+    intercept sign x inf where the line is not finite."""
+    magnitude = (b.abs() + (a * lower).abs() + (a * upper).abs()).nan_to_num(nan=0.0)  # 0 x inf: a = 0
+    b = b + sign * _MARGIN * (1 + magnitude)
+    missing = ~(torch.isfinite(a) & torch.isfinite(b))
+    return torch.where(missing, torch.zeros_like(a), a), torch.where(missing, torch.full_like(b, sign * float("inf")), b)
+
+
+def convex_relax(op: str, lower, upper):
+    """Lines (a_l, b_l, a_u, b_u) of convex f (exp, reciprocal, rsqrt, square) on [l, u], l <= u
+    (l > 0 for reciprocal and rsqrt): the tangent parallel to the chord below, the chord above."""
+    lower, upper = lower.detach(), upper.detach()  # (alpha-CROWN's gradients do not flow through these lines)
+    capped = upper.clamp(max=EXP_LINE_MAX) if op == "exp" else upper
+    low = torch.minimum(lower, capped)
+    k, b = _chord(op, low, capped)
+    al, bl = _widen(*_tangent(op, k, low, capped), lower, upper, -1.0)
+    au, bu = _widen(k, b, lower, upper, 1.0)
+    if op == "exp":
+        no_line = upper > EXP_LINE_MAX
+        au, bu = torch.where(no_line, torch.zeros_like(au), au), torch.where(no_line, torch.full_like(bu, float("inf")), bu)
+    return al, bl, au, bu
+
+
+def convex_range(op: str, lower, upper):
+    """(min, max) of convex f (exp, reciprocal, rsqrt, square) over [l, u]."""
+    if op == "exp":
+        return torch.exp(lower), torch.exp(upper)
+    if op == "reciprocal":
+        return 1 / upper, 1 / lower
+    if op == "rsqrt":
+        return upper.rsqrt(), lower.rsqrt()
+    low, high = lower * lower, upper * upper
+    straddle = (lower < 0) & (upper > 0)
+    return torch.where(straddle, torch.zeros_like(low), torch.minimum(low, high)), torch.maximum(low, high)

@@ -44,6 +44,8 @@ Ops not listed here may be added by the reader for execution only (`extra ops`, 
 
 pad, slice, conv_transpose, resize and reduce_sum/reduce_mean are linear (affine with pad's value or
 the bias): certified bounds treat them like the affine ops (`saferisk.bounds.engine.LINEAR_OPS`).
+mul has McCormick planes; matmul, layernorm and a softmax anywhere are bounded through their
+rewrite into primitive nodes (`saferisk.bounds.decompose`).
 
 A `concat` input that is a `constant` node (no batch dim) is broadcast over the batch; an
 `avgpool` with asymmetric padding and count_include_pad False averages over the real cells only

@@ -70,7 +70,7 @@ class Evaluator:
     def __init__(self, model, value: Callable[[torch.Tensor], torch.Tensor], chunk_size: int = 8192,
                  budget: int | None = None, forward: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.model = model
-        self.forward = forward or model.forward_flat
+        self.forward = forward or (model.forward_flat if model is not None else None)
         self.value = value
         self.chunk_size = int(chunk_size)
         self.budget = budget

@@ -235,7 +235,7 @@ def test_validate_config_loads_each_model_and_says_what_covers_it(tmp_path, caps
 
     (tmp_path / "rnn.onnx").write_bytes(module_to_onnx(Last().eval(), (5, 4)))
     (tmp_path / "norm.onnx").write_bytes(module_to_onnx(
-        torch.nn.Sequential(torch.nn.Linear(20, 6), torch.nn.LayerNorm(6)).eval(), (20,)))
+        torch.nn.Sequential(torch.nn.Linear(20, 6), torch.nn.Unflatten(1, (2, 3)), torch.nn.InstanceNorm1d(2)).eval(), (20,)))
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 20)))
     config = {"models": {"rnn": {"source": "rnn.onnx", "input_sets": ["x"]},
                          "norm": {"source": "norm.onnx", "input_sets": ["x"]}},
@@ -250,7 +250,7 @@ def test_validate_config_loads_each_model_and_says_what_covers_it(tmp_path, caps
     assert lines["model rnn"].startswith("  model rnn: onnxruntime evaluator (estimate and witness by forward passes; "
                                          "no certified bound: the graph reader does not support CumSum")
     assert lines["model norm"] == ("  model norm: saferisk graph (gradients); no certified bound: unsupported operation "
-                                   "'layernorm' in node '/1/LayerNormalization'")
+                                   "'instancenorm' in node '/2/InstanceNormalization'")
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="com.example")], "g",
