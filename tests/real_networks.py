@@ -140,7 +140,7 @@ ARCHITECTURES = {
     "layernorm-mlp": (lambda: nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 3)),
                       (6,), "torch", True),
     "groupnorm-cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
-                                            nn.Linear(144, 10)), (1, 8, 8), "torch", False),
+                                            nn.Linear(144, 10)), (1, 8, 8), "torch", True),
 }
 
 

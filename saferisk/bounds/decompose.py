@@ -12,6 +12,10 @@ batched (>= 1) as in `saferisk.models.graph`:
   Tighter than exp(x_i) / sum_j exp(x_j) (no product of correlated terms; its IBP is the
   interval of spec.softmax_interval) and no exponent of an unshifted logit.
 - pow x ** 2 -> square (other exponents: unsupported, the reason names the node).
+- instancenorm x (C, *spatial) -> reshape (C, S) -> layernorm over S -> reshape back ->
+  affine (per-channel scale, bias): GroupNorm as torch exports it is this between two reshapes.
+- reduce_max over axes -> the axes flattened last, then pairwise maxima max(a, b) = b + relu(a - b)
+  (exact; the relu relaxed; depth log2 of the count, at most MAX_REDUCED_ENTRIES); reduce_min = -max(-x).
 - layernorm over axes axis.. (flattened to D = their product): c = x - mean(x) (linear
   I - 11^T / D), v = reduce_mean(square(c)), r = rsqrt(v; epsilon) (v >= 0), y = mul(c, r) ->
   reshape back -> affine(scale, bias). The mul carries attrs bound = sqrt(D - 1), which its IBP
@@ -27,6 +31,8 @@ import torch
 
 from saferisk.bounds.ops import COMPOSITE_OPS, UnsupportedGraph, run_node
 from saferisk.models.graph import Node
+
+MAX_REDUCED_ENTRIES = 1024  # reduce_max / reduce_min: 4 nodes per entry in the rewrite
 
 
 class _Rewriter:
@@ -82,6 +88,52 @@ class _Rewriter:
             raise UnsupportedGraph(f"unsupported operation 'pow' in node '{node.name or node.output}' "
                                    f"(exponent {node.attrs['exponent']}; only squares are bounded)")
         self.emit(node, "square", [node.inputs[0]], output=node.output)
+
+    def instancenorm(self, node: Node) -> None:
+        shape = self.shapes[node.inputs[0]]
+        channels = shape[0]
+        flat = self.reshape(node, node.inputs[0], (channels, math.prod(shape[1:])))
+        normed = f"{node.output}::normed"
+        self.layernorm(Node("layernorm", [flat], normed, {"scale": None, "bias": None},
+                            {"axis": 2, "epsilon": float(node.attrs.get("epsilon", 1e-5))}, node.name or node.output))
+        per_channel = (channels,) + (1,) * (len(shape) - 1)
+        scale, bias = (node.params.get(k) for k in ("scale", "bias"))
+        self.emit(node, "affine", [self.reshape(node, normed, shape)],
+                  {"scale": None if scale is None else scale.reshape(per_channel).to(self.device, self.dtype),
+                   "shift": None if bias is None else bias.reshape(per_channel).to(self.device, self.dtype)},
+                  output=node.output)
+
+    def reduce_max(self, node: Node, negate: bool = False) -> None:
+        shape = self.shapes[node.inputs[0]]
+        axes = sorted(int(a) - 1 for a in node.attrs["axes"])
+        keep = [i for i in range(len(shape)) if i not in axes]
+        count = math.prod(shape[i] for i in axes)
+        if count > MAX_REDUCED_ENTRIES:
+            raise UnsupportedGraph(f"unsupported operation '{node.op}' in node '{node.name or node.output}' "
+                                   f"(over {count} entries; at most {MAX_REDUCED_ENTRIES} are bounded)")
+        minus_one = torch.tensor(-1.0, dtype=self.dtype, device=self.device)
+        source = node.inputs[0]
+        if negate:
+            source = self.emit(node, "affine", [source], {"scale": minus_one, "shift": None})
+        moved = self.transpose(node, source, keep + axes)  # the reduced axes last, flattened
+        rows = self.reshape(node, moved, tuple(shape[i] for i in keep) + (count,))
+        level = [self.emit(node, "slice", [rows], attrs={"axes": [len(keep) + 1], "starts": [k], "ends": [k + 1],
+                                                          "steps": [1]}) for k in range(count)]
+        while len(level) > 1:  # pairwise: max(a, b) = b + relu(a - b), depth log2(count)
+            paired = []
+            for a, b in zip(level[0::2], level[1::2]):
+                difference = self.emit(node, "add", [a, self.emit(node, "affine", [b], {"scale": minus_one, "shift": None})])
+                paired.append(self.emit(node, "add", [b, self.emit(node, "relu", [difference])]))
+            level = paired + level[len(paired) * 2:]
+        best = level[0]
+        if negate:
+            best = self.emit(node, "affine", [best], {"scale": minus_one, "shift": None})
+        keepdims = bool(node.attrs.get("keepdims", True))
+        out_shape = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keepdims else tuple(shape[i] for i in keep)
+        self.reshape(node, best, out_shape, output=node.output)
+
+    def reduce_min(self, node: Node) -> None:
+        self.reduce_max(node, negate=True)
 
     def softmax(self, node: Node) -> None:
         shape = self.shapes[node.inputs[0]]

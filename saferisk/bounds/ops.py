@@ -33,7 +33,8 @@ LIPSCHITZ_OPS = set(ACTIVATIONS)  # relaxed by lipschitz_grid_relax
 CONVEX_OPS = {"exp", "reciprocal", "rsqrt", "square"}  # bounds-internal (see above), relaxed by convex_relax
 ELEMENTWISE_OPS = {"relu", "leaky_relu", "tanh", "sigmoid"} | LIPSCHITZ_OPS | CONVEX_OPS
 OTHER_OPS = {"add", "concat", "maxpool", "constant", "mul"}
-COMPOSITE_OPS = {"softmax", "layernorm", "matmul", "pow"}  # rewritten into primitive nodes (decompose.py)
+# rewritten into primitive nodes (decompose.py)
+COMPOSITE_OPS = {"softmax", "layernorm", "matmul", "pow", "instancenorm", "reduce_max", "reduce_min"}
 # in a user's graph: exp is the same function there (no domain to guarantee)
 SUPPORTED_OPS = (AFFINE_OPS | ELEMENTWISE_OPS | OTHER_OPS | COMPOSITE_OPS) - (CONVEX_OPS - {"exp"})
 

@@ -234,8 +234,15 @@ def test_validate_config_loads_each_model_and_says_what_covers_it(tmp_path, caps
             return self.embed(x).cumsum(1)[:, -1, :3]
 
     (tmp_path / "rnn.onnx").write_bytes(module_to_onnx(Last().eval(), (5, 4)))
-    (tmp_path / "norm.onnx").write_bytes(module_to_onnx(
-        torch.nn.Sequential(torch.nn.Linear(20, 6), torch.nn.Unflatten(1, (2, 3)), torch.nn.InstanceNorm1d(2)).eval(), (20,)))
+    class RootScaled(torch.nn.Module):  # sqrt of a variable: executed, no relaxation (no bound)
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(20, 6)
+
+        def forward(self, x):
+            return torch.sqrt(self.linear(x).abs() + 1.0)
+
+    (tmp_path / "norm.onnx").write_bytes(module_to_onnx(RootScaled().eval(), (20,)))
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 20)))
     config = {"models": {"rnn": {"source": "rnn.onnx", "input_sets": ["x"]},
                          "norm": {"source": "norm.onnx", "input_sets": ["x"]}},
@@ -250,7 +257,7 @@ def test_validate_config_loads_each_model_and_says_what_covers_it(tmp_path, caps
     assert lines["model rnn"].startswith("  model rnn: onnxruntime evaluator (estimate and witness by forward passes; "
                                          "no certified bound: the graph reader does not support CumSum")
     assert lines["model norm"] == ("  model norm: saferisk graph (gradients); no certified bound: unsupported operation "
-                                   "'instancenorm' in node '/2/InstanceNormalization'")
+                                   "'sqrt' in node '/Sqrt'")
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="com.example")], "g",
