@@ -232,5 +232,22 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_bytes(out, text.encode())
     plan = load_plan(out, base=Path("."))
     print(f"wrote {out}: {plan.summary()}")
-    print(f"next: snakemake --configfile {out}")
+    print(f"next: {snakemake_command()} --configfile {out}")
     return 0
+
+
+def snakemake_command() -> str:
+    """How to call snakemake from here, as typed: `snakemake` when it is on PATH, else the one
+    installed beside this Python (e.g. `.venv/bin/snakemake` in a virtual environment)."""
+    import shutil
+    import sys
+
+    if shutil.which("snakemake"):
+        return "snakemake"
+    beside = Path(sys.executable).parent / "snakemake"
+    if not beside.exists():
+        return "snakemake"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)

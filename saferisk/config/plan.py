@@ -151,9 +151,11 @@ class AuditPlan:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def summary(self) -> str:
-        jobs = self.radius_jobs()
-        return (f"{len(self.models)} models, {len(self.input_sets)} input sets, "
-                f"{len(self.properties)} properties -> {len(jobs)} radius jobs")
+        def count(n: int, what: str, plural: str | None = None) -> str:
+            return f"{n} {what if n == 1 else plural or what + 's'}"
+
+        return (f"{count(len(self.models), 'model')}, {count(len(self.input_sets), 'input set')}, "
+                f"{count(len(self.properties), 'property', 'properties')} -> {count(len(self.radius_jobs()), 'radius job')}")
 
     def wildcard_pattern(self, what: str) -> str:
         names = {"model": self.models, "inputs": self.input_sets, "property": self.properties}[what]
