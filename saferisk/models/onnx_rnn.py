@@ -29,8 +29,6 @@ import torch
 from saferisk.errors import ModelError
 from saferisk.models.onnx_builder import Const, GraphBuilder, Handler, Var, as_tensor
 
-RNN_OPS: dict[str, Handler] = {}
-
 Value = Var | np.ndarray  # an input-dependent tensor, or a constant (float64) of the same per-sample shape
 
 _ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu"}
@@ -104,14 +102,6 @@ class _Cell:
         return lifted[0] if len(lifted) == 1 else self.emit("concat", lifted, what, attrs={"axis": axis})
 
 
-def _handles(*ops: str):
-    def deco(fn: Handler) -> Handler:
-        for op in ops:
-            RNN_OPS[op] = fn
-        return fn
-    return deco
-
-
 def _constant(b: GraphBuilder, node, ins, index: int, what: str) -> np.ndarray | None:
     value = ins[index] if len(ins) > index else None
     if value is None:
@@ -125,7 +115,6 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@_handles("LSTM", "GRU", "RNN")
 def _recurrent(b: GraphBuilder, node, ins, attrs) -> None:
     op, label = node.op_type, node.name or node.output[0]
     x = ins[0]
@@ -217,3 +206,6 @@ def _bind_outputs(b: GraphBuilder, node, cell: _Cell, outputs, layout: int) -> N
     for name, used in zip(node.output, wanted):
         if name and not used:
             b.set(name, Const.of(np.zeros(0)))  # never read
+
+
+RNN_OPS: dict[str, Handler] = {op: _recurrent for op in ("LSTM", "GRU", "RNN")}
