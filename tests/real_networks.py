@@ -82,7 +82,7 @@ def _randomised(module: nn.Module, seed: int, weight_scale: float = 3.0) -> nn.M
     for m in module.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
             with torch.no_grad():
                 m.weight.mul_(weight_scale)
         if isinstance(m, nn.RNNBase):
@@ -137,6 +137,9 @@ ARCHITECTURES = {
     "relu6-mlp": (lambda: activation_mlp(nn.ReLU6()), (6,), "torch", True),
     "prelu-cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.PReLU(4), nn.Flatten(), nn.Linear(256, 10)),
                   (1, 8, 8), "torch", True),
+    "conv1d-pool": (lambda: nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2),
+                                          nn.AvgPool1d(2, stride=1), nn.Flatten(), nn.Linear(20, 3)), (2, 12),
+                    "torch", True),
     "layernorm-mlp": (lambda: nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 3)),
                       (6,), "torch", True),
     "groupnorm-cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),

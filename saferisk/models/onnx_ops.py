@@ -624,19 +624,38 @@ def _transpose(b: GraphBuilder, node, ins, attrs) -> None:
     b.set(node.output[0], b.emit("transpose", [x], node.output[0], attrs={"perm": per_sample}, label=_label(node)))
 
 
-def _pool(b: GraphBuilder, node, x: Var, op: str, kernel, stride, padding, attrs) -> None:
+def _pool(b: GraphBuilder, node, x: Var, op: str, kernel, stride, padding, attrs, one_d: bool = False) -> None:
     out_attrs = {"kernel": tuple(int(k) for k in kernel), "stride": tuple(int(s) for s in stride),
                  "padding": tuple(int(p) for p in padding)}
     if op == "avgpool":
         out_attrs["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
-    b.set(node.output[0], b.emit(op, [x], node.output[0], attrs=out_attrs, label=_label(node)))
+    out = b.emit(op, [x], b.fresh(node.output[0] + "/2d") if one_d else node.output[0], attrs=out_attrs,
+                 label=_label(node))
+    if one_d:  # back from (C, 1, L') to (C, L')
+        out = b.emit("reshape", [out], node.output[0], attrs={"shape": [out.shape[0], out.shape[2]]}, label=_label(node))
+    b.set(node.output[0], out)
+
+
+def _as_2d(b: GraphBuilder, node, x: Var, attrs: dict) -> tuple[Var, dict]:
+    """A 1-D pooling input (C, L) as (C, 1, L), its attributes as those of a (1, k) 2-D pooling."""
+    lifted = dict(attrs)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in attrs:
+            lifted[key] = [1, *attrs[key]]
+    if "pads" in attrs:
+        lifted["pads"] = [0, int(attrs["pads"][0]), 0, int(attrs["pads"][1])]
+    return b.emit("reshape", [x], b.fresh(node.output[0] + "/as2d"), attrs={"shape": [x.shape[0], 1, x.shape[1]]},
+                  label=_label(node)), lifted
 
 
 @_handles("MaxPool", "AveragePool")
 def _pool_node(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
+    one_d = len(x.shape) == 2
+    if one_d:
+        x, attrs = _as_2d(b, node, x, attrs)
     if len(x.shape) != 3:
-        raise ModelError(f"node '{_label(node)}' ({node.op_type}): only 2-D pooling is supported (per-sample {x.shape})")
+        raise ModelError(f"node '{_label(node)}' ({node.op_type}): only 1-D and 2-D pooling are supported (per-sample {x.shape})")
     if len(node.output) > 1 and node.output[1] and b.consumers.get(node.output[1]):
         raise ModelError(f"node '{_label(node)}' (MaxPool): the Indices output is not supported")
     kernel = list(attrs["kernel_shape"])
@@ -657,16 +676,19 @@ def _pool_node(b: GraphBuilder, node, ins, attrs) -> None:
             raise ModelError(f"node '{_label(node)}' (AveragePool): ceil_mode with partial windows is not supported")
         bottom, right = bottom + extra[0], right + extra[1]
     op = "maxpool" if node.op_type == "MaxPool" else "avgpool"
-    _pool(b, node, x, op, kernel, stride, (top, left, bottom, right), attrs)
+    _pool(b, node, x, op, kernel, stride, (top, left, bottom, right), attrs, one_d)
 
 
 @_handles("GlobalAveragePool", "GlobalMaxPool")
 def _global_pool(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
+    one_d = len(x.shape) == 2
+    if one_d:
+        x, _ = _as_2d(b, node, x, {})
     if len(x.shape) != 3:
-        raise ModelError(f"node '{_label(node)}' ({node.op_type}): only 2-D pooling is supported (per-sample {x.shape})")
+        raise ModelError(f"node '{_label(node)}' ({node.op_type}): only 1-D and 2-D pooling are supported (per-sample {x.shape})")
     op = "avgpool" if node.op_type == "GlobalAveragePool" else "maxpool"
-    _pool(b, node, x, op, x.shape[1:], x.shape[1:], (0, 0, 0, 0), {})
+    _pool(b, node, x, op, x.shape[1:], x.shape[1:], (0, 0, 0, 0), {}, one_d)
 
 
 @_handles("Concat")

@@ -261,6 +261,18 @@ def test_split_where_expand_max_min_reduce_l2_and_log_softmax():
     assert {"slice", "relu", "log_softmax", "sqrt"} <= {n.op for n in graph.nodes}
 
 
+def test_one_dimensional_pooling():
+    nodes = [helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[3], strides=[2], pads=[1, 1]),
+             helper.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2], strides=[1], count_include_pad=0),
+             helper.make_node("GlobalMaxPool", ["a"], ["g"]),
+             helper.make_node("GlobalAveragePool", ["x"], ["h"]),
+             helper.make_node("Flatten", ["a"], ["af"]), helper.make_node("Flatten", ["g"], ["gf"]),
+             helper.make_node("Flatten", ["h"], ["hf"]),
+             helper.make_node("Concat", ["af", "gf", "hf"], ["y"], axis=1)]
+    graph = check_against_ort(make_model(nodes, [3, 9]), [3, 9])
+    assert {"maxpool", "avgpool"} <= {n.op for n in graph.nodes}
+
+
 @pytest.mark.parametrize("opset", [14, 17])
 def test_layernorm_and_its_decomposed_form_are_one_node(opset):
     """torch exports LayerNorm below opset 17 as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div:
