@@ -9,11 +9,15 @@ Conversions (x variable, c constant):
   Conv (1-D via reshape, 2-D)       -> conv (auto_pad, pads; a preceding zero Pad is folded in)
   Add/Sub/Mul/Div(x, c), Neg, BatchNormalization -> affine ; Add/Sub(x, y) -> add
   Relu, LeakyRelu, PRelu (one slope; per-channel slopes as relu(x) - a relu(-x)), Sigmoid, Tanh, Softmax, Flatten, Reshape, Squeeze, Unsqueeze,
-  Transpose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Concat, Clip, Pad (constant,
+  Transpose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (1-D via (1, k)), Concat, Clip, Pad (constant,
   reflect, edge), ConvTranspose (2-D), Resize/Upsample (nearest-floor, bilinear), ReduceSum/Mean/
   Max/Min over per-sample axes, LayerNormalization, InstanceNormalization,
   Slice and Gather (constant, contiguous indices) of non-batch axes -> slice (extra op),
-  Mul of two variables -> mul (extra op), Dropout / Identity / Cast-to-float (aliases),
+  Mul of two variables -> mul, MatMul of two variables -> matmul (extra ops), Dropout / Identity /
+  Cast-to-float (aliases), Exp / Sqrt / Reciprocal / Pow(x, c) -> exp / sqrt / reciprocal / pow,
+  Div(x, y) -> x * reciprocal(y) (torch's decomposed LayerNorm -> layernorm), Max/Min -> relu
+  forms, Split / Gather -> slice, Where (constant condition) and Expand -> affine, ReduceL2,
+  LogSoftmax -> log_softmax; LSTM / GRU / RNN: `saferisk.models.onnx_rnn`;
   Elu, Selu, Celu, Softplus, Softsign, Erf, Gelu, Mish, HardSigmoid, HardSwish, Abs, Sin, Cos ->
   the activation of the same name (`saferisk.models.activations`).
 Anything else that depends on the input raises a ModelError naming the operator and the node.

@@ -1,7 +1,8 @@
 """Forward passes through onnxruntime: the evaluator for any ONNX graph saferisk's reader cannot represent.
 
 The paper's method needs forward passes only, so a model whose operators the torch graph reader
-(`saferisk.models.onnx_reader`) does not cover (an LSTM, attention, a custom layout) is still
+(`saferisk.models.onnx_reader`) does not cover (CumSum, TopK, loops, a custom domain, a graph that
+mixes the samples of a batch) is still
 searched: the estimate and the witness come from batched onnxruntime runs; certified bounds, which
 walk the internal graph, are then unavailable and the result says why (`Model.graph_error`).
 
