@@ -54,17 +54,13 @@ def _activation(node: Node):
 
 
 def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
-    """`saferisk.models.graph.run_node`, and the bounds-internal CONVEX_OPS."""
-    if node.op not in CONVEX_OPS:
-        return graph.run_node(node, args)
-    x = args[0]
-    if node.op == "exp":
-        return torch.exp(x)
-    if node.op == "reciprocal":
-        return 1 / x
+    """`saferisk.models.graph.run_node` (exp and reciprocal are graph ops too), and the
+    bounds-only CONVEX_OPS rsqrt and square."""
     if node.op == "rsqrt":
-        return torch.rsqrt(x + float(node.attrs["epsilon"]))
-    return x * x
+        return torch.rsqrt(args[0] + float(node.attrs["epsilon"]))
+    if node.op == "square":
+        return args[0] * args[0]
+    return graph.run_node(node, args)
 
 
 def _convex_argument(node: Node, lower: torch.Tensor, upper: torch.Tensor):

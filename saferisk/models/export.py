@@ -376,10 +376,16 @@ def export_model(source: dict, out_dir: str | os.PathLike, *, check_inputs=None,
     output_kind (logits|probabilities|regression), class_names, decision (argmax|argmin).
     """
     prepared = prepare_export(source, check_inputs=check_inputs, labels=labels, tolerance=tolerance)
+    return write_export(prepared, out_dir)
+
+
+def write_export(prepared: PreparedExport, out_dir: str | os.PathLike, extra: dict | None = None) -> dict:
+    """Write `out_dir/model.onnx` and `out_dir/manifest.json` (the manifest plus `extra`
+    entries) atomically; return the manifest written."""
+    manifest = {**prepared.manifest, **(extra or {})}
     out = Path(out_dir)
-    write_files({out / ARTIFACT_NAME: prepared.artifact,
-                 out / MANIFEST_NAME: dumps_json(prepared.manifest).encode()})
-    return prepared.manifest
+    write_files({out / ARTIFACT_NAME: prepared.artifact, out / MANIFEST_NAME: dumps_json(manifest).encode()})
+    return manifest
 
 
-__all__ = ["ExportSource", "PreparedExport", "prepare_export", "export_model", "FORMATS"]
+__all__ = ["ExportSource", "PreparedExport", "prepare_export", "export_model", "write_export", "FORMATS"]

@@ -75,6 +75,11 @@ def as_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
 
 
+def attr_text(value) -> str:
+    """An ONNX string attribute (bytes) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def node_attrs(node) -> dict:
     from onnx import helper
 

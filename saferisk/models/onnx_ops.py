@@ -32,7 +32,8 @@ import torch
 
 from saferisk.errors import ModelError
 from saferisk.models.activations import ACTIVATIONS, ONNX_ACTIVATIONS
-from saferisk.models.onnx_builder import WORLD_BATCH, Const, GraphBuilder, Handler, Var, as_tensor, node_attrs
+from saferisk.models.onnx_builder import (WORLD_BATCH, Const, GraphBuilder, Handler, Var, as_tensor, attr_text,
+                                          node_attrs)
 
 HANDLERS: dict[str, Handler] = {}
 # handlers that read (C, H, W)-style layouts: in the per-sample reading they see the sample
@@ -51,11 +52,6 @@ def _handles(*ops: str):
 
 def _label(node) -> str:
     return node.name or node.output[0]
-
-
-def _text(value) -> str:
-    """An ONNX string attribute (bytes) as str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @_handles("Identity", "Dropout")
@@ -102,6 +98,11 @@ def _try_fold_bias(b: GraphBuilder, x: Var, onnx_name: str, c: np.ndarray) -> bo
     return True
 
 
+def _negated(b: GraphBuilder, node, x: Var, out: str) -> Var:
+    """-x as an affine node named `out`."""
+    return b.emit("affine", [x], out, {"scale": torch.tensor(-1.0), "shift": None}, label=_label(node))
+
+
 def _same_rank(b: GraphBuilder, node, x: Var, y: Var) -> tuple[Var, Var]:
     """x and y with ONNX broadcasting's leading 1s made explicit (per-sample reading: the hidden
     batch axis must line up)."""
@@ -121,8 +122,7 @@ def _add_sub(b: GraphBuilder, node, ins, attrs) -> None:
     if isinstance(x, Var) and isinstance(y, Var):
         x, y = _same_rank(b, node, x, y)
         if sub:
-            y = b.emit("affine", [y], b.fresh(node.output[0] + "/neg"), {"scale": torch.tensor(-1.0), "shift": None},
-                       label=_label(node))
+            y = _negated(b, node, y, b.fresh(node.output[0] + "/neg"))
         b.set(node.output[0], b.emit("add", [x, y], node.output[0], label=_label(node)))
         return
     if isinstance(x, Var):
@@ -235,8 +235,7 @@ def _pow(b: GraphBuilder, node, ins, attrs) -> None:
 
 @_handles("Neg")
 def _neg(b: GraphBuilder, node, ins, attrs) -> None:
-    b.set(node.output[0], b.emit("affine", [ins[0]], node.output[0], {"scale": torch.tensor(-1.0), "shift": None},
-                                 label=_label(node)))
+    b.set(node.output[0], _negated(b, node, ins[0], node.output[0]))
 
 
 @_handles("MatMul")
@@ -278,7 +277,7 @@ def _gemm(b: GraphBuilder, node, ins, attrs) -> None:
 
 def _spatial_pads(attrs, in_hw, kernel, stride, dilation, node) -> tuple[int, int, int, int]:
     """ONNX pads/auto_pad -> (top, left, bottom, right)."""
-    auto = _text(attrs.get("auto_pad", b"NOTSET"))
+    auto = attr_text(attrs.get("auto_pad", b"NOTSET"))
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         begin, end = [], []
         for size, k, s, d in zip(in_hw, kernel, stride, dilation):
@@ -365,7 +364,7 @@ def _elementwise(b: GraphBuilder, node, ins, attrs) -> None:
 def _activation(b: GraphBuilder, node, ins, attrs) -> None:
     op = ONNX_ACTIVATIONS[node.op_type]
     values = {**ACTIVATIONS[op].onnx_defaults, **{k: v for k, v in attrs.items() if k in ACTIVATIONS[op].onnx_defaults}}
-    values = {k: _text(v) if isinstance(v, bytes) else v for k, v in values.items()}
+    values = {k: attr_text(v) if isinstance(v, bytes) else v for k, v in values.items()}
     b.set(node.output[0], b.emit(op, [ins[0]], node.output[0], attrs=values, label=_label(node)))
 
 
@@ -388,7 +387,7 @@ def _prelu(b: GraphBuilder, node, ins, attrs) -> None:
     # per-channel slopes a: prelu(x) = relu(x) - a relu(-x), from ops the bounds support
     x, label, out = ins[0], _label(node), node.output[0]
     positive = b.emit("relu", [x], b.fresh(out + "/pos"), label=label)
-    flipped = b.emit("affine", [x], b.fresh(out + "/neg"), {"scale": torch.tensor(-1.0), "shift": None}, label=label)
+    flipped = _negated(b, node, x, b.fresh(out + "/neg"))
     negative = b.emit("relu", [flipped], b.fresh(out + "/relu_neg"), label=label)
     scaled = b.emit("affine", [negative], b.fresh(out + "/slope"),
                     {"scale": -b.param(value.astype(np.float64), x, node), "shift": None}, label=label)
@@ -425,8 +424,7 @@ def _max_min(b: GraphBuilder, node, ins, attrs) -> None:
     label, out = _label(node), node.output[0]
     if isinstance(y, Var):
         x, y = _same_rank(b, node, x, y)
-        negated = b.emit("affine", [y], b.fresh(out + "/neg"), {"scale": torch.tensor(-1.0), "shift": None}, label=label)
-        difference = b.emit("add", [x, negated], b.fresh(out + "/diff"), label=label)
+        difference = b.emit("add", [x, _negated(b, node, y, b.fresh(out + "/neg"))], b.fresh(out + "/diff"), label=label)
     else:
         c = b.param(-b.const(y, node, "the constant operand"), x, node)
         difference = b.emit("affine", [x], b.fresh(out + "/diff"), {"scale": None, "shift": c}, label=label)
@@ -437,9 +435,8 @@ def _max_min(b: GraphBuilder, node, ins, attrs) -> None:
         else:
             b.set(out, b.emit("affine", [excess], out, {"scale": None, "shift": -c}, label=label))
         return
-    negated = b.emit("affine", [excess], b.fresh(out + "/negexcess"), {"scale": torch.tensor(-1.0), "shift": None},
-                     label=label)
-    b.set(out, b.emit("add", [x, negated], out, label=label))  # x - relu(x - y)
+    b.set(out, b.emit("add", [x, _negated(b, node, excess, b.fresh(out + "/negexcess"))], out,
+                      label=label))  # x - relu(x - y)
 
 
 @_handles("Split")
@@ -508,12 +505,8 @@ def _reduce_l2(b: GraphBuilder, node, ins, attrs) -> None:
     """sqrt(sum(x^2)) over the axes."""
     x, label, out = ins[0], _label(node), node.output[0]
     squared = b.emit("pow", [x], b.fresh(out + "/square"), attrs={"exponent": 2.0}, label=label)
-    b.set(out + "#squared", squared)
-    summed = type(node)()
-    summed.CopyFrom(node)
-    summed.op_type, summed.input[0], summed.output[0] = "ReduceSum", out + "#squared", out + "#sum"
-    _reduce(b, summed, [squared, *ins[1:]], attrs)
-    b.set(out, b.emit("sqrt", [b.values[out + "#sum"]], out, label=label))
+    summed = _emit_reduce(b, node, squared, ins, attrs, "reduce_sum", b.fresh(out + "/sum"))
+    b.set(out, b.emit("sqrt", [summed], out, label=label))
 
 
 def _reshape_to(b: GraphBuilder, node, x: Var, shape: list[int]) -> None:
@@ -613,15 +606,11 @@ def _transpose(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
     perm = list(attrs.get("perm", list(range(x.rank))[::-1]))
     if x.explicit:  # a permutation of one sample's ONNX tensor, batch slot included
-        if perm != list(range(len(perm))):
-            b.set(node.output[0], b.emit("transpose", [x], node.output[0], attrs={"perm": [int(p) for p in perm]},
-                                         label=_label(node)))
-        else:
-            b.set(node.output[0], x)
-        return
-    if perm[0] != 0:
+        per_sample = [int(p) for p in perm]
+    elif perm[0] != 0:
         raise ModelError(f"node '{_label(node)}' (Transpose): perm {perm} moves the batch dimension")
-    per_sample = [int(p) - 1 for p in perm[1:]]
+    else:
+        per_sample = [int(p) - 1 for p in perm[1:]]
     if per_sample == list(range(len(per_sample))):
         b.set(node.output[0], x)
         return
@@ -731,7 +720,7 @@ def _clip(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("Pad")
 def _pad(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
-    mode = _text(attrs.get("mode", b"constant"))
+    mode = attr_text(attrs.get("mode", b"constant"))
     if mode not in ("constant", "reflect", "edge"):
         raise ModelError(f"unsupported ONNX operator 'Pad' with mode '{mode}' in node '{_label(node)}'")
     if any(isinstance(v, Var) for v in ins[1:]):
@@ -765,7 +754,7 @@ def _conv_transpose(b: GraphBuilder, node, ins, attrs) -> None:
     bias = _constant_input(b, node, ins, 2, "the bias")
     if weight is None or weight.ndim != 4 or len(x.shape) != 3:
         raise ModelError(f"unsupported ONNX operator 'ConvTranspose' (only 2-D) in node '{_label(node)}'")
-    if _text(attrs.get("auto_pad", b"NOTSET")) != "NOTSET" or "output_shape" in attrs:
+    if attr_text(attrs.get("auto_pad", b"NOTSET")) != "NOTSET" or "output_shape" in attrs:
         raise ModelError(f"unsupported ONNX operator 'ConvTranspose' with auto_pad/output_shape in node '{_label(node)}'")
     pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
     b.set(node.output[0], b.emit(
@@ -780,9 +769,9 @@ def _conv_transpose(b: GraphBuilder, node, ins, attrs) -> None:
 @_handles("Resize", "Upsample")
 def _resize(b: GraphBuilder, node, ins, attrs) -> None:
     x = ins[0]
-    mode = _text(attrs.get("mode", b"nearest"))
-    transform = _text(attrs.get("coordinate_transformation_mode", b"half_pixel"))
-    nearest = _text(attrs.get("nearest_mode", b"round_prefer_floor"))
+    mode = attr_text(attrs.get("mode", b"nearest"))
+    transform = attr_text(attrs.get("coordinate_transformation_mode", b"half_pixel"))
+    nearest = attr_text(attrs.get("nearest_mode", b"round_prefer_floor"))
     if node.op_type == "Upsample":  # opset < 10 only; sizes from scales
         scales, sizes = _constant_input(b, node, ins, 1, "the scales"), None
         transform, nearest = "asymmetric", "floor"
@@ -811,20 +800,23 @@ def _resize(b: GraphBuilder, node, ins, attrs) -> None:
 
 @_handles("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
 def _reduce(b: GraphBuilder, node, ins, attrs) -> None:
-    x = ins[0]
+    op = {"ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max", "ReduceMin": "reduce_min"}
+    b.set(node.output[0], _emit_reduce(b, node, ins[0], ins, attrs, op[node.op_type], node.output[0]))
+
+
+def _emit_reduce(b: GraphBuilder, node, x: Var, ins, attrs, op: str, out: str) -> Var:
+    """x reduced by `op` over the node's axes (attribute or constant input; none: every
+    per-sample axis, or x itself with noop_with_empty_axes), as a node named `out`."""
     axes = attrs.get("axes")
     if axes is None:
         found = _constant_input(b, node, ins, 1, "the axes")
         axes = None if found is None else [int(v) for v in found.reshape(-1)]
     if not axes:
         if attrs.get("noop_with_empty_axes", 0):
-            b.set(node.output[0], x)
-            return
+            return x
         axes = list(range(0 if x.explicit else 1, x.rank))  # all axes: only the per-sample ones may go
     axes = sorted(_batched_axis(a, x, node) for a in axes)
-    op = {"ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max", "ReduceMin": "reduce_min"}
-    b.set(node.output[0], b.emit(op[node.op_type], [x], node.output[0],
-                                 attrs={"axes": axes, "keepdims": bool(attrs.get("keepdims", 1))}, label=_label(node)))
+    return b.emit(op, [x], out, attrs={"axes": axes, "keepdims": bool(attrs.get("keepdims", 1))}, label=_label(node))
 
 
 @_handles("LayerNormalization")

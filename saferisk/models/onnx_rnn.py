@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from saferisk.errors import ModelError
-from saferisk.models.onnx_builder import Const, GraphBuilder, Handler, Var, as_tensor
+from saferisk.models.onnx_builder import Const, GraphBuilder, Handler, Var, as_tensor, attr_text
 
 Value = Var | np.ndarray  # an input-dependent tensor, or a constant (float64) of the same per-sample shape
 
@@ -111,10 +111,6 @@ def _constant(b: GraphBuilder, node, ins, index: int, what: str) -> np.ndarray |
     return b.const(value, node, what).astype(np.float64)
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _recurrent(b: GraphBuilder, node, ins, attrs) -> None:
     op, label = node.op_type, node.name or node.output[0]
     x = ins[0]
@@ -141,11 +137,11 @@ def _recurrent(b: GraphBuilder, node, ins, attrs) -> None:
         if isinstance(lengths, Var) or np.any(np.asarray(b.const(lengths, node, "sequence_lens")) != steps):
             raise ModelError(f"node '{label}' ({op}): sequences shorter than the input (sequence_lens) are not supported")
     hidden = int(attrs["hidden_size"])
-    direction = _text(attrs.get("direction", b"forward"))
+    direction = attr_text(attrs.get("direction", b"forward"))
     directions = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}.get(direction)
     if directions is None:
         raise ModelError(f"node '{label}' ({op}): direction '{direction}' is not supported")
-    names = [_text(a) for a in attrs.get("activations", [])] or list(_DEFAULTS[op]) * len(directions)
+    names = [attr_text(a) for a in attrs.get("activations", [])] or list(_DEFAULTS[op]) * len(directions)
     if any(n not in _ACTIVATIONS for n in names) or len(names) != len(_DEFAULTS[op]) * len(directions):
         raise ModelError(f"node '{label}' ({op}): activations {names} are not supported "
                          f"(supported: {', '.join(_ACTIVATIONS)})")

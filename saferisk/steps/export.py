@@ -32,11 +32,7 @@ def export_step(source: dict[str, Any], out_dir: str, check_inputs=None, labels=
     """Export `source` to out_dir/{model.onnx, manifest.json}; with check inputs, the source's
     and the artifact's outputs are compared (and accuracy reported with labels). The manifest
     also holds `certify_memory` (certify_memory_entry)."""
-    from pathlib import Path
-
-    from saferisk.io import dumps_json
-    from saferisk.models.export import prepare_export, write_files
-    from saferisk.models.load import ARTIFACT_NAME, MANIFEST_NAME
+    from saferisk.models.export import prepare_export, write_export
 
     kwargs: dict[str, Any] = {}
     if check_inputs is not None:
@@ -44,26 +40,18 @@ def export_step(source: dict[str, Any], out_dir: str, check_inputs=None, labels=
     if tolerance is not None:
         kwargs["tolerance"] = tolerance
     prepared = prepare_export(source, **kwargs)
-    manifest = {**prepared.manifest, **certify_memory_entry(prepared.graph)}
-    out = Path(out_dir)
-    write_files({out / ARTIFACT_NAME: prepared.artifact, out / MANIFEST_NAME: dumps_json(manifest).encode()})
-    return manifest
+    return write_export(prepared, out_dir, certify_memory_entry(prepared.graph))
 
 
 def certify_memory_entry(graph) -> dict[str, Any]:
     """The manifest's `certify_memory`: the graph quantities a radius job's certification memory
     is estimated from (saferisk.bounds.memory.profile; None: the graph has no certified bounds),
-    read by the radius rule's mem_mb (saferisk.config.runtime.radius_job_mem_mb). No entry where
-    it could not be computed: the job then asks for the ceiling."""
+    read by the radius rule's mem_mb (saferisk.config.runtime.radius_job_mem_mb)."""
     if graph is None:  # an onnxruntime evaluator: no certified bounds
         return {"certify_memory": None}
     from saferisk.bounds.memory import graph_profile
 
-    try:
-        return {"certify_memory": graph_profile(graph)}
-    except Exception as exc:  # an estimate must never fail the export
-        log.warning("no certification memory estimate: %s: %s", type(exc).__name__, exc)
-        return {}
+    return {"certify_memory": graph_profile(graph)}
 
 
 def export_model_step(model_name: str, model_spec: dict[str, Any], source_path: str, out_dir: str) -> dict[str, Any]:
