@@ -25,6 +25,9 @@ class SearchConfig:
     search, 15% witness search, up to 15% overshooting, then moving the witness toward x0:
     10% boundary projection + what is left for `tighten` with gradients, 40% black-box shrinking
     otherwise). `shrink_steps` bounds the tries of either way of moving the witness.
+    `finite_differences`: a model without gradients (run by onnxruntime only) gets
+    finite-difference gradient estimates for the witness search's gradient steps (every
+    forward row counted in `budget`; saferisk.search.finite_difference); False keeps it black-box.
     Mesh sizes are relative to the search box half-width per feature (mesh scaled per feature):
     a step of s moves feature i by s * halfwidth_i. expansion/contraction "auto" means the
     paper's 1.3/0.8 for low-dimensional inputs (n <= 16) and 2/0.5 otherwise.
@@ -45,6 +48,7 @@ class SearchConfig:
     budget: int = 30_000
     chunk_size: int = 8192
     poll_evaluator: str = "model"
+    finite_differences: bool = True
 
     def __post_init__(self):
         if self.mode not in SEARCH_MODES:

@@ -78,6 +78,9 @@ class Evaluator:
         self.phase_start = 0
         self.phase_budget: int | None = None
         self.observers: list[Observer] = []
+        # differentiable outputs of rows for a model without gradients (finite differences,
+        # saferisk.search.finite_difference); None: the model's own forward_flat_grad
+        self.gradient_estimate: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def exhausted(self) -> bool:
@@ -94,6 +97,10 @@ class Evaluator:
         total budget (None: whatever is left)."""
         self.phase_start = self.evaluations
         self.phase_budget = None if fraction is None or self.budget is None else max(1, int(fraction * self.budget))
+
+    def count(self, rows: int) -> None:
+        """Count forward rows run outside the observed searches (finite differences)."""
+        self.evaluations += int(rows)
 
     def _observe(self, x: torch.Tensor, w: torch.Tensor) -> None:
         self.evaluations += int(x.shape[0])
@@ -114,7 +121,10 @@ class Evaluator:
 
     def outputs_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable (z, w) at x (counted and observed)."""
-        z = self.model.forward_flat_grad(x).to(x.dtype)
+        if self.gradient_estimate is not None:
+            z = self.gradient_estimate(x)
+        else:
+            z = self.model.forward_flat_grad(x).to(x.dtype)
         w = self.value(z)
         self._observe(x.detach(), w.detach())
         return z, w

@@ -3,9 +3,13 @@
 A witness gives the upper bound r* <= ||x - x0||. Search: random sampling, gradient-guided
 starts and pattern search minimising w directly (for the uncertainty property this is the
 paper's uncertainty-example search: minimise KL). A found violation is moved toward x0: with
-gradients, by boundary projection (saferisk.search.boundary) and `tighten` (targeted runs in
-slightly smaller balls); black-box, by bisection on the segment, then on the radius with a
-fresh local search. The final input is RE-CHECKED by a fresh forward pass before it is reported.
+gradients (the model's own, or finite-difference estimates for a model run by onnxruntime only,
+saferisk.search.finite_difference), by boundary projection (saferisk.search.boundary) and
+`tighten` (targeted runs in slightly smaller balls); without, by bisection on the segment, then
+on the radius with a fresh local search. Every kept violation exceeds the witness tolerance
+(WITNESS_MARGIN of the output scale, plus WITNESS_SLACK); the final input is RE-CHECKED by fresh
+forward passes (the model's runtime, onnxruntime on the ONNX file, the graph in float64), each of
+which must see that margin, before it is reported (`confirm`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from dataclasses import dataclass
 
 import torch
 
+from saferisk.models.graph import GraphModule
 from saferisk.models.model import recheck_outputs
 from saferisk.properties.base import BoundProperty, MarginProperty
 from saferisk.search.boundary import project_to_boundary, segment_boundary
 from saferisk.search.config import SearchConfig
+from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
@@ -43,6 +49,11 @@ CONFIRM_NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # outward nudges `confirm`
 # range and the largest |output|): float32 results of another runtime (onnxruntime, another CPU
 # or GPU) differ by ~1e-7 relative, so a witness on the boundary itself could be safe there.
 WITNESS_MARGIN = 1e-5
+# The search and the re-checks keep witnesses (1 + WITNESS_SLACK) x that tolerance past the
+# boundary, so that a runtime outside the re-checks (another thread count, CPU or GPU; float32
+# results ~1e-7 of the scale apart) still sees a margin above the tolerance itself.
+WITNESS_SLACK = 0.25
+CONFIRM_BISECTIONS = 8  # re-checks that pull a nudged witness back toward the boundary (`confirm`)
 
 
 @dataclass
@@ -176,15 +187,42 @@ def required_margin(z0: torch.Tensor) -> float:
     return WITNESS_MARGIN * scale if math.isfinite(scale) else 0.0
 
 
-def robust(prop: BoundProperty, z0: torch.Tensor) -> MarginProperty:
-    """The property the witness search runs on: violations by more than `required_margin(z0)`."""
-    return MarginProperty(prop, required_margin(z0))
+class RobustProperty(MarginProperty):
+    """`prop` made stricter by (1 + WITNESS_SLACK) x `tolerance`: the property the witness
+    search and the re-checks run on; `tolerance` is the margin every witness is stated to exceed."""
+
+    def __init__(self, prop: BoundProperty, tolerance: float):
+        super().__init__(prop, tolerance * (1 + WITNESS_SLACK))
+        self.tolerance = float(tolerance)
 
 
-def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, tolerance: float = 1e-6) -> Witness | None:
+def robust(prop: BoundProperty, z0: torch.Tensor) -> RobustProperty:
+    """The property the witness search runs on: violations by more than `required_margin(z0)`
+    (with WITNESS_SLACK on top)."""
+    return RobustProperty(prop, required_margin(z0))
+
+
+def float64_forward(model):
+    """Outputs of flat rows through the model's graph in float64 (a forward pass without float32
+    rounding that witnesses must also violate), or None where the graph does not allow it (a
+    model run by onnxruntime, or one that already computes in float64)."""
+    graph = getattr(model, "graph", None)
+    if graph is None or model.dtype == torch.float64:
+        return None
+    module = GraphModule(graph).to(model.device, torch.float64).eval()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(x.to(model.device, torch.float64).reshape(x.shape[0], *model.input_shape))
+    return forward
+
+
+def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, tolerance: float = 1e-6,
+            forward64=None) -> Witness | None:
     """Fresh forward pass of a candidate: a Witness only if it violates (w <= c; for a
     MarginProperty w <= c - margin), has finite outputs, and lies in the region (domain and
-    ball, to `tolerance`)."""
+    ball, to `tolerance`); the independent runtime (onnxruntime, `recheck_outputs`) and the
+    float64 forward `forward64` (see `float64_forward`), where given, must see the same violation."""
     x = x.detach().to(model.dtype).to(region.x0.device).reshape(1, -1)
     z = model.forward_flat(x).to(torch.float64)
     w = float(prop.value(z)[0])
@@ -196,13 +234,18 @@ def recheck(model, prop: BoundProperty, region: Region, x: torch.Tensor, toleran
     base = prop.base if isinstance(prop, MarginProperty) else prop
     margin = base.threshold - w
     z_ref, rechecked_by = recheck_outputs(model, x)
-    if z_ref is not None:  # the independent runtime must see the same violation
-        w_ref = float(prop.value(z_ref)[0])
-        if not (bool(torch.isfinite(z_ref).all()) and w_ref <= prop.threshold):
+    others = [] if z_ref is None else [z_ref.to(torch.float64)]
+    if forward64 is not None:
+        others.append(forward64(x).to("cpu", torch.float64))
+        rechecked_by += "+float64"
+    for z_other in others:
+        w_other = float(prop.value(z_other)[0])
+        if not (bool(torch.isfinite(z_other).all()) and w_other <= prop.threshold):
             return None
-        margin = min(margin, base.threshold - w_ref)
+        margin = min(margin, base.threshold - w_other)
+    stated = getattr(prop, "tolerance", getattr(prop, "margin", 0.0))
     return Witness(x.reshape(-1).to("cpu", torch.float64), w, distance, margin=margin,
-                   margin_required=getattr(prop, "margin", 0.0), rechecked_by=rechecked_by)
+                   margin_required=stated, rechecked_by=rechecked_by)
 
 
 def project_violations(prop: BoundProperty, region: Region, evaluator: Evaluator, tracker: ViolationTracker) -> bool:
@@ -264,16 +307,30 @@ def escape(prop: BoundProperty, region: Region, evaluator: Evaluator, config: Se
 
 
 def confirm(model, prop: BoundProperty, region: Region, x: torch.Tensor) -> Witness | None:
-    """`recheck` of x, else of x pushed away from x0 (x0 + (1 + eps)(x - x0)): a point found
-    on the boundary can violate in one batch, or one runtime, and not in another (float32
-    results depend on the batch size and the kernels).
+    """`recheck` of x, else of x pushed away from x0 along the search direction
+    (x0 + (1 + eps)(x - x0), eps of CONFIRM_NUDGES): a point found on the boundary can violate
+    in one batch, or one runtime, and not in another (float32 results depend on the batch size
+    and the kernels). A nudged witness is then pulled back by bisection on eps
+    (CONFIRM_BISECTIONS re-checks), kept only while every runtime still sees the violation.
     Every candidate gets its own fresh forward pass; None if no nudge gives a violation of
-    `prop` (a `MarginProperty` in the witness search: violations by more than its margin)."""
+    `prop` (a `RobustProperty` in the witness search: violations by more than its margin)."""
+    forward64 = float64_forward(model)
+    nudged = lambda eps: region.project((region.x0 + (1 + eps) * (x - region.x0)).unsqueeze(0))[0]
+    previous = None
     for eps in CONFIRM_NUDGES:
-        candidate = x if eps == 0 else region.project((region.x0 + (1 + eps) * (x - region.x0)).unsqueeze(0))[0]
-        witness = recheck(model, prop, region, candidate)
-        if witness is not None:
-            return witness
+        witness = recheck(model, prop, region, x if eps == 0 else nudged(eps), forward64=forward64)
+        if witness is None:
+            previous = eps
+            continue
+        lo, hi = previous, eps
+        for _ in range(CONFIRM_BISECTIONS if lo is not None else 0):
+            mid = (lo + hi) / 2
+            closer = recheck(model, prop, region, nudged(mid), forward64=forward64)
+            if closer is not None and closer.distance <= witness.distance:
+                witness, hi = closer, mid
+            else:
+                lo = mid
+        return witness
     return None
 
 
@@ -282,7 +339,21 @@ def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalua
     """Search, shrink and re-check: the closest violating input found in `region`, or None.
     When nothing violates inside the ball, the search overshoots to a ball of OVERSHOOT times
     the radius and shrinks what it finds there: a violation just outside saturated regions
-    often leads back inside (the result counts only if it ends inside the original ball)."""
+    often leads back inside (the result counts only if it ends inside the original ball).
+    A model without gradients (onnxruntime only) gets finite-difference gradients
+    (saferisk.search.finite_difference) for the same searches when `config.finite_differences`."""
+    estimated = config.finite_differences and not has_gradients(model) and evaluator.gradient_estimate is None
+    if estimated:
+        evaluator.gradient_estimate = FiniteDifferences(evaluator, region).outputs
+    try:
+        return _locate_witness(model, prop, region, evaluator, config, generator, tracker)
+    finally:
+        if estimated:
+            evaluator.gradient_estimate = None
+
+
+def _locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+                    generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
     search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
     if tracker.best_x is None and not evaluator.total_exhausted:
         outer = region.shrink(region.radius * OVERSHOOT)

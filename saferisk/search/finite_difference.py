@@ -1,0 +1,106 @@
+"""Gradients for models that give none (run by onnxruntime only): finite differences through
+the forward-only evaluator, so that the black-box witness search gets the same PGD starts,
+boundary projection and `tighten` as the gradient path.
+
+`FiniteDifferences.outputs(x)` returns the outputs of rows x (B, n) as a differentiable tensor
+whose backward estimates the vector-Jacobian product g^T J(x) by central differences:
+
+  n <= COORDINATE_LIMIT   coordinate-wise: J e_i ~ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i),
+                          the whole Jacobian from 2n forward rows;
+  otherwise               DIRECTIONS antithetic random directions u_k (seeded): the differences
+                          give J du_k, and g^T J is estimated as the minimum-norm vector that
+                          matches them, times n / DIRECTIONS (unbiased for a random subspace).
+
+Steps are STEP x the half-width of the search box per feature; points are kept inside the
+domain box (one-sided near its faces, with the actual step in the quotient). Identical rows (the
+targeted runs of one start) share one estimate. Every forward row of the differences is counted
+against the evaluator's budget (`Evaluator.count`), but not shown to its observers: they lie off
+the search path, possibly outside the ball.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from saferisk.search.region import Evaluator, Region
+
+STEP = 1e-3  # relative to the half-width of the search box per feature
+COORDINATE_LIMIT = 128  # inputs up to which the Jacobian is estimated coordinate by coordinate
+DIRECTIONS = 64  # antithetic random directions per estimate beyond that
+SEED = 0x5EED
+
+
+class FiniteDifferences:
+    """Central-difference Jacobian estimates of `evaluator.forward` around points of `region`."""
+
+    def __init__(self, evaluator: Evaluator, region: Region, seed: int = SEED):
+        self.evaluator = evaluator
+        self.lower, self.upper = region.lower, region.upper
+        self.step = STEP * region.half_width
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs z (B, m) of rows x, differentiable through the estimated Jacobian."""
+        return _EstimatedJacobian.apply(x, self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Counted forward pass of points off the search path (not observed)."""
+        z = self.evaluator.forward(x.detach()).to(x.dtype)
+        self.evaluator.count(x.shape[0])
+        return z
+
+    def _pairs(self, x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs at x + steps and x - steps, kept in the domain box (rows of x, k steps each:
+        (B, k, m)), and the actual differences (x+) - (x-) (B, k, n)."""
+        plus = torch.minimum(x.unsqueeze(1) + steps, self.upper)
+        minus = torch.maximum(x.unsqueeze(1) - steps, self.lower)
+        B, k, n = plus.shape
+        z = self.forward(torch.cat([plus, minus], 1).reshape(-1, n)).reshape(B, 2 * k, -1)
+        return z[:, :k] - z[:, k:], plus - minus
+
+    def vector_jacobian(self, x: torch.Tensor, grad_z: torch.Tensor) -> torch.Tensor:
+        """Estimated g^T J(x) per row (B, n) for output cotangents g = grad_z (B, m)."""
+        rows, inverse = torch.unique(x.detach(), dim=0, return_inverse=True)
+        n = rows.shape[1]
+        moving = (self.step > 0).nonzero().flatten()
+        if moving.numel() == 0:
+            return torch.zeros_like(x)
+        if moving.numel() <= COORDINATE_LIMIT:
+            steps = torch.zeros(moving.numel(), n, dtype=x.dtype, device=x.device)
+            steps[torch.arange(moving.numel()), moving] = self.step[moving]
+            dz, dx = self._pairs(rows, steps.expand(rows.shape[0], -1, -1))  # (U, k, m), (U, k, n)
+            width = dx[:, torch.arange(moving.numel()), moving]  # (U, k): actual step per coordinate
+            jac = torch.zeros(rows.shape[0], rows.shape[1], dz.shape[2], dtype=x.dtype, device=x.device)
+            jac[:, moving] = torch.where(width.unsqueeze(2) > 0, dz / width.clamp_min(1e-30).unsqueeze(2),
+                                         torch.zeros_like(dz))  # (U, n, m): row i is J e_i
+            return torch.einsum("bnm,bm->bn", jac[inverse], grad_z)
+        u = torch.randn(rows.shape[0], DIRECTIONS, n, generator=self.generator, dtype=x.dtype).to(x.device)
+        u = u / torch.linalg.vector_norm(u, dim=2, keepdim=True).clamp_min(1e-30) * n ** 0.5
+        dz, dx = self._pairs(rows, u * self.step)
+        # per original row: the minimum-norm v with dx_k . v = g . dz_k for every direction k
+        s = torch.einsum("bkm,bm->bk", dz[inverse], grad_z)  # (B, k)
+        D = dx[inverse]  # (B, k, n)
+        gram = D @ D.transpose(1, 2)
+        coef = torch.linalg.pinv(gram, hermitian=True) @ s.unsqueeze(2)  # (B, k, 1); rank-deficient near the box faces
+        return (D.transpose(1, 2) @ coef).squeeze(2) * (moving.numel() / DIRECTIONS)
+
+
+class _EstimatedJacobian(torch.autograd.Function):
+    """Forward: the model's outputs (counted and observed by the evaluator's caller); backward:
+    the finite-difference vector-Jacobian product."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, estimator: FiniteDifferences) -> torch.Tensor:
+        ctx.estimator = estimator
+        ctx.save_for_backward(x)
+        return estimator.evaluator.forward(x.detach()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_z: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return ctx.estimator.vector_jacobian(x, grad_z.to(x.dtype)), None
+
+
+def has_gradients(model) -> bool:
+    """False for a model run by onnxruntime only (graph None): it gives no gradients itself."""
+    return getattr(model, "graph", True) is not None

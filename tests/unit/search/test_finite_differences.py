@@ -1,0 +1,128 @@
+"""Finite-difference gradients for models without them (onnxruntime only): the estimates, their
+cost in the evaluation count, and black-box witnesses as tight as the gradient path's."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+from torch import nn
+
+from saferisk.data.domain import Domain
+from saferisk.models.load import module_to_onnx, read_forward
+from saferisk.models.model import Model
+from saferisk.properties import Robustness
+from saferisk.radius import compute_radius
+from saferisk.search import SearchConfig
+from saferisk.search.finite_difference import COORDINATE_LIMIT, DIRECTIONS, FiniteDifferences, has_gradients
+from saferisk.search.region import Evaluator, Region
+
+pytest.importorskip("onnxruntime")
+from saferisk.models.ort import OnnxRuntimeForward  # noqa: E402
+
+N_INPUTS = 32
+
+
+class CountingRuntime(OnnxRuntimeForward):
+    """onnxruntime forward passes that count the rows they run."""
+
+    rows = 0
+
+    def __call__(self, x):
+        self.rows += int(x.shape[0])
+        return super().__call__(x)
+
+
+def _mlp(n: int = N_INPUTS) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(n, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(2.0)
+    return net
+
+
+def _models(n: int = N_INPUTS) -> tuple[Model, Model]:
+    """(the MLP through saferisk's graph: gradients; the same ONNX file through onnxruntime only)."""
+    onnx = module_to_onnx(_mlp(n), (n,))
+    with_gradients = Model(read_forward(onnx).graph, name="graph", onnx_bytes=onnx)
+    black_box = Model(None, runtime=CountingRuntime(onnx), name="black-box")
+    assert has_gradients(with_gradients) and not has_gradients(black_box)
+    return with_gradients, black_box
+
+
+def _jacobian_estimate(model: Model, x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, Evaluator]:
+    """(the estimated g^T J at the rows x, the exact one from the torch MLP in float64, the evaluator that counted)."""
+    region = Region(torch.zeros(n), 1.0, "inf", -torch.ones(n), torch.ones(n))
+    evaluator = Evaluator(model, lambda z: z[:, 0])
+    estimator = FiniteDifferences(evaluator, region)
+    cotangent = torch.tensor([1.0, -2.0, 0.5, 0.0])
+    x = x.clone().requires_grad_(True)
+    (estimate,) = torch.autograd.grad((estimator.outputs(x) * cotangent).sum(), x)
+    x64 = x.detach().double().requires_grad_(True)
+    (reference,) = torch.autograd.grad((_mlp(n).double()(x64) * cotangent.double()).sum(), x64)
+    return estimate, reference.float(), evaluator
+
+
+def test_coordinate_estimates_match_the_gradient_and_every_row_is_counted():
+    _, black_box = _models()
+    # three rows, two of them equal (the targeted runs of one start share one estimate), one on the box face
+    x = torch.rand(3, N_INPUTS, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9
+    x[1] = x[0]
+    x[2, :5] = 1.0  # one-sided differences there
+    estimate, reference, evaluator = _jacobian_estimate(black_box, x, N_INPUTS)
+    assert N_INPUTS <= COORDINATE_LIMIT
+    cos = torch.nn.functional.cosine_similarity(estimate, reference, dim=1)
+    assert bool((cos > 0.999).all()), cos
+    assert torch.allclose(estimate, reference, rtol=1e-2, atol=1e-2 * float(reference.abs().max()))
+    # two distinct rows, 2n difference rows each (the outputs themselves are counted by Evaluator.outputs_with_grad)
+    assert evaluator.evaluations == 2 * N_INPUTS * 2
+
+
+def test_random_direction_estimates_point_along_the_gradient_in_many_dimensions():
+    n = 2 * COORDINATE_LIMIT
+    _, black_box = _models(n)
+    x = torch.rand(4, n, generator=torch.Generator().manual_seed(2)) * 1.8 - 0.9
+    estimate, reference, evaluator = _jacobian_estimate(black_box, x, n)
+    cos = torch.nn.functional.cosine_similarity(estimate, reference, dim=1)
+    # a random DIRECTIONS-dimensional subspace keeps sqrt(DIRECTIONS / n) of the gradient's direction
+    assert bool((cos > 0.5 * (DIRECTIONS / n) ** 0.5).all()), cos
+    assert evaluator.evaluations == 2 * DIRECTIONS * 4
+
+
+def test_black_box_witnesses_are_within_5_percent_of_the_gradient_path_and_counted():
+    with_gradients, black_box = _models()
+    domain = Domain.scalar(-1.0, 1.0, N_INPUTS)
+    X = torch.rand(10, N_INPUTS, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    search = SearchConfig(budget=10_000)
+    for norm, max_radius in (("inf", 1.0), ("2", 3.0)):
+        ratios = []
+        for i in range(X.shape[0]):
+            runs = {}
+            for key, model in (("gradient", with_gradients), ("black-box", black_box)):
+                before = black_box.runtime.rows
+                runs[key] = compute_radius(model, X[i].double().numpy(), Robustness(), norm, max_radius, domain,
+                                           certify=False, input_id=str(i), search=search)
+                if key == "black-box":  # every row onnxruntime ran is counted, but the few single-row re-checks
+                    ran = black_box.runtime.rows - before
+                    # the budget is checked between steps: the last one may pass it by its own differences
+                    assert runs[key].evaluations <= search.budget + 16 * 2 * N_INPUTS
+                    assert runs[key].evaluations <= ran <= runs[key].evaluations + 100
+            assert runs["gradient"].radius_upper is not None, (norm, i)
+            assert runs["black-box"].radius_upper is not None, (norm, i)
+            ratios.append(runs["black-box"].radius_upper / runs["gradient"].radius_upper)
+        assert statistics.median(ratios) <= 1.05, (norm, ratios)
+        assert max(ratios) <= 1.25, (norm, ratios)
+
+
+def test_finite_differences_off_keeps_the_black_box_search_and_results_are_deterministic():
+    _, black_box = _models()
+    domain = Domain.scalar(-1.0, 1.0, N_INPUTS)
+    x0 = (torch.rand(N_INPUTS, generator=torch.Generator().manual_seed(5)) * 2 - 1).double().numpy()
+    run = lambda **kw: compute_radius(black_box, x0, Robustness(), "inf", 1.0, domain, certify=False,
+                                      search=SearchConfig(budget=4000, **kw))
+    first, again, off = run(), run(), run(finite_differences=False)
+    assert (first.radius_upper, first.evaluations) == (again.radius_upper, again.evaluations)
+    assert off.radius_upper is not None and off.radius_upper != first.radius_upper
