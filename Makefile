@@ -9,19 +9,24 @@ BIN := $(VENV)/bin
 APT_PACKAGES := python3-venv make git libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 # the tests also render PDF pages (pdftoppm) and start a real single-node SLURM cluster
 TEST_APT_PACKAGES := poppler-utils slurm-wlm munge
+# Where pip gets torch: empty = pip's default index (PyPI: for Linux the CUDA build, which also
+# runs on a CPU but brings the NVIDIA libraries). For a CPU-only machine:
+#   make audit TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 
 .PHONY: audit test test-fast install install-test system-deps test-system-deps clean-results lint bench readme-pages
 
 audit: install
 	$(BIN)/snakemake
-	@echo "Reports: $$(ls results/reports/*.pdf 2>/dev/null | tr '\n' ' ')"
 
+# pytest-xdist: one worker per CPU, each test file on one worker (module fixtures run once);
+# most of the end-to-end tests' time is interpreter and snakemake start-up, which overlaps well.
 test: install-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile $(PYTEST_ARGS)
 
 # While developing: every test but the end-to-end ones (tests/workflow/, @pytest.mark.slow).
 test-fast: install-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 install: system-deps $(VENV)/.installed
 
@@ -37,7 +42,7 @@ test-system-deps:
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23"
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/python -m pip install -q -e .
 	@touch $@
 
