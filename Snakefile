@@ -17,11 +17,12 @@ include: "workflow/rules/report.smk"
 
 onstart:
     check_results_writable()
+    warn_profile_placeholders()
     write_run_metadata()
 
 
 onsuccess:
-    print_report_locations()
+    print_audit_result()
 
 
 rule all:

@@ -13,7 +13,7 @@ import sys
 from saferisk import __version__
 from saferisk.errors import SaferiskError
 
-COMMANDS = ("radius", "reach", "verify", "export", "init", "validate_config", "report")
+COMMANDS = ("audit", "radius", "reach", "verify", "export", "init", "validate_config", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

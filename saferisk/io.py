@@ -76,6 +76,12 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
+def canonical_json(obj: Any) -> str:
+    """Sorted, compact JSON (non-JSON values as str): the text a config SHA-256 is taken over
+    (attached to the reports, so the hash can be checked)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, dumps_json(obj).encode())
 

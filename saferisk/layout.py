@@ -8,16 +8,22 @@ functions. Called with Snakemake wildcards ("{model}", ...) they give the rules'
     results/radii/<m>/<d>/<p>-<norm>/shard-<k>.parquet       radius jobs (+ .witnesses.npz)
     results/tables/<m>.{parquet,csv,summary.json}            per-model tables
     results/tables/audit.{parquet,csv}, summary.json          every model
-    results/reports/<m>.pdf, summary.pdf                     reports
+    results/reports/<m>.{pdf,html}, summary.{pdf,html}       reports (PDF, interactive HTML)
     results/run-metadata.json                                 written at start, read by no rule
+    logs/compute_radius_shard/<m>/<d>/<p>-<norm>/shard-<k>.log  a radius job's log ([i/n] per input)
 
 A witness is referenced in the tables as '<d>/<p>-<norm>/shard-<k>.witnesses.npz#<key>',
 relative to the model's witness root results/radii/<m>.
+
+All of these are relative to the workflow's working directory: the repository root for plain
+`snakemake`, audits/<name>/ for `saferisk audit` (its own config/config.yaml, results/, logs/
+and .snakemake/, so a scratch audit never touches the default audit's files).
 """
 
 from __future__ import annotations
 
 RESULTS = "results"
+AUDITS = "audits"
 
 
 def model_artifact(model: str) -> str:
@@ -75,16 +81,27 @@ def tables_dir() -> str:
     return f"{RESULTS}/tables"
 
 
-def model_report(model: str) -> str:
-    return f"{RESULTS}/reports/{model}.pdf"
+def model_report(model: str, suffix: str = "pdf") -> str:
+    """results/reports/<m>.<suffix>: the PDF, or the interactive page (html)."""
+    return f"{RESULTS}/reports/{model}.{suffix}"
 
 
-def summary_report() -> str:
-    return f"{RESULTS}/reports/summary.pdf"
+def summary_report(suffix: str = "pdf") -> str:
+    return f"{RESULTS}/reports/summary.{suffix}"
 
 
 def run_metadata() -> str:
     return f"{RESULTS}/run-metadata.json"
+
+
+def radius_log(model: str, inputs: str, prop: str, norm: str, shard) -> str:
+    """A radius job's log: one `[i/n] input ...` line per finished input (`saferisk audit`'s progress)."""
+    return f"logs/compute_radius_shard/{model}/{_radius_stem(inputs, prop, norm, shard)}.log"
+
+
+def scratch_audit(name: str) -> str:
+    """The working directory of `saferisk audit --name <name>`, relative to where it runs."""
+    return f"{AUDITS}/{name}"
 
 
 def benchmark(rule: str, stem: str) -> str:

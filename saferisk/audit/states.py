@@ -5,6 +5,9 @@
   estimate safe     status ok, radius_estimate >= r and not proven unsafe (NOT a guarantee)
   estimate unknown  neither estimate safe nor proven unsafe, and failed or without an estimate
 
+At r = 0 the ball is x0 alone, where an input with status ok satisfies the property (a forward
+pass checked it): every such input is safe there, certified or not, so curves start at n_ok / n.
+
 The one definition the fraction curves (saferisk.audit.summary), the verdicts
 (saferisk.audit.verdict) and the reports share; it imports nothing else of saferisk.audit.
 """
@@ -27,8 +30,9 @@ def input_states(rows: pd.DataFrame, radius: float) -> dict[str, np.ndarray]:
     estimate = rows["radius_estimate"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         unsafe = violated | (upper <= radius)
-        safe = ok & (lower >= radius) & ~unsafe
-        estimate_safe = ok & (estimate >= radius) & ~unsafe
+        at_x0 = radius <= 0  # the ball is x0 itself, checked by the forward pass of status ok
+        safe = ok & ((lower >= radius) | at_x0) & ~unsafe
+        estimate_safe = ok & ((estimate >= radius) | at_x0) & ~unsafe
         estimate_unknown = ~estimate_safe & ~unsafe & (~ok | np.isnan(estimate))
     return {"proven_safe": safe, "proven_unsafe": unsafe, "estimate_safe": estimate_safe,
             "estimate_unknown": estimate_unknown}

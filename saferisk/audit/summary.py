@@ -28,7 +28,7 @@ from saferisk.audit.states import input_states
 from saferisk.audit.verdict import NO_CRITERION, Criterion, Verdict, combine, evaluate_criterion, parse_criteria
 from saferisk.result import STATUS_OK, STATUS_VIOLATED_AT_INPUT
 
-DEFAULT_GRID_POINTS = 10
+DEFAULT_GRID_POINTS = 100  # steps of the default grid from 0 to max_radius (curves plotted as steps)
 FRACTIONS = ("certified_fraction", "estimate_fraction", "risk_fraction")
 
 
@@ -120,10 +120,11 @@ def _failure_reason(status: str) -> str:
 
 
 def radius_grid(max_radius: float | None, extra: list[float] = (), points: int = DEFAULT_GRID_POINTS) -> list[float]:
-    """max_radius * (1/points, 2/points, ..., 1) plus the criteria radii, sorted, unique."""
+    """max_radius * (0, 1/points, 2/points, ..., 1) plus the criteria radii, sorted, unique:
+    curves from r = 0, fine enough that models with different radii do not coincide."""
     grid = set(float(r) for r in extra)
     if max_radius and max_radius > 0:
-        grid.update(round(max_radius * k / points, 12) for k in range(1, points + 1))
+        grid.update(round(max_radius * k / points, 12) for k in range(0, points + 1))
     return sorted(grid)
 
 
@@ -210,7 +211,8 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
     """Group statistics per (model, property, norm) and verdicts against `criteria`
     (Criterion objects or config dicts, see saferisk.audit.verdict).
 
-    radii: the radii of the fraction curves (default: 10 steps up to each group's max_radius);
+    radii: the radii of the fraction curves (default: `radius_grid`, 0 to each group's max_radius
+    in DEFAULT_GRID_POINTS steps);
     the criteria radii are always added. models: models expected in the audit (a model with no
     rows at all, e.g. a failed export, then gets INCONCLUSIVE verdicts instead of vanishing).
     A criterion without `model` applies to every model that has rows for its property (and to

@@ -28,6 +28,8 @@ from saferisk.errors import ConfigError
 from saferisk.norms import parse_norm
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}
+UNIT_NAMES = {"input": "input units", "domain": "fraction of domain width"}
 NO_CRITERION = "NO CRITERION"  # a measured property no criterion reads: measurements only
 BASES = ("certified", "estimate")
 _NORM_SUFFIX = re.compile(r"^(?P<property>.+)-(?P<norm>inf|1|2)$")
@@ -37,6 +39,23 @@ def split_property_key(key: str) -> tuple[str, str | None]:
     """'robustness-inf' -> ('robustness', 'inf'); 'robustness' -> ('robustness', None)."""
     match = _NORM_SUFFIX.match(key)
     return (match["property"], match["norm"]) if match else (key, None)
+
+
+def norm_name(norm: str | None) -> str:
+    """'L∞', 'L2', 'L1' for a canonical norm name."""
+    return NORM_NAMES.get(str(norm), f"L{norm}")
+
+
+def unit_text(scale: str | None) -> str:
+    """The unit radii are measured in: 'input units' (scale input) or 'fraction of domain
+    width' (scale domain: each feature's change divided by its domain width)."""
+    return "/".join(UNIT_NAMES.get(s, s) for s in str(scale or "").split("/") if s) or "unit not recorded"
+
+
+def rows_unit(rows: pd.DataFrame) -> str:
+    """unit_text of the table rows' `scale` column."""
+    scales = sorted({str(s) for s in rows["scale"] if str(s)}) if "scale" in rows else []
+    return unit_text("/".join(scales))
 
 
 def share_text(fraction: float) -> str:
@@ -163,17 +182,20 @@ def evaluate_criterion(rows: pd.DataFrame, criterion: Criterion, model: str) -> 
         return verdict(INCONCLUSIVE, f"no results for {criterion.property_key}")
     states = input_states(rows, criterion.radius)
     unsafe = int(states["proven_unsafe"].sum())
+    r = f"{criterion.radius:g}"
+    head = f"{criterion.property}, {norm_name(criterion.norm)} norm: "
+    within = f"within radius {r} ({rows_unit(rows)})"
+    witnesses = f"{unsafe} {'has' if unsafe == 1 else 'have'} a witness within {r}"
     if criterion.basis == "certified":
         safe = int(states["proven_safe"].sum())
         low, high = safe / n, (n - unsafe) / n
-        what = f"{safe} of {n} inputs certified safe, {unsafe} with a witness within r"
+        what = f"{head}{safe} of {n} inputs certified safe {within}; {witnesses}"
     else:
         safe = int(states["estimate_safe"].sum())
         unknown = int(states["estimate_unknown"].sum())
         low, high = safe / n, (safe + unknown) / n
-        what = (f"{safe} of {n} inputs estimated safe (not a guarantee), {unsafe} with a witness within r, "
-                f"{unknown} unknown")
-    what += f" at r = {criterion.radius:g}; required: {share_text(criterion.min_fraction)}"
+        what = f"{head}{safe} of {n} inputs estimated safe {within} (not a guarantee); {witnesses}; {unknown} unknown"
+    what += f"; required: {share_text(criterion.min_fraction)}"
     if low >= criterion.min_fraction:
         return verdict(PASS, what, low, high)
     if high < criterion.min_fraction:

@@ -1,4 +1,4 @@
-"""`saferisk init MODEL [--inputs DATA] [--out config/my-audit.yaml]`: a first audit config.
+"""`saferisk init MODEL [--inputs DATA] [--out FILE]`: a first audit config.
 
 Inspects the model (format, input shape, number of outputs) and the data, and writes a
 commented config with sensible defaults:
@@ -6,17 +6,24 @@ commented config with sensible defaults:
   one output (regression)       -> reachability over the domain box (allowed output range
                                    taken from the observed outputs, widened; EDIT it).
 DATA may be .npy/.npz/.csv, a PNG folder, or a VNN-LIB file / box JSON (a region). The
-written file passes `saferisk validate-config`; the command prints what to run next.
+written file passes `saferisk validate-config`; the command prints what to run next. By default
+it is audits/<name>/config/config.yaml, run by `snakemake --directory audits/<name>` into
+audits/<name>/results/: the default audit's results/ stay untouched (`saferisk audit` does
+all of this and runs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
 
+from saferisk import layout
+from saferisk.config.plan import DEFAULT_CONFIG
 from saferisk.errors import ConfigError
 from saferisk.io import atomic_write_bytes
 
@@ -27,9 +34,18 @@ FORMAT_NAMES = {".onnx": "ONNX", ".pt2": "torch.export", ".ts": "TorchScript", "
 def register(subparsers) -> None:
     parser = subparsers.add_parser("init", help="write a commented audit config for a model",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--out", help="config file to write, run with `snakemake --configfile FILE` into results/ "
+                        "(default: audits/<name>/config/config.yaml, run with `snakemake --directory audits/<name>` "
+                        "into audits/<name>/results/, beside the default audit)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.set_defaults(func=run)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, its data and the defaults of the written config (shared with `saferisk audit`)."""
     parser.add_argument("model", help="model file (.onnx, .pt, .pt2, .safetensors)")
     parser.add_argument("--inputs", help="input data (.npy/.npz/.csv, PNG folder, .vnnlib or box .json)")
-    parser.add_argument("--out", default="config/my-audit.yaml", help="config file to write (default: %(default)s)")
     parser.add_argument("--name", help="model name in the config (default: from the file name)")
     parser.add_argument("--factory", help="module:function building the network (state_dict / safetensors)")
     parser.add_argument("--input-shape", nargs="+", metavar="D",
@@ -49,14 +65,17 @@ def register(subparsers) -> None:
                              "result on any machine (default: %(default)s)")
     parser.add_argument("--max-radius", type=float, help="largest radius searched (default: 0.1 in input "
                         "units for data in [0, 1], else 0.1 of the domain width)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
-    parser.set_defaults(func=run)
 
 
 def _slug(text: str) -> str:
     out = "".join(c if c.isalnum() else "_" for c in text)
     out = out.strip("_") or "model"
     return out if out[0].isalpha() else f"m_{out}"
+
+
+def config_name(args) -> str:
+    """The model's name in the config: --name, else from the model file's name."""
+    return _slug(args.name or Path(args.model).stem)
 
 
 def _inspect_model(args) -> dict:
@@ -131,17 +150,33 @@ def _domain(args, data: dict | None, n: int) -> tuple[np.ndarray, np.ndarray, st
     return np.zeros(n), np.ones(n), "a guess ([0, 1]): EDIT to the real input range"
 
 
-def _model_lines(args, info: dict, name: str, kind: str, kind_note: str, domain_yaml: str, domain_note: str) -> list[str]:
+def config_path(path: str, workdir: Path | None) -> str:
+    """`path` (as typed, relative to the current directory) as a config run in `workdir` must
+    spell it: unchanged without a workdir; else relative to it when the file is inside the
+    current directory (the checkout moves as a whole), absolute otherwise."""
+    if workdir is None:
+        return str(Path(path))
+    target = Path(path).resolve()
+    if not target.is_relative_to(Path.cwd().resolve()):
+        return str(target)
+    return os.path.relpath(target, Path(workdir).resolve())
+
+
+def _model_lines(args, info: dict, name: str, kind: str, kind_note: str, domain_yaml: str, domain_note: str,
+                 workdir: Path | None) -> list[str]:
     n = info["n_inputs"]
+    check = ("# Check it with `saferisk validate-config <this file>`; every key: config/README.md." if workdir is None
+             else "# Its paths start from the audit's folder (above config/): check it there with "
+                  "`saferisk validate-config`;\n# every key: config/README.md.")
     lines = [
-        f"# saferisk audit config for {args.model}, written by `saferisk init`.",
+        f"# saferisk audit config for {args.model}, written by `saferisk {getattr(args, 'command', None) or 'init'}`.",
         f"# Model: {info['format']}, input shape {info['input_shape']} ({n} features), "
         f"{info['n_outputs']} output(s) -> {'classifier' if kind != 'regression' else 'regression'} defaults ({kind_note}).",
-        "# Check it with `saferisk validate-config <this file>`; every key: config/README.md.",
+        check,
         "",
         "models:",
         f"  {name}:",
-        f"    source: {json.dumps(str(Path(args.model)))}",
+        f"    source: {json.dumps(config_path(args.model, workdir))}",
     ]
     if args.factory:
         lines.append(f"    factory: {args.factory}")
@@ -154,10 +189,11 @@ def _model_lines(args, info: dict, name: str, kind: str, kind_note: str, domain_
     return lines + ["    input_sets: [inputs]"]
 
 
-def _input_set_lines(args, data: dict | None, lo, hi, domain_yaml: str, unit_box: bool) -> list[str]:
+def _input_set_lines(args, data: dict | None, lo, hi, domain_yaml: str, unit_box: bool,
+                     workdir: Path | None) -> list[str]:
     lines = ["", "input_sets:", "  inputs:"]
     if data is not None and data["box"] is None:
-        lines.append(f"    path: {json.dumps(str(Path(args.inputs)))}")
+        lines.append(f"    path: {json.dumps(config_path(args.inputs, workdir))}")
         lines.append(f"    selection: {{first: {min(args.max_inputs, data['n_rows'])}}}  # of {data['n_rows']} rows")
         if not unit_box:
             lines.append(f"    domain: {domain_yaml}")
@@ -197,10 +233,11 @@ def _property_lines(args, info: dict, kind: str, X, lo, hi, scale: str) -> tuple
             ["  - {property: reachability, radius: %g, min_fraction: 1.0, basis: certified}" % (max_radius / 5)])
 
 
-def build_config_text(args) -> tuple[str, str]:
-    """(YAML text with comments, model name)."""
+def build_config_text(args, workdir: Path | None = None) -> tuple[str, str]:
+    """(YAML text with comments, model name); its paths for a workflow run in `workdir`
+    (default: the current directory, paths as typed)."""
     info = _inspect_model(args)
-    name = _slug(args.name or Path(args.model).stem)
+    name = config_name(args)
     n = info["n_inputs"]
     kind, kind_note = _output_kind(info, args.model)
     data = _inspect_inputs(args.inputs, args.max_inputs) if args.inputs else None
@@ -213,8 +250,8 @@ def build_config_text(args) -> tuple[str, str]:
     domain_yaml = (f"{{lower: {float(lo[0]):.6g}, upper: {float(hi[0]):.6g}}}" if scalar
                    else f"{{lower: {_fmt_list(lo)}, upper: {_fmt_list(hi)}}}")
     properties, criteria = _property_lines(args, info, kind, X, lo, hi, "input" if unit_box else "domain")
-    lines = [*_model_lines(args, info, name, kind, kind_note, domain_yaml, domain_note),
-             *_input_set_lines(args, data, lo, hi, domain_yaml, unit_box),
+    lines = [*_model_lines(args, info, name, kind, kind_note, domain_yaml, domain_note, workdir),
+             *_input_set_lines(args, data, lo, hi, domain_yaml, unit_box, workdir),
              "", "properties:", *properties,
              "", "criteria:  # pass/fail: the fraction of inputs whose radius reaches `radius`", *criteria,
              "", "sharding:", "  shard_size: 250  # inputs per radius job", "",
@@ -225,14 +262,19 @@ def build_config_text(args) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     from saferisk.config import load_plan
 
-    out = Path(args.out)
+    # default: the audit's own folder audits/<name>/ (config/config.yaml, and its results/ once run),
+    # so running it never touches the default audit's results/; --out FILE: a config for
+    # `snakemake --configfile FILE` in the current directory (results/ as the default audit's)
+    workdir = Path(layout.scratch_audit(config_name(args))) if args.out is None else None
+    out = workdir / DEFAULT_CONFIG if workdir is not None else Path(args.out)
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
-    text, name = build_config_text(args)
+    text, name = build_config_text(args, workdir)
     atomic_write_bytes(out, text.encode())
-    plan = load_plan(out, base=Path("."))
+    plan = load_plan(out, base=workdir or Path("."))
     print(f"wrote {out}: {plan.summary()}")
-    print(f"next: {snakemake_command()} --configfile {out}")
+    where = f"--directory {workdir}" if workdir is not None else f"--configfile {out}"
+    print(f"next: {workflow_command(where, args.factory)}")
     return 0
 
 
@@ -251,3 +293,28 @@ def snakemake_command() -> str:
         return str(beside.relative_to(Path.cwd()))
     except ValueError:
         return str(beside)
+
+
+def find_snakefile() -> Path:
+    """The workflow: ./Snakefile of a saferisk checkout, else the one beside the package (an
+    editable install's checkout)."""
+    import saferisk
+
+    for candidate in (Path("Snakefile"), Path(saferisk.__file__).resolve().parents[1] / "Snakefile"):
+        if candidate.is_file() and (candidate.parent / "workflow" / "rules" / "common.smk").is_file():
+            return candidate
+    raise ConfigError("no saferisk workflow: neither the current directory nor the installed package's checkout "
+                      "has the saferisk Snakefile; run this in the saferisk checkout")
+
+
+def workflow_command(options: str, factory: str | None = None) -> str:
+    """`snakemake OPTIONS` as typed here, with --snakefile when the workflow is not ./Snakefile
+    and, for a --factory run in an audit folder (--directory), this directory on PYTHONPATH: the
+    factory's module is found here, not in the folder the jobs run in."""
+    try:
+        snakefile = find_snakefile()
+    except ConfigError:
+        snakefile = Path("Snakefile")
+    extra = "" if snakefile.resolve() == Path("Snakefile").resolve() else f" --snakefile {snakefile}"
+    prefix = f"PYTHONPATH={shlex.quote(os.getcwd())} " if factory and "--directory" in options else ""
+    return f"{prefix}{snakemake_command()}{extra} {options}"

@@ -3,9 +3,13 @@
     saferisk report --table results/tables/audit.parquet \
         --manifest results/models/m/manifest.json --out results/reports/m.pdf \
         [--criteria config.yaml] [--provenance provenance.json] [--audit-date 2026-11-20] \
-        [--witnesses results/radii/m] [--templates reports] [--summary]
+        [--witnesses results/radii/m] [--config config/config.yaml] [--html results/reports/m.html]
+        [--templates reports] [--summary]
 
 One --manifest gives that model's report; several (or --summary) the cross-model summary.
+--config names the audit config: the report states it (resolved, in an appendix, attached)
+and its SHA-256 (the model's subset too), as the workflow's reports do. --html also writes the
+interactive HTML page.
 The audit date comes from --audit-date, else provenance['audit_date'], else the UTC date the
 table file was written (saferisk.steps.provenance.audit_date): never from the clock, so
 re-rendering unchanged results is byte-identical.
@@ -30,6 +34,8 @@ def register(subparsers) -> None:
     parser.add_argument("--provenance", help="JSON/YAML file of provenance facts (audit_date, versions, ...)")
     parser.add_argument("--audit-date", help="ISO 8601 date of the audit results (overrides provenance)")
     parser.add_argument("--witnesses", help="directory that witness_ref paths are relative to")
+    parser.add_argument("--config", help="the audit config (YAML) the results were computed with")
+    parser.add_argument("--html", help="also write the interactive HTML report here")
     parser.add_argument("--templates", help="report templates directory (default: the shipped reports/)")
     parser.add_argument("--summary", action="store_true", help="render the cross-model summary report")
     parser.set_defaults(func=run)
@@ -75,12 +81,36 @@ def run(args) -> int:
     if args.audit_date:
         provenance["audit_date"] = args.audit_date
     provenance["audit_date"] = audit_date(provenance.get("audit_date"), args.table)
+    audit_config = None
+    if args.config:
+        audit_config = _config_provenance(args.config, sorted(manifests), args.summary or len(manifests) > 1,
+                                          provenance)
     summary = summarize(table, summary_criteria(criteria), models=sorted(manifests))
     templates = Path(args.templates) if args.templates else DEFAULT_TEMPLATES_DIR
-    out = render(table, summary, manifests, provenance, args.out, templates, args.witnesses, cross_model=args.summary)
+    out = render(table, summary, manifests, provenance, args.out, templates, args.witnesses, cross_model=args.summary,
+                 audit_config=audit_config, out_html=args.html)
     verdicts = {v.model: v.label for v in summary.model_verdicts if v.model in manifests}
     print(json.dumps({"report": str(out), "verdicts": verdicts}, sort_keys=True))
     return 0
+
+
+def _config_provenance(path: str, models: list[str], cross_model: bool, provenance: dict) -> dict:
+    """The resolved config a report shows (a model's subset for its own report; the whole
+    config for the summary), its hashes recorded in `provenance`, as the workflow does."""
+    from saferisk.config import build_plan
+
+    config = _load_mapping(path, "config")
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} is not a mapping")
+    plan = build_plan(config, base=Path.cwd())
+    provenance["config_sha256"] = plan.config_sha256()
+    if cross_model:
+        provenance["model_config_sha256"] = {m: plan.config_sha256(m) for m in models if m in plan.models}
+        return plan.model_config()
+    if models[0] not in plan.models:
+        raise ConfigError(f"config file {path} has no model {models[0]!r}")
+    provenance["model_config_sha256"] = plan.config_sha256(models[0])
+    return plan.model_config(models[0])
 
 
 def _check_criteria_match(criteria: list, table, path: str) -> None:

@@ -9,7 +9,6 @@ jobs; each input set is split into shards of `sharding.shard_size` selected rows
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from saferisk.config.schema import check_schema
 from saferisk.data.shards import shard_count, shard_range
 from saferisk.data.spec import InputSetDescription, InputSetSpec, SelectionError, describe
 from saferisk.errors import ConfigError, DataError
-from saferisk.io import sha256_file
+from saferisk.io import canonical_json, sha256_file
 
 NORM_NAMES = {"inf": "inf", "linf": "inf", "2": "2", "l2": "2", "1": "1", "l1": "1"}
 CLASSIFIER_KINDS = ("robustness", "uncertainty", "invariance")
@@ -135,20 +134,23 @@ class AuditPlan:
         return {"kind": spec["kind"], "params": spec["params"], "max_radius": float(spec["max_radius"]),
                 "scale": spec["scale"], "search": spec["search"], "certify": spec["certify"]}
 
-    def config_sha256(self, model: str | None = None) -> str:
-        """SHA-256 of the validated config (defaults filled) as sorted JSON, or with `model` of
-        the entries that model's results depend on (its own entry, its input sets and properties,
-        the criteria, seeds, report options): names the audit setup in the reports' provenance
-        without re-rendering every model's report when another model's entry changes."""
+    def model_config(self, model: str | None = None) -> dict[str, Any]:
+        """The validated config (defaults filled), or with `model` the entries that model's
+        results depend on (its own entry, its input sets and properties, the criteria, seeds,
+        report options)."""
         config = self.config
-        if model is not None:
-            plan = self.models[model]
-            config = {"model": config["models"][model],
-                      "input_sets": {d: config["input_sets"][d] for d in plan.input_sets},
-                      "properties": {p: config["properties"][p] for p in plan.properties},
-                      **{k: config.get(k) for k in ("criteria", "seeds", "report")}}
-        text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        if model is None:
+            return config
+        plan = self.models[model]
+        return {"model": config["models"][model],
+                "input_sets": {d: config["input_sets"][d] for d in plan.input_sets},
+                "properties": {p: config["properties"][p] for p in plan.properties},
+                **{k: config.get(k) for k in ("criteria", "seeds", "report")}}
+
+    def config_sha256(self, model: str | None = None) -> str:
+        """SHA-256 of saferisk.io.canonical_json(model_config(model)): names the audit setup in the
+        reports' provenance (a model's subset: what its results depend on)."""
+        return hashlib.sha256(canonical_json(self.model_config(model)).encode()).hexdigest()
 
     def summary(self) -> str:
         def count(n: int, what: str, plural: str | None = None) -> str:

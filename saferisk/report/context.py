@@ -3,7 +3,6 @@ templates beyond loops and `if`). Every value a template reads is always defined
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pandas as pd
@@ -12,25 +11,37 @@ from saferisk import __version__
 from saferisk.audit.states import input_states
 from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
 from saferisk.audit.table import OUTCOMES
-from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict, norm_name, unit_text
+from saferisk.report.glossary import glossary_rows
+from saferisk.report.inputs import (
+    InputFacts, accuracy_view, extra_dict, input_facts, input_table, misclassified_note, violation_causes,
+)
 from saferisk.report.plots import comparison_figure, property_figure
+from saferisk.report.provenance import manifest_rows, provenance_rows
 from saferisk.report.render import fmt_number, fmt_percent
+from saferisk.report.specification import domain_rows, property_specification
 from saferisk.report.witness import worst_case_views
 
-NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}
 RADIUS_NAMES = {"radius_lower": "certified lower bound", "radius_estimate": "estimate (paper's r̂)",
                 "radius_upper": "witness upper bound"}
 MAX_FAILURE_ROWS = 15
+MAX_INPUT_ROWS = 60  # per-input rows shown per property section (all rows are in the attached CSV)
+CURVE_TABLE_STEPS = 10  # the curve table shows r = 0, max_radius/10, ..., max_radius and the criteria radii
 CSS_CLASSES = {PASS: "pass", FAIL: "fail", INCONCLUSIVE: "inconclusive"}
 
 
 def scale_text(scale: str) -> str:
-    """The unit radii are measured in."""
+    """The unit radii are measured in, as a phrase."""
     return "fractions of each feature's domain width" if scale == "domain" else "the model's input units"
 
 
 def property_title(property_name: str, norm: str) -> str:
-    return f"{property_name} · {NORM_NAMES.get(norm, 'L' + norm)} norm"
+    return f"{property_name} · {norm_name(norm)} norm"
+
+
+def radius_unit(norm: str, scale: str) -> str:
+    """'L∞ norm, input units': what every radius of a (property, norm) is measured in."""
+    return f"{norm_name(norm)} norm, {unit_text(scale)}"
 
 
 def verdict_dict(verdict: Verdict) -> dict:
@@ -86,39 +97,43 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
 
 
 def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSummary, manifest: dict,
-                  witnesses_root) -> dict:
+                  witnesses_root, facts: InputFacts, audit_config: dict | None = None) -> dict:
     """One property section of the model report: `inputs` are the group's rows of the table."""
-    verdicts = [verdict_dict(v) for v in summary.criterion_verdicts
+    model_rows = inputs  # the criteria of this section read exactly these rows
+    verdicts = [dict(verdict_dict(v), note=misclassified_note(v, model_rows, facts)) for v in summary.criterion_verdicts
                 if v.model == group.model and v.criterion is not None
                 and v.criterion.property == group.property and v.criterion.norm == group.norm]
     failed = inputs.loc[~inputs["status"].isin(["ok", "violated_at_input"])]
     criteria_radii = {v.criterion.radius for v in summary.criterion_verdicts if v.criterion is not None
                       and v.criterion.property == group.property and v.criterion.norm == group.norm}
-    curve = [{"radius": fmt_number(r), "criterion": r in criteria_radii,
-              "certified": fmt_percent(c), "estimate": fmt_percent(e), "risk": fmt_percent(k),
-              "unknown": fmt_percent(1 - c - k) if c == c else "—"}
-             for r, c, e, k in zip(group.radii, group.certified_fraction, group.estimate_fraction, group.risk_fraction)]
+    unit = radius_unit(group.norm, group.scale)
+    n_witness = group.n_risks_found - group.n_violated_at_input
     return {
         "key": group.key, "anchor": f"prop-{group.key}", "title": property_title(group.property, group.norm),
-        "property": group.property, "norm": NORM_NAMES.get(group.norm, group.norm),
+        "property": group.property, "norm": norm_name(group.norm), "unit": unit, "unit_short": unit_text(group.scale),
         "scale": scale_text(group.scale),
+        "specification": property_specification(group.property, group.norm, audit_config, group.model, inputs,
+                                                 _domain_text(manifest.get("domain"), "")),
         "estimate_capped": _estimate_capped(group),
         "max_radius": fmt_number(group.max_radius), "input_sets": ", ".join(group.input_sets) or "—",
         "n_inputs": group.n_inputs, "n_ok": group.n_ok, "n_violated_at_input": group.n_violated_at_input,
         "n_failed": group.n_failed, "n_risks_found": group.n_risks_found,
+        "risks_text": _risks_text(group, n_witness),
         "n_estimate_exceeds_upper": group.n_estimate_exceeds_upper,
         "n_estimate_below_lower": int((inputs["radius_estimate"] < inputs["radius_lower"] * (1 - 1e-9)).sum()),
+        "estimate_without_witness": _estimate_without_witness(inputs, group),
         "note": group.availability_note() or "",
         "stats": [_stats_row(k, getattr(group, k), group, inputs) for k in RADIUS_NAMES],
-        "curve": curve, "verdicts": verdicts,
+        "curve": curve_rows(group, criteria_radii), "verdicts": verdicts,
+        "inputs": input_table(inputs, facts, MAX_INPUT_ROWS),
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
-        "n_budget_exhausted": int(sum(_extra(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
-        "n_clock_capped": int(sum(_extra(e).get("certify_clock_capped", False) for e in inputs["extra"])),
+        "n_budget_exhausted": int(sum(extra_dict(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
+        "n_clock_capped": int(sum(extra_dict(e).get("certify_clock_capped", False) for e in inputs["extra"])),
         "outcomes": _outcome_counts(inputs),
         "figure": property_figure(inputs, group) or "",
-        "worst_cases": [vars(v) for v in worst_case_views(inputs, manifest, witnesses_root)],
-        "violated_at_input": [f"{r.input_set}/{r.input_id}" for r in
-                              inputs.loc[inputs["status"] == "violated_at_input"].head(MAX_FAILURE_ROWS).itertuples()],
+        "worst_cases": [dict(vars(v), misclassified=facts.misclassified((v.input_set, v.input_id)))
+                        for v in worst_case_views(inputs, manifest, witnesses_root)],
+        "violated_at_input": violation_causes(inputs, facts, MAX_FAILURE_ROWS),
         "failures": [{"input_set": r.input_set, "input_id": r.input_id, "outcome": r.outcome, "status": r.status}
                      for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
         "more_failures": max(0, len(failed) - MAX_FAILURE_ROWS),
@@ -127,57 +142,78 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
     }
 
 
-def _extra(text) -> dict:
-    """A row's `extra` JSON as a dict ({} when empty or unreadable)."""
-    try:
-        value = json.loads(text) if isinstance(text, str) and text else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-MAX_VALUE_CHARS = 240
-
-
-def _flatten(prefix: str, value, out: list) -> None:
-    """Nested dicts as dotted keys; long lists shortened (e.g. per-feature domain bounds)."""
-    if isinstance(value, dict):
-        for key in sorted(value, key=str):
-            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
-    elif isinstance(value, (list, tuple)):
-        text = ", ".join(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v) for v in value)
-        if len(text) > MAX_VALUE_CHARS:
-            text = text[:MAX_VALUE_CHARS].rsplit(", ", 1)[0] + f", … ({len(value)} values)"
-        out.append((prefix, text or "—"))
-    elif isinstance(value, float):
-        out.append((prefix, fmt_number(value)))
+def curve_rows(group: GroupSummary, criteria_radii: set[float]) -> list[dict]:
+    """Rows of the curve table: the grid radii nearest to 0, max_radius/10, ..., max_radius,
+    and every criterion radius (the plot shows the whole grid)."""
+    radii = list(group.radii)
+    if group.max_radius and len(radii) > CURVE_TABLE_STEPS + 1 + len(criteria_radii):
+        targets = [group.max_radius * k / CURVE_TABLE_STEPS for k in range(CURVE_TABLE_STEPS + 1)]
+        keep = {min(range(len(radii)), key=lambda i: abs(radii[i] - t)) for t in targets}
+        keep |= {i for i, r in enumerate(radii) if r in criteria_radii}
     else:
-        out.append((prefix, "—" if value is None else str(value)))
+        keep = set(range(len(radii)))
+    return [{"radius": fmt_number(radii[i]), "criterion": radii[i] in criteria_radii,
+             "certified": fmt_percent(c), "estimate": fmt_percent(e), "risk": fmt_percent(k),
+             "no_witness": fmt_percent(1 - k) if k == k else "—",
+             "unknown": fmt_percent(1 - c - k) if c == c else "—"}
+            for i, (c, e, k) in enumerate(zip(group.certified_fraction, group.estimate_fraction, group.risk_fraction))
+            if i in keep]
 
 
-def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
-    """Provenance as sorted (key, value) rows, plus facts read from the table itself."""
-    rows: list = []
-    _flatten("", {k: v for k, v in provenance.items() if k != "audit_date"}, rows)
-
-    def distinct(column):
-        return ", ".join(sorted({str(v) for v in table[column] if str(v) != ""})) or "—"
-
-    rows += [("table: saferisk versions", distinct("saferisk_version")), ("table: devices", distinct("device")),
-             ("table: forward evaluators", distinct("evaluator")),
-             ("table: seeds", distinct("seed")), ("table: search modes", distinct("search_mode")),
-             ("table: search forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}"),
-             ("table: certification bound passes (sum)",
-              f"{_certify_work(table):,}"),
-             ("table: forward evaluations (sum)", f"{int(table['evaluations'].sum()):,}")]
-    return [{"key": k, "value": v} for k, v in rows]
+def _risks_text(group: GroupSummary, n_witness: int) -> str:
+    """'Risks found' in words: witnesses within the maximum radius plus violations at the input."""
+    unit = radius_unit(group.norm, group.scale)
+    text = (f"{group.n_risks_found} of {group.n_inputs} inputs have a risk found: {n_witness} with a witness "
+            f"(a concrete changed input, re-checked, for which the property fails) within the maximum radius "
+            f"{fmt_number(group.max_radius)} ({unit})")
+    if group.n_violated_at_input:
+        text += f", {group.n_violated_at_input} violating the property at the unchanged input itself"
+    return text + (". A risk found within the maximum radius does not fail a criterion by itself: the "
+                   "criteria judge the radius they name.")
 
 
-def manifest_rows(manifest: dict) -> list[dict]:
-    """The model manifest as sorted (key, value) rows, hashes included."""
-    rows: list = []
-    _flatten("", {k: v for k, v in manifest.items() if k != "name"}, rows)
-    return [{"key": k, "value": v} for k, v in rows]
+ESTIMATE_WITHOUT_WITNESS_WHY = (
+    "Both can be true: the estimate r̂ = margin / steepest slope found assumes the margin keeps falling at that "
+    "steepest rate, which the network need not do, and a missing witness is not a proof of safety. For these "
+    "inputs the true radius is at least the certified lower bound and may exceed the maximum radius; only the "
+    "certified bound is a guarantee.")
+
+
+def _estimates_without_witness(inputs: pd.DataFrame, group: GroupSummary) -> tuple[int, str]:
+    """(count, median estimate) of the inputs whose estimate lies below max_radius although no
+    witness was found up to max_radius."""
+    top = group.max_radius
+    if not top:
+        return 0, "—"
+    mask = ((inputs["status"] == "ok") & inputs["radius_upper"].isna()
+            & (inputs["radius_estimate"] < top * (1 - 1e-9)))
+    n = int(mask.sum())
+    return n, fmt_number(float(inputs.loc[mask, "radius_estimate"].median())) if n else "—"
+
+
+def _estimate_without_witness(inputs: pd.DataFrame, group: GroupSummary) -> str:
+    """Why an estimate below max_radius can stand beside 'no witness up to max_radius' ('' if none)."""
+    n, median = _estimates_without_witness(inputs, group)
+    if not n:
+        return ""
+    top = fmt_number(group.max_radius)
+    noun = "input has" if n == 1 else "inputs have"
+    return (f"{n} {noun} an estimate below the maximum radius {top} (median {median}) although the search "
+            f"found no witness up to {top}. {ESTIMATE_WITHOUT_WITNESS_WHY}")
+
+
+def _estimates_without_witness_text(table: pd.DataFrame, groups: list[GroupSummary]) -> str:
+    """The summary's version of `_estimate_without_witness`: the counts per model, one explanation."""
+    counts = []
+    for g in groups:
+        rows = table.loc[(table["model"] == g.model) & (table["property"] == g.property) & (table["norm"] == g.norm)]
+        n, median = _estimates_without_witness(rows, g)
+        if n:
+            counts.append(f"{g.model}: {n} of {g.n_inputs} (median estimate {median})")
+    if not counts:
+        return ""
+    return ("Inputs with an estimate below the maximum radius although the search found no witness up to it: "
+            f"{'; '.join(counts)}. {ESTIMATE_WITHOUT_WITNESS_WHY}")
 
 
 def common_context(provenance: dict, audit_date, title: str) -> dict:
@@ -194,7 +230,7 @@ def basis_statement(verdicts: list[Verdict]) -> dict:
 
 
 def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, provenance: dict, audit_date,
-                  witnesses_root, attachment_name: str) -> dict:
+                  witnesses_root, attachment_name: str, audit_config: dict | None = None) -> dict:
     model = str(manifest.get("name") or "")
     summary = summary.for_model(model)
     rows = table.loc[table["model"] == model]
@@ -205,8 +241,9 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
     if overall is None:
         overall = Verdict(model, "overall", INCONCLUSIVE, None, "no results for this model in the audit table")
     groups = sorted(summary.groups, key=lambda g: (g.property, g.norm))
+    facts = input_facts(rows, manifest)
     sections = [group_section(g, rows.loc[(rows["property"] == g.property) & (rows["norm"] == g.norm)],
-                              summary, manifest, witnesses_root) for g in groups]
+                              summary, manifest, witnesses_root, facts, audit_config) for g in groups]
     failed_model = len(rows) > 0 and not rows["status"].isin(["ok", "violated_at_input"]).any()
     context = common_context(provenance, audit_date, f"Safety risk audit: {model}")
     context.update({
@@ -217,19 +254,24 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
                   "output_kind": str(manifest.get("output_kind") or "—"),
                   "decision": _decision_text(manifest),
                   "accuracy": _accuracy_text(manifest),
+                  "audited_accuracy": accuracy_view(facts),
                   "classes": ", ".join(map(str, manifest.get("class_names") or [])) or "—",
-                  "domain": _domain_text(manifest.get("domain"))},
+                  "domain": _domain_text(manifest.get("domain"), domain_rows(
+                      audit_config, model, sorted(set(rows["input_set"]))) if audit_config else "")},
         "hash_mismatch": mismatched,
         "overall": verdict_dict(overall),
         "failed_model": failed_model,
         "n_rows": int(len(rows)),
         "input_sets": ", ".join(sorted(set(rows["input_set"]))) or "—",
         "property_verdicts": [verdict_dict(v) for v in summary.property_verdicts],
-        "criterion_verdicts": [verdict_dict(v) for v in summary.criterion_verdicts],
+        "criterion_verdicts": [dict(verdict_dict(v), note=misclassified_note(v, rows, facts))
+                               for v in summary.criterion_verdicts],
         "basis": basis_statement(summary.criterion_verdicts),
         "sections": sections,
+        "specification_supplied": audit_config is not None,
+        "glossary": glossary_rows(),
         "overview": [{"title": s["title"], "anchor": s["anchor"], "n_inputs": s["n_inputs"], "n_failed": s["n_failed"],
-                      "n_risks_found": s["n_risks_found"], "note": s["note"],
+                      "n_risks_found": s["n_risks_found"], "note": s["note"], "unit": s["unit"],
                       "min_upper": _min_upper_text(s["stats"][2]["min"], s["n_violated_at_input"]),
                       "median_lower": s["stats"][0]["median"],
                       "median_estimate": _capped_text(s["stats"][1]["median"], s["estimate_capped"])}
@@ -249,7 +291,7 @@ def _outcome_counts(inputs: pd.DataFrame) -> str:
 
 def _certify_work(rows: pd.DataFrame) -> int:
     """Bound passes the certification of these rows spent (extra.certify_work)."""
-    return sum(int(_extra(e).get("certify_work", 0)) for e in rows["extra"])
+    return sum(int(extra_dict(e).get("certify_work", 0)) for e in rows["extra"])
 
 
 def _min_upper_text(text: str, n_violated_at_input: int) -> str:
@@ -280,9 +322,9 @@ def _accuracy_text(manifest: dict) -> str:
     return fmt_percent(accuracy) if isinstance(accuracy, (int, float)) else "—"
 
 
-def _domain_text(domain) -> str:
+def _domain_text(domain, fallback: str = "not recorded in the model's manifest") -> str:
     if domain is None:
-        return "—"
+        return fallback
     if isinstance(domain, dict):
         lo, hi = domain.get("lo", domain.get("lower")), domain.get("hi", domain.get("upper"))
         if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
@@ -294,7 +336,7 @@ def _domain_text(domain) -> str:
 
 
 def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[str, dict], provenance: dict,
-                    audit_date, attachment_name: str) -> dict:
+                    audit_date, attachment_name: str, audit_config: dict | None = None) -> dict:
     models = sorted(set(summary.models) | set(manifests))
     keys = sorted({g.key for g in summary.groups} | {v.scope for v in summary.property_verdicts})
     by_model_key = {(v.model, v.scope): v for v in summary.property_verdicts}
@@ -308,15 +350,20 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
             cells.append(verdict_dict(verdict) if verdict else {"verdict": "—", "label": "not measured", "css": "none",
                                                                 "reason": "", "basis": "none"})
         hashes = manifest_hashes(manifests.get(model, {}))
+        model_rows = table.loc[table["model"] == model]
+        facts = input_facts(model_rows, manifests.get(model, {}))
+        notes = [(v.scope, misclassified_note(v, model_rows, facts)) for v in summary.criterion_verdicts
+                 if v.model == model]
         matrix.append({"model": model, "overall": verdict_dict(overall), "cells": cells,
+                       "accuracy": accuracy_view(facts), "notes": [f"{scope}: {note}" for scope, note in notes if note],
                        "sha256": hashes.get("artifact") or next(iter(hashes.values()), "not recorded")})
     properties = []
     for key in sorted({g.key for g in summary.groups}):
         groups = sorted((g for g in summary.groups if g.key == key), key=lambda g: g.model)
         first = groups[0]
         criteria = [c for c in summary.criteria if c.property == first.property and c.norm in (None, first.norm)]
-        # the criterion's radius, else the smallest radius of the grid (max_radius / 10)
-        at_radius = criteria[0].radius if criteria else (first.radii[0] if first.radii else None)
+        # the criterion's radius, else a tenth of the maximum radius
+        at_radius = criteria[0].radius if criteria else (first.max_radius / 10 if first.max_radius else None)
         rows = []
         for g in groups:
             group_rows = table.loc[(table["model"] == g.model) & (table["property"] == g.property)
@@ -334,12 +381,18 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
         properties.append({"key": key, "anchor": f"prop-{key}", "title": property_title(first.property, first.norm),
                            "at_radius": fmt_number(at_radius), "rows": rows, "figure": comparison_figure(groups) or "",
                            "at_radius_why": "the radius of the criterion" if criteria else
-                           "the smallest radius of the grid (max radius / 10): no criterion names this property",
-                           "scale": scale_text(first.scale)})
+                           "a tenth of the maximum radius: no criterion names this property",
+                           "scale": scale_text(first.scale), "unit": radius_unit(first.norm, first.scale),
+                           "max_radius": fmt_number(max((g.max_radius or 0.0) for g in groups)),
+                           "estimate_without_witness": _estimates_without_witness_text(table, groups),
+                           "specification": property_specification(
+                               first.property, first.norm, audit_config, None,
+                               table.loc[(table["property"] == first.property) & (table["norm"] == first.norm)])})
     context = common_context(provenance, audit_date, "Safety risk audit: summary")
     context.update({"models": models, "keys": keys, "matrix": matrix, "properties": properties,
                     "criteria": [c.label for c in summary.criteria],
                     "basis": basis_statement(summary.criterion_verdicts),
                     "provenance": provenance_rows(provenance, table), "n_rows": int(len(table)),
+                    "glossary": glossary_rows(), "specification_supplied": audit_config is not None,
                     "attachment_name": attachment_name})
     return context

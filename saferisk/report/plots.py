@@ -11,12 +11,15 @@ import functools
 import io
 
 import matplotlib
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from saferisk.audit.summary import GroupSummary
+from saferisk.audit.verdict import norm_name, unit_text
 
 RC = {
     "svg.hashsalt": "saferisk-report",
@@ -34,6 +37,8 @@ LABELS = {"radius_lower": "certified lower bound", "radius_estimate": "estimate 
           "radius_upper": "witness upper bound"}
 MODEL_COLORS = ("#1f4e79", "#b2182b", "#1b7837", "#e08214", "#762a83", "#4d4d4d", "#2166ac", "#8c510a")
 MAX_BRACKET_INPUTS = 1000
+# fractions span [0, 1]: a margin above 1 keeps a curve at exactly 1.0 visible above the frame
+FRACTION_YLIM = (-0.04, 1.08)
 
 
 def _with_style(make_figure):
@@ -53,8 +58,13 @@ def svg_data_uri(fig: Figure) -> str:
 
 
 def _radius_label(group: GroupSummary) -> str:
-    unit = "fraction of domain width" if group.scale == "domain" else "input units"
-    return f"radius r (L{'∞' if group.norm == 'inf' else group.norm})\n{unit}"
+    return f"radius r ({norm_name(group.norm)} norm)\n{unit_text(group.scale)}"
+
+
+def _radius_axis(ax, top: float | None) -> None:
+    """x from r = 0 to the maximum radius searched (a little beyond, so a step there shows)."""
+    ax.set_xlim(0, (top or 1.0) * 1.02)
+    ax.set_ylim(*FRACTION_YLIM)
 
 
 @_with_style
@@ -91,13 +101,13 @@ def _distribution_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
 def _fraction_panel(ax, group: GroupSummary) -> None:
     radii = np.asarray(group.radii, dtype=float)
     if radii.size:
-        ax.step(radii, group.certified_fraction, where="post", color=COLORS["radius_lower"], label="certified safe")
-        ax.step(radii, group.estimate_fraction, where="post", color=COLORS["radius_estimate"],
-                linestyle="--", label="estimated safe")
         ax.step(radii, 1 - np.asarray(group.risk_fraction), where="post", color=COLORS["radius_upper"],
-                linestyle=":", label="no witness found")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0)
+                linestyle=":", linewidth=1.6, label="no witness found (upper bound)")
+        ax.step(radii, group.estimate_fraction, where="post", color=COLORS["radius_estimate"],
+                linestyle="--", label="estimated safe (not a guarantee)")
+        ax.step(radii, group.certified_fraction, where="post", color=COLORS["radius_lower"],
+                label="certified safe (sound)")
+    _radius_axis(ax, group.max_radius or (float(radii.max()) if radii.size else None))
     ax.set_title("fraction of inputs safe at radius r")
     ax.set_xlabel(_radius_label(group))
     ax.set_ylabel("fraction of inputs")
@@ -137,23 +147,56 @@ def _bracket_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
 
 @_with_style
 def comparison_figure(groups: list[GroupSummary]) -> str | None:
-    """Certified-fraction curves of several models for one property and norm (summary report)."""
+    """Fraction-safe curves of several models for one property and norm (summary report):
+    certified (sound lower bound), no witness found (upper bound) and estimated (not a
+    guarantee), one panel each on the same axes, r from 0 to the maximum radius."""
     groups = [g for g in groups if g.radii and g.n_inputs]
     if not groups:
         return None
-    fig = Figure(figsize=(6.6, 2.5))
-    ax_cert, ax_est = fig.subplots(1, 2, gridspec_kw={"wspace": 0.3})
+    top = max((g.max_radius or max(g.radii)) for g in groups)
+    fig = Figure(figsize=(7.2, 2.6))
+    panels = fig.subplots(1, 3, sharex=True, sharey=True, gridspec_kw={"wspace": 0.12})
+    handles = []
     for index, group in enumerate(groups):
         color = MODEL_COLORS[index % len(MODEL_COLORS)]
-        ax_cert.step(group.radii, group.certified_fraction, where="post", color=color, label=group.model)
-        ax_est.step(group.radii, group.estimate_fraction, where="post", color=color, linestyle="--",
-                    label=group.model)
-    for ax, title in ((ax_cert, "certified safe (sound)"), (ax_est, "estimated safe (not a guarantee)")):
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlim(left=0)
+        width = 1.2 + 0.9 * (len(groups) - 1 - index)  # earlier models drawn wider: coinciding curves stay visible
+        curves = (group.certified_fraction, 1 - np.asarray(group.risk_fraction), group.estimate_fraction)
+        for ax, values, style in zip(panels, curves, ("-", ":", "--")):
+            ax.step(group.radii, values, where="post", color=color, linestyle=style, linewidth=width)
+        handles.append(Line2D([], [], color=color, linewidth=width, label=group.model))
+    titles = ("certified safe\n(sound)", "no witness found\n(upper bound)", "estimated safe\n(not a guarantee)")
+    for ax, title in zip(panels, titles):
+        _radius_axis(ax, top)
         ax.set_title(title)
         ax.set_xlabel(_radius_label(groups[0]))
-        ax.set_ylabel("fraction of inputs")
-    ax_cert.legend(loc="upper center", bbox_to_anchor=(1.1, -0.25), frameon=False,
-                   ncol=min(4, len(groups)))
+    panels[0].set_ylabel("fraction of inputs")
+    panels[1].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.38), frameon=False,
+                     ncol=min(4, len(groups)))
+    return svg_data_uri(fig)
+
+
+DIFFERENCE_CMAP = matplotlib.colors.LinearSegmentedColormap.from_list(
+    "saferisk-change", ["#2166ab", "#ffffff", "#b2182b"])  # blue down, white none, red up
+
+
+@_with_style
+def difference_figure(signed: np.ndarray, unit: str) -> str:
+    """Heatmap of a witness's signed change per pixel (H, W) with a colour bar in `unit`,
+    symmetric around 0 (white) up to the largest absolute change."""
+    peak = float(np.abs(signed).max()) or 1.0
+    height, width = signed.shape
+    fig = Figure(figsize=(1.3, 0.9))  # shown at about this size: its 6.5 pt labels stay readable
+    ax = fig.add_axes((0.0, 0.0, 0.62, 1.0))
+    image = ax.imshow(signed, cmap=DIFFERENCE_CMAP, vmin=-peak, vmax=peak, interpolation="nearest",
+                      extent=(0, width, height, 0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():  # a thin full frame (the report style hides two sides)
+        spine.set_visible(True)
+        spine.set_linewidth(0.5)
+        spine.set_color("#999999")
+    bar = fig.colorbar(image, cax=fig.add_axes((0.66, 0.04, 0.06, 0.92)), ticks=[-peak, 0.0, peak])
+    bar.ax.set_yticklabels([f"{-peak:.2g}", "0", f"+{peak:.2g}"])
+    bar.ax.tick_params(labelsize=6.5, length=2)
+    bar.set_label(f"change ({unit})", fontsize=6.5)
     return svg_data_uri(fig)

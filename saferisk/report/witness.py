@@ -4,8 +4,8 @@ witness_ref = "<path of an .npz relative to witnesses_root>#<key>"; the npz hold
 rows "<key>/x0" and "<key>/witness" (the format, saving and loading: `saferisk.witness_file`).
 For invariance "<key>/x0" is the differently labelled reference input the witness lies near
 (extra.reference_id names it). Inputs whose manifest `input_shape` is an image (C, H, W) with
-C in {1, 3}, or (H, W), are shown as PNG images (original, witness, difference); others as a
-table of the features that changed most.
+C in {1, 3}, or (H, W), are shown as PNG images (original, witness) and a heatmap of the change
+with its colour scale (SVG); others as a table of the features that changed most.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
+from saferisk.report.plots import difference_figure
 from saferisk.witness_file import load_witness
 
 MAX_FEATURE_ROWS = 10
@@ -35,7 +37,7 @@ class WitnessView:
     note: str = ""
     original_png: str = ""
     witness_png: str = ""
-    difference_png: str = ""
+    difference_svg: str = ""  # heatmap of the change with a colour bar in input units
     max_abs_change: float | None = None
     features: list[dict] = field(default_factory=list)
     n_features: int = 0
@@ -43,6 +45,8 @@ class WitnessView:
     relative_to_range: bool = False  # features ordered by change / domain width
     reference_id: str = ""  # invariance: the witness lies near this differently labelled input
     outcome: str = ""  # the table's outcome word for this input (audit.table.OUTCOMES)
+    label: str = ""  # the input's label ('' when unlabelled)
+    decision: str = ""  # the model's decision at the unchanged input ('' when none)
 
 
 def image_shape(input_shape) -> tuple[int, int, int] | None:
@@ -107,14 +111,9 @@ def _to_rgb(chw: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (np.transpose(hwc, (1, 2, 0)) * 255).round().astype(np.uint8)
 
 
-def _difference_rgb(diff: np.ndarray) -> np.ndarray:
-    """Signed change per pixel (summed over channels): red up, blue down, white none."""
-    signed = diff.sum(axis=0)
-    peak = float(np.abs(signed).max()) or 1.0
-    t = np.clip(signed / peak, -1, 1)[..., None]
-    white, red, blue = np.array([1.0, 1, 1]), np.array([0.70, 0.09, 0.17]), np.array([0.13, 0.40, 0.67])
-    rgb = np.where(t >= 0, white + t * (red - white), white + (-t) * (blue - white))
-    return (rgb * 255).round().astype(np.uint8)
+def _signed_change(diff: np.ndarray) -> np.ndarray:
+    """Signed change per pixel (C, H, W) -> (H, W), summed over the channels."""
+    return diff.sum(axis=0)
 
 
 def witness_view(row, x0: np.ndarray, witness: np.ndarray, manifest: dict) -> WitnessView:
@@ -131,7 +130,7 @@ def witness_view(row, x0: np.ndarray, witness: np.ndarray, manifest: dict) -> Wi
         view.kind = "image"
         view.original_png = _png_uri(_to_rgb(x0.reshape(shape), lo, hi))
         view.witness_png = _png_uri(_to_rgb(witness.reshape(shape), lo, hi))
-        view.difference_png = _png_uri(_difference_rgb(diff.reshape(shape)))
+        view.difference_svg = difference_figure(_signed_change(diff.reshape(shape)), "input units")
         return view
     names = list(manifest.get("feature_names") or [])
     width = domain_width(manifest, diff.size)
@@ -160,10 +159,16 @@ def _base_view(row) -> WitnessView:
                        radius_upper=_none(row["radius_upper"]), radius_lower=_none(row["radius_lower"]),
                        radius_estimate=_none(row["radius_estimate"]), kind="unavailable",
                        reference_id="" if reference is None else str(reference),
-                       outcome=str(row["outcome"]))
+                       outcome=str(row["outcome"]), label=_int_text(row.get("label")),
+                       decision=_int_text(row.get("decision")))
 
 
-def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 3) -> list[WitnessView]:
+def _int_text(value) -> str:
+    """A nullable integer column's value as text ('' when null)."""
+    return "" if value is None or value is pd.NA or value != value else str(int(value))
+
+
+def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 4) -> list[WitnessView]:
     """The `count` assessed inputs (not violated at x0) with the smallest witness radius, each as a WitnessView (a missing or
     unreadable witness file gives kind 'unavailable' with the reason in `note`)."""
     found = rows.loc[rows["radius_upper"].notna() & (rows["status"] == "ok")]

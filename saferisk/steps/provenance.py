@@ -1,12 +1,16 @@
 """What the reports state about how the results were made: audit date, versions, the
-algorithm hash, the input sets' digests; and the run metadata file."""
+algorithm hash, the input sets' digests, the git commit; and the run metadata file."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -81,6 +85,77 @@ def versions() -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class GitState:
+    """The commit of a checkout and whether tracked files differ from it."""
+
+    commit: str | None  # full hex; None: not a git checkout
+    dirty: bool | None  # None: unknown (no git executable to compare the files)
+
+    def as_dict(self) -> dict[str, Any]:
+        """{'commit', 'dirty'} as the reports and the run metadata state them."""
+        if self.commit is None:
+            return {"commit": "not a git checkout"}
+        return {"commit": self.commit, "dirty": "unknown (git not installed)" if self.dirty is None else self.dirty}
+
+
+def _git_dir(directory: Path) -> Path | None:
+    """The git directory of the checkout holding `directory` (a worktree's .git file followed)."""
+    for folder in (directory, *directory.parents):
+        dot_git = folder / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.is_file():
+            text = dot_git.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                target = Path(text[len("gitdir:"):].strip())
+                return target if target.is_absolute() else (folder / target).resolve()
+    return None
+
+
+def _read_head(git_dir: Path) -> str | None:
+    """HEAD's commit read from the files (no git executable): a detached hash or a ref, loose or packed."""
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head[len("ref:"):].strip()
+        common = git_dir / "commondir"
+        roots = [git_dir] + ([(git_dir / common.read_text().strip()).resolve()] if common.is_file() else [])
+        for root in roots:
+            if (root / ref).is_file():
+                return (root / ref).read_text().strip()
+            if (root / "packed-refs").is_file():
+                for line in (root / "packed-refs").read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def git_state(directory: str | Path = ".") -> GitState:
+    """The commit of the checkout holding `directory` and whether tracked files were changed
+    (`git status`, when git is installed); GitState(None, None) when it is no checkout."""
+    directory = Path(directory).resolve()
+    git_dir = _git_dir(directory)
+    if git_dir is None:
+        return GitState(None, None)
+    git = shutil.which("git")
+    if git:
+        env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}  # status never writes the index
+        try:
+            commit = subprocess.run([git, "-C", str(directory), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True, check=True, env=env, timeout=30).stdout.strip()
+            status = subprocess.run([git, "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=True, env=env, timeout=60).stdout
+            return GitState(commit, bool(status.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass  # e.g. a checkout git refuses (safe.directory): the files still name the commit
+    commit = _read_head(git_dir)
+    return GitState(commit, None) if commit else GitState(None, None)
+
+
 def input_sets_provenance(manifest_paths: Iterable[str]) -> dict[str, dict[str, Any]]:
     """{input set: {rows, features, sha256}} from the input sets' manifest.json files."""
     out = {}
@@ -91,20 +166,22 @@ def input_sets_provenance(manifest_paths: Iterable[str]) -> dict[str, dict[str, 
     return out
 
 
-def report_provenance(report_options: dict, table_path: str, extra: dict) -> dict:
-    """The provenance block of a report."""
+def report_provenance(report_options: dict, table_path: str, extra: dict, source_dir: str | Path = ".") -> dict:
+    """The provenance block of a report. The git state of `source_dir` (the workflow's checkout)
+    is read now, at render time: it is no input of the report rules, so a commit alone reruns
+    nothing, and the same results rendered at the same clean commit give the same bytes."""
     return {"audit_date": audit_date(report_options.get("audit_date"), table_path), "versions": versions(),
-            "algorithm_hash": algorithm_hash(), "title": report_options.get("title"),
-            "organisation": report_options.get("organisation"), **extra}
+            "algorithm_hash": algorithm_hash(), "git": git_state(source_dir).as_dict(),
+            "title": report_options.get("title"), "organisation": report_options.get("organisation"), **extra}
 
 
-def write_run_metadata(path: str, info: dict[str, Any]) -> None:
-    """Run metadata (start time, host, versions): a file no rule takes as input."""
-    import os
-
+def write_run_metadata(path: str, info: dict[str, Any], source_dir: str | Path = ".") -> None:
+    """Run metadata (start time, host, versions, git commit of `source_dir`): a file no rule
+    takes as input. No absolute path: the audit directory may be moved or shared."""
     from saferisk import __version__
 
     meta = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "host": platform.node(), "user": os.environ.get("USER", ""), "python": platform.python_version(),
-            "saferisk_version": __version__, "algorithm_hash": algorithm_hash(), **info}
+            "saferisk_version": __version__, "algorithm_hash": algorithm_hash(),
+            "git": git_state(source_dir).as_dict(), **info}
     atomic_write_json(path, meta)

@@ -33,43 +33,55 @@ def model_manifest(model_name: str, manifest_path: str, model_spec: dict | None 
 
 
 def render(table, summary, manifests: dict[str, dict], provenance: dict, out_path: str, templates_dir,
-           witnesses_root: str | None = None, cross_model: bool = False) -> str:
-    """One report PDF: the summary report over `manifests` when cross_model (or several), else
-    the model report of the single manifest."""
+           witnesses_root: str | None = None, cross_model: bool = False, audit_config: dict | None = None,
+           out_html: str | None = None) -> str:
+    """One report PDF (and its HTML page when out_html): the summary report over `manifests`
+    when cross_model (or several), else the model report of the single manifest."""
     from saferisk import report
 
     if cross_model or len(manifests) > 1:
-        path = report.render_summary_report(table, summary, manifests, provenance, out_path, templates_dir=templates_dir)
+        path = report.render_summary_report(table, summary, manifests, provenance, out_path, templates_dir=templates_dir,
+                                            audit_config=audit_config, out_html=out_html)
     else:
         manifest = next(iter(manifests.values()))
         path = report.render_model_report(table, summary, manifest, provenance, out_path, templates_dir=templates_dir,
-                                          witnesses_root=witnesses_root)
-    log.info("report %s", path)
+                                          witnesses_root=witnesses_root, audit_config=audit_config, out_html=out_html)
+    log.info("report %s%s", path, f" and {out_html}" if out_html else "")
     return str(path)
 
 
 def report_model_step(*, model_name: str, table_path: str, summary_path: str, manifest_path: str,
                       model_spec: dict, report_options: dict, templates_dir: str, out_path: str,
-                      input_manifest_paths: Sequence[str] = (), config_sha256: str | None = None) -> str:
-    """results/reports/<m>.pdf from the model's table, summary and manifest."""
+                      input_manifest_paths: Sequence[str] = (), config_sha256: str | None = None,
+                      model_config_sha256: str | None = None, audit_config: dict | None = None,
+                      out_html: str | None = None, source_dir: str = ".") -> str:
+    """results/reports/<m>.pdf (and .html) from the model's table, summary and manifest.
+    config_sha256: of the whole audit config; model_config_sha256 and audit_config: the
+    model's config subset; source_dir: the checkout whose git commit the report names."""
     from saferisk.audit.table import read_table
 
     provenance = report_provenance(report_options, table_path, {
         "model_source": model_spec.get("source"), "config_sha256": config_sha256,
-        "input_sets": input_sets_provenance(input_manifest_paths)})
+        "model_config_sha256": model_config_sha256, "input_sets": input_sets_provenance(input_manifest_paths)},
+        source_dir=source_dir)
     return render(read_table(table_path), read_summary(summary_path),
                   {model_name: model_manifest(model_name, manifest_path, model_spec)}, provenance, out_path,
-                  templates_dir, witnesses_root=layout.witness_root(model_name))
+                  templates_dir, witnesses_root=layout.witness_root(model_name), audit_config=audit_config,
+                  out_html=out_html)
 
 
 def report_summary_step(*, table_path: str, summary_path: str, manifest_paths: dict[str, str],
                         report_options: dict, templates_dir: str, out_path: str,
-                        input_manifest_paths: Sequence[str] = (), config_sha256: str | None = None) -> str:
-    """results/reports/summary.pdf over every model."""
+                        input_manifest_paths: Sequence[str] = (), config_sha256: str | None = None,
+                        model_config_sha256: dict[str, str] | None = None, audit_config: dict | None = None,
+                        out_html: str | None = None, source_dir: str = ".") -> str:
+    """results/reports/summary.pdf (and .html) over every model; model_config_sha256: each
+    model's config subset hash (the one its own report states)."""
     from saferisk.audit.table import read_table
 
     provenance = report_provenance(report_options, table_path, {
-        "config_sha256": config_sha256, "input_sets": input_sets_provenance(input_manifest_paths)})
+        "config_sha256": config_sha256, "model_config_sha256": model_config_sha256,
+        "input_sets": input_sets_provenance(input_manifest_paths)}, source_dir=source_dir)
     manifests = {m: model_manifest(m, p) for m, p in manifest_paths.items()}
     return render(read_table(table_path), read_summary(summary_path), manifests, provenance, out_path,
-                  templates_dir, cross_model=True)
+                  templates_dir, cross_model=True, audit_config=audit_config, out_html=out_html)

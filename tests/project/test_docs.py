@@ -179,6 +179,99 @@ def test_readme_lists_the_system_packages_the_makefile_installs():
     assert f'pip install -e ".[{extras}]"' in section
 
 
+def rules_and_local_rules() -> tuple[set[str], set[str]]:
+    """(every rule, the rules marked `localrule: True`) of the Snakefile and workflow/rules/*.smk
+    (snakefmt-formatted: a rule's directives are indented below its `rule NAME:` line)."""
+    rules, local = set(), set()
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
+        for match in re.finditer(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", _text(path), re.M):
+            rules.add(match.group(1))
+            if re.search(r"^\s+localrule:\s*True\s*$", match.group(2), re.M):
+                local.add(match.group(1))
+    return rules, local
+
+
+def test_cluster_guide_and_slurm_profile_say_what_runs_where():
+    """The cluster guide names the one rule submitted with sbatch and every localrule (run on the
+    login node); the SLURM profile says the same. (tests/workflow/test_workflow_slurm.py checks
+    it on a real cluster.)"""
+    rules, local = rules_and_local_rules()
+    submitted = rules - local
+    assert submitted == {"compute_radius_shard"} and len(local) >= 7, (rules, local)
+    guide = _text(ROOT / "docs" / "cluster-guide.md")
+    paragraph = guide.split("**What runs where.**", 1)[1].split("\n\n", 1)[0]
+    first, rest = paragraph.split("Every other rule", 1)
+    assert set(re.findall(r"`(\w+)`", first)) - {"sbatch"} == submitted, first
+    named_local = set(re.findall(r"`(\w+)`", rest.split("A dry run", 1)[0])) - {"localrule"}
+    assert named_local == local, f"docs/cluster-guide.md lists {sorted(named_local)} as local, the workflow {sorted(local)}"
+    profile = _text(ROOT / "profiles" / "slurm" / "config.yaml")
+    assert re.search(r"only compute_radius_shard .* is submitted with sbatch", profile)
+
+
+def test_one_profile_story_workflow_profile_everywhere():
+    """Every command that selects a profile uses --workflow-profile; `--profile` appears only where
+    a doc says why not (Snakemake would also load profiles/default, whose settings win)."""
+    files = [*DOCS, ROOT / "config" / "README.md", ROOT / "Snakefile", ROOT / "workflow" / "nightly.sh",
+             *sorted((ROOT / "profiles").glob("*/config.yaml"))]
+    selecting = []
+    for path in files:
+        # saferisk's own option (validate-config --profile DIR) is not Snakemake's
+        text = re.sub(r"validate-config(?:\s+[^-\s]\S*)?\s+--profile|--profile DIR", "", _text(path))
+        selecting += [(path.name, m) for m in re.findall(r"snakemake[^\n`]*?(--[\w-]*profile)\b", text)]
+        for match in re.finditer(r"(?<![\w-])--profile\b", text):  # only beside the why-not
+            assert "--workflow-profile" in text[max(0, match.start() - 200):match.start()], (
+                f"{path.name} names --profile without saying to use --workflow-profile: "
+                f"{text[max(0, match.start() - 100):match.end() + 50]!r}")
+    assert selecting and {m for _, m in selecting} == {"--workflow-profile"}, selecting
+    guide = _text(ROOT / "docs" / "cluster-guide.md")
+    assert "Use `--workflow-profile`, not\n`--profile`" in guide
+
+
+def test_criteria_default_is_told_as_the_code_does_it():
+    """No criterion: every property says NO CRITERION and the model is INCONCLUSIVE overall; the
+    config reference, the user guide and the README say exactly that."""
+    from saferisk.audit import INCONCLUSIVE, NO_CRITERION, summarize, table_from_results
+    from saferisk.config import load_schema
+    from saferisk.result import RadiusResult
+
+    assert load_schema()["properties"]["criteria"]["default"] == []
+    table = table_from_results([RadiusResult(input_id=str(i), property="robustness", norm="inf", max_radius=0.1,
+                                             model="m", input_set="s", radius_lower=0.05, radius_estimate=0.06,
+                                             radius_upper=0.07, status="ok") for i in range(3)])
+    summary = summarize(table, criteria=[])
+    assert [v.verdict for v in summary.property_verdicts] == [NO_CRITERION]
+    (overall,) = summary.model_verdicts
+    assert overall.verdict == INCONCLUSIVE
+    config_readme = _text(ROOT / "config" / "README.md").split("## `criteria`", 1)[1].split("\n|", 1)[0]
+    guide = _text(ROOT / "docs" / "user-guide.md").split("**Verdicts.**", 1)[1].split("\n\n")[2]  # after the table
+    readme = _text(ROOT / "README.md").split("- **Cover**", 1)[1].split("\n- ", 1)[0]
+    for name, text in (("config/README.md", config_readme), ("docs/user-guide.md", guide), ("README.md", readme)):
+        flat = " ".join(text.split())
+        assert f"`{NO_CRITERION}`" in flat and f"is `{INCONCLUSIVE}`" in flat and "no verdict" not in flat, (name, flat)
+    assert overall.reason in " ".join(config_readme.split()) and overall.reason in " ".join(guide.split())
+
+
+READMES_TIMES = ROOT / "benchmarks" / "results" / "readme_times.md"
+MEASURED = re.compile(r"\b\d+(?:\.\d+)? (?:min \d+ s|s|min|minutes|seconds|MB|GB|bound passes)\b|\b\d+ of \d+\b")
+
+
+def test_readme_times_and_sizes_are_measured():
+    """Every duration, size and count the README's install, first-audit and budget passages state
+    is one that benchmarks/time_readme.py measured (benchmarks/results/readme_times.md)."""
+    readme = _text(ROOT / "README.md")
+    measured = " ".join(_text(READMES_TIMES).split())
+    passages = [readme.split("## Two commands", 1)[1].split("\n## ", 1)[0],
+                readme.split("## Your own model", 1)[1].split("\n## ", 1)[0],
+                readme.split("- **Certification budgets", 1)[1].split("\n- ", 1)[0].split("In the\n  default audit", 1)[1]]
+    prose = [" ".join(re.sub(r"`[^`]+`", "", re.sub(r"^```[^\n]*\n.*?^```", "", p, flags=re.S | re.M)).split())
+             for p in passages]  # without code: commands, versions
+    claims = [m for text in prose for m in MEASURED.findall(text)]
+    assert len(claims) >= 4, claims  # the audit's time, the no-op rerun, the download, the budget count
+    unmeasured = [claim for claim in claims if claim not in measured]
+    assert not unmeasured, f"README states {unmeasured}, which benchmarks/results/readme_times.md does not hold"
+    assert "benchmarks/results/readme_times.md" in readme
+
+
 PERFORMANCE_BLOCK = re.compile(r"(<!-- performance:start -->\n)(.*?)(<!-- performance:end -->)", re.S)
 
 

@@ -32,8 +32,10 @@ def run_init(wd: Path, monkeypatch, capsys, *args: str) -> tuple[dict, str]:
     out = capsys.readouterr().out
     # the printed command works as printed: its snakemake is on PATH or the path of an executable
     command = next(line for line in out.splitlines() if line.startswith("next: ")).split()[1:]
-    assert command[1:] == ["--configfile", "config/my-audit.yaml"]
+    assert command[-2:] == ["--configfile", "config/my-audit.yaml"]
     assert shutil.which(command[0]) or os.access(command[0], os.X_OK), command
+    if "--snakefile" in command:  # run where ./Snakefile is not saferisk's: the checkout's
+        assert command[1:3] == ["--snakefile", str(ROOT / "Snakefile")]
     text = (wd / "config/my-audit.yaml").read_text()
     return yaml.safe_load(text), text
 
@@ -62,6 +64,29 @@ def test_init_classifier_digits_cnn_runs_end_to_end(tmp_path, monkeypatch, capsy
     first, second = evidence_files(wd), evidence_files(other)
     assert any(k.endswith(".pdf") for k in first) and sorted(first) == sorted(second)
     assert [k for k in first if first[k] != second[k]] == []
+
+
+def test_init_writes_its_own_audit_folder_by_default(tmp_path, monkeypatch, capsys):
+    """Without --out the config goes to audits/<name>/ and runs there (`snakemake --directory`):
+    a model named like one of the default audit's never touches results/."""
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "data").mkdir()
+    shutil.copy2(ROOT / "saferisk/demo/digits_test.npz", wd / "data/digits.npz")
+    monkeypatch.chdir(wd)
+    assert main(["init", str(ROOT / "saferisk/demo/digits_cnn.onnx"), "--inputs", "data/digits.npz", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wrote audits/digits_cnn/config/config.yaml: 1 model, 1 input set, 2 properties ")
+    command = next(line for line in out.splitlines() if line.startswith("next: ")).split()[1:]
+    assert command[1:] == ["--directory", "audits/digits_cnn"]
+    assert shutil.which(command[0]) or os.access(command[0], os.X_OK), command
+    config = yaml.safe_load((wd / "audits/digits_cnn/config/config.yaml").read_text())
+    assert config["models"]["digits_cnn"]["source"] == str(ROOT / "saferisk/demo/digits_cnn.onnx")
+    assert config["input_sets"]["inputs"]["path"] == "../../data/digits.npz"  # from the audit's folder
+    jobs = [line for line in snakemake(wd, "-n", "--directory", "audits/digits_cnn").stdout.splitlines()
+            if line.strip().startswith("rule compute_radius_shard:")]
+    assert len(jobs) == 2 and not (wd / "results").exists() and not (wd / "logs").exists()
+    assert main(["init", str(ROOT / "saferisk/demo/digits_cnn.onnx"), "--inputs", "data/digits.npz"]) == 2
+    assert "audits/digits_cnn/config/config.yaml exists; pass --force" in capsys.readouterr().err
 
 
 def test_init_acas_xu_argmin_over_vnnlib_box(tmp_path, monkeypatch, capsys, acas_dir):

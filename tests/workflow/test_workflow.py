@@ -71,10 +71,35 @@ def test_reports_name_the_config_and_the_input_data(done_run):
     plan = build_plan(config, base=wd)
     digest = input_set_digest(json.loads((wd / "results/inputs/digits/manifest.json").read_text()))
     assert len(json.loads((wd / "results/inputs/digits/manifest.json").read_text())["shards"]) == 2
-    for name, model in (("mlp_a.pdf", "mlp_a"), ("summary.pdf", None)):
+    for name, model in (("mlp_a.pdf", "mlp_a"), ("mlp_b.pdf", "mlp_b"), ("summary.pdf", None)):
         text = "".join("".join(p.extract_text().split()) for p in PdfReader(wd / "results/reports" / name).pages)
-        assert f"config_sha256{plan.config_sha256(model)}" in text, name
-        assert f"input_sets.digits.sha256{digest}" in text, name
+        # the whole config's hash in every report; each model's subset in its report and the summary
+        assert f"AuditconfigSHA-256{plan.config_sha256()}" in text, name
+        subsets = [model] if model else ["mlp_a", "mlp_b"]
+        assert all(plan.config_sha256(m) in text for m in subsets), name
+        assert "inputsetdigits4rows×64features,SHA-256" + digest in text, name
+        assert "gitcommitnotagitcheckout" in text and str(wd) not in text, name
+
+
+def test_html_pages_beside_the_pdfs_and_a_commit_reruns_nothing(done_run):
+    """Each report has its self-contained HTML page; the git commit is read when a report is
+    rendered, so committing the workflow reruns no job; run-metadata names it, no absolute path."""
+    wd = done_run
+    for name in ("mlp_a", "mlp_b", "summary"):
+        page = (wd / f"results/reports/{name}.html").read_text(encoding="utf-8")
+        assert "<script>" in page and 'rel="stylesheet"' not in page and str(wd) not in page
+    meta = (wd / "results/run-metadata.json").read_text()
+    assert '"git"' in meta and str(wd) not in meta
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git not installed")
+    try:
+        for args in (["init", "-q"], ["add", "Snakefile", "workflow", "reports", "config"],
+                     ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "audit"]):
+            subprocess.run([git, "-C", str(wd), *args], check=True, capture_output=True)
+        assert planned_jobs(wd) == []
+    finally:
+        shutil.rmtree(wd / ".git", ignore_errors=True)
 
 
 def test_second_run_does_nothing(done_run):
@@ -135,7 +160,8 @@ def test_dropping_a_property_from_a_model_does_not_re_export_it(done_run):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         counts = rule_counts(planned_jobs(done_run))
         assert "export_model" not in counts and "compute_radius_shard" not in counts
-        assert counts.get("aggregate_model") == 1 and counts.get("report_model") == 1
+        # every report states the whole config's SHA-256: both re-render, only mlp_a re-aggregates
+        assert counts.get("aggregate_model") == 1 and counts.get("report_model") == 2
     finally:
         path.write_text(original)
 

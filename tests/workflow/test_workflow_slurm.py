@@ -169,6 +169,13 @@ def test_tiny_audit_through_sbatch_nightly_then_nothing(tmp_path, slurm_cluster)
     for path in slurm_logs:
         per_rule[path.parent.parent.name] = per_rule.get(path.parent.parent.name, 0) + 1
     assert per_rule == {"rule_compute_radius_shard": 4}, slurm_logs  # export, inputs, reports: login node
+    # What runs where, as a real run prints it (a dry run does not say: docs/cluster-guide.md):
+    # the radius jobs as `rule`, everything else as `localrule` (never submitted).
+    run_log = logs[0].split("\n== run\n", 1)[1]
+    assert set(re.findall(r"^rule (\w+):$", run_log, re.M)) == {"compute_radius_shard"}, run_log[-4000:]
+    assert {"export_model", "prepare_input_shard", "describe_input_set", "aggregate_model", "combine_tables",
+            "report_model", "report_summary", "all"} <= set(re.findall(r"^localrule (\w+):$", run_log, re.M))
+    assert "CHANGE_ME" not in run_log  # the test profile has real values: no placeholder warning
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", logs[0])
     assert sorted(submitted) == sorted(path.stem for path in slurm_logs), logs[0][-4000:]
     ctld_log = (Path(slurm_cluster["SLURM_CONF"]).parent / "log" / "slurmctld.log").read_text()
@@ -176,3 +183,22 @@ def test_tiny_audit_through_sbatch_nightly_then_nothing(tmp_path, slurm_cluster)
         assert f"_job_complete: JobId={jobid} WEXITSTATUS 0" in ctld_log, ctld_log[-3000:]
     assert "submitted with SLURM jobid" not in logs[1] and "Nothing to be done" in logs[1], logs[1][-3000:]
     assert len(list((wd / "logs" / "nightly").glob("*Z.log"))) == 2
+
+
+def test_change_me_values_are_warned_about_before_any_job(tmp_path):
+    """The shipped SLURM profile's CHANGE_ME_... resources: a run names each one (and the rules
+    that carry it) at its start. No cluster needed: the profile's default-resources are given
+    to a local run of the export step."""
+    import sys
+
+    wd = setup_workdir(tmp_path / "wf", tiny_config(models=("mlp_a",), n_rows=2), n_rows=2)
+    shipped = yaml.safe_load((wd / "profiles/slurm/config.yaml").read_text())
+    (wd / "profiles/placeholders").mkdir()
+    (wd / "profiles/placeholders/config.yaml").write_text(
+        yaml.safe_dump({"cores": 1, "default-resources": shipped["default-resources"]}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/placeholders",
+                           "--until", "export_model"], cwd=wd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for key, value in (("slurm_account", "CHANGE_ME_ACCOUNT"), ("slurm_partition", "CHANGE_ME_PARTITION")):
+        assert f"saferisk: warning: resource {key}={value!r} (rules export_model) is a placeholder" in proc.stderr, \
+            proc.stderr[-3000:]

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+import saferisk.audit.terminal
 import saferisk.config
+import saferisk.config.profile
 import saferisk.config.runtime
 import saferisk.errors
 import saferisk.io
@@ -35,7 +37,10 @@ CODE = {
     stage: saferisk.steps.provenance.code_digest(stage)
     for stage in saferisk.steps.provenance.STAGE_SOURCES
 }
-REPORTS_DIR = Path(os.path.relpath(Path(workflow.basedir) / "reports"))
+# the workflow's checkout (relative: a moved audit directory stays up to date); its git
+# commit is read when a report is rendered, never a param (a commit alone reruns nothing)
+SOURCE_DIR = Path(os.path.relpath(workflow.basedir))
+REPORTS_DIR = SOURCE_DIR / "reports"
 CONDA_ENV = "../../environment.yml"
 
 
@@ -49,7 +54,7 @@ wildcard_constraints:
 
 def get_final_output():
     """Every report, the tidy tables (per model and combined) and the input-set manifests."""
-    out = [layout.model_report(m) for m in PLAN.models]
+    out = [layout.model_report(m, s) for m in PLAN.models for s in ("pdf", "html")]
     # the per-model tables too: one removed (a failed aggregation, a cleanup) is made again,
     # rather than left missing behind reports that are still present
     out += [
@@ -57,7 +62,8 @@ def get_final_output():
         for m in PLAN.models
         for suffix in ("parquet", "summary.json")
     ]
-    out += [layout.summary_report(), layout.audit_table("csv")]
+    out += [layout.summary_report(s) for s in ("pdf", "html")]
+    out.append(layout.audit_table("csv"))
     out += [layout.input_manifest(d) for d in PLAN.input_sets]
     return out
 
@@ -174,7 +180,13 @@ def get_model_input_manifests(wildcards):
 
 
 def get_config_sha256(wildcards):
+    """The SHA-256 of a model's config subset (what its results depend on), else of the whole config."""
     return PLAN.config_sha256(getattr(wildcards, "model", None))
+
+
+def get_audit_config(wildcards):
+    """The resolved config a report states: a model's subset (PLAN.model_config), else all of it."""
+    return PLAN.model_config(getattr(wildcards, "model", None))
 
 
 def get_model_tables(wildcards):
@@ -184,6 +196,16 @@ def get_model_tables(wildcards):
 def get_report_assets(wildcards):
     """Templates, CSS and fonts: inputs of the report rules, so editing them reruns reports."""
     return sorted(str(p) for p in REPORTS_DIR.rglob("*") if p.is_file())
+
+
+def warn_profile_placeholders():
+    """Before any job: resource values a site profile still leaves CHANGE_ME_... (profiles/slurm)."""
+    jobs = [
+        (job.rule.name, dict(job.resources.items()))
+        for job in workflow.dag.needrun_jobs()
+    ]
+    for warning in saferisk.config.profile.job_resource_warnings(jobs):
+        print(f"saferisk: warning: {warning}", file=sys.stderr)
 
 
 def check_results_writable():
@@ -199,13 +221,16 @@ def write_run_metadata():
     """The run metadata file (layout.run_metadata): start time, host, targets; no rule reads it."""
     saferisk.steps.provenance.write_run_metadata(
         layout.run_metadata(),
-        {"plan": PLAN.summary(), "workdir": os.getcwd()},
+        {"plan": PLAN.summary(), "config_sha256": PLAN.config_sha256()},
+        source_dir=SOURCE_DIR,
     )
 
 
-def print_report_locations():
-    reports = [
-        p for p in get_final_output() if p.endswith(".pdf") and Path(p).is_file()
-    ]
-    if reports:
-        print("saferisk reports:\n" + "\n".join(f"  {p}" for p in reports))
+def print_audit_result():
+    """After a successful run: the verdict table and the reports' paths (printed once, here),
+    the paths as seen from where snakemake was started (also with --directory)."""
+    text = saferisk.audit.terminal.audit_result_text(
+        Path.cwd(), list(PLAN.models), shown_from=Path(workflow.rundir)
+    )
+    if text:
+        print(text)

@@ -9,7 +9,7 @@ rule compute_radius_shard:
             "{model}", "{inputs}", "{property}", "{norm}", "{shard}"
         ),
     log:
-        "logs/compute_radius_shard/{model}/{inputs}/{property}-{norm}/shard-{shard}.log",
+        layout.radius_log("{model}", "{inputs}", "{property}", "{norm}", "{shard}"),
     benchmark:
         layout.benchmark(
             "compute_radius_shard", "{model}/{inputs}/{property}-{norm}/shard-{shard}"

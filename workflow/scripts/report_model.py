@@ -1,4 +1,4 @@
-"""Rule report_model: results/reports/<model>.pdf (saferisk.steps.reports.report_model_step)."""
+"""Rule report_model: results/reports/<model>.pdf and .html (saferisk.steps.reports.report_model_step)."""
 from saferisk.steps.reports import report_model_step
 from saferisk.steps.runner import run_step
 
@@ -12,7 +12,11 @@ run_step(
     model_spec=snakemake.params.model_spec,
     report_options=snakemake.params.report,
     templates_dir=snakemake.params.templates,
-    out_path=snakemake.output[0],
+    out_path=snakemake.output.pdf,
+    out_html=snakemake.output.html,
     input_manifest_paths=list(snakemake.input.input_manifests),
     config_sha256=snakemake.params.config_sha256,
+    model_config_sha256=snakemake.params.model_config_sha256,
+    audit_config=snakemake.params.audit_config,
+    source_dir=snakemake.params.source_dir,
 )

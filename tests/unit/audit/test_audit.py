@@ -239,3 +239,35 @@ def test_group_without_inputs_round_trips():
     assert data["certified_fraction"] == [None, None] and data["availability_note"] == "no inputs were assessed"
     back = GroupSummary.from_dict(data)
     assert all(v != v for v in back.certified_fraction) and back.to_dict() == empty.to_dict()
+
+
+def test_default_grid_starts_at_zero_and_is_fine():
+    """Curves from r = 0 (where every input with status ok is safe: the ball is x0 itself) in
+    DEFAULT_GRID_POINTS steps to max_radius, plus the criteria radii; they survive the JSON."""
+    from saferisk.audit.summary import DEFAULT_GRID_POINTS
+
+    summary = summarize(table_from_results(TEN), [{"property": "robustness-inf", "radius": 0.0123, "min_fraction": 0.5}])
+    group = summary.groups[0]
+    assert group.radii[0] == 0.0 and group.radii[-1] == pytest.approx(0.1)
+    assert len(group.radii) == DEFAULT_GRID_POINTS + 2 and 0.0123 in group.radii  # 0 .. 100 steps, the criterion
+    assert max(b - a for a, b in zip(group.radii, group.radii[1:])) <= 0.1 / DEFAULT_GRID_POINTS + 1e-12
+    # r = 0: the 9 assessed inputs are safe (also 9, whose bound is not certified), the failed one is not
+    assert group.certified_fraction[0] == pytest.approx(0.9) and group.estimate_fraction[0] == pytest.approx(0.9)
+    assert group.risk_fraction[0] == 0.0
+    assert round_trip(summary).to_dict() == summary.to_dict()
+    assert dumps_json(round_trip(summary).to_dict()) == dumps_json(summary.to_dict())  # byte-stable
+
+
+def test_verdict_reasons_name_property_norm_radius_and_unit():
+    criteria = [{"property": "robustness", "norm": "inf", "radius": 0.02, "min_fraction": 0.6},
+                {"property": "robustness", "norm": "inf", "radius": 0.02, "min_fraction": 0.7, "basis": "estimate"}]
+    certified, estimate = summarize(table_from_results(TEN), criteria).criterion_verdicts
+    assert certified.reason == ("robustness, L∞ norm: 6 of 10 inputs certified safe within radius 0.02 (input units); "
+                                "2 have a witness within 0.02; required: at least 60% of inputs")
+    assert estimate.reason == ("robustness, L∞ norm: 7 of 10 inputs estimated safe within radius 0.02 (input units) "
+                               "(not a guarantee); 2 have a witness within 0.02; 1 unknown; required: at least 70% "
+                               "of inputs")
+    domain = table_from_results([result(i, 0.03, 0.05, None, norm="2", scale="domain") for i in range(3)])
+    verdict = summarize(domain, [{"property": "robustness", "radius": 0.02, "min_fraction": 1.0}]).criterion_verdicts[0]
+    assert verdict.reason.startswith("robustness, L2 norm: 3 of 3 inputs certified safe within radius 0.02 "
+                                     "(fraction of domain width); 0 have a witness")
