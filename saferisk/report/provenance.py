@@ -3,7 +3,8 @@ dotted keys), the resolved config and the model manifest as YAML, the attached f
 their SHA-256, whether a verdict depends on the machine's speed, and the document ID.
 
 Paths are shown relative to the working directory (the audit project): an absolute path in
-a config or manifest is rewritten for display, so no report names the machine's folders.
+a config or manifest is rewritten for display (outside the project: '…/<file name>'), so no
+report names the machine's folders and the text is the same wherever the audit runs.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ CONFIG_SECTIONS = ("models", "model", "input_sets", "properties", "criteria", "s
 
 
 def relative_path_text(text: str, base: Path | None = None) -> str:
-    """An absolute path as a path relative to `base` (default: the working directory)."""
+    """An absolute path as a path relative to `base` (default: the working directory) when it
+    lies inside it, else '…/<file name>' (its SHA-256 elsewhere in the report identifies it):
+    the text does not depend on where the machine keeps the audit."""
     if not (isinstance(text, str) and os.path.isabs(text)):
         return text
-    try:
-        return Path(os.path.relpath(text, base or Path.cwd())).as_posix()
-    except ValueError:  # another drive (Windows): the file name is all that can be said
-        return Path(text).name
+    base = Path(base or Path.cwd()).absolute()
+    path = Path(os.path.normpath(text))
+    if path.is_relative_to(base):
+        return path.relative_to(base).as_posix() or "."
+    return f"…/{path.name}"
 
 
 def relative_paths(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """`saferisk audit`: the terminal verdict table, the report paths, the scratch folder's name,
 the config's paths, the progress read from the radius jobs' logs and the rerun command.
-(The end-to-end run: tests/workflow/test_audit_command.py.)"""
+(The end-to-end run: tests/workflow/test_workflow_audit_command.py.)"""
 
 from __future__ import annotations
 
