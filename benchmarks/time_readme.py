@@ -24,6 +24,7 @@ Not part of `python -m benchmarks` (it runs whole audits): run it by hand, on a 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -190,6 +191,25 @@ def install_facts(download: bool) -> list[str]:
     return facts
 
 
+def tree_digests(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under root."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def audit_command_facts(workdir: Path, output: str, before: dict[str, str]) -> list[str]:
+    """What `saferisk audit` left: its reports, its terminal verdict table, and the default
+    audit's results/ byte for byte as before (the issue's must-show)."""
+    reports = workdir / "audits" / "digits_mlp" / "results" / "reports"
+    made = sorted(p.name for p in reports.glob("*") if p.suffix in (".pdf", ".html"))
+    untouched = tree_digests(workdir / "results") == before
+    assert untouched, "saferisk audit changed the default audit's results/"
+    table = "verdict" in output.lower() and "digits_mlp" in output
+    return [f"`saferisk audit`: wrote {', '.join(made) or 'no report'} under audits/digits_mlp/results/reports/; "
+            f"printed a verdict table: {'yes' if table else 'NO'}; the default audit's results/ "
+            f"({len(before)} files) byte-identical afterwards: {'yes' if untouched else 'NO'}"]
+
+
 def conditions(workdir_note: str) -> list[str]:
     try:
         cores = len(os.sched_getaffinity(0))
@@ -222,9 +242,11 @@ def measure(download: bool, worktree: bool) -> Measurements:
         m.steps.append(Step("default audit again: `snakemake` with nothing to do", seconds, "0 jobs"))
         m.facts += budget_facts(default)
 
+        before = tree_digests(default / "results")
         seconds, out = run([*saferisk, "audit", AUDIT_MODEL, "--inputs", INIT_INPUTS], default, "saferisk audit")
         m.steps.append(Step("`saferisk audit` on the demo MLP (the README's one command, its defaults)", seconds,
                             "in its own folder audits/digits_mlp/"))
+        m.facts += audit_command_facts(default, out, before)
 
         own = fresh_copy(Path(tmp) / "own", worktree)
         folder = "audits/digits_cnn"
