@@ -218,7 +218,7 @@ def summarize(table: pd.DataFrame, criteria=(), radii: list[float] | None = None
     A criterion without `model` applies to every model that has rows for its property (and to
     models without any rows); one naming a model always applies to it.
     """
-    criteria = parse_criteria(criteria)
+    criteria = [_with_scale(c, table) for c in parse_criteria(criteria)]
     groups = _group_summaries(table, criteria, radii)
     criterion_verdicts, property_verdicts, model_verdicts = [], [], []
     for model in sorted(set(table["model"]) | set(models or ())):
@@ -250,6 +250,19 @@ def _group_summaries(table: pd.DataFrame, criteria: list[Criterion], radii: list
             grid = sorted(set(map(float, radii)) | set(extra))
         groups.append(summarize_group(rows, grid))
     return groups
+
+
+def _with_scale(criterion: Criterion, table: pd.DataFrame) -> Criterion:
+    """The criterion with the unit (table column `scale`) of the rows it reads, when it has none."""
+    if criterion.scale is not None or not len(table):
+        return criterion
+    mask = table["property"] == criterion.property
+    if criterion.norm is not None:
+        mask &= table["norm"] == criterion.norm
+    if criterion.model is not None:
+        mask &= table["model"] == criterion.model
+    scales = sorted({str(v) for v in table.loc[mask, "scale"] if str(v)})
+    return replace(criterion, scale="/".join(scales)) if scales else criterion
 
 
 def _criterion_verdicts(model_rows: pd.DataFrame, criteria: list[Criterion], model: str

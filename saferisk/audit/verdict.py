@@ -17,6 +17,7 @@ verdict); a model with no criterion at all is INCONCLUSIVE overall.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,15 @@ def rows_unit(rows: pd.DataFrame) -> str:
     return unit_text("/".join(scales))
 
 
+def allowance_text(n: int, min_fraction: float) -> str:
+    """' (of 24 inputs at most 1 may be not safe)': how many inputs a share leaves, stated when
+    the number of inputs is small enough that one input decides ('' for all inputs or n > 200)."""
+    if min_fraction >= 1 or n <= 0 or n > 200:
+        return ""
+    allowed = int(math.floor(n * (1 - min_fraction) + 1e-9))
+    return f" (of {n} inputs at most {allowed} may be not safe)"
+
+
 def share_text(fraction: float) -> str:
     """'all inputs' for 1, else 'at least 95% of inputs' (no trailing zeros)."""
     return "all inputs" if fraction >= 1 else f"at least {100 * fraction:.4g}% of inputs"
@@ -71,11 +81,18 @@ class Criterion:
     min_fraction: float
     basis: str = "certified"
     model: str | None = None
+    scale: str | None = None  # the unit of the radius ('input' | 'domain'), from the rows it reads
 
     @property
     def label(self) -> str:
-        prop = f"{self.property}-{self.norm}" if self.norm else self.property
-        return f"{prop}: {share_text(self.min_fraction)} safe at r = {self.radius:g} ({self.basis})"
+        """'robustness-inf: at least 95% of inputs safe within L∞ radius 0.02 (input units),
+        certified': property key, share, norm, radius and unit (when known), basis."""
+        if self.norm:
+            prop, radius = f"{self.property}-{self.norm}", f"{norm_name(self.norm)} radius {self.radius:g}"
+        else:
+            prop, radius = f"{self.property} (each measured norm)", f"radius {self.radius:g}"
+        unit = f" ({unit_text(self.scale)})" if self.scale else ""
+        return f"{prop}: {share_text(self.min_fraction)} safe within {radius}{unit}, {self.basis}"
 
     @property
     def property_key(self) -> str:
@@ -88,13 +105,13 @@ class Criterion:
 
     def to_dict(self) -> dict:
         return {"property": self.property, "norm": self.norm, "radius": self.radius,
-                "min_fraction": self.min_fraction, "basis": self.basis, "model": self.model}
+                "min_fraction": self.min_fraction, "basis": self.basis, "model": self.model, "scale": self.scale}
 
     @staticmethod
     def from_dict(data: Mapping) -> "Criterion":
         """The inverse of `to_dict` (no validation: the dict was written from a Criterion)."""
         return Criterion(data["property"], data["norm"], data["radius"], data["min_fraction"], data["basis"],
-                         data["model"])
+                         data["model"], data.get("scale"))
 
 
 def parse_criteria(items: Iterable[Mapping] | None) -> list[Criterion]:
@@ -195,7 +212,7 @@ def evaluate_criterion(rows: pd.DataFrame, criterion: Criterion, model: str) -> 
         unknown = int(states["estimate_unknown"].sum())
         low, high = safe / n, (safe + unknown) / n
         what = f"{head}{safe} of {n} inputs estimated safe {within} (not a guarantee); {witnesses}; {unknown} unknown"
-    what += f"; required: {share_text(criterion.min_fraction)}"
+    what += f"; required: {share_text(criterion.min_fraction)}{allowance_text(n, criterion.min_fraction)}"
     if low >= criterion.min_fraction:
         return verdict(PASS, what, low, high)
     if high < criterion.min_fraction:

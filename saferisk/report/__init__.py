@@ -27,6 +27,8 @@ witnesses_root  directory that witness_ref paths are relative to (e.g. results/r
 audit_config    the resolved config (a model's subset for its report): shown in an appendix
             and attached as the canonical JSON its SHA-256 is taken over.
 out_html    where to write the interactive HTML report (same context), if wanted.
+model_path  the audited artifact (results/models/<m>/model.onnx): run on the CPU on each shown
+            witness to state the outputs and the class decided there; None: not stated.
 templates_dir   reports/ (model_report.html.j2, summary_report.html.j2, base.css); it is
             also WeasyPrint's base_url, so the template files are inputs of the render rule.
 
@@ -68,17 +70,20 @@ def _model_hash(manifest: dict) -> str:
     return hashes.get("artifact") or next(iter(hashes.values()), "")
 
 
-def _write(html: str, out_pdf, out_html, templates_dir, audit_date, attachments) -> Path:
-    path = write_pdf(html, out_pdf, templates_dir, audit_date, attachments)
+def _write(template: str, context: dict, out_pdf, out_html, templates_dir, audit_date, attachments) -> Path:
+    """The PDF (context medium 'pdf': the files are attached to it) and, when wanted, the HTML
+    page (medium 'html': it says the files are attached to the PDF beside it)."""
+    path = write_pdf(render_html(templates_dir, template, dict(context, medium="pdf")), out_pdf, templates_dir,
+                     audit_date, attachments)
     if out_html is not None:
-        write_html(html, out_html, templates_dir)
+        write_html(render_html(templates_dir, template, dict(context, medium="html")), out_html, templates_dir)
     return path
 
 
 def render_model_report(table: pd.DataFrame, summary: AuditSummary, manifest: dict, provenance: dict,
                         out_pdf: str | Path, templates_dir: str | Path = DEFAULT_TEMPLATES_DIR,
                         witnesses_root: str | Path | None = None, audit_config: dict | None = None,
-                        out_html: str | Path | None = None) -> Path:
+                        out_html: str | Path | None = None, model_path: str | Path | None = None) -> Path:
     """One model's audit report (cover, executive summary, method, a section per property
     and norm, worst-case inputs, provenance, approval) with its rows of the table attached as
     CSV, its witnesses as .npz and its config subset as JSON."""
@@ -102,12 +107,11 @@ def render_model_report(table: pd.DataFrame, summary: AuditSummary, manifest: di
         attachments.append(config_attachment(f"config-{_safe_name(name)}.json", audit_config,
                                              f"the config entries the results of {name} depend on"))
     context = model_context(table, summary, manifest, provenance, audit_date, witnesses_root, attachment,
-                            audit_config=audit_config)
+                            audit_config=audit_config, model_path=model_path)
     doc_id = document_id(csv_text, provenance.get("config_sha256"), [_model_hash(manifest)])
     context["record"] = record_context(provenance, doc_id, attachments, audit_config,
                                        speed_dependence(rows, summary, [name]), archive.missing if archive else ())
-    html = render_html(templates_dir, "model_report.html.j2", context)
-    return _write(html, out_pdf, out_html, templates_dir, audit_date, attachments)
+    return _write("model_report.html.j2", context, out_pdf, out_html, templates_dir, audit_date, attachments)
 
 
 def render_summary_report(table: pd.DataFrame, summary: AuditSummary, manifests: dict[str, dict],
@@ -128,5 +132,4 @@ def render_summary_report(table: pd.DataFrame, summary: AuditSummary, manifests:
     doc_id = document_id(csv_text, provenance.get("config_sha256"), [_model_hash(m) for m in manifests.values()])
     context["record"] = record_context(provenance, doc_id, attachments, audit_config,
                                        speed_dependence(table, summary, sorted(manifests)))
-    html = render_html(templates_dir, "summary_report.html.j2", context)
-    return _write(html, out_pdf, out_html, templates_dir, audit_date, attachments)
+    return _write("summary_report.html.j2", context, out_pdf, out_html, templates_dir, audit_date, attachments)

@@ -19,9 +19,19 @@ from saferisk.report.inputs import (
 from saferisk.report.plots import comparison_figure, property_figure
 from saferisk.report.provenance import manifest_rows, provenance_rows
 from saferisk.report.render import fmt_number, fmt_percent
-from saferisk.report.specification import domain_rows, property_specification
+from saferisk.report.specification import domain_rows, domain_text, property_specification
 from saferisk.report.witness import worst_case_views
 
+#: what the margin w (table column value_at_x0) measures, per property kind; the property
+#: holds while w stays above the threshold c (column threshold)
+MARGIN_MEANING = {
+    "robustness": "the output of the decided class minus the largest other output",
+    "reachability": "how far the output lies inside its allowed range (the distance to the nearer end; "
+                    "negative: outside)",
+    "uncertainty": "KL(uniform ‖ output distribution): how far the outputs are from near-uniform",
+    "invariance": "at the reference input: the output of its own class minus that of this input's label",
+    "custom": "the property's margin function of the outputs",
+}
 RADIUS_NAMES = {"radius_lower": "certified lower bound", "radius_estimate": "estimate (paper's r̂)",
                 "radius_upper": "witness upper bound"}
 MAX_FAILURE_ROWS = 15
@@ -97,8 +107,10 @@ def _stats_row(kind: str, stats: RadiusStats, group: GroupSummary, rows: pd.Data
 
 
 def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSummary, manifest: dict,
-                  witnesses_root, facts: InputFacts, audit_config: dict | None = None) -> dict:
-    """One property section of the model report: `inputs` are the group's rows of the table."""
+                  witnesses_root, facts: InputFacts, audit_config: dict | None = None,
+                  set_domains: dict[str, dict] | None = None, model=None) -> dict:
+    """One property section of the model report: `inputs` are the group's rows of the table;
+    `manifest` with the effective input domain (model_domain_manifest)."""
     model_rows = inputs  # the criteria of this section read exactly these rows
     verdicts = [dict(verdict_dict(v), note=misclassified_note(v, model_rows, facts)) for v in summary.criterion_verdicts
                 if v.model == group.model and v.criterion is not None
@@ -113,7 +125,8 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "property": group.property, "norm": norm_name(group.norm), "unit": unit, "unit_short": unit_text(group.scale),
         "scale": scale_text(group.scale),
         "specification": property_specification(group.property, group.norm, audit_config, group.model, inputs,
-                                                 _domain_text(manifest.get("domain"), "")),
+                                                 domain_text(manifest.get("domain"), manifest.get("feature_names")) or "",
+                                                 set_domains),
         "estimate_capped": _estimate_capped(group),
         "max_radius": fmt_number(group.max_radius), "input_sets": ", ".join(group.input_sets) or "—",
         "n_inputs": group.n_inputs, "n_ok": group.n_ok, "n_violated_at_input": group.n_violated_at_input,
@@ -125,6 +138,8 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "note": group.availability_note() or "",
         "stats": [_stats_row(k, getattr(group, k), group, inputs) for k in RADIUS_NAMES],
         "curve": curve_rows(group, criteria_radii), "verdicts": verdicts,
+        "curve_has_criterion": any(r in criteria_radii for r in group.radii),
+        "margin_meaning": _margin_meaning(group.property, audit_config, inputs),
         "inputs": input_table(inputs, facts, MAX_INPUT_ROWS),
         "certify_methods": ", ".join(f"{m} ({c})" for m, c in group.certify_methods.items()) or "none",
         "n_budget_exhausted": int(sum(extra_dict(e).get("certify_budget_exhausted", False) for e in inputs["extra"])),
@@ -132,7 +147,7 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "outcomes": _outcome_counts(inputs),
         "figure": property_figure(inputs, group) or "",
         "worst_cases": [dict(vars(v), misclassified=facts.misclassified((v.input_set, v.input_id)))
-                        for v in worst_case_views(inputs, manifest, witnesses_root)],
+                        for v in worst_case_views(inputs, manifest, witnesses_root, model=model)],
         "violated_at_input": violation_causes(inputs, facts, MAX_FAILURE_ROWS),
         "failures": [{"input_set": r.input_set, "input_id": r.input_id, "outcome": r.outcome, "status": r.status}
                      for r in failed.head(MAX_FAILURE_ROWS).itertuples()],
@@ -140,6 +155,16 @@ def group_section(group: GroupSummary, inputs: pd.DataFrame, summary: AuditSumma
         "evaluations": f"{int(inputs['evaluations'].sum()):,}",
         "certify_work": f"{_certify_work(inputs):,}",
     }
+
+
+def _margin_meaning(property_name: str, audit_config: dict | None, inputs: pd.DataFrame) -> str:
+    """What the per-input margin w means for this property, with its threshold c."""
+    spec = ((audit_config or {}).get("properties") or {}).get(property_name) or {}
+    kind = str(spec.get("kind") or property_name)
+    what = MARGIN_MEANING.get(kind, "the property's margin")
+    thresholds = sorted({float(t) for t in inputs["threshold"] if t == t}) if len(inputs) else []
+    c = fmt_number(thresholds[0]) if len(thresholds) == 1 else "the row's threshold"
+    return f"w = {what}; the property holds while w > {c}"
 
 
 def curve_rows(group: GroupSummary, criteria_radii: set[float]) -> list[dict]:
@@ -230,7 +255,9 @@ def basis_statement(verdicts: list[Verdict]) -> dict:
 
 
 def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, provenance: dict, audit_date,
-                  witnesses_root, attachment_name: str, audit_config: dict | None = None) -> dict:
+                  witnesses_root, attachment_name: str, audit_config: dict | None = None, model_path=None) -> dict:
+    """The model report's context; model_path: the audited artifact, run on each shown
+    witness to state its outputs and decision (None: not stated)."""
     model = str(manifest.get("name") or "")
     summary = summary.for_model(model)
     rows = table.loc[table["model"] == model]
@@ -242,10 +269,17 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
         overall = Verdict(model, "overall", INCONCLUSIVE, None, "no results for this model in the audit table")
     groups = sorted(summary.groups, key=lambda g: (g.property, g.norm))
     facts = input_facts(rows, manifest)
+    set_domains = input_set_domains(provenance)
+    audited_sets = sorted(set(rows["input_set"]))
+    measured = model_domain_manifest(manifest, set_domains, audited_sets)
+    audited_model = _load_model(model_path)
     sections = [group_section(g, rows.loc[(rows["property"] == g.property) & (rows["norm"] == g.norm)],
-                              summary, manifest, witnesses_root, facts, audit_config) for g in groups]
+                              summary, measured, witnesses_root, facts, audit_config, set_domains,
+                              audited_model) for g in groups]
     failed_model = len(rows) > 0 and not rows["status"].isin(["ok", "violated_at_input"]).any()
     context = common_context(provenance, audit_date, f"Safety risk audit: {model}")
+    context_domain = (domain_text(measured.get("domain"), manifest.get("feature_names"))
+                      or "not recorded (unbounded)")
     context.update({
         "model": {"name": model, "hashes": [{"name": k, "value": v} for k, v in hashes.items()],
                   "sha256": hashes.get("artifact") or next(iter(hashes.values()), None) or
@@ -256,8 +290,8 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
                   "accuracy": _accuracy_text(manifest),
                   "audited_accuracy": accuracy_view(facts),
                   "classes": ", ".join(map(str, manifest.get("class_names") or [])) or "—",
-                  "domain": _domain_text(manifest.get("domain"), domain_rows(
-                      audit_config, model, sorted(set(rows["input_set"]))) if audit_config else "")},
+                  "domain": domain_text(manifest.get("domain"), manifest.get("feature_names")) or domain_rows(
+                      audit_config or {}, model, audited_sets, "", set_domains)},
         "hash_mismatch": mismatched,
         "overall": verdict_dict(overall),
         "failed_model": failed_model,
@@ -265,7 +299,7 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
         "input_sets": ", ".join(sorted(set(rows["input_set"]))) or "—",
         "property_verdicts": [verdict_dict(v) for v in summary.property_verdicts],
         "criterion_verdicts": [dict(verdict_dict(v), note=misclassified_note(v, rows, facts))
-                               for v in summary.criterion_verdicts],
+                               for v in summary.criterion_verdicts] + _not_applying(summary, model, audit_config),
         "basis": basis_statement(summary.criterion_verdicts),
         "sections": sections,
         "specification_supplied": audit_config is not None,
@@ -277,10 +311,30 @@ def model_context(table: pd.DataFrame, summary: AuditSummary, manifest: dict, pr
                       "median_estimate": _capped_text(s["stats"][1]["median"], s["estimate_capped"])}
                      for s in sections],
         "provenance": provenance_rows(provenance, rows),
-        "manifest_rows": manifest_rows(manifest),
+        "manifest_rows": manifest_rows(manifest, "" if manifest.get("domain") is not None else
+                                       f"radii are measured in the input set's domain: {context_domain}"),
         "attachment_name": attachment_name,
     })
     return context
+
+
+NOT_APPLYING = "does not apply to this model (property not audited for it)"
+
+
+def _not_applying(summary: AuditSummary, model: str, audit_config: dict | None = None) -> list[dict]:
+    """Rows of the criteria that read no result of `model` (its property is not audited for it),
+    labelled with the unit its property's `scale` gives in the audit config."""
+    from dataclasses import replace
+
+    properties = (audit_config or {}).get("properties") or {}
+    applied = {(v.criterion.property, v.criterion.radius, v.criterion.min_fraction, v.criterion.basis)
+               for v in summary.criterion_verdicts if v.criterion is not None and v.model == model}
+    return [{"verdict": "—", "label": "does not apply", "basis": "none", "reason": NOT_APPLYING,
+             "scope": (c if c.scale or c.property not in properties else
+                       replace(c, scale=str((properties[c.property] or {}).get("scale", "input")))).label,
+             "css": "none", "fraction_low": "—", "fraction_high": "—", "note": ""}
+            for c in summary.criteria if c.model in (None, model)
+            and (c.property, c.radius, c.min_fraction, c.basis) not in applied]
 
 
 def _outcome_counts(inputs: pd.DataFrame) -> str:
@@ -313,26 +367,57 @@ def _capped_text(text: str, capped: bool) -> str:
 def _decision_text(manifest: dict) -> str:
     """How the model decides; a regression model decides nothing (its 'argmax' default is moot)."""
     if str(manifest.get("output_kind") or "") == "regression":
-        return "none (outputs are values)"
+        return ("not used: the outputs are values, not classes (the export's default decision "
+                f"'{manifest.get('decision') or 'argmax'}' does not apply)")
     return str(manifest.get("decision") or "—")
 
 
 def _accuracy_text(manifest: dict) -> str:
-    accuracy = manifest.get("accuracy", (manifest.get("check") or {}).get("accuracy"))
-    return fmt_percent(accuracy) if isinstance(accuracy, (int, float)) else "—"
+    """The export check's accuracy ('' when it measured none)."""
+    check = manifest.get("check") or {}
+    accuracy = manifest.get("accuracy", check.get("accuracy"))
+    if not isinstance(accuracy, (int, float)):
+        return ""
+    rows = check.get("n_labels") or check.get("n_rows")
+    return fmt_percent(accuracy) + (f" on {rows} labelled rows checked at export" if rows else "")
 
 
-def _domain_text(domain, fallback: str = "not recorded in the model's manifest") -> str:
-    if domain is None:
-        return fallback
-    if isinstance(domain, dict):
-        lo, hi = domain.get("lo", domain.get("lower")), domain.get("hi", domain.get("upper"))
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
-            return f"[{lo:g}, {hi:g}] per feature"
-        if isinstance(lo, list) and isinstance(hi, list) and lo and hi:
-            return f"per-feature box, {len(lo)} features, [{min(lo):g} … {max(hi):g}]"
-        return ", ".join(f"{k}: {v}" for k, v in sorted(domain.items()) if not isinstance(v, (list, dict)))
-    return str(domain)
+def _load_model(path):
+    """The audited artifact as a saferisk Model on the CPU (None without a path)."""
+    if path is None:
+        return None
+    from saferisk.models import load_model
+
+    return load_model(path, device="cpu")
+
+
+def input_set_domains(provenance: dict) -> dict[str, dict]:
+    """{input set: {lower, upper}}: the domains the prepared input sets record (provenance
+    'input_sets', saferisk.steps.provenance.input_sets_provenance)."""
+    sets = provenance.get("input_sets") or {}
+    return {str(k): v["domain"] for k, v in sorted(sets.items())
+            if isinstance(v, dict) and isinstance(v.get("domain"), dict)}
+
+
+def model_domain_manifest(manifest: dict, set_domains: dict[str, dict], input_sets: list[str]) -> dict:
+    """The manifest with the domain radii were measured in (saferisk.data.domain.effective_domain):
+    its own, else the one domain its audited input sets record (all equal), else none."""
+    if manifest.get("domain") is not None:
+        return manifest
+    domains = [set_domains[s] for s in input_sets if s in set_domains]
+    if domains and len(domains) == len(input_sets) and all(d == domains[0] for d in domains):
+        return dict(manifest, domain=domains[0])
+    return manifest
+
+
+def _criteria_labels(summary: AuditSummary) -> list[str]:
+    """The criteria as their verdicts name them (a criterion without norm once per measured
+    norm), then those that read no result."""
+    labels = list(dict.fromkeys(v.scope for v in summary.criterion_verdicts if v.criterion is not None))
+    judged = {(v.criterion.property, v.criterion.radius, v.criterion.min_fraction, v.criterion.basis, v.criterion.model)
+              for v in summary.criterion_verdicts if v.criterion is not None}
+    return labels + [f"{c.label}: no audited model measures it" for c in summary.criteria
+                     if (c.property, c.radius, c.min_fraction, c.basis, c.model) not in judged]
 
 
 def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[str, dict], provenance: dict,
@@ -390,7 +475,7 @@ def summary_context(table: pd.DataFrame, summary: AuditSummary, manifests: dict[
                                table.loc[(table["property"] == first.property) & (table["norm"] == first.norm)])})
     context = common_context(provenance, audit_date, "Safety risk audit: summary")
     context.update({"models": models, "keys": keys, "matrix": matrix, "properties": properties,
-                    "criteria": [c.label for c in summary.criteria],
+                    "criteria": _criteria_labels(summary),
                     "basis": basis_statement(summary.criterion_verdicts),
                     "provenance": provenance_rows(provenance, table), "n_rows": int(len(table)),
                     "glossary": glossary_rows(), "specification_supplied": audit_config is not None,

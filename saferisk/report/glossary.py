@@ -45,10 +45,11 @@ COLUMN_GLOSSARY: dict[str, str] = {
              "feature's domain width (a change of 0.1 moves a feature by 10% of its range).",
     "search_mode": "The witness/Lipschitz search and its settings (mode, starts, iterations, evaluation budget).",
     "evaluations": "Forward evaluations of the model the search spent on this input.",
-    "seconds": "Wall-clock seconds of the search (not in the attached CSV: machine-dependent, kept in "
-               "<table>.timings.csv).",
-    "certify_seconds": "Wall-clock seconds of the certification (not in the attached CSV: machine-dependent, "
-                       "kept in <table>.timings.csv).",
+    "seconds": "Wall-clock seconds of the search. Not in the attached CSV and not part of the evidence: it "
+               "depends on the machine; the pipeline keeps it beside the model's results table, as "
+               "<model>.timings.csv in the audit's tables folder.",
+    "certify_seconds": "Wall-clock seconds of the certification. Not in the attached CSV and not part of the "
+                       "evidence: it depends on the machine; kept as <model>.timings.csv in the audit's tables folder.",
     "device": "Where the radius job ran (cpu, cuda:0, ...).",
     "evaluator": "What ran the forward passes: torch (saferisk's graph of the model) or onnxruntime.",
     "seed": "Random seed of the search (results are reproducible for a fixed seed).",
@@ -68,9 +69,19 @@ COLUMN_GLOSSARY: dict[str, str] = {
 }
 
 
+def code_markup(text: str):
+    """`text` escaped for HTML, with each `name` in backticks set as <code>name</code>."""
+    from markupsafe import Markup, escape
+
+    parts = str(text).split("`")
+    return Markup("".join(str(escape(p)) if i % 2 == 0 else f"<code>{escape(p)}</code>"
+                          for i, p in enumerate(parts)))
+
+
 def glossary_rows() -> list[dict]:
-    """[{'column', 'meaning', 'in_csv'}] for every table column, in table order."""
+    """[{'column', 'meaning', 'in_csv'}] for every table column, in table order (meaning:
+    HTML markup, names in backticks as code)."""
     missing = [c for c in TABLE_COLUMNS if c not in COLUMN_GLOSSARY]
     if missing:
         raise KeyError(f"saferisk.report.glossary lacks a line for table column(s) {', '.join(missing)}")
-    return [{"column": c, "meaning": COLUMN_GLOSSARY[c], "in_csv": c not in TIMING_COLUMNS} for c in TABLE_COLUMNS]
+    return [{"column": c, "meaning": code_markup(COLUMN_GLOSSARY[c]), "in_csv": c not in TIMING_COLUMNS} for c in TABLE_COLUMNS]

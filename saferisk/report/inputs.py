@@ -96,7 +96,10 @@ def accuracy_view(facts: InputFacts) -> dict:
                                      "input_id": [k[1] for k in wrong]}))
     named = [(s, i) for s, i in zip(order["input_set"], order["input_id"])]
     return {"available": True, "text": text,
-            "misclassified": [{"name": f"{s}/{i}", "text": facts.describe((s, i))} for s, i in named]}
+            "misclassified": [{"name": f"{s}/{i}", "text": facts.describe((s, i)),
+                               "short": f"input {i} ({s}): label {facts.class_text(facts.labels.get((s, i)))}, "
+                                        f"predicted {facts.class_text(facts.decisions.get((s, i)))}"}
+                              for s, i in named]}
 
 
 def _radius_cell(value, violated: bool) -> str:
@@ -127,6 +130,7 @@ def input_table(inputs: pd.DataFrame, facts: InputFacts, max_rows: int) -> dict:
                      "lower": fmt_number(row["radius_lower"]) if not violated else "0",
                      "estimate": _radius_cell(row["radius_estimate"], violated),
                      "upper": _radius_cell(row["radius_upper"], violated),
+                     "margin": fmt_number(row["value_at_x0"]),
                      "outcome": str(row["outcome"]), "reference": references[i]})
     return {"rows": rows, "n_hidden": len(inputs) - len(shown), "classifies": facts.classifies,
             "has_reference": any(references)}

@@ -65,6 +65,9 @@ def _radius_axis(ax, top: float | None) -> None:
     """x from r = 0 to the maximum radius searched (a little beyond, so a step there shows)."""
     ax.set_xlim(0, (top or 1.0) * 1.02)
     ax.set_ylim(*FRACTION_YLIM)
+    if top:  # ticks at 0, top/3, 2 top/3 and the maximum radius itself
+        ax.set_xticks([top * k / 3 for k in range(4)])
+        ax.set_xticklabels([f"{top * k / 3:.3g}" for k in range(4)])
 
 
 @_with_style
@@ -101,12 +104,13 @@ def _distribution_panel(ax, rows: pd.DataFrame, group: GroupSummary) -> None:
 def _fraction_panel(ax, group: GroupSummary) -> None:
     radii = np.asarray(group.radii, dtype=float)
     if radii.size:
-        ax.step(radii, 1 - np.asarray(group.risk_fraction), where="post", color=COLORS["radius_upper"],
-                linestyle=":", linewidth=1.6, label="no witness found (upper bound)")
         ax.step(radii, group.estimate_fraction, where="post", color=COLORS["radius_estimate"],
                 linestyle="--", label="estimated safe (not a guarantee)")
         ax.step(radii, group.certified_fraction, where="post", color=COLORS["radius_lower"],
                 label="certified safe (sound)")
+        # drawn last, dotted and thick: visible where it coincides with another curve
+        ax.step(radii, 1 - np.asarray(group.risk_fraction), where="post", color=COLORS["radius_upper"],
+                linestyle=":", linewidth=2.0, label="no witness found (upper bound)", zorder=3)
     _radius_axis(ax, group.max_radius or (float(radii.max()) if radii.size else None))
     ax.set_title("fraction of inputs safe at radius r")
     ax.set_xlabel(_radius_label(group))
@@ -155,7 +159,7 @@ def comparison_figure(groups: list[GroupSummary]) -> str | None:
         return None
     top = max((g.max_radius or max(g.radii)) for g in groups)
     fig = Figure(figsize=(7.2, 2.6))
-    panels = fig.subplots(1, 3, sharex=True, sharey=True, gridspec_kw={"wspace": 0.12})
+    panels = fig.subplots(1, 3, sharex=True, sharey=True, gridspec_kw={"wspace": 0.22})
     handles = []
     for index, group in enumerate(groups):
         color = MODEL_COLORS[index % len(MODEL_COLORS)]

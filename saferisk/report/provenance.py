@@ -139,25 +139,61 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
         return ", ".join(sorted({str(v) for v in table[column] if str(v) != ""})) or "—"
 
     evaluations = int(table["evaluations"].sum()) if len(table) else 0
-    rows += [_row("saferisk versions (table)", distinct("saferisk_version")), _row("devices (table)", distinct("device")),
-             _row("forward evaluators (table)", distinct("evaluator")), _row("seeds (table)", distinct("seed")),
-             _row("search modes (table)", distinct("search_mode")),
-             _row("search forward evaluations (table, sum)", f"{evaluations:,}"),
-             _row("certification bound passes (table, sum)", f"{sum(_extra(e).get('certify_work', 0) for e in table['extra']):,}")]
+    rows += [_row("saferisk versions in the results", distinct("saferisk_version")),
+             _row("devices in the results", distinct("device")),
+             _row("forward evaluators in the results", distinct("evaluator")), _row("seeds in the results", distinct("seed")),
+             _row("search modes in the results", distinct("search_mode")),
+             _row("search forward evaluations in the results (sum)", f"{evaluations:,}"),
+             _row("certification bound passes in the results (sum)",
+                  f"{sum(_extra(e).get('certify_work', 0) for e in table['extra']):,}")]
     return rows
 
 
-def manifest_rows(manifest: dict) -> list[dict]:
-    """The model manifest as labelled rows: scalars inline, nested entries as YAML blocks."""
+#: readable labels of the export manifest's keys (others: the key with spaces)
+MANIFEST_LABELS = {
+    "certify_memory": "certification memory plan (internal: sizes of the bound computation, used to fit it "
+                      "into memory; no result depends on it)",
+    "check": "export check",
+    "versions": "software versions at export",
+    "artifact_sha256": "artifact SHA-256",
+    "artifact_opset": "ONNX opset",
+}
+
+
+def export_check_text(check: dict) -> str:
+    """The manifest's export check in words: the exported ONNX against the source model."""
+    inputs = str(check.get("inputs") or "")
+    parts = inputs.split(":")
+    if len(parts) == 3 and parts[0] == "random":
+        on = f"{parts[1]} random inputs (seed {parts[2].removeprefix('seed')})"
+    else:
+        on = f"{check.get('n_rows', '?')} inputs ({inputs or 'not recorded'})"
+    text = (f"the exported ONNX gives the source model's outputs on {on}: largest difference "
+            f"{check.get('max_abs_diff', '—')}, allowed {check.get('tolerance', '—')}")
+    if isinstance(check.get("accuracy"), (int, float)):
+        text += f"; accuracy {100 * check['accuracy']:.4g}% on {check.get('n_labels') or check.get('n_rows')} labelled rows"
+    return text
+
+
+def manifest_rows(manifest: dict, domain_note: str = "") -> list[dict]:
+    """The model manifest as labelled rows: scalars inline, nested entries as YAML blocks, the
+    export check in words; domain_note: what applies when the manifest records no domain."""
     rows = []
     for key in sorted(k for k in manifest if k != "name"):
         value = manifest[key]
+        label = MANIFEST_LABELS.get(key, key.replace("_", " "))
+        if key == "check" and isinstance(value, dict):
+            rows.append(_row(label, export_check_text(value)))
+            continue
+        if key == "domain" and value is None and domain_note:
+            rows.append(_row(label, f"— (none set at export; {domain_note})"))
+            continue
         if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
-            rows.append(_row(key.replace("_", " "), yaml_text(value) if value else "—", mono="sha256" in json.dumps(value)))
+            rows.append(_row(label, yaml_text(value) if value else "—", mono="sha256" in json.dumps(value)))
         elif isinstance(value, list):
-            rows.append(_row(key.replace("_", " "), ", ".join(map(str, value)) or "—"))
+            rows.append(_row(label, ", ".join(map(str, value)) or "—"))
         else:
-            rows.append(_row(key.replace("_", " "), "—" if value is None else str(value), mono="sha256" in key))
+            rows.append(_row(label, "—" if value is None else str(value), mono="sha256" in key))
     return rows
 
 
@@ -192,17 +228,17 @@ def speed_dependence(rows: pd.DataFrame, summary: AuditSummary, models: list[str
     names = [f"{m} {p}-{n} ({c} input{'s' if c != 1 else ''})" if len(models) > 1 else
              f"{p}-{n} ({c} input{'s' if c != 1 else ''})" for (m, p, n), c in groups.items()]
     if not len(capped):
-        text = ("No certification was ended by the wall-clock cap (certify.time_budget_s): every certified bound "
+        text = ("No certification was ended by the wall-clock cap (the certification's time_budget_s setting): every certified bound "
                 "was ended by the work budget or closed its bracket, and the search has a fixed evaluation budget. "
                 "The same inputs, config and code give the same bounds and verdicts on a faster or slower machine.")
     elif criteria:
-        text = (f"The wall-clock cap (certify.time_budget_s) ended the certification of {len(capped)} result"
+        text = (f"The wall-clock cap (the certification's time_budget_s setting) ended the certification of {len(capped)} result"
                 f"{'s' if len(capped) != 1 else ''}: {'; '.join(names)}. Their certified lower bounds depend on the "
                 "machine's speed (a faster machine may certify more), so these verdicts could change on another "
-                f"machine: {'; '.join(criteria)}. Raise certify.time_budget_s (or rely on certify.work_budget) to remove "
+                f"machine: {'; '.join(criteria)}. Raise the certification's time_budget_s (or rely on its work_budget) to remove "
                 "the dependence.")
     else:
-        text = (f"The wall-clock cap (certify.time_budget_s) ended the certification of {len(capped)} result"
+        text = (f"The wall-clock cap (the certification's time_budget_s setting) ended the certification of {len(capped)} result"
                 f"{'s' if len(capped) != 1 else ''}: {'; '.join(names)}. Their certified lower bounds depend on the "
                 "machine's speed, but no verdict rests on them: no verdict could change on a faster machine.")
     return {"n_capped": int(len(capped)), "groups": names, "criteria": criteria, "text": text}
@@ -218,6 +254,7 @@ def record_context(provenance: dict, document_id: str, attachments: list, config
             "config_sha256": str(provenance.get("config_sha256") or "not recorded"),
             "model_config_sha256": model_subset if isinstance(model_subset, str) else "",
             "git": _git_text(git) if git is not None else "not recorded",
+            "git_dirty": isinstance(git, dict) and git.get("dirty") is True,
             "config_sections": config_sections(config),
             "attachments": [a.view() for a in attachments],
             "speed": speed,

@@ -61,7 +61,7 @@ def requirement_text(prop) -> tuple[str, str]:
                 f"{_num(prop.epsilon)} within the radius (at or below it the output is near-uniform)",
                 f"an input within the radius where KL(uniform ‖ {outputs}) ≤ {_num(prop.epsilon)}")
     if kind == "invariance":
-        return (f"for each of the k {prop.k} nearest audited input(s) with a different label (the reference "
+        return (f"for each of the k = {prop.k} nearest audited input(s) with a different label (the reference "
                 "inputs), the model must not give the reference, or any input within the radius of it, the "
                 "label of this input; the radius is measured around the reference",
                 "an input within the radius of a reference input that the model gives this input's label "
@@ -77,7 +77,7 @@ def requirement_text(prop) -> tuple[str, str]:
 
 
 def parameters_text(prop) -> str:
-    """'epsilon 0.1, outputs logits': every parameter of the property, defaults included."""
+    """'epsilon = 0.1, outputs = logits': every parameter of the property, defaults included."""
     parts = []
     for f in fields(prop):
         value = getattr(prop, f.name)
@@ -87,21 +87,33 @@ def parameters_text(prop) -> str:
             value = _num(value)
         elif isinstance(value, tuple) and len(str(value)) > 80:
             value = f"({len(value)} entries)"
-        parts.append(f"{f.name} {value}")
+        parts.append(f"{f.name} = {value}")
     return ", ".join(parts) or "none"
 
 
-def _domain_text(domain) -> str | None:
+MAX_DOMAIN_FEATURES = 6  # per-feature bounds listed in full up to this many features
+
+
+def domain_text(domain, feature_names=None) -> str | None:
+    """A domain {lower, upper} (scalars or per-feature lists) in words: '[0, 1] for every
+    feature', or each feature's interval ('x[0] in [0, 10]; ...'), shortened to the first
+    MAX_DOMAIN_FEATURES and the overall range when longer; None when not a domain."""
     if not isinstance(domain, dict):
         return None
-    lo, hi = domain.get("lower"), domain.get("upper")
+    lo, hi = domain.get("lower", domain.get("lo")), domain.get("upper", domain.get("hi"))
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
         return f"[{_num(lo)}, {_num(hi)}] for every feature"
-    if isinstance(lo, list) and isinstance(hi, list) and lo and hi:
-        if len(lo) <= 6:
-            return "; ".join(f"x[{i}] in [{_num(a)}, {_num(b)}]" for i, (a, b) in enumerate(zip(lo, hi)))
-        return f"a per-feature box of {len(lo)} features within [{_num(min(lo))}, {_num(max(hi))}]"
-    return None
+    if not (isinstance(lo, list) and isinstance(hi, list) and lo and len(lo) == len(hi)):
+        return None
+    if len(set(lo)) == 1 and len(set(hi)) == 1:
+        return f"[{_num(lo[0])}, {_num(hi[0])}] for each of the {len(lo)} features"
+    names = list(feature_names or [])
+    parts = [f"{names[i] if i < len(names) else f'x[{i}]'} in [{_num(a)}, {_num(b)}]"
+             for i, (a, b) in enumerate(zip(lo, hi))]
+    if len(parts) <= MAX_DOMAIN_FEATURES:
+        return "; ".join(parts)
+    return (f"{'; '.join(parts[:MAX_DOMAIN_FEATURES])}; … ({len(lo)} features, all within "
+            f"[{_num(min(lo))}, {_num(max(hi))}]; every bound is in the attached config or input set)")
 
 
 def model_spec(audit_config: dict | None, model: str | None) -> dict:
@@ -113,21 +125,53 @@ def model_spec(audit_config: dict | None, model: str | None) -> dict:
     return ((config.get("models") or {}).get(model or "")) or {}
 
 
-def domain_rows(audit_config: dict, model: str | None, input_sets: list[str], fallback: str = "") -> str:
-    """Where the changed inputs must stay: the model's domain and each input set's own (else
-    `fallback`, e.g. the domain of the model's export manifest)."""
+def domain_rows(audit_config: dict, model: str | None, input_sets: list[str], fallback: str = "",
+                set_domains: dict[str, dict] | None = None) -> str:
+    """Where the changed inputs must stay: the model's configured domain, else each input
+    set's own (its configured `domain`, else the domain its prepared shard records, in
+    `set_domains` {set: {lower, upper}}; else `fallback`, e.g. the export manifest's)."""
     parts = []
-    text = _domain_text(model_spec(audit_config, model).get("domain"))
+    text = domain_text(model_spec(audit_config, model).get("domain"))
     if text:
         parts.append(f"model {model}: {text}")
     for name in input_sets:
         spec = (audit_config.get("input_sets") or {}).get(name) or {}
-        text = _domain_text(spec.get("domain"))
+        text = domain_text(spec.get("domain")) or domain_text((set_domains or {}).get(name))
         if text:
-            parts.append(f"input set {name}: {text}")
+            source = f" (the box of {spec['box']})" if spec.get("box") else ""
+            parts.append(f"input set {name}{source}: {text}")
         elif spec.get("box"):
             parts.append(f"input set {name}: the box of {spec['box']}")
     return "; ".join(parts) or fallback or "not stated in the configuration"
+
+
+def input_set_text(audit_config: dict | None, name: str, n_rows: int) -> str:
+    """How an input set's inputs were made, from its config entry: 'the first 24 rows of
+    demo:digits_test.npz (24 inputs)', 'the centre of the box of demo:regression_net.json
+    plus 3 points drawn uniformly at random inside it (seed 0; 4 inputs)'."""
+    config = audit_config or {}
+    spec = (config.get("input_sets") or {}).get(name) or {}
+    seeds = config.get("seeds") or {}
+    count = f"{n_rows} input{'s' if n_rows != 1 else ''}"
+    if spec.get("box"):
+        samples = int(spec.get("samples") or 0)
+        drawn = (f" plus {samples} point{'s' if samples != 1 else ''} drawn uniformly at random inside it "
+                 f"(seed {seeds.get('samples', 0)}; the centre is input 'box', the points 'sample-0', …)"
+                 if samples else "")
+        return f"{name}: the centre of the box of {spec['box']}{drawn}; {count}"
+    if not spec.get("path"):
+        return f"{name}: {count}"
+    selection = spec.get("selection") or {}
+    if selection.get("first") is not None:
+        which = f"the first {selection['first']} rows of {spec['path']}"
+    elif selection.get("indices") is not None:
+        which = f"rows {', '.join(map(str, selection['indices'][:10]))}{', …' if len(selection['indices']) > 10 else ''} of {spec['path']}"
+    elif selection.get("per_class") is not None:
+        which = (f"{selection['per_class']} rows per label of {spec['path']}, drawn with seed "
+                 f"{seeds.get('selection', 0)}")
+    else:
+        which = f"every row of {spec['path']}"
+    return f"{name}: {which}; {count}"
 
 
 def search_text(search: dict) -> str:
@@ -150,7 +194,8 @@ def certify_text(certify: dict) -> str:
 
 
 def property_specification(name: str, norm: str, audit_config: dict | None, model: str | None,
-                           rows: pd.DataFrame, manifest_domain: str = "") -> dict:
+                           rows: pd.DataFrame, manifest_domain: str = "",
+                           set_domains: dict[str, dict] | None = None) -> dict:
     """{'supplied': bool, 'note': str, 'rows': [{'term', 'value'}]} for one (property, norm)."""
     input_sets = sorted({str(s) for s in rows["input_set"]}) if len(rows) else []
     unit = unit_text("/".join(sorted({str(s) for s in rows["scale"] if str(s)}))) if len(rows) else "—"
@@ -183,7 +228,10 @@ def property_specification(name: str, norm: str, audit_config: dict | None, mode
         {"term": "radius unit", "value": f"{unit_text(scale)} ({unit_words})"},
         {"term": "maximum radius searched", "value": f"{_num(spec['max_radius'])} ({unit_text(scale)}); nothing is "
                                                      "claimed beyond it"},
-        {"term": "input domain", "value": domain_rows(audit_config, model, input_sets, manifest_domain)
+        {"term": "inputs", "value": "; ".join(
+            input_set_text(audit_config, n, int(rows["input_id"].loc[rows["input_set"] == n].nunique()))
+            for n in input_sets) or "—"},
+        {"term": "input domain", "value": domain_rows(audit_config, model, input_sets, manifest_domain, set_domains)
          + "; every changed input stays inside it"},
         {"term": "witness search", "value": search_text(spec.get("search") or {})},
         {"term": "certification", "value": certify_text(spec.get("certify") or {})},

@@ -47,6 +47,9 @@ class WitnessView:
     outcome: str = ""  # the table's outcome word for this input (audit.table.OUTCOMES)
     label: str = ""  # the input's label ('' when unlabelled)
     decision: str = ""  # the model's decision at the unchanged input ('' when none)
+    outputs: list[dict] = field(default_factory=list)  # [{'name', 'x0', 'witness'}]: the model's outputs at both
+    witness_decision: str = ""  # the class the model decides at the witness (argmax; '' for regression)
+    x0_decision: str = ""  # the class it decides at the searched centre (the reference for invariance)
 
 
 def image_shape(input_shape) -> tuple[int, int, int] | None:
@@ -168,9 +171,30 @@ def _int_text(value) -> str:
     return "" if value is None or value is pd.NA or value != value else str(int(value))
 
 
-def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 4) -> list[WitnessView]:
+MAX_OUTPUTS_SHOWN = 4  # a card lists the outputs themselves up to this many (else only the decision)
+
+
+def add_outputs(view: WitnessView, model, x0: np.ndarray, witness: np.ndarray, classifies: bool) -> None:
+    """The model's outputs at the centre and at the witness (one deterministic CPU forward
+    pass each), and for a classifier the class decided at each (the model's argmax/argmin)."""
+    import torch
+
+    x = torch.as_tensor(np.stack([x0, witness]), dtype=torch.float64).to(model.dtype)
+    with torch.no_grad():
+        z = model.forward_flat(x).to("cpu", torch.float64).numpy().reshape(2, -1)
+    if z.shape[1] <= MAX_OUTPUTS_SHOWN:
+        view.outputs = [{"name": f"output {j}", "x0": float(z[0, j]), "witness": float(z[1, j])}
+                        for j in range(z.shape[1])]
+    if classifies and z.shape[1] > 1:
+        pick = np.argmin if getattr(model, "decision", "argmax") == "argmin" else np.argmax
+        view.x0_decision, view.witness_decision = str(int(pick(z[0]))), str(int(pick(z[1])))
+
+
+def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 4, model=None) -> list[WitnessView]:
     """The `count` assessed inputs (not violated at x0) with the smallest witness radius, each as a WitnessView (a missing or
-    unreadable witness file gives kind 'unavailable' with the reason in `note`)."""
+    unreadable witness file gives kind 'unavailable' with the reason in `note`). With `model`
+    (a saferisk Model of the audited artifact) each view also holds the outputs at the
+    centre and at the witness (add_outputs)."""
     found = rows.loc[rows["radius_upper"].notna() & (rows["status"] == "ok")]
     found = found.assign(_r=found["radius_upper"]).sort_values(["_r", "input_set", "input_id"], kind="mergesort")
     views = []
@@ -191,5 +215,7 @@ def worst_case_views(rows, manifest: dict, witnesses_root, count: int = 4) -> li
                     view.note = f"witness not available: shapes differ ({x0.size} vs {witness.size} values) in {ref}"
                 else:
                     view = witness_view(row, x0, witness, manifest)
+                    if model is not None:
+                        add_outputs(view, model, x0, witness, str(manifest.get("output_kind") or "") != "regression")
         views.append(view)
     return views

@@ -79,7 +79,7 @@ def versions() -> dict[str, str]:
     out = {"saferisk": __version__}
     for dist in ("torch", "snakemake", "onnx", "weasyprint"):
         try:
-            out[dist] = metadata.version(dist)
+            out[dist] = metadata.version(dist).split("+")[0]  # as the export manifest states it (no local build tag)
         except metadata.PackageNotFoundError:
             pass
     return out
@@ -157,13 +157,30 @@ def git_state(directory: str | Path = ".") -> GitState:
 
 
 def input_sets_provenance(manifest_paths: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """{input set: {rows, features, sha256}} from the input sets' manifest.json files."""
+    """{input set: {rows, features, sha256, domain}} from the input sets' manifest.json files;
+    domain {lower, upper} (per-feature lists) is the prepared set's own, read from its first
+    shard (None when it records none)."""
     out = {}
     for path in manifest_paths:
         manifest = json.loads(Path(path).read_text())
         out[str(manifest.get("input_set", Path(path).parent.name))] = {
-            "rows": manifest.get("rows"), "features": manifest.get("features"), "sha256": input_set_digest(manifest)}
+            "rows": manifest.get("rows"), "features": manifest.get("features"), "sha256": input_set_digest(manifest),
+            "domain": _input_set_domain(Path(path).parent, manifest)}
     return out
+
+
+def _input_set_domain(folder: Path, manifest: dict) -> dict[str, list[float]] | None:
+    """The domain a prepared input set's first shard records ({lower, upper}), else None."""
+    from saferisk.data.inputs import load_npz_input_set
+
+    shards = manifest.get("shards") or []
+    if not shards or not (folder / str(shards[0].get("file", ""))).is_file():
+        return None
+    domain = load_npz_input_set(folder / str(shards[0]["file"])).domain
+    if domain is None:
+        return None
+    return {"lower": [float(v) for v in domain.lower.reshape(-1).tolist()],
+            "upper": [float(v) for v in domain.upper.reshape(-1).tolist()]}
 
 
 def report_provenance(report_options: dict, table_path: str, extra: dict, source_dir: str | Path = ".") -> dict:

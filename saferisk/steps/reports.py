@@ -34,7 +34,7 @@ def model_manifest(model_name: str, manifest_path: str, model_spec: dict | None 
 
 def render(table, summary, manifests: dict[str, dict], provenance: dict, out_path: str, templates_dir,
            witnesses_root: str | None = None, cross_model: bool = False, audit_config: dict | None = None,
-           out_html: str | None = None) -> str:
+           out_html: str | None = None, model_path: str | None = None) -> str:
     """One report PDF (and its HTML page when out_html): the summary report over `manifests`
     when cross_model (or several), else the model report of the single manifest."""
     from saferisk import report
@@ -45,7 +45,8 @@ def render(table, summary, manifests: dict[str, dict], provenance: dict, out_pat
     else:
         manifest = next(iter(manifests.values()))
         path = report.render_model_report(table, summary, manifest, provenance, out_path, templates_dir=templates_dir,
-                                          witnesses_root=witnesses_root, audit_config=audit_config, out_html=out_html)
+                                          witnesses_root=witnesses_root, audit_config=audit_config, out_html=out_html,
+                                          model_path=model_path)
     log.info("report %s%s", path, f" and {out_html}" if out_html else "")
     return str(path)
 
@@ -64,10 +65,11 @@ def report_model_step(*, model_name: str, table_path: str, summary_path: str, ma
         "model_source": model_spec.get("source"), "config_sha256": config_sha256,
         "model_config_sha256": model_config_sha256, "input_sets": input_sets_provenance(input_manifest_paths)},
         source_dir=source_dir)
-    return render(read_table(table_path), read_summary(summary_path),
-                  {model_name: model_manifest(model_name, manifest_path, model_spec)}, provenance, out_path,
+    manifest = model_manifest(model_name, manifest_path, model_spec)
+    artifact = Path(manifest_path).parent / str(manifest.get("artifact") or "model.onnx")
+    return render(read_table(table_path), read_summary(summary_path), {model_name: manifest}, provenance, out_path,
                   templates_dir, witnesses_root=layout.witness_root(model_name), audit_config=audit_config,
-                  out_html=out_html)
+                  out_html=out_html, model_path=str(artifact) if artifact.is_file() else None)
 
 
 def report_summary_step(*, table_path: str, summary_path: str, manifest_paths: dict[str, str],

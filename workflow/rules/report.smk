@@ -6,6 +6,7 @@ rule report_model:
         table=layout.model_table("{model}"),
         summary=layout.model_table("{model}", "summary.json"),
         manifest=layout.model_manifest("{model}"),
+        model=layout.model_artifact("{model}"),  # runs the witnesses for their decisions
         input_manifests=get_model_input_manifests,
         witnesses=get_model_witnesses,
         assets=get_report_assets,

@@ -263,10 +263,11 @@ def test_verdict_reasons_name_property_norm_radius_and_unit():
                 {"property": "robustness", "norm": "inf", "radius": 0.02, "min_fraction": 0.7, "basis": "estimate"}]
     certified, estimate = summarize(table_from_results(TEN), criteria).criterion_verdicts
     assert certified.reason == ("robustness, L∞ norm: 6 of 10 inputs certified safe within radius 0.02 (input units); "
-                                "2 have a witness within 0.02; required: at least 60% of inputs")
+                                "2 have a witness within 0.02; required: at least 60% of inputs "
+                                "(of 10 inputs at most 4 may be not safe)")
     assert estimate.reason == ("robustness, L∞ norm: 7 of 10 inputs estimated safe within radius 0.02 (input units) "
                                "(not a guarantee); 2 have a witness within 0.02; 1 unknown; required: at least 70% "
-                               "of inputs")
+                               "of inputs (of 10 inputs at most 3 may be not safe)")
     domain = table_from_results([result(i, 0.03, 0.05, None, norm="2", scale="domain") for i in range(3)])
     verdict = summarize(domain, [{"property": "robustness", "radius": 0.02, "min_fraction": 1.0}]).criterion_verdicts[0]
     assert verdict.reason.startswith("robustness, L2 norm: 3 of 3 inputs certified safe within radius 0.02 "

@@ -383,8 +383,9 @@ def test_number_formats_for_auditors():
     from saferisk.report.render import fmt_percent
 
     assert fmt_percent(-1e-17) == "0.0%" and fmt_percent(0.25) == "25.0%" and fmt_percent(None) == "—"
-    assert Criterion("reachability", "inf", 0.05, 1.0).label == "reachability-inf: all inputs safe at r = 0.05 (certified)"
-    assert Criterion("robustness", None, 0.02, 0.95).label.startswith("robustness: at least 95% of inputs")
+    assert (Criterion("reachability", "inf", 0.05, 1.0, scale="domain").label
+            == "reachability-inf: all inputs safe within L∞ radius 0.05 (fraction of domain width), certified")
+    assert Criterion("robustness", None, 0.02, 0.95).label.startswith("robustness (each measured norm): at least 95% of inputs")
     assert _capped_text("0.3", True) == "≥ 0.3 (max radius)" and _capped_text("0.1", False) == "0.1"
     assert _min_upper_text("0", 1) == "0 (violated at an input)" and _min_upper_text("0", 0) == "0"
 

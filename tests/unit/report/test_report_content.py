@@ -107,8 +107,8 @@ def test_each_property_states_its_specification(audit):
     assert "mode fast, budget 2,000 forward evaluations per input" in robustness
     assert "method crown, work budget 400 bound passes per input" in robustness
     assert "model clf: [0, 1] for every feature; input set test: [0, 1] for every feature" in robustness
-    assert "epsilon 0.1" in section(clf, "uncertainty · L∞ norm What was tested", "What was found")
-    assert "invariance: k 1" in section(clf, "invariance · L∞ norm What was tested", "What was found")
+    assert "epsilon = 0.1" in section(clf, "uncertainty · L∞ norm What was tested", "What was found")
+    assert "invariance: k = 1" in section(clf, "invariance · L∞ norm What was tested", "What was found")
     reach = section(reg, "reachability · L∞ norm What was tested", "What was found")
     assert "output 0 must stay in [-1.5, 2]" in reach and "0.5 (fraction of domain width)" in reach
     assert "input set box: the box of demo:regression_net.json" in reach
@@ -125,10 +125,10 @@ def test_labels_predictions_accuracy_and_misclassified_inputs(audit):
     accuracy = f"{100 * correct / N:.1f}% ({correct} of {N} labelled inputs correct)"
     assert f"Accuracy on the audited inputs: {accuracy}; misclassified: test/{MISCLASSIFIED}" in text
     assert f"input {MISCLASSIFIED} (test): label 3, predicted 5 — misclassified" in text
-    assert "accuracy (manifest: the export check) —" in text
+    assert "accuracy at export" not in text and "(manifest: the export check)" not in text  # shown only when known
     # the per-input table: label, prediction, correctness, outcome per property
     per_input = section(text, "robustness · L∞ norm What was tested", "Worst-case inputs")
-    assert re.search(rf"test/{MISCLASSIFIED} 3 5 NO \(misclassified\) [\d.]+ [\d.]+ [\d.—]+ (violated|undecided)",
+    assert re.search(rf"test/{MISCLASSIFIED} 3 5 NO \(misclassified\) -?[\d.]+ [\d.]+ [\d.]+ [\d.—]+ (violated|undecided)",
                      per_input)
     assert "Radii: L∞ norm, input units" in per_input
     # a criterion that passes with the misclassified input among those counted says so
@@ -221,3 +221,70 @@ def test_reports_with_the_config_are_byte_identical(audit, tmp_path):
                                 tmp_path / "clf.pdf", witnesses_root=audit["root"] / "w-clf",
                                 audit_config=json.loads(json.dumps(AUDIT_CONFIG)))
     assert again.read_bytes() == audit["pdfs"]["clf"].read_bytes()
+
+
+BOX_DOMAIN = {"lower": [0.0, -1.0, 100.0], "upper": [10.0, 1.0, 1000.0]}
+
+
+@pytest.fixture(scope="module")
+def review_fixes(audit):
+    """The review's fixes: the box domain from the prepared input set, a dirty checkout, the
+    witness decided by the model itself, the HTML page beside the PDF."""
+    from saferisk.report import render_model_report
+
+    root, table, summary, manifests = audit["root"], audit["table"], audit["summary"], audit["manifests"]
+    provenance = dict(PROVENANCE, git={"commit": "ab" * 20, "dirty": True},
+                      input_sets={"box": {"rows": 4, "features": 3, "sha256": "ee" * 32, "domain": BOX_DOMAIN}})
+    reg = render_model_report(table, summary, manifests["reg"], provenance, root / "reg-box.pdf",
+                              witnesses_root=root / "w-reg", audit_config=AUDIT_CONFIG, out_html=root / "reg-box.html")
+    clf = render_model_report(table, summary, manifests["clf"], PROVENANCE, root / "clf-model.pdf",
+                              witnesses_root=root / "w-clf", audit_config=AUDIT_CONFIG,
+                              model_path="saferisk/demo/digits_cnn.onnx")
+    return {"reg": reg, "reg_html": root / "reg-box.html", "clf": clf}
+
+
+def test_box_domain_is_stated_and_witness_changes_converted(review_fixes):
+    text = flat(review_fixes["reg"])
+    assert "x[0] in [0, 10]; x[1] in [-1, 1]; x[2] in [100, 1000]" in text
+    assert "change (fraction of domain width)" in text and "not converted" not in text
+    assert "domain — (none set at export; radii are measured in the input set's domain" in text
+
+
+def test_dirty_checkout_is_a_warning_on_the_cover(review_fixes):
+    cover = " ".join(PdfReader(review_fixes["reg"]).pages[0].extract_text().split())
+    assert "Uncommitted changes:" in cover and "cannot be recovered from the commit alone" in cover
+
+
+def test_html_page_says_the_files_are_attached_to_the_pdf(review_fixes):
+    html = review_fixes["reg_html"].read_text()
+    pdf = flat(review_fixes["reg"])
+    assert "to the PDF report beside this page" in " ".join(html.split())
+    assert "to the PDF report beside this page" not in pdf and "attached to this PDF" in pdf
+
+
+def test_criteria_name_norm_and_unit_and_inapplicable_ones_are_listed(audit, review_fixes):
+    reg, clf = flat(review_fixes["reg"]), flat(audit["pdfs"]["clf"])
+    assert "reachability-inf: at least 50% of inputs safe within L∞ radius 0.01 (fraction of domain width)" in reg
+    assert "robustness-inf: at least 50% of inputs safe within L∞ radius 0.001 (input units), certified" in clf
+    assert "does not apply to this model (property not audited for it)" in reg
+    assert "reachability (each measured norm)" in clf and "does not apply to this model" in clf
+
+
+def test_witness_cards_state_the_decision_at_the_witness(audit, review_fixes):
+    import numpy as np
+    import torch
+
+    from saferisk.models import load_model
+    from saferisk.witness_file import load_witness
+
+    text = flat(review_fixes["clf"])
+    model = load_model("saferisk/demo/digits_cnn.onnx", device="cpu")
+    rows = audit["table"]
+    rows = rows.loc[(rows["model"] == "clf") & (rows["property"] == "robustness") & rows["radius_upper"].notna()]
+    first = rows.sort_values(["radius_upper", "input_set", "input_id"], kind="mergesort").iloc[0]
+    x0, witness = load_witness(audit["root"] / "w-clf", first["witness_ref"])
+    z = model.forward_flat(torch.as_tensor(np.stack([x0, witness])).to(model.dtype)).detach().numpy()
+    expected = (f"the model decides the original as {int(np.argmax(z[0]))} and the witness as "
+                f"{int(np.argmax(z[1]))}")
+    assert expected in section(text, "robustness · L∞ norm What was tested", "uncertainty · L∞ norm")
+    assert flat(review_fixes["clf"]) == text  # deterministic text
