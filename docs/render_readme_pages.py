@@ -1,6 +1,6 @@
 """Render pages of an audit report to PNG for the README (needs poppler's pdftoppm).
 
-    .venv/bin/python docs/render_readme_pages.py [PDF] [--pages 1 2 3] [--dpi 50] [--out docs/images]
+    .venv/bin/python docs/render_readme_pages.py [PDF] [--pages 1 2 12 13] [--dpi 50] [--out docs/images]
 
 PDF defaults to results/reports/<first model>.pdf (the first model report of the default
 audit, in name order, i.e. not summary.pdf). Writes docs/images/report-page-<N>.png.
@@ -41,7 +41,7 @@ def render_pages(pdf: Path, pages: list[int], out_dir: Path, dpi: int = 50) -> l
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pdf", nargs="?", type=Path, help="report PDF (default: first model report)")
-    parser.add_argument("--pages", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--pages", type=int, nargs="+", default=[1, 2, 12, 13])
     parser.add_argument("--dpi", type=int, default=50)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args(argv)
