@@ -53,6 +53,15 @@ def _extra_json(value) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=False, default=str)
 
 
+def extra_dict(text) -> dict:
+    """A row's `extra` JSON as a dict ({} when empty or unreadable)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _read_shard(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(path)

@@ -10,11 +10,11 @@ import pandas as pd
 from saferisk import __version__
 from saferisk.audit.states import input_states
 from saferisk.audit.summary import AuditSummary, GroupSummary, RadiusStats
-from saferisk.audit.table import OUTCOMES
+from saferisk.audit.table import OUTCOMES, extra_dict
 from saferisk.audit.verdict import FAIL, INCONCLUSIVE, PASS, Verdict, norm_name, unit_text
 from saferisk.report.glossary import glossary_rows
 from saferisk.report.inputs import (
-    InputFacts, accuracy_view, extra_dict, input_facts, input_table, misclassified_note, violation_causes,
+    InputFacts, accuracy_view, input_facts, input_table, misclassified_note, violation_causes,
 )
 from saferisk.report.plots import comparison_figure, property_figure
 from saferisk.report.provenance import manifest_rows, provenance_rows

@@ -6,14 +6,13 @@ the per-input table of a property section, and why an input violates a property 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from saferisk.audit.states import input_states
-from saferisk.audit.table import sort_table
+from saferisk.audit.table import extra_dict, sort_table
 from saferisk.audit.verdict import Verdict
 from saferisk.report.render import fmt_number, fmt_percent
 from saferisk.result import STATUS_VIOLATED_AT_INPUT
@@ -21,15 +20,6 @@ from saferisk.result import STATUS_VIOLATED_AT_INPUT
 
 def _int_or_none(value) -> int | None:
     return None if value is None or value is pd.NA or value != value else int(value)
-
-
-def extra_dict(text) -> dict:
-    """A row's `extra` JSON as a dict ({} when empty or unreadable)."""
-    try:
-        value = json.loads(text) if isinstance(text, str) and text else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass

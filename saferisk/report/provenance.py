@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from saferisk.audit.summary import AuditSummary
+from saferisk.audit.table import extra_dict
 
 #: labels of the provenance keys the workflow and `saferisk report` record
 LABELS = {
@@ -145,7 +146,7 @@ def provenance_rows(provenance: dict, table: pd.DataFrame) -> list[dict]:
              _row("search modes in the results", distinct("search_mode")),
              _row("search forward evaluations in the results (sum)", f"{evaluations:,}"),
              _row("certification bound passes in the results (sum)",
-                  f"{sum(_extra(e).get('certify_work', 0) for e in table['extra']):,}")]
+                  f"{sum(extra_dict(e).get('certify_work', 0) for e in table['extra']):,}")]
     return rows
 
 
@@ -205,21 +206,13 @@ def config_sections(config: dict | None) -> list[dict]:
     return [{"key": k, "title": k.replace("_", " ").capitalize(), "yaml": yaml_text(config[k])} for k in keys]
 
 
-def _extra(text) -> dict:
-    try:
-        value = json.loads(text) if isinstance(text, str) and text else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def speed_dependence(rows: pd.DataFrame, summary: AuditSummary, models: list[str]) -> dict:
     """Whether a verdict could change on a faster (or slower) machine: certification ended by
     the wall-clock cap (extra.certify_clock_capped) gives bounds that depend on the machine's
     speed; the work budget and the search budget end at the same point everywhere.
     {n_capped, groups: ['robustness-inf (3 inputs)'], criteria: [scope of each certified
     criterion of those groups], text}."""
-    capped = rows.loc[[bool(_extra(e).get("certify_clock_capped", False)) for e in rows["extra"]]]
+    capped = rows.loc[[bool(extra_dict(e).get("certify_clock_capped", False)) for e in rows["extra"]]]
     groups = capped.groupby(["model", "property", "norm"], sort=True).size() if len(capped) else pd.Series(dtype=int)
     keys = {(str(m), str(p), str(n)) for (m, p, n) in groups.index}
     criteria = sorted({v.scope for v in summary.criterion_verdicts if v.criterion is not None and v.model in models
