@@ -6,7 +6,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
+
+#: the zip entries' timestamp in saferisk's .npz files: the earliest a zip can hold, never the clock
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -74,6 +77,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def dumps_json(obj: Any) -> str:
     """Sorted, indented JSON with a trailing newline (NaN/inf are refused: use None)."""
     return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def npz_bytes(arrays: Iterable[tuple[str, Any]]) -> bytes:
+    """An uncompressed .npz (np.load reads it, allow_pickle=False) of (name, array) pairs in the
+    given order, with fixed zip timestamps and attributes: the same arrays give the same bytes,
+    whenever and wherever written."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays:
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+            info.create_system, info.external_attr = 3, 0o644 << 16
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
 
 
 def canonical_json(obj: Any) -> str:

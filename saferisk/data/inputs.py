@@ -27,10 +27,8 @@ import torch
 
 from saferisk.data.domain import Domain
 from saferisk.errors import DataError
-from saferisk.io import atomic_write
+from saferisk.io import atomic_write, npz_bytes as npz_of_arrays
 
-# A fixed zip timestamp makes saved shards byte-identical run to run.
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _NPZ_FORMAT = "saferisk-inputs-1"
 SAVED_KEY = "__saferisk__"  # the metadata member of a saved set
 
@@ -167,15 +165,7 @@ def _arrays_for_save(input_set: InputSet) -> list[tuple[str, np.ndarray]]:
 
 def npz_bytes(input_set: InputSet) -> bytes:
     """The `.npz` archive of a set: fixed member order and zip timestamps (byte-stable)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for key, array in _arrays_for_save(input_set):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
+    return npz_of_arrays(_arrays_for_save(input_set))
 
 
 def save_npz(input_set: InputSet, path: str | os.PathLike) -> None:

@@ -1,8 +1,8 @@
 """What a report PDF carries besides its pages: the attached files (the evidence table, the
 witness arrays, the resolved config) and the document ID derived from their content.
 
-Every attachment is bytes that depend on the audit only: the witness archive is a zip with
-fixed timestamps (np.savez would stamp the clock), the config the canonical JSON its
+Every attachment is bytes that depend on the audit only: the witness archive an .npz with
+fixed timestamps (saferisk.io.npz_bytes), the config the canonical JSON its
 SHA-256 is taken over (saferisk.io.canonical_json), so the hash can be
 checked from the PDF alone.
 """
@@ -10,20 +10,15 @@ checked from the PDF alone.
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+import saferisk.io
 from saferisk.io import canonical_json
-from saferisk.witness_file import load_witness
-
-#: the zip entries' timestamp: the earliest a zip can hold, never the clock
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
+from saferisk.witness_file import load_witness, witness_key, x0_key
 
 @dataclass(frozen=True)
 class ReportAttachment:
@@ -46,17 +41,9 @@ class ReportAttachment:
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An .npz (np.load reads it, allow_pickle=False) with the keys in sorted order and fixed
-    zip timestamps: the same arrays give the same bytes, whenever and wherever written."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for key in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_EPOCH)
-            info.create_system, info.external_attr = 3, 0o644 << 16
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
+    """An .npz of `arrays` with the keys in sorted order (saferisk.io.npz_bytes: fixed zip
+    timestamps): the same arrays give the same bytes, whatever the dict's order."""
+    return saferisk.io.npz_bytes(sorted(arrays.items()))
 
 
 @dataclass(frozen=True)
@@ -83,7 +70,7 @@ def witness_archive(rows: pd.DataFrame, witnesses_root) -> WitnessArchive | None
         except (FileNotFoundError, KeyError):
             missing.append(ref)
             continue
-        arrays[f"{ref}/x0"], arrays[f"{ref}/witness"] = x0, witness
+        arrays[x0_key(ref)], arrays[witness_key(ref)] = x0, witness
     if not arrays:
         return WitnessArchive(b"", 0, tuple(missing))
     return WitnessArchive(npz_bytes(arrays), len(arrays) // 2, tuple(missing))
