@@ -46,10 +46,11 @@ def distance(x: torch.Tensor, x0: torch.Tensor, norm: str, unit: torch.Tensor | 
     return torch.linalg.vector_norm(diff, ord=2, dim=-1)
 
 
-def _project_l1(v: torch.Tensor, radius: float) -> torch.Tensor:
-    """Euclidean projection of rows of v onto the L1 ball of `radius` (Duchi et al. 2008)."""
+def _project_l1(v: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of rows of v onto the L1 ball of `radius` ((B, 1) or scalar tensor;
+    Duchi et al. 2008)."""
     abs_v = v.abs()
-    inside = abs_v.sum(dim=-1) <= radius
+    inside = (abs_v.sum(dim=-1, keepdim=True) <= radius).squeeze(-1)
     if bool(inside.all()):
         return v
     mu, _ = abs_v.sort(dim=-1, descending=True)
@@ -62,14 +63,19 @@ def _project_l1(v: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.where(inside.unsqueeze(-1), v, projected)
 
 
-def project(x: torch.Tensor, x0: torch.Tensor, radius: float, norm: str, lower: torch.Tensor,
+def project(x: torch.Tensor, x0: torch.Tensor, radius: "float | torch.Tensor", norm: str, lower: torch.Tensor,
             upper: torch.Tensor, unit: torch.Tensor | None = None) -> torch.Tensor:
-    """Points of x (B, n) moved into B_p(x0, radius) ∩ [lower, upper]."""
+    """Points of x (B, n) moved into B_p(x0, radius) ∩ [lower, upper] (`radius`: one for all
+    rows, or a (B,) tensor, one per row)."""
     diff = x - x0
+    if isinstance(radius, torch.Tensor):
+        radius = radius.to(diff).reshape(-1, 1)
+    else:
+        radius = torch.tensor(float(radius), dtype=diff.dtype, device=diff.device)
     if unit is not None:
         diff = diff / unit
     if norm == "inf":
-        diff = diff.clamp(-radius, radius)
+        diff = torch.minimum(torch.maximum(diff, -radius), radius)
     elif norm == "2":
         length = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
         diff = diff * torch.clamp(radius / length.clamp_min(1e-30), max=1.0)

@@ -21,13 +21,17 @@ class SearchConfig:
     batched forward pass. mode "fast": polls a random subspace of `poll_coordinates`
     coordinates per iteration (2k points) and adds gradient-guided starts (PGD) when the model
     is differentiable; the black-box GPS keeps running beside them.
-    `budget` caps the forward evaluations per input (all phases together: 30% Lipschitz
-    search, 15% witness search, up to 15% overshooting, then moving the witness toward x0:
+    `budget` caps the forward evaluations per input (all phases together, each capped at a
+    share: 30% Lipschitz search, 30% minimal-norm attack, 15% witness search, 15% overshooting, then moving the witness toward x0:
     10% boundary projection + what is left for `tighten` with gradients, 40% black-box shrinking
     otherwise). `shrink_steps` bounds the tries of either way of moving the witness.
     `finite_differences`: a model without gradients (run by onnxruntime only) gets
     finite-difference gradient estimates for the witness search's gradient steps (every
     forward row counted in `budget`; saferisk.search.finite_difference); False keeps it black-box.
+    `attack_steps`, `attack_restarts`: the effort of the minimal-norm attack that opens the
+    witness search (saferisk.search.minimal_norm): iterations per run and runs per target
+    (one from x0, the others from random points near it); its runs share MINIMAL_NORM_BUDGET
+    of `budget`, the iterations cut to fit (0 steps: no minimal-norm attack).
     Mesh sizes are relative to the search box half-width per feature (mesh scaled per feature):
     a step of s moves feature i by s * halfwidth_i. expansion/contraction "auto" means the
     paper's 1.3/0.8 for low-dimensional inputs (n <= 16) and 2/0.5 otherwise.
@@ -49,6 +53,8 @@ class SearchConfig:
     chunk_size: int = 8192
     poll_evaluator: str = "model"
     finite_differences: bool = True
+    attack_steps: int = 200
+    attack_restarts: int = 2
 
     def __post_init__(self):
         if self.mode not in SEARCH_MODES:
@@ -59,9 +65,11 @@ class SearchConfig:
         for name in ("initial_mesh", "mesh_tolerance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"search {name} must be > 0")
-        for name in ("max_iterations", "n_starts", "budget", "chunk_size", "poll_coordinates"):
+        for name in ("max_iterations", "n_starts", "budget", "chunk_size", "poll_coordinates", "attack_restarts"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"search {name} must be >= 1")
+        if int(self.attack_steps) < 0:
+            raise ConfigError("search attack_steps must be >= 0")
         if self.expansion is not None and not self.expansion > 1:
             raise ConfigError("search expansion must be > 1")
         if self.contraction is not None and not 0 < self.contraction < 1:

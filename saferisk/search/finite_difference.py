@@ -5,8 +5,8 @@ boundary projection and `tighten` as the gradient path.
 `FiniteDifferences.outputs(x)` returns the outputs of rows x (B, n) as a differentiable tensor
 whose backward estimates the vector-Jacobian product g^T J(x) by central differences:
 
-  n <= COORDINATE_LIMIT   coordinate-wise: J e_i ~ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i),
-                          the whole Jacobian from 2n forward rows;
+  n <= coordinate_limit   coordinate-wise: J e_i ~ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i),
+  (COORDINATE_LIMIT)      the whole Jacobian from 2n forward rows;
   otherwise               DIRECTIONS antithetic random directions u_k (seeded): the differences
                           give J du_k, and g^T J is estimated as the minimum-norm vector that
                           matches them, times n / DIRECTIONS (unbiased for a random subspace).
@@ -33,11 +33,19 @@ SEED = 0x5EED
 class FiniteDifferences:
     """Central-difference Jacobian estimates of `evaluator.forward` around points of `region`."""
 
-    def __init__(self, evaluator: Evaluator, region: Region, seed: int = SEED):
+    def __init__(self, evaluator: Evaluator, region: Region, seed: int = SEED,
+                 coordinate_limit: int = COORDINATE_LIMIT):
         self.evaluator = evaluator
+        self.coordinate_limit = int(coordinate_limit)
         self.lower, self.upper = region.lower, region.upper
         self.step = STEP * region.half_width
         self.generator = torch.Generator().manual_seed(int(seed))
+
+    @property
+    def rows_per_gradient(self) -> int:
+        """Forward rows one gradient estimate costs (2 per coordinate, or 2 per direction)."""
+        moving = int((self.step > 0).sum())
+        return 2 * (moving if moving <= self.coordinate_limit else DIRECTIONS)
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs z (B, m) of rows x, differentiable through the estimated Jacobian."""
@@ -65,7 +73,7 @@ class FiniteDifferences:
         moving = (self.step > 0).nonzero().flatten()
         if moving.numel() == 0:
             return torch.zeros_like(x)
-        if moving.numel() <= COORDINATE_LIMIT:
+        if moving.numel() <= self.coordinate_limit:
             steps = torch.zeros(moving.numel(), n, dtype=x.dtype, device=x.device)
             steps[torch.arange(moving.numel()), moving] = self.step[moving]
             dz, dx = self._pairs(rows, steps.expand(rows.shape[0], -1, -1))  # (U, k, m), (U, k, n)

@@ -81,6 +81,7 @@ class Evaluator:
         # differentiable outputs of rows for a model without gradients (finite differences,
         # saferisk.search.finite_difference); None: the model's own forward_flat_grad
         self.gradient_estimate: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.gradient_rows = 0  # forward rows each estimated gradient costs (0: the model's own gradients)
 
     @property
     def exhausted(self) -> bool:

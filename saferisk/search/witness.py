@@ -28,6 +28,7 @@ from saferisk.search.config import SearchConfig
 from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
+from saferisk.search.minimal_norm import minimal_norm_attack
 from saferisk.search.region import Evaluator, Region
 
 
@@ -37,6 +38,7 @@ SHRINK_TARGETS = 3  # ... and of each radius-bisection step while shrinking
 # Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
 ATTACK_BUDGET = 0.15
+MINIMAL_NORM_BUDGET = 0.3  # the FMN-style runs (`minimal_norm_phase`), before the other searches
 SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
 SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
@@ -124,6 +126,48 @@ def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, 
     pattern_search(objective, torch.cat(starts), region, config, evaluator, generator, stop=stop)
 
 
+def smallest_terms(prop: BoundProperty, evaluator: Evaluator, x0: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices (CPU) of the `count` smallest terms g_j of w - c = min_j g_j(f(x0)) (e.g. the
+    closest competing classes): the targets of targeted runs; empty without an exact
+    min-of-terms spec with more than one term."""
+    spec = prop.spec()
+    if spec is None or not spec.exact or spec.A.shape[0] <= 1 or count <= 0:
+        return torch.empty(0, dtype=torch.long)
+    with torch.no_grad():
+        g0 = spec.groups(evaluator.model.forward_flat(x0.unsqueeze(0)).to(x0.dtype))[0]
+    return g0.argsort()[:count].cpu()
+
+
+def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
+                       generator: torch.Generator, max_targets: int = MAX_TARGETS) -> None:
+    """FMN-style minimal-norm runs from x0 (saferisk.search.minimal_norm), all in one batch: on
+    w - c and on each of the `max_targets` smallest terms, each `config.attack_restarts` times
+    (the first from x0, the others from random points of the ball of a tenth of the radius);
+    for L-inf each run once with sign steps and once with gradient-proportional steps.
+    MINIMAL_NORM_BUDGET of the budget; violations land in the tracker. A model without
+    gradients (and without finite differences) skips it."""
+    evaluator.new_phase(MINIMAL_NORM_BUDGET)
+    estimated = evaluator.gradient_rows > 0
+    if estimated:  # finite differences: each gradient costs gradient_rows forward rows
+        max_targets = min(max_targets, SHRINK_TARGETS)
+    targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
+    restarts = 1 if estimated else max(1, int(config.attack_restarts))
+    jitter = region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)
+    starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1), jitter])
+    targets = targets.repeat(restarts)
+    proportional = torch.zeros(targets.numel(), dtype=torch.bool)
+    if region.norm == "inf" and not estimated:
+        starts, targets = starts.repeat(2, 1), targets.repeat(2)
+        proportional = torch.cat([proportional, torch.ones_like(proportional)])
+    steps = config.attack_steps
+    if evaluator.phase_budget is not None:  # the whole annealing schedule must fit the phase's budget
+        steps = min(steps, evaluator.phase_budget // (targets.numel() * (1 + evaluator.gradient_rows)) - 1)
+    try:
+        minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
+    except RuntimeError:  # a model without gradients stays black-box
+        pass
+
+
 def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                     best: torch.Tensor, stop, max_targets: int, steps: int | None = None) -> torch.Tensor:
     """PGD-style descent, all runs in one batch: on w from the centre (gradients far from x0
@@ -133,11 +177,8 @@ def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, c
     currently smallest term. Returns the best point of every run."""
     starts = [region.x0.unsqueeze(0), best[: max(config.n_starts - 1, 0)]]
     spec = prop.spec()
-    targets = torch.empty(0, dtype=torch.long)
-    if spec is not None and spec.exact and spec.A.shape[0] > 1 and max_targets > 0:
-        with torch.no_grad():
-            g0 = spec.groups(evaluator.model.forward_flat(region.x0.unsqueeze(0)).to(region.x0.dtype))[0]
-        targets = g0.argsort()[:max_targets].cpu()
+    targets = smallest_terms(prop, evaluator, region.x0, max_targets)
+    if targets.numel():
         starts.append(region.x0.unsqueeze(0).expand(targets.numel(), -1))
     n_plain = starts[0].shape[0] + starts[1].shape[0]
     target_index = torch.cat([torch.zeros(n_plain, dtype=torch.long), targets]).to(region.x0.device).view(-1, 1)
@@ -344,16 +385,19 @@ def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalua
     (saferisk.search.finite_difference) for the same searches when `config.finite_differences`."""
     estimated = config.finite_differences and not has_gradients(model) and evaluator.gradient_estimate is None
     if estimated:
-        evaluator.gradient_estimate = FiniteDifferences(evaluator, region).outputs
+        differences = FiniteDifferences(evaluator, region)
+        evaluator.gradient_estimate, evaluator.gradient_rows = differences.outputs, differences.rows_per_gradient
     try:
         return _locate_witness(model, prop, region, evaluator, config, generator, tracker)
     finally:
         if estimated:
-            evaluator.gradient_estimate = None
+            evaluator.gradient_estimate, evaluator.gradient_rows = None, 0
 
 
 def _locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                     generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
+    if config.mode == "fast" and config.gradient_starts and config.attack_steps > 0:
+        minimal_norm_phase(prop, region, evaluator, config, generator)
     search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
     if tracker.best_x is None and not evaluator.total_exhausted:
         outer = region.shrink(region.radius * OVERSHOOT)

@@ -1,0 +1,107 @@
+"""The FMN-style minimal-norm attack (saferisk.search.minimal_norm): per-row ball projection,
+the distance it reaches where the exact minimal distance is known in closed form (a linear
+classifier) or by MILP (the digits MLP), and determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from saferisk import norms
+from saferisk.data.domain import Domain
+from saferisk.models.load import module_to_onnx, read_forward
+from saferisk.models.model import Model
+from saferisk.properties import Robustness
+from saferisk.search import SearchConfig
+from saferisk.search.minimal_norm import dual_norm, minimal_norm_attack
+from saferisk.search.region import Evaluator, Region
+from saferisk.search.witness import ViolationTracker, find_witness
+
+NORMS = ("inf", "2", "1")
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_projection_with_a_radius_per_row(norm):
+    generator = torch.Generator().manual_seed(1)
+    x0 = torch.rand(12, generator=generator, dtype=torch.float64)
+    x = x0 + 3 * torch.randn(6, 12, generator=generator, dtype=torch.float64)
+    radius = torch.tensor([0.0, 0.01, 0.1, 0.5, 1.0, 100.0], dtype=torch.float64)
+    lower, upper = torch.zeros(12, dtype=torch.float64), torch.ones(12, dtype=torch.float64)
+    unit = torch.linspace(0.5, 2.0, 12, dtype=torch.float64)
+    projected = norms.project(x, x0, radius, norm, lower, upper, unit)
+    assert bool((projected >= lower).all() and (projected <= upper).all())
+    assert bool((norms.distance(projected, x0, norm, unit) <= radius * (1 + 1e-12) + 1e-12).all())
+    for i, r in enumerate(radius.tolist()):  # the same as one radius for all rows
+        one = norms.project(x[i:i + 1], x0, r, norm, lower, upper, unit)
+        assert torch.allclose(projected[i:i + 1], one, rtol=0, atol=1e-12)
+
+
+def _linear_model(n: int, seed: int) -> tuple[Model, nn.Linear]:
+    torch.manual_seed(seed)
+    layer = nn.Linear(n, 2).double().eval()
+    model = Model(read_forward(module_to_onnx(layer.float(), (n,))).graph, name="linear", dtype=torch.float64)
+    return model, layer
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_reaches_the_closed_form_distance_of_a_linear_classifier(norm):
+    """z = W x + b with two classes: the closest input of the other class is at
+    |z_0 - z_1| / ||w_0 - w_1||_q (q the dual norm) in a box wide enough not to bind."""
+    n = 20
+    model, layer = _linear_model(n, seed=3)
+    x0 = torch.zeros(n, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    label = int(z0.argmax())
+    prop = Robustness().bind(z0, label)
+    w = (layer.weight[label] - layer.weight[1 - label]).detach().double().unsqueeze(0)
+    exact = float((z0[label] - z0[1 - label]) / dual_norm(w, norm)[0])
+    region = Region(x0, 10 * exact, norm, torch.full((n,), -100.0, dtype=torch.float64),
+                    torch.full((n,), 100.0, dtype=torch.float64))
+    evaluator = Evaluator(model, prop.value)
+    tracker = ViolationTracker(prop, region)
+    evaluator.observers.append(tracker)
+    minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0), None, steps=200)
+    assert tracker.best_x is not None
+    assert exact * (1 - 1e-9) <= tracker.best_distance <= exact * 1.01, (tracker.best_distance, exact)
+
+
+def test_same_seed_same_witness():
+    from saferisk.demo import demo_path
+    from saferisk.models import load_model
+
+    model = load_model(demo_path("digits_mlp.onnx"))
+    x0 = torch.full((64,), 0.5, dtype=model.dtype)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    domain = Domain.scalar(0.0, 1.0, 64)
+    runs = [find_witness(model, prop, x0, 0.5, "2", domain, seed=7) for _ in range(2)]
+    assert runs[0] is not None and torch.equal(runs[0].x, runs[1].x)
+
+
+def test_witness_radius_close_to_the_exact_milp_radius_on_the_digits_mlp():
+    """On the shipped digits MLP, the L-inf witness lies within 0.1% of the exact radius (MILP,
+    benchmarks/exact.py) and never below it."""
+    pytest.importorskip("scipy")
+    from benchmarks.exact import exact_linf_radius
+    from saferisk.demo import demo_path
+    from saferisk.models import load_model
+
+    model = load_model(demo_path("digits_mlp.onnx"))
+    linear = [node for node in model.graph.nodes if node.op == "linear"]
+    weights = [node.params["weight"].double().numpy() for node in linear]
+    biases = [node.params["bias"].double().numpy() for node in linear]
+    with np.load(demo_path("digits_test.npz")) as data:
+        X = data["X"]
+    domain = Domain.scalar(0.0, 1.0, 64)
+    for x0 in X[:3]:
+        x0 = np.asarray(x0, dtype=np.float64)
+        z0 = model.forward_flat(torch.as_tensor(x0, dtype=model.dtype).unsqueeze(0))[0]
+        decision = int(z0.argmax())
+        witness = find_witness(model, Robustness().bind(z0, decision), x0, 0.3, "inf", domain,
+                               config=SearchConfig(), seed=0)
+        assert witness is not None
+        exact = exact_linf_radius(weights, biases, x0, decision, witness.distance * (1 + 1e-6)).radius
+        assert exact is not None
+        assert exact * (1 - 1e-6) <= witness.distance <= exact * 1.001, (witness.distance, exact)
