@@ -121,7 +121,7 @@ def bracket(model, prop: BoundProperty, center: torch.Tensor, norm: str, max_rad
     region = Region(center, float(max_radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit)
     poll_forward, poll_runtime = (model.poll_forward(search.poll_evaluator) if hasattr(model, "poll_forward")
                                   else (model.forward_flat, getattr(model, "evaluator", "torch")))
-    evaluator = Evaluator(model, prop.value, search.chunk_size, search.budget, forward=poll_forward)
+    evaluator = Evaluator(model, prop.value, search.chunk_size, search.budget_for(model), forward=poll_forward)
     generator = torch.Generator().manual_seed(seed)
     z_center = model.forward_flat(center.unsqueeze(0)).to(dtype)
     w0 = float(prop.value(z_center)[0])

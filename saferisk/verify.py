@@ -9,7 +9,8 @@ Errors (malformed spec, model/spec size mismatch) raise SaferiskError.
 
 The search (`saferisk.search.counterexample`) looks for w(y) = min_j max_r (C_j[r] y - d_j[r])
 <= 0 over the box, i.e. find_witness over B_inf(centre, 1) in units of the box half-widths,
-intersected with the box, and disjunct-targeted gradient attacks; this module orchestrates:
+intersected with the box, and disjunct-targeted gradient attacks (finite-difference gradients
+for a model run by onnxruntime only); this module orchestrates:
 search, then prove, then the result (every counterexample re-checked here).
 """
 
@@ -29,6 +30,8 @@ from saferisk.search.counterexample import WatchedModel, attack_box, search_box
 
 FIRST_BUDGET = 4096  # forward evaluations of the quick first search round
 SEARCH_BUDGET = 200_000  # per later round (each round a fresh seed, until the deadline)
+ATTACK_SHARE = 0.15  # of the timeout, the most one attack round may take (at least MIN_ROUND_S)
+MIN_ROUND_S = 0.5
 
 
 @dataclass
@@ -108,8 +111,12 @@ def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0)
     """sat / unsat / unknown for one VNN-LIB spec within about `timeout_s` seconds.
 
     Order: a quick search round (most falsifiable properties fall here), a disjunct-targeted
-    gradient attack from first-layer corner starts, certified bounds with half the time left,
-    then attack and search rounds with fresh seeds until the deadline."""
+    gradient attack from the fixed starts (box vertices, first-layer corners; see
+    counterexample.attack_box), certified bounds with half the time left, then attack and
+    search rounds with fresh seeds until the deadline (each attack round at most ATTACK_SHARE
+    of the timeout, so that the search rounds keep their turn). A model without gradients
+    (onnxruntime only) is attacked on finite-difference gradients and has no bounds: its first
+    attack gets the half of the time left that the bounds would get."""
     start = time.perf_counter()
     deadline = start + float(timeout_s)
     if model.n_inputs != spec.n_inputs:
@@ -131,11 +138,16 @@ def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0)
             return None
         return VerifyResult("sat", time.perf_counter() - start, cex, "search", evaluations, notes)
 
-    quick_deadline = min(deadline, start + max(0.1 * timeout_s, 0.5))
+    def attack_deadline() -> float:
+        return min(deadline, time.perf_counter() + max(ATTACK_SHARE * timeout_s, MIN_ROUND_S))
+
+    quick_deadline = min(deadline, start + max(0.1 * timeout_s, MIN_ROUND_S))
     if (result := searched(search_box(model, spec, quick_deadline, seed, FIRST_BUDGET))) is not None:
         return result
-    attack_deadline = min(deadline, time.perf_counter() + max(0.15 * timeout_s, 0.5))
-    if (result := searched(attack_box(model, spec, attack_deadline, seed, corners=True))) is not None:
+    first_attack_deadline = attack_deadline()
+    if model.bounds_unavailable:  # no bounds phase: the first attack takes its half of the time left
+        first_attack_deadline = max(first_attack_deadline, (time.perf_counter() + deadline) / 2)
+    if (result := searched(attack_box(model, spec, first_attack_deadline, seed, fixed=True))) is not None:
         return result
     remaining = deadline - time.perf_counter()
     if remaining > 0:
@@ -146,9 +158,9 @@ def verify_spec(model, spec: VnnlibSpec, timeout_s: float = 60.0, seed: int = 0)
             notes.append(why)
     round_index = 1
     while time.perf_counter() < deadline:
-        for watched in (attack_box(model, spec, deadline, seed + round_index, corners=False),
-                        search_box(model, spec, deadline, seed + round_index, SEARCH_BUDGET)):
-            if (result := searched(watched)) is not None:
+        for run in (lambda: attack_box(model, spec, attack_deadline(), seed + round_index, fixed=False),
+                    lambda: search_box(model, spec, deadline, seed + round_index, SEARCH_BUDGET)):
+            if (result := searched(run())) is not None:  # each run checked before the next starts
                 return result
         round_index += 1
     return VerifyResult("unknown", time.perf_counter() - start, None, None, evaluations, notes)

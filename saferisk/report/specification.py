@@ -177,8 +177,10 @@ def input_set_text(audit_config: dict | None, name: str, n_rows: int) -> str:
 def search_text(search: dict) -> str:
     """The witness search's mode and effort, defaults filled by SearchConfig."""
     config = SearchConfig.from_dict(search)
-    return (f"mode {config.mode}, budget {config.budget:,} forward evaluations per input, {config.n_starts} starts, "
-            f"at most {config.max_iterations} iterations")
+    return (f"mode {config.mode}, budget {config.budget:,} forward evaluations per input "
+            f"({config.black_box_budget:,} for a model without gradients), {config.n_starts} starts, "
+            f"at most {config.max_iterations} iterations; minimal-norm attack {config.attack_steps} iterations x "
+            f"{config.attack_restarts} runs per target")
 
 
 def certify_text(certify: dict) -> str:

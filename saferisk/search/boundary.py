@@ -24,16 +24,29 @@ SEGMENT_POINTS = 16  # points per round of the segment bisection
 SEGMENT_TOLERANCE = 1e-7  # relative to the segment length
 
 
-def _solve_monotone(fn, target: torch.Tensor, hi: torch.Tensor, iterations: int = 60) -> torch.Tensor:
-    """Smallest t in [0, hi] with fn(t) >= target for a non-decreasing fn (rows in parallel);
-    hi where even fn(hi) < target."""
-    lo = torch.zeros_like(hi)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        reached = fn(mid) >= target
-        hi = torch.where(reached, mid, hi)
-        lo = torch.where(reached, lo, mid)
-    return hi
+def _solve_piecewise(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
+    """Smallest s >= 0 with F(s) = sum_i a_i min(b_i, s c_i) >= need, per row (a, b, c >= 0);
+    the last breakpoint where even F there stays below `need`. F is piecewise linear with
+    breakpoints b_i / c_i: sorted, F at each breakpoint is a cumulative sum, and s is found
+    exactly on the first segment that reaches `need`."""
+    moving = c > 0
+    breaks = torch.where(moving, b / c.clamp_min(1e-300), torch.full_like(b, float("inf")))
+    order = breaks.argsort(dim=1)
+    breaks = breaks.gather(1, order)
+    ab = torch.where(moving, a * b, torch.zeros_like(a)).gather(1, order)
+    ac = torch.where(moving, a * c, torch.zeros_like(a)).gather(1, order)
+    before = ab.cumsum(1) - ab  # sum over the segments already capped at b_i
+    slope = ac.flip(1).cumsum(1).flip(1)  # sum of a_i c_i over those not capped yet (i >= k)
+    finite = torch.isfinite(breaks)
+    at_break = torch.where(finite, before + breaks * slope, torch.full_like(before, float("inf")))
+    reached = at_break >= need.unsqueeze(1)
+    k = torch.where(reached.any(1), reached.to(torch.int8).argmax(1), torch.full_like(need, -1, dtype=torch.long))
+    last = torch.where(finite, breaks, torch.zeros_like(breaks)).amax(1)  # unreachable: as far as the box goes
+    kk = k.clamp_min(0).unsqueeze(1)
+    s = (need - before.gather(1, kk).squeeze(1)) / slope.gather(1, kk).squeeze(1).clamp_min(1e-300)
+    low = torch.where(k > 0, breaks.gather(1, (k - 1).clamp_min(0).unsqueeze(1)).squeeze(1), torch.zeros_like(s))
+    s = torch.minimum(torch.maximum(s, low), torch.where(k >= 0, breaks.gather(1, kk).squeeze(1), last))
+    return torch.where(k >= 0, s, last).clamp_min(0)
 
 
 def min_norm_step(a: torch.Tensor, delta: torch.Tensor, room_up: torch.Tensor, room_down: torch.Tensor,
@@ -41,7 +54,8 @@ def min_norm_step(a: torch.Tensor, delta: torch.Tensor, room_up: torch.Tensor, r
     """The step y of smallest p-norm with a.y = delta and -room_down <= y <= room_up (rows of a).
 
     L-inf: y_i = s_i min(t, room_i) with s = sign(delta a), t the smallest level reaching delta.
-    L2: y = clip(lambda a) with lambda found by bisection (KKT of the box-constrained problem).
+    L2: y = clip(lambda a), lambda the smallest reaching delta (KKT of the box-constrained problem).
+    Both levels solved exactly on the sorted breakpoints (`_solve_piecewise`).
     L1: fractional knapsack: spend on the coordinates of largest |a_i| first.
     Where the box cannot reach delta, the step goes as far as it can.
     """
@@ -50,12 +64,10 @@ def min_norm_step(a: torch.Tensor, delta: torch.Tensor, room_up: torch.Tensor, r
     weight = a.abs()
     need = delta.abs()
     if norm == "inf":
-        top = room.max(dim=1).values
-        t = _solve_monotone(lambda t: (weight * torch.minimum(room, t.unsqueeze(1))).sum(1), need, top)
+        t = _solve_piecewise(weight, room, torch.ones_like(weight), need)
         return sign * torch.minimum(room, t.unsqueeze(1))
     if norm == "2":
-        limit = (room / weight.clamp_min(1e-300)).masked_fill(weight == 0, 0.0).max(dim=1).values
-        lam = _solve_monotone(lambda s: (weight * torch.minimum(room, s.unsqueeze(1) * weight)).sum(1), need, limit)
+        lam = _solve_piecewise(weight, room, weight, need)
         return sign * torch.minimum(room, lam.unsqueeze(1) * weight)
     order = weight.argsort(dim=1, descending=True)
     w_sorted, r_sorted = weight.gather(1, order), room.gather(1, order)

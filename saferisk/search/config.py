@@ -28,6 +28,10 @@ class SearchConfig:
     `finite_differences`: a model without gradients (run by onnxruntime only) gets
     finite-difference gradient estimates for the witness search's gradient steps (every
     forward row counted in `budget`; saferisk.search.finite_difference); False keeps it black-box.
+    `black_box_budget` replaces `budget` for such a model: a finite-difference gradient costs
+    2 forward rows per input feature (up to 1024 features; 128 rows beyond), so its witness
+    search needs more rows for the same work (the Lipschitz-metric search keeps its share of
+    `budget`, so the estimate does not depend on the runtime).
     `attack_steps`, `attack_restarts`: the effort of the minimal-norm attack that opens the
     witness search (saferisk.search.minimal_norm): iterations per run and runs per target
     (one from x0, the others from random points near it); its runs share MINIMAL_NORM_BUDGET
@@ -55,6 +59,7 @@ class SearchConfig:
     finite_differences: bool = True
     attack_steps: int = 200
     attack_restarts: int = 2
+    black_box_budget: int = 400_000
 
     def __post_init__(self):
         if self.mode not in SEARCH_MODES:
@@ -65,7 +70,8 @@ class SearchConfig:
         for name in ("initial_mesh", "mesh_tolerance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"search {name} must be > 0")
-        for name in ("max_iterations", "n_starts", "budget", "chunk_size", "poll_coordinates", "attack_restarts"):
+        for name in ("max_iterations", "n_starts", "budget", "chunk_size", "poll_coordinates", "attack_restarts",
+                     "black_box_budget"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"search {name} must be >= 1")
         if int(self.attack_steps) < 0:
@@ -81,6 +87,13 @@ class SearchConfig:
         exp = self.expansion if self.expansion is not None else (1.3 if low else 2.0)
         con = self.contraction if self.contraction is not None else (0.8 if low else 0.5)
         return exp, con
+
+    def budget_for(self, model) -> int:
+        """Forward evaluations per input for `model`: `black_box_budget` for a model without
+        gradients whose witness search estimates them by finite differences, else `budget`."""
+        from saferisk.search.finite_difference import has_gradients
+
+        return self.black_box_budget if self.finite_differences and not has_gradients(model) else self.budget
 
     def describe(self) -> str:
         return f"{self.mode}(starts={self.n_starts},iters={self.max_iterations},budget={self.budget})"

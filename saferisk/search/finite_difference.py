@@ -3,11 +3,13 @@ the forward-only evaluator, so that the black-box witness search gets the same P
 boundary projection and `tighten` as the gradient path.
 
 `FiniteDifferences.outputs(x)` returns the outputs of rows x (B, n) as a differentiable tensor
-whose backward estimates the vector-Jacobian product g^T J(x) by central differences:
+whose backward estimates the vector-Jacobian product g^T J(x) by finite differences:
 
-  n <= coordinate_limit   coordinate-wise: J e_i ~ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i),
-  (COORDINATE_LIMIT)      the whole Jacobian from 2n forward rows;
-  otherwise               DIRECTIONS antithetic random directions u_k (seeded): the differences
+  n <= coordinate_limit   coordinate-wise, one-sided: J e_i ~ (f(x + h_i e_i) - f(x)) / h_i
+  (COORDINATE_LIMIT)      (x - h_i e_i on the box's upper face), the whole Jacobian from n
+                          forward rows beside f(x) itself (exact inside a linear piece of a
+                          ReLU network; O(h) off it);
+  otherwise               DIRECTIONS antithetic random directions u_k (seeded): central differences
                           give J du_k, and g^T J is estimated as the minimum-norm vector that
                           matches them, times n / DIRECTIONS (unbiased for a random subspace).
 
@@ -25,7 +27,7 @@ import torch
 from saferisk.search.region import Evaluator, Region
 
 STEP = 1e-3  # relative to the half-width of the search box per feature
-COORDINATE_LIMIT = 128  # inputs up to which the Jacobian is estimated coordinate by coordinate
+COORDINATE_LIMIT = 1024  # inputs up to which the Jacobian is estimated coordinate by coordinate
 DIRECTIONS = 64  # antithetic random directions per estimate beyond that
 SEED = 0x5EED
 
@@ -43,9 +45,9 @@ class FiniteDifferences:
 
     @property
     def rows_per_gradient(self) -> int:
-        """Forward rows one gradient estimate costs (2 per coordinate, or 2 per direction)."""
+        """Forward rows one gradient estimate costs (1 per coordinate, or 2 per direction)."""
         moving = int((self.step > 0).sum())
-        return 2 * (moving if moving <= self.coordinate_limit else DIRECTIONS)
+        return moving if moving <= self.coordinate_limit else 2 * DIRECTIONS
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs z (B, m) of rows x, differentiable through the estimated Jacobian."""
@@ -66,20 +68,32 @@ class FiniteDifferences:
         z = self.forward(torch.cat([plus, minus], 1).reshape(-1, n)).reshape(B, 2 * k, -1)
         return z[:, :k] - z[:, k:], plus - minus
 
-    def vector_jacobian(self, x: torch.Tensor, grad_z: torch.Tensor) -> torch.Tensor:
-        """Estimated g^T J(x) per row (B, n) for output cotangents g = grad_z (B, m)."""
+    def _forward_steps(self, x: torch.Tensor, z: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-sided differences along each moving coordinate (x + h_i e_i, or x - h_i e_i where
+        that leaves the box) of rows x with outputs z: (f(x') - f(x) (B, k, m), the signed steps (B, k))."""
+        B, n = x.shape
+        k = moving.numel()
+        h = self.step[moving]
+        up = x[:, moving] + h <= self.upper[moving]
+        moved = torch.where(up, x[:, moving] + h, torch.maximum(x[:, moving] - h, self.lower[moving]))
+        points = x.unsqueeze(1).repeat(1, k, 1)
+        points[:, torch.arange(k), moving] = moved
+        z_moved = self.forward(points.reshape(-1, n)).reshape(B, k, -1)
+        return z_moved - z.unsqueeze(1), moved - x[:, moving]
+
+    def vector_jacobian(self, x: torch.Tensor, grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Estimated g^T J(x) per row (B, n) for output cotangents g = grad_z (B, m); z: f(x)."""
         rows, inverse = torch.unique(x.detach(), dim=0, return_inverse=True)
         n = rows.shape[1]
         moving = (self.step > 0).nonzero().flatten()
         if moving.numel() == 0:
             return torch.zeros_like(x)
         if moving.numel() <= self.coordinate_limit:
-            steps = torch.zeros(moving.numel(), n, dtype=x.dtype, device=x.device)
-            steps[torch.arange(moving.numel()), moving] = self.step[moving]
-            dz, dx = self._pairs(rows, steps.expand(rows.shape[0], -1, -1))  # (U, k, m), (U, k, n)
-            width = dx[:, torch.arange(moving.numel()), moving]  # (U, k): actual step per coordinate
+            first = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
+            first.scatter_(0, inverse, torch.arange(x.shape[0], device=x.device))  # one occurrence of each row
+            dz, width = self._forward_steps(rows, z.detach()[first], moving)  # (U, k, m), (U, k)
             jac = torch.zeros(rows.shape[0], rows.shape[1], dz.shape[2], dtype=x.dtype, device=x.device)
-            jac[:, moving] = torch.where(width.unsqueeze(2) > 0, dz / width.clamp_min(1e-30).unsqueeze(2),
+            jac[:, moving] = torch.where(width.unsqueeze(2) != 0, dz / torch.where(width != 0, width, 1.0).unsqueeze(2),
                                          torch.zeros_like(dz))  # (U, n, m): row i is J e_i
             return torch.einsum("bnm,bm->bn", jac[inverse], grad_z)
         u = torch.randn(rows.shape[0], DIRECTIONS, n, generator=self.generator, dtype=x.dtype).to(x.device)
@@ -100,13 +114,14 @@ class _EstimatedJacobian(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, estimator: FiniteDifferences) -> torch.Tensor:
         ctx.estimator = estimator
-        ctx.save_for_backward(x)
-        return estimator.evaluator.forward(x.detach()).to(x.dtype)
+        z = estimator.evaluator.forward(x.detach()).to(x.dtype)
+        ctx.save_for_backward(x, z)
+        return z
 
     @staticmethod
     def backward(ctx, grad_z: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return ctx.estimator.vector_jacobian(x, grad_z.to(x.dtype)), None
+        x, z = ctx.saved_tensors
+        return ctx.estimator.vector_jacobian(x, grad_z.to(x.dtype), z), None
 
 
 def has_gradients(model) -> bool:

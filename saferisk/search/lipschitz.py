@@ -18,7 +18,7 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
-LIPSCHITZ_BUDGET = 0.3  # share of SearchConfig.budget
+LIPSCHITZ_BUDGET = 0.3  # share of SearchConfig.budget (also for a model without gradients: the estimate does not depend on the runtime)
 
 
 class RatioTracker:
@@ -45,7 +45,7 @@ def lipschitz_search(prop: BoundProperty, region: Region, w0: float, evaluator: 
     """L_hat: the largest ratio |w(x) - w0| / ||x - x0|| the search finds in the region."""
     tracker = RatioTracker(prop, region, w0)
     evaluator.observers.append(tracker)
-    evaluator.new_phase(LIPSCHITZ_BUDGET)
+    evaluator.new_phase(LIPSCHITZ_BUDGET, of=config.budget)
     try:
         def neg_ratio(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
             w = evaluator.with_grad(x) if differentiable else evaluator(x)

@@ -1,4 +1,4 @@
-"""Minimal-norm attack: the fast minimum-norm (FMN) loop of Pintor et al. (NeurIPS 2021),
+"""Minimal-norm attacks: FAB (`fab_attack`, below) and the fast minimum-norm (FMN) loop of Pintor et al. (NeurIPS 2021),
 written for saferisk's properties, norms (L-inf, L2, L1, per-feature `unit`) and domain box.
 
 Each run (a start and one objective: the property's w - c, or one term g_t of
@@ -117,3 +117,76 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         step = x - (alpha * eps).unsqueeze(1) * direction
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
+
+
+FAB_ALPHA_MAX = 0.1  # largest weight of the step from x0 (the paper's alpha_max)
+FAB_ETA = 1.05  # extrapolation past the linearised boundary
+FAB_BETA = 0.9  # after a violation: x <- x0 + FAB_BETA (x - x0)
+FAB_TERMS = 16  # terms g_j linearised per step (the smallest at each point, when there are more)
+
+
+def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(w - c (B,), the terms g_j (B, K), their gradients (B, K, n)) at the rows x: all terms of
+    an exact min-of-terms spec (the FAB_TERMS smallest at each row when there are more), else
+    K = 1, w - c itself. One batch of B * K rows (a model without gradients shares one
+    finite-difference Jacobian per distinct row)."""
+    spec = prop.spec()
+    B, n = x.shape
+    exact = spec is not None and spec.exact
+    count = min(int(spec.A.shape[0]), FAB_TERMS) if exact else 1
+    which = None
+    if exact and count < spec.A.shape[0]:
+        with torch.no_grad():
+            which = spec.groups(evaluator.model.forward_flat(x).to(x.dtype)).argsort(dim=1)[:, :count]
+    rows = x.detach().repeat_interleave(count, dim=0).requires_grad_(True)
+    with torch.enable_grad():
+        z, w = evaluator.outputs_with_grad(rows)
+        if not exact:
+            values = (w - prop.threshold).reshape(B, 1)
+        elif which is None:
+            values = spec.groups(z).reshape(B, count, -1).diagonal(dim1=1, dim2=2)
+        else:
+            values = spec.groups(z).gather(1, which.reshape(-1, 1)).reshape(B, count)
+        finite = torch.isfinite(values)
+        (grad,) = torch.autograd.grad(values[finite].sum(), rows, allow_unused=True) if bool(finite.any()) else (None,)
+    if grad is None:
+        grad = torch.zeros_like(rows)
+    w_rows = (w.detach() - prop.threshold).reshape(B, count)[:, 0]
+    return w_rows, values.detach(), torch.nan_to_num(grad.detach()).reshape(B, count, n)
+
+
+def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor, steps: int,
+               stop: Callable[[], bool] | None = None) -> None:
+    """FAB (Croce & Hein, ICML 2020), untargeted, from each start row: linearise every term g_j
+    at x, take the closest linearised boundary (|g_j| / ||grad g_j||_q), and step to it from x
+    and from x0 (`min_norm_step`: box-constrained minimal p-norm steps), blended
+    x <- (1 - a)(x + eta d) + a (x0 + eta d0), a = min(|d| / (|d| + |d0|), FAB_ALPHA_MAX); after a
+    violation, x <- x0 + FAB_BETA (x - x0). One Jacobian of all terms per step, so a model without
+    gradients pays one finite-difference Jacobian per row and step. Violations land in the
+    evaluator's observers."""
+    from saferisk.search.boundary import min_norm_step
+
+    x0, norm = region.x0, region.norm
+    scale = region.unit if region.unit is not None else torch.ones_like(x0)
+    x = torch.minimum(torch.maximum(starts.to(x0), region.lower), region.upper)
+    for _ in range(steps):
+        if evaluator.exhausted or (stop is not None and stop()):
+            return
+        w, g, a = term_jacobian(prop, evaluator, x)
+        a_scaled = a * scale  # gradients in the region's scaled coordinates
+        distance = g.abs() / dual_norm(a_scaled.reshape(-1, a.shape[2]), norm).reshape(g.shape).clamp_min(1e-30)
+        distance = torch.where(torch.isfinite(distance) & (a.abs().sum(2) > 0), distance, torch.full_like(distance, float("inf")))
+        j = distance.argmin(dim=1, keepdim=True)
+        g_j = g.gather(1, j).squeeze(1)
+        a_j = a_scaled.gather(1, j.unsqueeze(2).expand(-1, 1, a.shape[2])).squeeze(1)
+        offset = (x - x0) / scale  # x in scaled coordinates around x0
+        room_up0, room_down0 = ((region.upper - x0) / scale).expand_as(x), ((x0 - region.lower) / scale).expand_as(x)
+        step = min_norm_step(a_j, -g_j, room_up0 - offset, room_down0 + offset, norm)
+        step0 = min_norm_step(a_j, (a_j * offset).sum(1) - g_j, room_up0, room_down0, norm)
+        size, size0 = norms.distance(step, torch.zeros_like(x0), norm), norms.distance(step0, torch.zeros_like(x0), norm)
+        blend = (size / (size + size0).clamp_min(1e-30)).clamp(max=FAB_ALPHA_MAX).unsqueeze(1)
+        moved = (1 - blend) * (offset + FAB_ETA * step) + blend * FAB_ETA * step0
+        x = torch.minimum(torch.maximum(x0 + scale * torch.nan_to_num(moved), region.lower), region.upper)
+        violating = (evaluator(x) - prop.threshold) <= 0
+        if bool(violating.any()):
+            x[violating] = x0 + FAB_BETA * (x[violating] - x0)

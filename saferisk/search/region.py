@@ -93,11 +93,12 @@ class Evaluator:
     def total_exhausted(self) -> bool:
         return self.budget is not None and self.evaluations >= self.budget
 
-    def new_phase(self, fraction: float | None = None) -> None:
+    def new_phase(self, fraction: float | None = None, of: int | None = None) -> None:
         """Start a search phase (Lipschitz search, attack, shrinking) allowed `fraction` of the
-        total budget (None: whatever is left)."""
+        total budget, or of `of` evaluations (None: whatever is left)."""
         self.phase_start = self.evaluations
-        self.phase_budget = None if fraction is None or self.budget is None else max(1, int(fraction * self.budget))
+        base = self.budget if of is None else of
+        self.phase_budget = None if fraction is None or base is None else max(1, int(fraction * base))
 
     def count(self, rows: int) -> None:
         """Count forward rows run outside the observed searches (finite differences)."""

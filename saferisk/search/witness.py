@@ -28,7 +28,7 @@ from saferisk.search.config import SearchConfig
 from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
-from saferisk.search.minimal_norm import minimal_norm_attack
+from saferisk.search.minimal_norm import FAB_TERMS, fab_attack, minimal_norm_attack
 from saferisk.search.region import Evaluator, Region
 
 
@@ -140,32 +140,50 @@ def smallest_terms(prop: BoundProperty, evaluator: Evaluator, x0: torch.Tensor, 
 
 def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                        generator: torch.Generator, max_targets: int = MAX_TARGETS) -> None:
-    """FMN-style minimal-norm runs from x0 (saferisk.search.minimal_norm), all in one batch: on
-    w - c and on each of the `max_targets` smallest terms, each `config.attack_restarts` times
-    (the first from x0, the others from random points of the ball of a tenth of the radius);
-    for L-inf each run once with sign steps and once with gradient-proportional steps.
-    MINIMAL_NORM_BUDGET of the budget; violations land in the tracker. A model without
-    gradients (and without finite differences) skips it."""
+    """The minimal-norm attacks (saferisk.search.minimal_norm), MINIMAL_NORM_BUDGET of the budget,
+    violations landing in the tracker. First FAB, `config.attack_restarts` runs (the first from
+    x0, the others from random points of the ball of a tenth of the radius): one Jacobian of all
+    terms per step, so it is also what a model without gradients can afford (finite
+    differences). Then, with the model's own gradients, FMN runs in one batch: on w - c and on
+    each of the `max_targets` smallest terms, `attack_restarts` times, for L-inf each once with
+    sign steps and once with gradient-proportional steps. Iterations are cut so that each
+    attack's whole annealing schedule fits its half of the phase. A model without gradients
+    (and without finite differences) skips it."""
     evaluator.new_phase(MINIMAL_NORM_BUDGET)
+    half = None if evaluator.phase_budget is None else evaluator.phase_budget // 2
     estimated = evaluator.gradient_rows > 0
-    if estimated:  # finite differences: each gradient costs gradient_rows forward rows
-        max_targets = min(max_targets, SHRINK_TARGETS)
+    restarts = max(1, int(config.attack_restarts))
+    jitter = region.shrink(region.radius / 10).sample(restarts - 1, generator)
+    starts = torch.cat([region.x0.unsqueeze(0), jitter])
+    spec = prop.spec()
+    terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
+    # per FAB step and run: the Jacobian rows, a finite-difference Jacobian, the check of the new point
+    steps = _affordable(config.attack_steps, None if half is None or estimated else half,
+                        evaluator.phase_budget, restarts * (terms + 1 + evaluator.gradient_rows))
+    try:
+        fab_attack(prop, region, evaluator, starts, steps)
+    except RuntimeError:  # a model without gradients stays black-box
+        return
+    if estimated:
+        return
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
-    restarts = 1 if estimated else max(1, int(config.attack_restarts))
-    jitter = region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)
-    starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1), jitter])
+    starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
+                        region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)])
     targets = targets.repeat(restarts)
     proportional = torch.zeros(targets.numel(), dtype=torch.bool)
-    if region.norm == "inf" and not estimated:
+    if region.norm == "inf":
         starts, targets = starts.repeat(2, 1), targets.repeat(2)
         proportional = torch.cat([proportional, torch.ones_like(proportional)])
-    steps = config.attack_steps
-    if evaluator.phase_budget is not None:  # the whole annealing schedule must fit the phase's budget
-        steps = min(steps, evaluator.phase_budget // (targets.numel() * (1 + evaluator.gradient_rows)) - 1)
-    try:
-        minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
-    except RuntimeError:  # a model without gradients stays black-box
-        pass
+    left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
+    steps = _affordable(config.attack_steps, left, left, targets.numel())
+    minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
+
+
+def _affordable(steps: int, share: int | None, phase: int | None, per_step: int) -> int:
+    """`steps`, cut so that steps x per_step forward rows fit `share` of the phase (None: no cap)."""
+    if share is None:
+        return steps if phase is None else min(steps, max(phase // max(per_step, 1) - 1, 0))
+    return min(steps, max(share // max(per_step, 1) - 1, 0))
 
 
 def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
@@ -428,7 +446,7 @@ def find_witness(model, prop: BoundProperty, x0, radius: float, norm: str, domai
     x0 = torch.as_tensor(x0, dtype=dtype).reshape(-1).to(device)
     unit_t = None if unit is None else torch.as_tensor(unit, dtype=dtype).to(device)
     region = Region(x0, float(radius), norm, domain.lower.to(device, dtype), domain.upper.to(device, dtype), unit_t)
-    evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget)
+    evaluator = Evaluator(model, prop.value, config.chunk_size, config.budget_for(model))
     generator = torch.Generator().manual_seed(int(seed))
     prop = robust(prop, model.forward_flat(x0.unsqueeze(0))[0])
     tracker = ViolationTracker(prop, region)

@@ -133,7 +133,7 @@ def test_schema_errors_name_the_key(default_config, mutate, message):
     # what a radius job builds is built at parse time (Snakemake deletes a job's old outputs
     # when it starts it, so a job must never be the first to see a bad value)
     (lambda c: c["properties"]["robustness"].update(search={"budgte": 300}),
-     r"properties\.robustness\.search: unknown key\(s\) budgte; allowed keys: attack_restarts, attack_steps, budget, "),
+     r"properties\.robustness\.search: unknown key\(s\) budgte; allowed keys: attack_restarts, attack_steps, black_box_budget, budget, "),
     (lambda c: c["properties"]["robustness"].update(search={"mode": "gpss"}),
      r"properties\.robustness\.search: search mode must be one of gps, fast"),
     (lambda c: c["properties"]["robustness"].update(certify={"methd": "crown"}),

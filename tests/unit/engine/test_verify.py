@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.paths import SHARED
 import json
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,108 @@ def test_first_layer_corners_through_affine_prefix():
     nodes[1].params["bias"] = torch.tensor([5.0, 5.0], **f64)
     assert first_layer_corners(graph, lower, upper) is None  # nothing switches
     assert first_layer_corners(Graph("x", "r", (2,), [Node("relu", ["x"], "r")]), lower, upper) is None
+
+
+# ----------------------------------------------------------------------------- onnxruntime-only models
+
+def _counting_runtime(onnx_bytes: bytes):
+    """onnxruntime forward passes (saferisk.models.ort) that count the rows they run."""
+    from saferisk.models.ort import OnnxRuntimeForward
+
+    class CountingRuntime(OnnxRuntimeForward):
+        rows = 0
+
+        def __call__(self, x):
+            self.rows += int(x.shape[0])
+            return super().__call__(x)
+
+    return CountingRuntime(onnx_bytes)
+
+
+def _onnxruntime_only(model_path: Path):
+    """The model as a user without saferisk's graph has it: onnxruntime forward passes only, no
+    gradients, no bounds (as benchmarks/bench_witness.py builds its black-box models)."""
+    from saferisk.models.model import Model
+
+    return Model(None, name=model_path.stem, runtime=_counting_runtime(model_path.read_bytes()),
+                 graph_error="black-box run")
+
+
+KNOWN_SAT = [("acasxu", ACAS["2_1"], "prop_2.vnnlib")] + \
+    [("mnistfc", "mnist-net_256x2.onnx", f"prop_{p}_0.05.vnnlib") for p in (0, 1, 3)]
+
+
+@pytest.mark.parametrize("folder, onnx_name, spec_name", KNOWN_SAT)
+def test_known_sat_onnxruntime_only(vnncomp, folder, onnx_name, spec_name):
+    """Every known counterexample of the shared subset, on the model loaded as onnxruntime-only,
+    within the 60 s goal; the counterexample holds in a fresh onnxruntime session."""
+    model_path, spec_path = vnncomp / folder / onnx_name, vnncomp / folder / spec_name
+    model = _onnxruntime_only(model_path)
+    result = verify_spec(model, load_vnnlib(spec_path), timeout_s=60.0)
+    assert result.result == "sat" and result.method == "search" and result.seconds < 60
+    assert result.counterexample.rechecked_by == "onnxruntime"
+    _assert_valid_counterexample(model_path, spec_path, result.counterexample.to_dict())
+    assert result.evaluations <= model.runtime.rows  # every row the search ran is counted (plus the re-checks)
+
+
+def test_finite_difference_attack_finds_mnist_prop_0(vnncomp):
+    """mnist-net_256x2 prop_0 at eps 0.05 falls to neither random starts nor the pattern search:
+    the attack alone on finite-difference gradients (from the lower vertex) finds it."""
+    from saferisk.search.counterexample import attack_box
+    from saferisk.verify import check_counterexample
+
+    model_path, spec_path = vnncomp / "mnistfc" / "mnist-net_256x2.onnx", vnncomp / "mnistfc" / "prop_0_0.05.vnnlib"
+    model, spec = _onnxruntime_only(model_path), load_vnnlib(spec_path)
+    watched = attack_box(model, spec, time.perf_counter() + 60.0, seed=0, fixed=True)
+    assert watched.candidate is not None
+    assert watched.evaluations == model.runtime.rows  # outputs and difference rows alike, all watched
+    cex = check_counterexample(model, spec, watched.candidate)
+    assert cex is not None
+    _assert_valid_counterexample(model_path, spec_path, cex.to_dict())
+
+
+def _tiny_onnxruntime_only(tmp_path: Path, assertion: str):
+    model_path = _tiny_model(tmp_path / "tiny.onnx")
+    (tmp_path / "spec.vnnlib").write_text(BOX + assertion)
+    return _onnxruntime_only(model_path), load_vnnlib(tmp_path / "spec.vnnlib")
+
+
+def test_attack_on_finite_differences_from_random_starts(tmp_path):
+    """y1 = relu(x0 - x1) >= 0.99 only near the vertex (1, 0): neither the lower nor the upper
+    vertex, so random starts must follow the estimated gradient there; every forward row the
+    runtime ran went through the watcher."""
+    from saferisk.search.counterexample import attack_box
+
+    model, spec = _tiny_onnxruntime_only(tmp_path, "(assert (>= Y_1 0.99))")
+    watched = attack_box(model, spec, time.perf_counter() + 30.0, seed=0, fixed=False)
+    assert watched.candidate is not None
+    x = watched.candidate.numpy()
+    assert spec.input_inside(x) and x[0] - x[1] >= 0.99 - 1e-6
+    assert watched.evaluations == model.runtime.rows > 2  # outputs and differences, all watched
+
+
+def test_attack_on_finite_differences_keeps_the_deadline(tmp_path):
+    from saferisk.search.counterexample import attack_box
+
+    model, spec = _tiny_onnxruntime_only(tmp_path, "(assert (>= Y_0 2.0))")  # max y0 = 1.5: unreachable
+    start = time.perf_counter()
+    watched = attack_box(model, spec, start + 0.5, seed=0, fixed=True, steps=10**6)
+    assert 0.5 <= time.perf_counter() - start < 1.5
+    assert watched.candidate is None and watched.evaluations == model.runtime.rows > 0
+
+
+def test_watched_batches_stop_at_the_first_unsafe_chunk(tmp_path):
+    """A large batch (finite differences) runs WATCH_ROWS rows at a time: an unsafe row in the
+    first chunk ends the search before the rest runs."""
+    from saferisk.search.counterexample import WATCH_ROWS, WatchedModel, _Stop
+
+    model, spec = _tiny_onnxruntime_only(tmp_path, "(assert (>= Y_0 1.4))")
+    x = torch.full((2 * WATCH_ROWS + 3, 2), 0.25)
+    x[5] = torch.tensor([1.0, 1.0])  # y0 = 1.5
+    watched = WatchedModel(model, spec, time.perf_counter() + 30.0)
+    with pytest.raises(_Stop):
+        watched.forward_flat(x)
+    assert watched.candidate.tolist() == [1.0, 1.0]
+    assert watched.evaluations == model.runtime.rows == WATCH_ROWS
+    safe = WatchedModel(model, spec, time.perf_counter() + 30.0)
+    assert safe.forward_flat(torch.full((WATCH_ROWS + 3, 2), 0.25)).shape == (WATCH_ROWS + 3, 2)
