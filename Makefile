@@ -46,8 +46,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+# torchattacks (MIT; the FAB reference of benchmarks/bench_witness.py) without its declared
+# dependencies: torchvision, which cannot load beside the CPU torch wheel, and an old requests;
+# the attacks import neither
+TORCHATTACKS = torchattacks==3.5.1
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[test,slurm,bench]"
+	$(BIN)/python -m pip install -q --no-deps $(TORCHATTACKS)
 	@touch $@
 
 lint: install-test

@@ -46,7 +46,7 @@ class MinMaxSpec:
     def evaluate(self, z: torch.Tensor) -> torch.Tensor:
         """s(z) = min_j groups(z)[:, j] for a batch of outputs z (B, m) -> (B,)."""
         groups = self.groups(z)
-        return groups.min(dim=1).values if groups.shape[1] > 1 else groups.squeeze(1)
+        return groups.amin(dim=1) if groups.shape[1] > 1 else groups.squeeze(1)
 
     @staticmethod
     def from_rows(rows: list[list[tuple[list[float], float]]], m: int, exact: bool = True) -> "MinMaxSpec":

@@ -117,6 +117,13 @@ class Evaluator:
         self._observe(x, w)
         return w
 
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(outputs z, values w) of the rows x without gradients (counted and observed)."""
+        z = torch.cat([self.forward(part).to(x.dtype) for part in torch.split(x, self.chunk_size)])
+        w = self.value(z)
+        self._observe(x, w)
+        return z, w
+
     def with_grad(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable w(f(x)) (counted and observed)."""
         return self.outputs_with_grad(x)[1]

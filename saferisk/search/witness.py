@@ -30,9 +30,15 @@ from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
 from saferisk.search.minimal_norm import FAB_TERMS, fab_attack, minimal_norm_attack
 from saferisk.search.region import Evaluator, Region
+from saferisk.search.square import square_search
 
 
 MAX_TARGETS = 9  # targeted descent runs (terms of the property's min) of a witness search
+# the score-based search (saferisk.search.square) of a model without gradients: iterations and
+# restarts (the helper's measurements on mnist-net_256x2 and the digits nets; it stops at the
+# first violation, so the iterations cost only where none is found)
+SQUARE_ITERATIONS = 1000
+SQUARE_RESTARTS = 4
 SHRINK_TARGETS = 3  # ... and of each radius-bisection step while shrinking
 
 # Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
@@ -42,6 +48,7 @@ MINIMAL_NORM_BUDGET = 0.3  # the FMN-style runs (`minimal_norm_phase`), before t
 SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
 SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
+TIGHTEN_TOLERANCE = 1e-6  # smallest relative gap `tighten` tries to win
 TIGHTEN_GAP = 4e-3  # first relative gap `tighten` tries to win
 ESCAPE_FRACTION = 0.95  # `escape` looks for a violation inside this fraction of the best distance
 ESCAPE_ROUNDS = 1
@@ -101,8 +108,9 @@ def value_objective(prop: BoundProperty, evaluator: Evaluator, differentiable: b
 def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                      generator: torch.Generator, extra_starts: torch.Tensor | None = None,
                      tracker: "ViolationTracker | None" = None, budget_fraction: float | None = None,
-                     max_targets: int = MAX_TARGETS) -> None:
-    """Run sampling, gradient starts and pattern search on w; violations land in the tracker
+                     max_targets: int = MAX_TARGETS, score_based: bool = False) -> None:
+    """Run sampling, gradient starts (with `score_based`, for a model without gradients, also the
+    Square-style score-based search, saferisk.search.square) and pattern search on w; violations land in the tracker
     the caller attached to `evaluator.observers`. With `tracker`, the search stops as soon as
     it holds a violation inside `region` (shrinking, not deeper violations, tightens the bound)."""
     evaluator.new_phase(budget_fraction)
@@ -116,6 +124,9 @@ def search_violation(prop: BoundProperty, region: Region, evaluator: Evaluator, 
     values = objective(samples)
     best = samples[torch.nan_to_num(values, nan=float("inf")).argsort()[: config.n_starts]]
     starts = [best]
+    if score_based and not has_gradients(evaluator.model) and config.mode == "fast" and not evaluator.exhausted:
+        starts.append(square_search(prop, region, evaluator, generator, SQUARE_ITERATIONS, SQUARE_RESTARTS, stop=stop,
+                                    starts=best[:1]))
     if config.gradient_starts and config.mode == "fast" and not evaluator.exhausted:
         try:
             starts.append(gradient_attack(prop, region, evaluator, config, best, stop, max_targets))
@@ -140,31 +151,24 @@ def smallest_terms(prop: BoundProperty, evaluator: Evaluator, x0: torch.Tensor, 
 
 def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                        generator: torch.Generator, max_targets: int = MAX_TARGETS) -> None:
-    """The minimal-norm attacks (saferisk.search.minimal_norm), MINIMAL_NORM_BUDGET of the budget,
-    violations landing in the tracker. First FAB, `config.attack_restarts` runs (the first from
-    x0, the others from random points of the ball of a tenth of the radius): one Jacobian of all
-    terms per step, so it is also what a model without gradients can afford (finite
-    differences). Then, with the model's own gradients, FMN runs in one batch: on w - c and on
-    each of the `max_targets` smallest terms, `attack_restarts` times, for L-inf each once with
-    sign steps and once with gradient-proportional steps. Iterations are cut so that each
-    attack's whole annealing schedule fits its half of the phase. A model without gradients
-    (and without finite differences) skips it."""
+    """The minimal-norm attack (saferisk.search.minimal_norm), MINIMAL_NORM_BUDGET of the budget,
+    violations landing in the tracker; `config.attack_restarts` runs per start, the first from
+    x0, the others from random points of the ball of a tenth of the radius; iterations cut so
+    that the whole annealing schedule fits the phase.
+    With the model's own gradients: FMN, all runs in one batch: on w - c and on each of the
+    `max_targets` smallest terms, for L-inf each once with sign steps and once with
+    gradient-proportional steps (many cheap gradient rows). With finite differences: FAB, which
+    needs one Jacobian of all terms per step, the one thing differences give at the price of a
+    gradient. A model without gradients (and without finite differences) skips it."""
     evaluator.new_phase(MINIMAL_NORM_BUDGET)
-    half = None if evaluator.phase_budget is None else evaluator.phase_budget // 2
-    estimated = evaluator.gradient_rows > 0
     restarts = max(1, int(config.attack_restarts))
-    jitter = region.shrink(region.radius / 10).sample(restarts - 1, generator)
-    starts = torch.cat([region.x0.unsqueeze(0), jitter])
-    spec = prop.spec()
-    terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
-    # per FAB step and run: the Jacobian rows, a finite-difference Jacobian, the check of the new point
-    steps = _affordable(config.attack_steps, None if half is None or estimated else half,
-                        evaluator.phase_budget, restarts * (terms + 1 + evaluator.gradient_rows))
-    try:
+    if evaluator.gradient_rows > 0:
+        starts = torch.cat([region.x0.unsqueeze(0), region.shrink(region.radius / 10).sample(restarts - 1, generator)])
+        spec = prop.spec()
+        terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
+        # per step and run: the Jacobian rows, the finite differences, the check of the new point
+        steps = _affordable(config.attack_steps, evaluator.phase_budget, restarts * (terms + 1 + evaluator.gradient_rows))
         fab_attack(prop, region, evaluator, starts, steps)
-    except RuntimeError:  # a model without gradients stays black-box
-        return
-    if estimated:
         return
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
     starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
@@ -174,16 +178,16 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     if region.norm == "inf":
         starts, targets = starts.repeat(2, 1), targets.repeat(2)
         proportional = torch.cat([proportional, torch.ones_like(proportional)])
-    left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
-    steps = _affordable(config.attack_steps, left, left, targets.numel())
-    minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
+    steps = _affordable(config.attack_steps, evaluator.phase_budget, targets.numel())
+    try:
+        minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
+    except RuntimeError:  # a model without gradients stays black-box
+        pass
 
 
-def _affordable(steps: int, share: int | None, phase: int | None, per_step: int) -> int:
-    """`steps`, cut so that steps x per_step forward rows fit `share` of the phase (None: no cap)."""
-    if share is None:
-        return steps if phase is None else min(steps, max(phase // max(per_step, 1) - 1, 0))
-    return min(steps, max(share // max(per_step, 1) - 1, 0))
+def _affordable(steps: int, budget: int | None, per_step: int) -> int:
+    """`steps`, cut so that steps x per_step forward rows fit `budget` (None: no cap)."""
+    return steps if budget is None else min(steps, max(budget // max(per_step, 1) - 1, 0))
 
 
 def gradient_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
@@ -325,12 +329,12 @@ def tighten(prop: BoundProperty, region: Region, evaluator: Evaluator, config: S
     """Try to beat the closest violation by a relative gap: targeted gradient runs inside the
     ball of radius best * (1 - gap), started from the best violation pulled into that ball;
     a success is projected back onto the boundary and the gap doubles, a failure quarters it,
-    down to SHRINK_TOLERANCE (`shrink_steps` tries at most; the budget left after the
+    down to TIGHTEN_TOLERANCE (`shrink_steps` tries at most; the budget left after the
     projection is theirs)."""
     evaluator.new_phase(None)
     gap = TIGHTEN_GAP
     for _ in range(config.shrink_steps):
-        if evaluator.total_exhausted or gap < SHRINK_TOLERANCE or tracker.best_x is None:
+        if evaluator.total_exhausted or gap < TIGHTEN_TOLERANCE or tracker.best_x is None:
             break
         best = tracker.best_distance
         inner = region.shrink(best * (1 - gap))
@@ -416,10 +420,12 @@ def _locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalu
                     generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
     if config.mode == "fast" and config.gradient_starts and config.attack_steps > 0:
         minimal_norm_phase(prop, region, evaluator, config, generator)
-    search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
+    search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET,
+                     score_based=True)
     if tracker.best_x is None and not evaluator.total_exhausted:
         outer = region.shrink(region.radius * OVERSHOOT)
-        search_violation(prop, outer, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET)
+        search_violation(prop, outer, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET,
+                         score_based=True)
     if tracker.best_x is None:
         return None
     projected = config.mode == "fast" and config.gradient_starts and project_violations(prop, region, evaluator, tracker)
