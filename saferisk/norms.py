@@ -46,6 +46,16 @@ def distance(x: torch.Tensor, x0: torch.Tensor, norm: str, unit: torch.Tensor | 
     return torch.linalg.vector_norm(diff, ord=2, dim=-1)
 
 
+def dual_norm(a: torch.Tensor, norm: str) -> torch.Tensor:
+    """||a||_q along the last dimension, q the dual of the p-norm (L-inf <-> L1, L2 <-> L2):
+    max over the unit p-ball of a . d."""
+    if norm == "2":
+        return torch.linalg.vector_norm(a, ord=2, dim=-1)
+    if norm == "1":
+        return a.abs().amax(dim=-1)
+    return a.abs().sum(dim=-1)
+
+
 def _project_l1(v: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """Euclidean projection of rows of v onto the L1 ball of `radius` ((B, 1) or scalar tensor;
     Duchi et al. 2008)."""

@@ -195,7 +195,7 @@ def compute_radius(model, x0, prop: Property, norm, max_radius, domain: Domain, 
     x0_t = _prepare(model, x0, domain, f"input {input_id}")
     result = RadiusResult(input_id=str(input_id), property=prop.kind, norm=norm, max_radius=max_radius,
                           label=None if label is None else int(label), scale=scale,
-                          search_mode=search.describe(), device=device_name(model), evaluator=model.evaluator,
+                          search_mode=search.describe(model), device=device_name(model), evaluator=model.evaluator,
                           seed=int(seed),
                           saferisk_version=__version__, model=model.name, model_sha256=model.sha256)
     start = time.perf_counter()

@@ -25,7 +25,8 @@ import math
 import torch
 
 from saferisk.bounds.ops import AFFINE_OPS, CONVEX_OPS, ELEMENTWISE_OPS, BoundsDeadline, elementwise_lines
-from saferisk.bounds.sets import InputRegion, _dual_norm
+from saferisk.bounds.sets import InputRegion
+from saferisk.norms import dual_norm
 from saferisk.models.graph import run_node
 
 FORWARD_OPS_EXTRA = {"add", "concat", "constant"}
@@ -100,7 +101,7 @@ def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.
         if W is None:  # a constant
             return
         A = W.reshape(W.shape[0], -1).T  # (neurons, n)
-        norms = _dual_norm(A if unit is None else A * unit, norm)
+        norms = dual_norm(A if unit is None else A * unit, norm)
         ratio = value.reshape(-1).abs() / norms.clamp_min(1e-300)
         ratio = torch.where(norms > 0, ratio, torch.full_like(ratio, math.inf))
         stable = min(stable, float(ratio.min()))
@@ -114,7 +115,7 @@ def linear_region_radius(engine, rows, x0: torch.Tensor, norm: str, unit: torch.
     J = W_out.reshape(W_out.shape[0], m).T  # (m, n)
     A = rows.C @ J  # (S, n)
     margin = (A @ point.reshape(-1, 1)).reshape(-1) + rows.C @ b_out.reshape(-1) + rows.d
-    row_norms = _dual_norm(A if unit is None else A * unit, norm)
+    row_norms = dual_norm(A if unit is None else A * unit, norm)
 
     def holds(r: float) -> bool:  # rows.combine is non-increasing in r: bisection is valid
         return bool(rows.combine((margin - r * row_norms)[None])[0] > 0)

@@ -16,13 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-def _dual_norm(a: torch.Tensor, norm: str) -> torch.Tensor:
-    if norm == "2":
-        return torch.linalg.vector_norm(a, ord=2, dim=-1)
-    if norm == "1":
-        return a.abs().amax(dim=-1)
-    return a.abs().sum(dim=-1)
+from saferisk.norms import dual_norm
 
 
 @dataclass
@@ -75,6 +69,6 @@ class InputRegion:
         bound = (A @ centre - A.abs() @ half).squeeze(-1)
         if self.has_ball():
             scaled = A if self.unit is None else A * self.unit
-            ball = (A @ self.x0.unsqueeze(-1)).squeeze(-1) - self.radius[:, None] * _dual_norm(scaled, self.norm)
+            ball = (A @ self.x0.unsqueeze(-1)).squeeze(-1) - self.radius[:, None] * dual_norm(scaled, self.norm)
             bound = torch.maximum(bound, ball)
         return bound

@@ -29,8 +29,9 @@ def _solve_piecewise(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, need: to
     the last breakpoint where even F there stays below `need`. F is piecewise linear with
     breakpoints b_i / c_i: sorted, F at each breakpoint is a cumulative sum, and s is found
     exactly on the first segment that reaches `need`."""
+    tiny = torch.finfo(a.dtype).tiny
     moving = c > 0
-    breaks = torch.where(moving, b / c.clamp_min(1e-300), torch.full_like(b, float("inf")))
+    breaks = torch.where(moving, b / c.clamp_min(tiny), torch.full_like(b, float("inf")))
     order = breaks.argsort(dim=1)
     breaks = breaks.gather(1, order)
     ab = torch.where(moving, a * b, torch.zeros_like(a)).gather(1, order)
@@ -39,11 +40,11 @@ def _solve_piecewise(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, need: to
     slope = ac.flip(1).cumsum(1).flip(1)  # sum of a_i c_i over those not capped yet (i >= k)
     finite = torch.isfinite(breaks)
     at_break = torch.where(finite, before + breaks * slope, torch.full_like(before, float("inf")))
-    reached = at_break >= need.unsqueeze(1)
+    reached = (at_break >= need.unsqueeze(1)) & finite
     k = torch.where(reached.any(1), reached.to(torch.int8).argmax(1), torch.full_like(need, -1, dtype=torch.long))
     last = torch.where(finite, breaks, torch.zeros_like(breaks)).amax(1)  # unreachable: as far as the box goes
     kk = k.clamp_min(0).unsqueeze(1)
-    s = (need - before.gather(1, kk).squeeze(1)) / slope.gather(1, kk).squeeze(1).clamp_min(1e-300)
+    s = (need - before.gather(1, kk).squeeze(1)) / slope.gather(1, kk).squeeze(1).clamp_min(tiny)
     low = torch.where(k > 0, breaks.gather(1, (k - 1).clamp_min(0).unsqueeze(1)).squeeze(1), torch.zeros_like(s))
     s = torch.minimum(torch.maximum(s, low), torch.where(k >= 0, breaks.gather(1, kk).squeeze(1), last))
     return torch.where(k >= 0, s, last).clamp_min(0)
@@ -74,7 +75,7 @@ def min_norm_step(a: torch.Tensor, delta: torch.Tensor, room_up: torch.Tensor, r
     gain = w_sorted * r_sorted
     before = gain.cumsum(1) - gain  # what the coordinates before each one already give
     left = (need.unsqueeze(1) - before).clamp_min(0)
-    take = torch.minimum(r_sorted, left / w_sorted.clamp_min(1e-300)).masked_fill(w_sorted == 0, 0.0)
+    take = torch.minimum(r_sorted, left / w_sorted.clamp_min(torch.finfo(a.dtype).tiny)).masked_fill(w_sorted == 0, 0.0)
     step = torch.zeros_like(a).scatter(1, order, take)
     return sign * step
 

@@ -22,20 +22,21 @@ class SearchConfig:
     coordinates per iteration (2k points) and adds gradient-guided starts (PGD) when the model
     is differentiable; the black-box GPS keeps running beside them.
     `budget` caps the forward evaluations per input (all phases together, each capped at a
-    share: 30% Lipschitz search, 30% minimal-norm attack, 15% witness search, 15% overshooting, then moving the witness toward x0:
+    share: 30% Lipschitz search, 30% minimal-norm attack, 10% witness search, 10% overshooting, then moving the witness toward x0:
     10% boundary projection + what is left for `tighten` with gradients, 40% black-box shrinking
     otherwise). `shrink_steps` bounds the tries of either way of moving the witness.
     `finite_differences`: a model without gradients (run by onnxruntime only) gets
     finite-difference gradient estimates for the witness search's gradient steps (every
     forward row counted in `budget`; saferisk.search.finite_difference); False keeps it black-box.
     `black_box_budget` replaces `budget` for such a model: a finite-difference gradient costs
-    2 forward rows per input feature (up to 1024 features; 128 rows beyond), so its witness
+    one forward row per input feature, plus one (up to 1024 features; 128 rows beyond), so its witness
     search needs more rows for the same work (the Lipschitz-metric search keeps its share of
     `budget`, so the estimate does not depend on the runtime).
     `attack_steps`, `attack_restarts`: the effort of the minimal-norm attack that opens the
     witness search (saferisk.search.minimal_norm): iterations per run and runs per target
     (one from x0, the others from random points near it); its runs share MINIMAL_NORM_BUDGET
-    of `budget`, the iterations cut to fit (0 steps: no minimal-norm attack).
+    of the budget (`budget`, or `black_box_budget`), the iterations cut to fit (0 steps: no
+    minimal-norm attack).
     Mesh sizes are relative to the search box half-width per feature (mesh scaled per feature):
     a step of s moves feature i by s * halfwidth_i. expansion/contraction "auto" means the
     paper's 1.3/0.8 for low-dimensional inputs (n <= 16) and 2/0.5 otherwise.
@@ -95,8 +96,11 @@ class SearchConfig:
 
         return self.black_box_budget if self.finite_differences and not has_gradients(model) else self.budget
 
-    def describe(self) -> str:
-        return f"{self.mode}(starts={self.n_starts},iters={self.max_iterations},budget={self.budget})"
+    def describe(self, model=None) -> str:
+        """Mode and effort in one word (the results' `search_mode`); with `model`, its budget."""
+        budget = self.budget if model is None else self.budget_for(model)
+        return (f"{self.mode}(starts={self.n_starts},iters={self.max_iterations},budget={budget},"
+                f"attack={self.attack_steps}x{self.attack_restarts})")
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "SearchConfig":

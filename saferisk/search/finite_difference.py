@@ -6,15 +6,17 @@ boundary projection and `tighten` as the gradient path.
 whose backward estimates the vector-Jacobian product g^T J(x) by finite differences:
 
   n <= coordinate_limit   coordinate-wise, one-sided: J e_i ~ (f(x + h_i e_i) - f(x)) / h_i
-  (COORDINATE_LIMIT)      (x - h_i e_i on the box's upper face), the whole Jacobian from n
-                          forward rows beside f(x) itself (exact inside a linear piece of a
+  (COORDINATE_LIMIT)      (x - h_i e_i on the box's upper face), the whole Jacobian from n + 1
+                          forward rows (exact inside a linear piece of a
                           ReLU network; O(h) off it);
   otherwise               DIRECTIONS antithetic random directions u_k (seeded): central differences
                           give J du_k, and g^T J is estimated as the minimum-norm vector that
                           matches them, times n / DIRECTIONS (unbiased for a random subspace).
 
 Steps are STEP x the half-width of the search box per feature; points are kept inside the
-domain box (one-sided near its faces, with the actual step in the quotient). Identical rows (the
+domain box (the coordinate-wise steps go down on the box's upper face; the random directions
+are clipped, with the actual step in the quotient). The coordinate-wise points run in one batch
+with x itself (float32 results depend on the batch). Identical rows (the
 targeted runs of one start) share one estimate. Every forward row of the differences is counted
 against the evaluator's budget (`Evaluator.count`), but not shown to its observers: they lie off
 the search path, possibly outside the ball.
@@ -33,7 +35,7 @@ SEED = 0x5EED
 
 
 class FiniteDifferences:
-    """Central-difference Jacobian estimates of `evaluator.forward` around points of `region`."""
+    """Finite-difference Jacobian estimates of `evaluator.forward` around points of `region`."""
 
     def __init__(self, evaluator: Evaluator, region: Region, seed: int = SEED,
                  coordinate_limit: int = COORDINATE_LIMIT):
@@ -45,9 +47,9 @@ class FiniteDifferences:
 
     @property
     def rows_per_gradient(self) -> int:
-        """Forward rows one gradient estimate costs (1 per coordinate, or 2 per direction)."""
+        """Forward rows one gradient estimate costs (1 per coordinate plus x, or 2 per direction)."""
         moving = int((self.step > 0).sum())
-        return moving if moving <= self.coordinate_limit else 2 * DIRECTIONS
+        return moving + 1 if moving <= self.coordinate_limit else 2 * DIRECTIONS
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs z (B, m) of rows x, differentiable through the estimated Jacobian."""
@@ -68,30 +70,29 @@ class FiniteDifferences:
         z = self.forward(torch.cat([plus, minus], 1).reshape(-1, n)).reshape(B, 2 * k, -1)
         return z[:, :k] - z[:, k:], plus - minus
 
-    def _forward_steps(self, x: torch.Tensor, z: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_steps(self, x: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One-sided differences along each moving coordinate (x + h_i e_i, or x - h_i e_i where
-        that leaves the box) of rows x with outputs z: (f(x') - f(x) (B, k, m), the signed steps (B, k))."""
+        that leaves the box) of rows x, x itself in the same batch: (f(x') - f(x) (B, k, m), the
+        signed steps (B, k))."""
         B, n = x.shape
         k = moving.numel()
         h = self.step[moving]
         up = x[:, moving] + h <= self.upper[moving]
         moved = torch.where(up, x[:, moving] + h, torch.maximum(x[:, moving] - h, self.lower[moving]))
-        points = x.unsqueeze(1).repeat(1, k, 1)
-        points[:, torch.arange(k), moving] = moved
-        z_moved = self.forward(points.reshape(-1, n)).reshape(B, k, -1)
-        return z_moved - z.unsqueeze(1), moved - x[:, moving]
+        points = x.unsqueeze(1).repeat(1, k + 1, 1)  # row 0: x itself
+        points[:, 1 + torch.arange(k), moving] = moved
+        z = self.forward(points.reshape(-1, n)).reshape(B, k + 1, -1)
+        return z[:, 1:] - z[:, :1], moved - x[:, moving]
 
-    def vector_jacobian(self, x: torch.Tensor, grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Estimated g^T J(x) per row (B, n) for output cotangents g = grad_z (B, m); z: f(x)."""
+    def vector_jacobian(self, x: torch.Tensor, grad_z: torch.Tensor) -> torch.Tensor:
+        """Estimated g^T J(x) per row (B, n) for output cotangents g = grad_z (B, m)."""
         rows, inverse = torch.unique(x.detach(), dim=0, return_inverse=True)
         n = rows.shape[1]
         moving = (self.step > 0).nonzero().flatten()
         if moving.numel() == 0:
             return torch.zeros_like(x)
         if moving.numel() <= self.coordinate_limit:
-            first = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
-            first.scatter_(0, inverse, torch.arange(x.shape[0], device=x.device))  # one occurrence of each row
-            dz, width = self._forward_steps(rows, z.detach()[first], moving)  # (U, k, m), (U, k)
+            dz, width = self._forward_steps(rows, moving)  # (U, k, m), (U, k)
             jac = torch.zeros(rows.shape[0], rows.shape[1], dz.shape[2], dtype=x.dtype, device=x.device)
             jac[:, moving] = torch.where(width.unsqueeze(2) != 0, dz / torch.where(width != 0, width, 1.0).unsqueeze(2),
                                          torch.zeros_like(dz))  # (U, n, m): row i is J e_i
@@ -114,14 +115,13 @@ class _EstimatedJacobian(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, estimator: FiniteDifferences) -> torch.Tensor:
         ctx.estimator = estimator
-        z = estimator.evaluator.forward(x.detach()).to(x.dtype)
-        ctx.save_for_backward(x, z)
-        return z
+        ctx.save_for_backward(x)
+        return estimator.evaluator.forward(x.detach()).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_z: torch.Tensor):
-        x, z = ctx.saved_tensors
-        return ctx.estimator.vector_jacobian(x, grad_z.to(x.dtype), z), None
+        (x,) = ctx.saved_tensors
+        return ctx.estimator.vector_jacobian(x, grad_z.to(x.dtype)), None
 
 
 def has_gradients(model) -> bool:

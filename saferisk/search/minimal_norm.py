@@ -40,15 +40,6 @@ def _cosine(start: float, end: float, k: int, steps: int) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * k / max(steps, 1))) / 2
 
 
-def dual_norm(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    """||grad||_q per row, q the dual of the region's p-norm (L-inf <-> L1, L2 <-> L2)."""
-    if norm == "inf":
-        return grad.abs().sum(dim=1)
-    if norm == "1":
-        return grad.abs().amax(dim=1)
-    return torch.linalg.vector_norm(grad, dim=1)
-
-
 def proportional_direction(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
     """The L2-normalised gradient times sqrt(n) (in the region's scaled coordinates): an L-inf
     step that moves each feature in proportion to its gradient (the sign step moves all alike);
@@ -65,6 +56,8 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     itself; None: all rows on w - c); the closest violations land in the evaluator's observers.
     `proportional` (bool per row, L-inf only): that row steps along `proportional_direction`
     instead of the sign of the gradient (FMN's own L-inf step; neither is better everywhere)."""
+    if steps <= 0:
+        return
     x0, norm = region.x0, region.norm
     scale = region.unit if region.unit is not None else torch.ones_like(x0)
     spec = prop.spec()
@@ -108,7 +101,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         best = torch.where(violating, torch.minimum(best, distance), best)
         seen |= violating
         gamma, alpha = _cosine(*GAMMA, k, steps), _cosine(*ALPHA[norm], k, steps)
-        boundary = distance + loss.abs() / dual_norm(grad * scale, norm).clamp_min(1e-30)
+        boundary = distance + loss.abs() / norms.dual_norm(grad * scale, norm).clamp_min(1e-30)
         eps = torch.where(violating, torch.minimum(eps, best) * (1 - gamma), torch.where(seen, eps * (1 + gamma), boundary))
         eps = torch.nan_to_num(eps, nan=float(region.radius)).clamp(min=0).minimum(cap)
         direction = steepest_direction(grad, norm, region.unit)
@@ -125,8 +118,8 @@ FAB_BETA = 0.9  # after a violation: x <- x0 + FAB_BETA (x - x0)
 FAB_TERMS = 16  # terms g_j linearised per step (the smallest at each point, when there are more)
 
 
-def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(w - c (B,), the terms g_j (B, K), their gradients (B, K, n)) at the rows x: all terms of
+def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the terms g_j (B, K), their gradients (B, K, n)) at the rows x: all terms of
     an exact min-of-terms spec (the FAB_TERMS smallest at each row when there are more), else
     K = 1, w - c itself. One batch of B * K rows (a model without gradients shares one
     finite-difference Jacobian per distinct row)."""
@@ -137,7 +130,7 @@ def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) ->
     which = None
     if exact and count < spec.A.shape[0]:
         with torch.no_grad():
-            which = spec.groups(evaluator.model.forward_flat(x).to(x.dtype)).argsort(dim=1)[:, :count]
+            which = spec.groups(evaluator.outputs(x)[0]).argsort(dim=1)[:, :count]
     rows = x.detach().repeat_interleave(count, dim=0).requires_grad_(True)
     with torch.enable_grad():
         z, w = evaluator.outputs_with_grad(rows)
@@ -151,8 +144,7 @@ def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) ->
         (grad,) = torch.autograd.grad(values[finite].sum(), rows, allow_unused=True) if bool(finite.any()) else (None,)
     if grad is None:
         grad = torch.zeros_like(rows)
-    w_rows = (w.detach() - prop.threshold).reshape(B, count)[:, 0]
-    return w_rows, values.detach(), torch.nan_to_num(grad.detach()).reshape(B, count, n)
+    return values.detach(), torch.nan_to_num(grad.detach()).reshape(B, count, n)
 
 
 def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor, steps: int,
@@ -172,9 +164,9 @@ def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts
     for _ in range(steps):
         if evaluator.exhausted or (stop is not None and stop()):
             return
-        w, g, a = term_jacobian(prop, evaluator, x)
+        g, a = term_jacobian(prop, evaluator, x)
         a_scaled = a * scale  # gradients in the region's scaled coordinates
-        distance = g.abs() / dual_norm(a_scaled.reshape(-1, a.shape[2]), norm).reshape(g.shape).clamp_min(1e-30)
+        distance = g.abs() / norms.dual_norm(a_scaled.reshape(-1, a.shape[2]), norm).reshape(g.shape).clamp_min(1e-30)
         distance = torch.where(torch.isfinite(distance) & (a.abs().sum(2) > 0), distance, torch.full_like(distance, float("inf")))
         j = distance.argmin(dim=1, keepdim=True)
         g_j = g.gather(1, j).squeeze(1)

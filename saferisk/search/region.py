@@ -110,16 +110,15 @@ class Evaluator:
             observe(x, w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] <= self.chunk_size:
-            w = self.value(self.forward(x).to(x.dtype))
-        else:
-            w = torch.cat([self.value(self.forward(part).to(x.dtype)) for part in torch.split(x, self.chunk_size)])
-        self._observe(x, w)
-        return w
+        return self.outputs(x)[1]
 
     def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(outputs z, values w) of the rows x without gradients (counted and observed)."""
-        z = torch.cat([self.forward(part).to(x.dtype) for part in torch.split(x, self.chunk_size)])
+        """(outputs z, values w) of the rows x without gradients (chunks of `chunk_size` rows;
+        counted and observed)."""
+        if x.shape[0] <= self.chunk_size:
+            z = self.forward(x).to(x.dtype)
+        else:
+            z = torch.cat([self.forward(part).to(x.dtype) for part in torch.split(x, self.chunk_size)])
         w = self.value(z)
         self._observe(x, w)
         return z, w

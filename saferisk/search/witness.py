@@ -43,7 +43,7 @@ SHRINK_TARGETS = 3  # ... and of each radius-bisection step while shrinking
 
 # Shares of SearchConfig.budget (forward evaluations per input) for each search phase; the
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
-ATTACK_BUDGET = 0.15
+ATTACK_BUDGET = 0.1
 MINIMAL_NORM_BUDGET = 0.3  # the FMN-style runs (`minimal_norm_phase`), before the other searches
 SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
@@ -145,7 +145,7 @@ def smallest_terms(prop: BoundProperty, evaluator: Evaluator, x0: torch.Tensor, 
     if spec is None or not spec.exact or spec.A.shape[0] <= 1 or count <= 0:
         return torch.empty(0, dtype=torch.long)
     with torch.no_grad():
-        g0 = spec.groups(evaluator.model.forward_flat(x0.unsqueeze(0)).to(x0.dtype))[0]
+        g0 = spec.groups(evaluator.outputs(x0.unsqueeze(0))[0])[0]
     return g0.argsort()[:count].cpu()
 
 
@@ -160,9 +160,11 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     gradient-proportional steps (many cheap gradient rows). With finite differences: FAB, which
     needs one Jacobian of all terms per step, the one thing differences give at the price of a
     gradient. A model without gradients (and without finite differences) skips it."""
+    if evaluator.gradient_estimate is None and not has_gradients(evaluator.model):
+        return
     evaluator.new_phase(MINIMAL_NORM_BUDGET)
     restarts = max(1, int(config.attack_restarts))
-    if evaluator.gradient_rows > 0:
+    if evaluator.gradient_estimate is not None:
         starts = torch.cat([region.x0.unsqueeze(0), region.shrink(region.radius / 10).sample(restarts - 1, generator)])
         spec = prop.spec()
         terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
@@ -179,14 +181,12 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
         starts, targets = starts.repeat(2, 1), targets.repeat(2)
         proportional = torch.cat([proportional, torch.ones_like(proportional)])
     steps = _affordable(config.attack_steps, evaluator.phase_budget, targets.numel())
-    try:
-        minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
-    except RuntimeError:  # a model without gradients stays black-box
-        pass
+    minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
 
 
 def _affordable(steps: int, budget: int | None, per_step: int) -> int:
-    """`steps`, cut so that steps x per_step forward rows fit `budget` (None: no cap)."""
+    """`steps`, cut so that steps x per_step forward rows (and the last step's points) fit
+    `budget` (None: no cap)."""
     return steps if budget is None else min(steps, max(budget // max(per_step, 1) - 1, 0))
 
 

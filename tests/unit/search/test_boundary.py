@@ -135,3 +135,20 @@ def test_bracket_of_a_linear_classifier_is_tight_and_sound(norm):
     assert exact < robust * (1 - 1e-5) <= res.radius_upper  # (1e-5: the model computes in float32)
     assert res.radius_upper == pytest.approx(robust, rel=1e-4)
     assert res.radius_lower is not None and res.radius_lower <= exact * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+@pytest.mark.parametrize("norm", ("inf", "2", "1"))
+def test_min_norm_step_is_finite_with_zero_gradient_coordinates(norm, dtype):
+    """Coordinates with a zero gradient take no step; a target the box cannot reach gives the
+    farthest step the box allows (no NaN in float32, where 1e-300 rounds to 0)."""
+    from saferisk.search.boundary import min_norm_step
+
+    a = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]], dtype=dtype)
+    room = torch.full((2, 3), 0.1, dtype=dtype)
+    far = min_norm_step(a, torch.tensor([5.0, 0.0], dtype=dtype), room, room, norm)
+    assert bool(torch.isfinite(far).all())
+    assert torch.equal(far[1], torch.zeros(3, dtype=dtype)) and float(far[0, 1]) == 0.0
+    assert torch.allclose(far[0, [0, 2]], torch.full((2,), 0.1, dtype=dtype))
+    near = min_norm_step(a[:1], torch.tensor([0.2], dtype=dtype), room[:1], room[:1], norm)
+    assert float((a[0] * near[0]).sum()) == pytest.approx(0.2, rel=1e-5)

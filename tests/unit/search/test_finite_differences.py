@@ -78,7 +78,7 @@ def test_coordinate_estimates_match_the_gradient_and_every_row_is_counted():
     assert bool((cos > 0.999).all()), cos
     assert torch.allclose(estimate, reference, rtol=1e-2, atol=1e-2 * float(reference.abs().max()))
     # two distinct rows, n difference rows each (the outputs themselves are counted by Evaluator.outputs_with_grad)
-    assert evaluator.evaluations == 2 * N_INPUTS
+    assert evaluator.evaluations == 2 * (N_INPUTS + 1)
 
 
 def test_random_direction_estimates_point_along_the_gradient_in_many_dimensions():
@@ -126,3 +126,31 @@ def test_finite_differences_off_keeps_the_black_box_search_and_results_are_deter
     first, again, off = run(), run(), run(finite_differences=False)
     assert (first.radius_upper, first.evaluations) == (again.radius_upper, again.evaluations)
     assert off.radius_upper is not None and off.radius_upper != first.radius_upper
+
+
+def test_fab_on_finite_differences_matches_fab_on_the_model_gradients():
+    """FAB needs one Jacobian of all terms per step: coordinate-wise one-sided differences give it
+    exactly inside a linear piece of the ReLU MLP, so the black-box run lands where the gradient
+    run does (every difference row counted)."""
+    from saferisk.search.minimal_norm import fab_attack
+    from saferisk.search.witness import ViolationTracker
+
+    with_gradients, black_box = _models()
+    x0 = torch.rand(N_INPUTS, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    z0 = with_gradients.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    reached = {}
+    for key, model in (("gradient", with_gradients), ("black-box", black_box)):
+        region = Region(x0, 1.0, "2", -torch.ones(N_INPUTS), torch.ones(N_INPUTS))
+        evaluator = Evaluator(model, prop.value)
+        tracker = ViolationTracker(prop, region)
+        evaluator.observers.append(tracker)
+        if key == "black-box":
+            differences = FiniteDifferences(evaluator, region)
+            evaluator.gradient_estimate = differences.outputs
+            assert differences.rows_per_gradient == N_INPUTS + 1
+        fab_attack(prop, region, evaluator, x0.unsqueeze(0), steps=30)
+        reached[key] = (tracker.best_distance, evaluator.evaluations)
+    assert reached["gradient"][0] < float("inf")
+    assert reached["black-box"][0] == pytest.approx(reached["gradient"][0], rel=0.01), reached
+    assert reached["black-box"][1] >= reached["gradient"][1] + 30 * N_INPUTS * 0.5  # the differences are counted

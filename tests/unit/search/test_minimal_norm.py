@@ -15,7 +15,8 @@ from saferisk.models.load import module_to_onnx, read_forward
 from saferisk.models.model import Model
 from saferisk.properties import Robustness
 from saferisk.search import SearchConfig
-from saferisk.search.minimal_norm import dual_norm, minimal_norm_attack
+from saferisk.norms import dual_norm
+from saferisk.search.minimal_norm import fab_attack, minimal_norm_attack
 from saferisk.search.region import Evaluator, Region
 from saferisk.search.witness import ViolationTracker, find_witness
 
@@ -45,8 +46,9 @@ def _linear_model(n: int, seed: int) -> tuple[Model, nn.Linear]:
     return model, layer
 
 
+@pytest.mark.parametrize("attack", ("fmn", "fab"))
 @pytest.mark.parametrize("norm", NORMS)
-def test_reaches_the_closed_form_distance_of_a_linear_classifier(norm):
+def test_reaches_the_closed_form_distance_of_a_linear_classifier(norm, attack):
     """z = W x + b with two classes: the closest input of the other class is at
     |z_0 - z_1| / ||w_0 - w_1||_q (q the dual norm) in a box wide enough not to bind."""
     n = 20
@@ -62,7 +64,10 @@ def test_reaches_the_closed_form_distance_of_a_linear_classifier(norm):
     evaluator = Evaluator(model, prop.value)
     tracker = ViolationTracker(prop, region)
     evaluator.observers.append(tracker)
-    minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0), None, steps=200)
+    if attack == "fmn":
+        minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0), None, steps=200)
+    else:
+        fab_attack(prop, region, evaluator, x0.unsqueeze(0), steps=20)
     assert tracker.best_x is not None
     assert exact * (1 - 1e-9) <= tracker.best_distance <= exact * 1.01, (tracker.best_distance, exact)
 
