@@ -43,7 +43,8 @@ COLUMN_GLOSSARY: dict[str, str] = {
     "estimate_exceeds_upper": "True when radius_estimate > radius_upper: the estimate is then provably too high.",
     "scale": "Unit of every radius in the row: input = the model's input units; domain = fractions of each "
              "feature's domain width (a change of 0.1 moves a feature by 10% of its range).",
-    "search_mode": "The witness/Lipschitz search and its settings (mode, starts, iterations, evaluation budget).",
+    "search_mode": ("The witness/Lipschitz search and its settings (mode, starts, iterations, evaluation budget, "
+                    "minimal-norm attack steps x restarts)."),
     "evaluations": "Forward evaluations of the model the search spent on this input.",
     "seconds": "Wall-clock seconds of the search. Not in the attached CSV and not part of the evidence: it "
                "depends on the machine; the pipeline keeps it beside the model's results table, as "

@@ -22,8 +22,8 @@ class SearchConfig:
     coordinates per iteration (2k points) and adds gradient-guided starts (PGD) when the model
     is differentiable; the black-box GPS keeps running beside them.
     `budget` caps the forward evaluations per input (all phases together, each capped at a
-    share: 30% Lipschitz search, 30% minimal-norm attack, 10% witness search, 10% overshooting, then moving the witness toward x0:
-    10% boundary projection + what is left for `tighten` with gradients, 40% black-box shrinking
+    share: 30% Lipschitz search, 30% minimal-norm attack, 10% witness search, 10% overshooting,
+    then moving the witness toward x0: 10% boundary projection + what is left for `tighten` with gradients, 40% black-box shrinking
     otherwise). `shrink_steps` bounds the tries of either way of moving the witness.
     `finite_differences`: a model without gradients (run by onnxruntime only) gets
     finite-difference gradient estimates for the witness search's gradient steps (every

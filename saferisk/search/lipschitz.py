@@ -18,7 +18,8 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
-LIPSCHITZ_BUDGET = 0.3  # share of SearchConfig.budget (also for a model without gradients: the estimate does not depend on the runtime)
+# share of SearchConfig.budget (also for a model without gradients: the estimate does not depend on the runtime)
+LIPSCHITZ_BUDGET = 0.3
 
 
 class RatioTracker:

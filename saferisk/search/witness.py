@@ -157,9 +157,10 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     that the whole annealing schedule fits the phase.
     With the model's own gradients: FMN, all runs in one batch: on w - c and on each of the
     `max_targets` smallest terms, for L-inf each once with sign steps and once with
-    gradient-proportional steps (many cheap gradient rows). With finite differences: FAB, which
-    needs one Jacobian of all terms per step, the one thing differences give at the price of a
-    gradient. A model without gradients (and without finite differences) skips it."""
+    gradient-proportional steps (many cheap gradient rows). With finite differences, where each
+    gradient row costs a Jacobian: FAB on half the phase (one Jacobian of all terms per step),
+    then one FMN run on w - c (for L-inf with gradient-proportional steps) on the rest.
+    A model without gradients (and without finite differences) skips it."""
     if evaluator.gradient_estimate is None and not has_gradients(evaluator.model):
         return
     evaluator.new_phase(MINIMAL_NORM_BUDGET)
@@ -169,8 +170,13 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
         spec = prop.spec()
         terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
         # per step and run: the Jacobian rows, the finite differences, the check of the new point
-        steps = _affordable(config.attack_steps, evaluator.phase_budget, restarts * (terms + 1 + evaluator.gradient_rows))
+        half = None if evaluator.phase_budget is None else evaluator.phase_budget // 2
+        steps = _affordable(config.attack_steps, half, restarts * (terms + 1 + evaluator.gradient_rows))
         fab_attack(prop, region, evaluator, starts, steps)
+        left = None if half is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
+        steps = _affordable(config.attack_steps, left, 1 + evaluator.gradient_rows)
+        minimal_norm_attack(prop, region, evaluator, region.x0.unsqueeze(0), None, steps,
+                            proportional=torch.tensor([region.norm == "inf"]))
         return
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
     starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
