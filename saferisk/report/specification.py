@@ -18,7 +18,7 @@ import pandas as pd
 from saferisk.audit.verdict import norm_name, unit_text
 from saferisk.bounds.config import CertifyConfig
 from saferisk.properties import make_property
-from saferisk.search.config import SearchConfig
+from saferisk.search.config import BLACK_BOX_GRADIENTS, SearchConfig
 
 NORM_WORDS = {"inf": "the largest change of any single feature", "2": "the Euclidean length of the change",
               "1": "the sum of the absolute changes of all features"}
@@ -177,8 +177,10 @@ def input_set_text(audit_config: dict | None, name: str, n_rows: int) -> str:
 def search_text(search: dict) -> str:
     """The witness search's mode and effort, defaults filled by SearchConfig."""
     config = SearchConfig.from_dict(search)
+    black_box = (f"{config.black_box_budget:,}" if config.black_box_budget is not None
+                 else f"plus {BLACK_BOX_GRADIENTS} finite-difference gradients")
     return (f"mode {config.mode}, budget {config.budget:,} forward evaluations per input "
-            f"({config.black_box_budget:,} for a model without gradients), {config.n_starts} starts, "
+            f"({black_box} for a model without gradients), {config.n_starts} starts, "
             f"at most {config.max_iterations} iterations; minimal-norm attack {config.attack_steps} iterations x "
             f"{config.attack_restarts} runs per target")
 

@@ -13,6 +13,11 @@ SEARCH_MODES = ("gps", "fast")
 POLL_EVALUATORS = ("model", "onnxruntime", "fastest")
 
 
+# gradient estimates a model without gradients gets beyond `budget` when `black_box_budget` is
+# not set (mnist-net_256x2: 30000 + 500 x 785 rows; the witness benchmark's black-box rows)
+BLACK_BOX_GRADIENTS = 500
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Budget and parameters of the derivative-free search (Generalised Pattern Search).
@@ -29,8 +34,9 @@ class SearchConfig:
     finite-difference gradient estimates for the witness search's gradient steps (every
     forward row counted in `budget`; saferisk.search.finite_difference); False keeps it black-box.
     `black_box_budget` replaces `budget` for such a model: a finite-difference gradient costs
-    one forward row per input feature, plus one (up to 1024 features; 128 rows beyond), so its witness
-    search needs more rows for the same work (the Lipschitz-metric search keeps its share of
+    one forward row per input feature, plus one (up to 1024 features; 128 rows beyond), so its
+    witness search needs more rows for the same work; unset, it is `budget` plus the rows of
+    BLACK_BOX_GRADIENTS gradient estimates (the Lipschitz-metric search keeps its share of
     `budget`, so the estimate does not depend on the runtime).
     `attack_steps`, `attack_restarts`: the effort of the minimal-norm attack that opens the
     witness search (saferisk.search.minimal_norm): iterations per run and runs per target
@@ -60,7 +66,7 @@ class SearchConfig:
     finite_differences: bool = True
     attack_steps: int = 200
     attack_restarts: int = 2
-    black_box_budget: int = 400_000
+    black_box_budget: int | None = None
 
     def __post_init__(self):
         if self.mode not in SEARCH_MODES:
@@ -71,10 +77,11 @@ class SearchConfig:
         for name in ("initial_mesh", "mesh_tolerance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"search {name} must be > 0")
-        for name in ("max_iterations", "n_starts", "budget", "chunk_size", "poll_coordinates", "attack_restarts",
-                     "black_box_budget"):
+        for name in ("max_iterations", "n_starts", "budget", "chunk_size", "poll_coordinates", "attack_restarts"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"search {name} must be >= 1")
+        if self.black_box_budget is not None and int(self.black_box_budget) < 1:
+            raise ConfigError("search black_box_budget must be >= 1 (or null: derived from the model's size)")
         if int(self.attack_steps) < 0:
             raise ConfigError("search attack_steps must be >= 0")
         if self.expansion is not None and not self.expansion > 1:
@@ -90,11 +97,17 @@ class SearchConfig:
         return exp, con
 
     def budget_for(self, model) -> int:
-        """Forward evaluations per input for `model`: `black_box_budget` for a model without
-        gradients whose witness search estimates them by finite differences, else `budget`."""
-        from saferisk.search.finite_difference import has_gradients
+        """Forward evaluations per input for `model`: for a model without gradients whose
+        witness search estimates them by finite differences, `black_box_budget`, by default
+        `budget` plus BLACK_BOX_GRADIENTS gradient estimates (FiniteDifferences.rows_for: n + 1
+        rows for n <= 1024 input features, 128 beyond); else `budget`."""
+        from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 
-        return self.black_box_budget if self.finite_differences and not has_gradients(model) else self.budget
+        if not self.finite_differences or has_gradients(model):
+            return self.budget
+        if self.black_box_budget is not None:
+            return int(self.black_box_budget)
+        return self.budget + BLACK_BOX_GRADIENTS * FiniteDifferences.rows_for(int(model.n_inputs))
 
     def describe(self, model=None) -> str:
         """Mode and effort in one word (the results' `search_mode`); with `model`, its budget."""

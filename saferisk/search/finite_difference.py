@@ -47,9 +47,14 @@ class FiniteDifferences:
 
     @property
     def rows_per_gradient(self) -> int:
-        """Forward rows one gradient estimate costs (1 per coordinate plus x, or 2 per direction)."""
-        moving = int((self.step > 0).sum())
-        return moving + 1 if moving <= self.coordinate_limit else 2 * DIRECTIONS
+        """Forward rows one gradient estimate costs here (see `rows_for`)."""
+        return self.rows_for(int((self.step > 0).sum()), self.coordinate_limit)
+
+    @staticmethod
+    def rows_for(moving: int, coordinate_limit: int = COORDINATE_LIMIT) -> int:
+        """Forward rows one gradient estimate costs with `moving` free features: one per
+        coordinate plus x itself, or two per random direction beyond `coordinate_limit`."""
+        return moving + 1 if moving <= coordinate_limit else 2 * DIRECTIONS
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs z (B, m) of rows x, differentiable through the estimated Jacobian."""
