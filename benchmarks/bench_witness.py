@@ -84,8 +84,11 @@ def _distance(a: np.ndarray, b: np.ndarray, norm: str) -> float:
 
 def _rechecked(module: torch.nn.Module, x: np.ndarray | None, x0: np.ndarray, label: int, norm: str,
                shape: tuple[int, ...]) -> float | None:
-    """The distance of x if it changes the decision in float64 and lies in [0, 1], else None."""
+    """The distance of x if it changes the decision in float64, lies in [0, 1] and within the max
+    radius (saferisk searches that ball; FMN and DDN are unbounded), else None."""
     if x is None or not np.all(np.isfinite(x)) or x.min() < -1e-7 or x.max() > 1 + 1e-7:
+        return None
+    if _distance(x, x0, norm) > MAX_RADIUS[norm] * (1 + 1e-9):
         return None
     with torch.no_grad():
         z = module.double()(torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(1, *shape)))[0]
