@@ -34,16 +34,21 @@ def norm_order(norm: str) -> float:
     return math.inf if norm == "inf" else float(norm)
 
 
+def length(v: torch.Tensor, norm: str) -> torch.Tensor:
+    """||v||_p along the last dimension."""
+    if norm == "inf":  # amax/sum: much faster than vector_norm(ord=inf/1) on large batches
+        return v.abs().amax(dim=-1)
+    if norm == "1":
+        return v.abs().sum(dim=-1)
+    return torch.linalg.vector_norm(v, ord=2, dim=-1)
+
+
 def distance(x: torch.Tensor, x0: torch.Tensor, norm: str, unit: torch.Tensor | None = None) -> torch.Tensor:
     """||(x - x0) / unit||_p for a batch x (B, n) and a centre x0 (n,) -> (B,)."""
     diff = x - x0
     if unit is not None:
         diff = diff / unit
-    if norm == "inf":  # amax/sum: much faster than vector_norm(ord=inf/1) on large batches
-        return diff.abs().amax(dim=-1)
-    if norm == "1":
-        return diff.abs().sum(dim=-1)
-    return torch.linalg.vector_norm(diff, ord=2, dim=-1)
+    return length(diff, norm)
 
 
 def dual_norm(a: torch.Tensor, norm: str) -> torch.Tensor:

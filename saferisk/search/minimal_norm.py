@@ -175,7 +175,7 @@ def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts
         room_up0, room_down0 = ((region.upper - x0) / scale).expand_as(x), ((x0 - region.lower) / scale).expand_as(x)
         step = min_norm_step(a_j, -g_j, room_up0 - offset, room_down0 + offset, norm)
         step0 = min_norm_step(a_j, (a_j * offset).sum(1) - g_j, room_up0, room_down0, norm)
-        size, size0 = norms.distance(step, torch.zeros_like(x0), norm), norms.distance(step0, torch.zeros_like(x0), norm)
+        size, size0 = norms.length(step, norm), norms.length(step0, norm)
         blend = (size / (size + size0).clamp_min(1e-30)).clamp(max=FAB_ALPHA_MAX).unsqueeze(1)
         moved = (1 - blend) * (offset + FAB_ETA * step) + blend * FAB_ETA * step0
         x = torch.minimum(torch.maximum(x0 + scale * torch.nan_to_num(moved), region.lower), region.upper)

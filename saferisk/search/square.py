@@ -31,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from saferisk import norms
 from saferisk.properties.base import BoundProperty
 from saferisk.search.region import Evaluator, Region
 
@@ -129,12 +130,7 @@ def bump(side: int, norm: str) -> torch.Tensor:
 
 def _norm(d: torch.Tensor, norm: str) -> torch.Tensor:
     """p-norms of the rows of d (B, ...) -> (B,)."""
-    flat = d.reshape(d.shape[0], -1)
-    if norm == "inf":
-        return flat.abs().amax(dim=1)
-    if norm == "1":
-        return flat.abs().sum(dim=1)
-    return torch.linalg.vector_norm(flat, dim=1)
+    return norms.length(d.reshape(d.shape[0], -1), norm)
 
 
 def fill_sphere(d: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, radius: float, norm: str) -> torch.Tensor:
