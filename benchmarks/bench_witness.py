@@ -1,7 +1,8 @@
 """saferisk's witness radius (radius_upper) against the minimal-norm attacks practitioners trust.
 
-Per input and norm: the distance of saferisk's re-checked witness (`compute_radius`, no
-certification; gradient path through saferisk's graph, black-box path through onnxruntime) and
+Per input and norm: the distance of saferisk's re-checked witness (`saferisk.search.find_witness`:
+the witness search a radius job runs after the paper's Lipschitz estimate and `saferisk verify`
+runs first; gradient path through saferisk's graph, black-box path through onnxruntime) and
 of the closest adversarial example of each reference attack, every one re-checked here by a
 float64 forward pass (the decision must change and the point must lie in the domain box):
 
@@ -41,6 +42,11 @@ NAME = "witness"
 MAX_RADIUS = {"inf": 0.3, "2": 3.0}
 BISECTION_STEPS = 10
 TOLERANCE = 0.01  # "never more than 1% above the best reference"
+# Relative difference below which two distances count as equal: float32 points on the same
+# piece of the boundary (the exact vertex of an L-inf ball, say) differ by a few units in the last
+# place of the inputs (relative 1e-7) and the float32 boundary itself by ~1e-6 of the output
+# scale, i.e. ~1e-6 .. 1e-5 of the distance; the witness tolerance is 1e-5 of the output scale.
+TIE = 1e-5
 REFERENCES = {"inf": ("FMN", "FAB", "APGD+bisection", "Square+bisection"),
               "2": ("FMN", "DDN", "FAB", "APGD+bisection", "Square+bisection")}
 
@@ -74,7 +80,7 @@ class Row:
         best = min(self.radii[m] for m in refs)
         crossing = lambda m: self.boundary.get(m, self.radii[m])  # noqa: E731 (the MILP's point is on it)
         best_boundary = min(crossing(m) for m in refs)
-        return (self.radii[method] <= best * (1 + 1e-6), crossing(method) <= best_boundary * (1 + 1e-6))
+        return (self.radii[method] <= best * (1 + TIE), crossing(method) <= best_boundary * (1 + TIE))
 
 
 def _distance(a: np.ndarray, b: np.ndarray, norm: str) -> float:
@@ -88,7 +94,7 @@ def _rechecked(module: torch.nn.Module, x: np.ndarray | None, x0: np.ndarray, la
     radius (saferisk searches that ball; FMN and DDN are unbounded), else None."""
     if x is None or not np.all(np.isfinite(x)) or x.min() < -1e-7 or x.max() > 1 + 1e-7:
         return None
-    if _distance(x, x0, norm) > MAX_RADIUS[norm] * (1 + 1e-9):
+    if _distance(x, x0, norm) > MAX_RADIUS[norm] * (1 + 1e-6):  # float32 points at the max: a few ulps beyond
         return None
     with torch.no_grad():
         z = module.double()(torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(1, *shape)))[0]
@@ -199,15 +205,15 @@ def _bisection(module, x0, label, shape, norm: str, kind: str, n_classes: int) -
 # ----------------------------------------------------------------------------- saferisk
 
 def _ours(model, x0, label, norm: str, shape, search=None) -> np.ndarray | None:
+    """saferisk's witness search (`find_witness`, default seed) for the decision `label` at x0."""
     from saferisk.data.domain import Domain
     from saferisk.properties import Robustness
-    from saferisk.radius import compute_radius
-    from saferisk.witness_file import WitnessStore
+    from saferisk.search.witness import find_witness
 
-    store = WitnessStore()
-    result = compute_radius(model, x0, Robustness(), norm, MAX_RADIUS[norm], Domain.scalar(0.0, 1.0, x0.size),
-                            label=label, certify=False, seed=0, witness_store=store, input_id="0", search=search)
-    return store.arrays["0/witness"].reshape(-1) if result.radius_upper is not None else None
+    z0 = model.forward_flat(torch.as_tensor(x0, dtype=model.dtype).reshape(1, -1))[0]
+    witness = find_witness(model, Robustness().bind(z0, label), x0, MAX_RADIUS[norm], norm,
+                           Domain.scalar(0.0, 1.0, x0.size), config=search)
+    return None if witness is None else witness.x.numpy()
 
 
 def _models(case: Case):
@@ -325,7 +331,7 @@ def cases(quick: bool) -> list[Case]:
 def _summary(rows: list[Row], norm: str) -> Table:
     references = list(REFERENCES[norm])
     table = Table(f"L-{'inf' if norm == 'inf' else '2'} (max radius {MAX_RADIUS[norm]})",
-                  ["model", "inputs", "method", "found", "mean radius", "mean / best reference", "ours <= best (1e-6)",
+                  ["model", "inputs", "method", "found", "mean radius", "mean / best reference", "ours <= best (1e-5)",
                    "ours <= best, on the boundary", "ours > best + 1%", "time per input (s)"])
     for case in dict.fromkeys(r.case for r in rows):
         mine = [r for r in rows if r.case == case]
@@ -471,9 +477,13 @@ def run(quick: bool = False) -> BenchReport:
                         "witnesses that survive another runtime), the references' points need no margin; 'on the "
                         "boundary' compares every method's point where its ray from x0 crosses the decision "
                         "boundary (float64 bisection), the strict column the radii themselves")
-    report.notes.append("the references run with more steps than their defaults (FMN, DDN: 100, default 10; FAB: 100 "
-                        "steps x 5 restarts, default 10 x 1; APGD 100 iterations per radius): the time goal compares "
-                        "with them at these settings")
+    report.notes.append("FMN and DDN run at foolbox's defaults (100 steps); FAB with more than torchattacks' "
+                        "defaults (100 steps x 5 restarts, default 10 x 1; it stops at the first restart that finds a "
+                        "point inside the max radius); APGD 100 iterations per radius: the time goal compares with "
+                        "them at these settings")
+    report.notes.append(f"saferisk's time is that of its witness search (find_witness), without the paper's Lipschitz "
+                        f"estimate a radius job computes beside it; ties: distances within {TIE:g} relative count as "
+                        "equal (float32 points on the same piece of the boundary)")
     report.notes.append("every radius is the distance of a point re-checked here (float64 forward pass: the decision "
                         "changes, the point lies in [0, 1]); bisection: one attempt at the max radius, then "
                         f"{BISECTION_STEPS} halvings, keeping the closest re-checked point")

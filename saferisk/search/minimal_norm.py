@@ -34,6 +34,10 @@ GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius pe
 # benchmark: whole-radius steps suit L-inf, whose projection only clips; L2/L1 do better with
 # a quarter)
 ALPHA = {"inf": (1.0, 0.01), "2": (0.25, 0.0025), "1": (0.25, 0.0025)}
+# Successive halving of the runs: at each (fraction of the steps, ratio), the runs whose best
+# violation (or, before one, current ball radius) exceeds ratio x the closest violation of all
+# runs stop; the steps go to the runs that can still win (a far competing class rarely does).
+PRUNE_SCHEDULE = ((0.25, 1.5), (0.5, 1.1))
 
 
 def _cosine(start: float, end: float, k: int, steps: int) -> float:
@@ -83,9 +87,17 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     eps = cap.clone()
     best = torch.full_like(eps, float("inf"))
     seen = torch.zeros(n_rows, dtype=torch.bool, device=x0.device)
+    checkpoints = {int(steps * fraction): ratio for fraction, ratio in PRUNE_SCHEDULE} if n_rows > 1 else {}
     for k in range(steps):
         if evaluator.exhausted or (stop is not None and stop()):
             return
+        if k in checkpoints and bool(seen.any()):
+            reach = torch.where(seen, best, eps)
+            keep = reach <= best.min() * checkpoints[k]
+            if not bool(keep.all()):
+                x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
+                targets, proportional = targets[keep], proportional[keep]
+                targeted, index = targets >= 0, targets.clamp_min(0).view(-1, 1)
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = objective(x)
