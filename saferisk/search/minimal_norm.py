@@ -37,7 +37,7 @@ ALPHA = {"inf": (1.0, 0.01), "2": (0.25, 0.0025), "1": (0.25, 0.0025)}
 # Successive halving of the runs: at each (fraction of the steps, ratio), the runs whose best
 # violation (or, before one, current ball radius) exceeds ratio x the closest violation of all
 # runs stop; the steps go to the runs that can still win (a far competing class rarely does).
-PRUNE_SCHEDULE = ((0.25, 1.5), (0.5, 1.1))
+PRUNE_SCHEDULE = ((0.15, 1.5), (0.5, 1.1))
 
 
 def _cosine(start: float, end: float, k: int, steps: int) -> float:
