@@ -110,3 +110,38 @@ def test_witness_radius_close_to_the_exact_milp_radius_on_the_digits_mlp():
         exact = exact_linf_radius(weights, biases, x0, decision, witness.distance * (1 + 1e-6)).radius
         assert exact is not None
         assert exact * (1 - 1e-6) <= witness.distance <= exact * 1.001, (witness.distance, exact)
+
+
+def test_runs_far_behind_are_pruned_and_the_closest_target_still_wins():
+    """Successive halving (PRUNE_SCHEDULE): with three classes z_j = w_j . x, targeted runs on a
+    near and a far competing class; the far run stops after its first checkpoint (fewer rows are
+    evaluated than without pruning) and the closest violation is still the near class's exact
+    boundary distance."""
+    import saferisk.search.minimal_norm as minimal_norm
+
+    n = 10
+    layer = nn.Linear(n, 3, bias=True).double().eval()
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.copy_(torch.tensor([1.0, 0.0, -5.0], dtype=torch.float64))
+        layer.weight[1, 0] = 1.0   # class 1 overtakes class 0 at x_0 = 1
+        layer.weight[2, 1] = 1.0   # class 2 at x_1 = 6: far behind
+    model = Model(read_forward(module_to_onnx(layer.float(), (n,))).graph, name="three", dtype=torch.float64)
+    x0 = torch.zeros(n, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, 0)
+    region = Region(x0, 20.0, "2", torch.full((n,), -100.0, dtype=torch.float64), torch.full((n,), 100.0, dtype=torch.float64))
+    evaluations = {}
+    for schedule in ((), minimal_norm.PRUNE_SCHEDULE):
+        evaluator = Evaluator(model, prop.value)
+        tracker = ViolationTracker(prop, region)
+        evaluator.observers.append(tracker)
+        original = minimal_norm.PRUNE_SCHEDULE
+        minimal_norm.PRUNE_SCHEDULE = schedule
+        try:
+            minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0).repeat(2, 1), torch.tensor([0, 1]), steps=100)
+        finally:
+            minimal_norm.PRUNE_SCHEDULE = original
+        evaluations[schedule] = evaluator.evaluations
+        assert tracker.best_x is not None and tracker.best_distance == pytest.approx(1.0, rel=1e-3)
+    assert evaluations[minimal_norm.PRUNE_SCHEDULE] < evaluations[()] * 0.75, evaluations
