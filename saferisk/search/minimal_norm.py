@@ -36,8 +36,9 @@ GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius pe
 ALPHA = {"inf": (1.0, 0.01), "2": (0.25, 0.0025), "1": (0.25, 0.0025)}
 # Successive halving of the runs: at each (fraction of the steps, ratio), the runs whose best
 # violation (or, before one, current ball radius) exceeds ratio x the closest violation of all
-# runs stop; the steps go to the runs that can still win (a far competing class rarely does).
-PRUNE_SCHEDULE = ((0.15, 1.5), (0.5, 1.1))
+# runs stop, and of the others only as many as the phase budget left carries to the last step
+# (the closest); the steps go to the runs that can still win (a far competing class rarely does).
+PRUNE_SCHEDULE = ((0.05, math.inf), (0.15, 1.5), (0.5, 1.1))
 
 
 def _cosine(start: float, end: float, k: int, steps: int) -> float:
@@ -91,9 +92,10 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     for k in range(steps):
         if evaluator.exhausted or (stop is not None and stop()):
             return
-        if k in checkpoints and bool(seen.any()):
-            reach = torch.where(seen, best, eps)
-            keep = reach <= best.min() * checkpoints[k]
+        if k in checkpoints:
+            following = min([c for c in checkpoints if c > k], default=steps)
+            affordable = _affordable_rows(evaluator, following - k, steps - following)
+            keep = _survivors(seen, best, eps, checkpoints[k], affordable)
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, proportional = targets[keep], proportional[keep]
@@ -122,6 +124,43 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         step = x - (alpha * eps).unsqueeze(1) * direction
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
+
+
+PRUNED_RUNS = 2  # runs expected to go on after the first ratio checkpoint (to size the steps)
+
+
+def pruned_rows_per_step(runs: int) -> float:
+    """Mean runs per step of `runs` FMN runs under PRUNE_SCHEDULE, expecting PRUNED_RUNS of them
+    to pass the first checkpoint with a finite ratio: to size the steps of a budget."""
+    first = min((fraction for fraction, ratio in PRUNE_SCHEDULE if math.isfinite(ratio)), default=1.0)
+    return first * runs + (1 - first) * min(runs, PRUNED_RUNS)
+
+
+def _affordable_rows(evaluator: Evaluator, steps_now: int, steps_after: int) -> int | None:
+    """How many runs the budget left (phase and total) carries for `steps_now` steps, keeping
+    enough for one run over the `steps_after` steps beyond (each run and step: one point plus
+    its gradient estimate's rows); None: no budget."""
+    limits = [b for b in (evaluator.budget, None if evaluator.phase_budget is None
+                          else evaluator.phase_start + evaluator.phase_budget) if b is not None]
+    if not limits:
+        return None
+    per_step = 1 + evaluator.gradient_rows
+    left = min(limits) - evaluator.evaluations - steps_after * per_step
+    return max(left, 0) // max(steps_now * per_step, 1)
+
+
+def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio: float,
+               affordable: int | None) -> torch.Tensor:
+    """The runs that go on at a checkpoint: those whose reach (best violation, or before one the
+    current ball radius) is within `ratio` of the closest violation of all runs, and of those at
+    most `affordable` (the closest reaches; at least one run)."""
+    reach = torch.where(seen, best, eps)
+    keep = reach <= best.min() * ratio if bool(seen.any()) else torch.ones_like(seen)
+    if affordable is not None and int(keep.sum()) > max(affordable, 1):
+        order = torch.argsort(torch.where(keep, reach, torch.full_like(reach, float("inf"))), stable=True)
+        keep = torch.zeros_like(keep)
+        keep[order[: max(affordable, 1)]] = True
+    return keep
 
 
 FAB_ALPHA_MAX = 0.1  # largest weight of the step from x0 (the paper's alpha_max)

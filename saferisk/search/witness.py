@@ -28,7 +28,7 @@ from saferisk.search.config import SearchConfig
 from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
-from saferisk.search.minimal_norm import FAB_TERMS, fab_attack, minimal_norm_attack
+from saferisk.search.minimal_norm import FAB_TERMS, fab_attack, minimal_norm_attack, pruned_rows_per_step
 from saferisk.search.region import Evaluator, Region
 from saferisk.search.square import square_search
 
@@ -45,6 +45,8 @@ SHRINK_TARGETS = 3  # ... and of each radius-bisection step while shrinking
 # Lipschitz-metric search gets LIPSCHITZ_BUDGET (saferisk.search.lipschitz).
 ATTACK_BUDGET = 0.1
 MINIMAL_NORM_BUDGET = 0.3  # the FMN-style runs (`minimal_norm_phase`), before the other searches
+BLACK_BOX_MINIMAL_NORM_BUDGET = 0.6  # ... with finite-difference gradients (the runs are most of the work)
+BLACK_BOX_FAB_SHARE = 0.25  # of which FAB's share, before the FMN runs
 SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
 SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a witness stops
@@ -158,26 +160,31 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     With the model's own gradients: FMN, all runs in one batch: on w - c and on each of the
     `max_targets` smallest terms, for L-inf each once with sign steps and once with
     gradient-proportional steps (many cheap gradient rows). With finite differences, where each
-    gradient row costs a Jacobian: FAB on half the phase (one Jacobian of all terms per step),
-    then one FMN run on w - c (for L-inf with gradient-proportional steps) on the rest.
+    gradient row costs a Jacobian, BLACK_BOX_MINIMAL_NORM_BUDGET of the budget: FAB from x0 on
+    BLACK_BOX_FAB_SHARE of it (one Jacobian of all terms per step), then the same FMN runs (on
+    w - c and each target, gradient-proportional L-inf steps, no restarts) with steps sized for
+    the runs the pruning is expected to leave (`pruned_rows_per_step`); the pruning also keeps
+    only as many runs as the budget left carries (the nearest violations win).
     A model without gradients (and without finite differences) skips it."""
     if evaluator.gradient_estimate is None and not has_gradients(evaluator.model):
         return
+    if evaluator.gradient_estimate is not None:
+        evaluator.new_phase(BLACK_BOX_MINIMAL_NORM_BUDGET)
+        if BLACK_BOX_FAB_SHARE > 0:
+            spec = prop.spec()
+            terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
+            share = None if evaluator.phase_budget is None else int(evaluator.phase_budget * BLACK_BOX_FAB_SHARE)
+            fab_steps = _affordable(config.attack_steps, share, terms + 1 + evaluator.gradient_rows)
+            fab_attack(prop, region, evaluator, region.x0.unsqueeze(0), fab_steps)
+        left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
+        targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
+        per_step = pruned_rows_per_step(targets.numel()) * (1 + evaluator.gradient_rows)
+        steps = _affordable(config.attack_steps, left, math.ceil(per_step))
+        minimal_norm_attack(prop, region, evaluator, region.x0.unsqueeze(0).expand(targets.numel(), -1), targets,
+                            steps, proportional=torch.full((targets.numel(),), region.norm == "inf"))
+        return
     evaluator.new_phase(MINIMAL_NORM_BUDGET)
     restarts = max(1, int(config.attack_restarts))
-    if evaluator.gradient_estimate is not None:
-        starts = torch.cat([region.x0.unsqueeze(0), region.shrink(region.radius / 10).sample(restarts - 1, generator)])
-        spec = prop.spec()
-        terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
-        # per step and run: the Jacobian rows, the finite differences, the check of the new point
-        half = None if evaluator.phase_budget is None else evaluator.phase_budget // 2
-        steps = _affordable(config.attack_steps, half, restarts * (terms + 1 + evaluator.gradient_rows))
-        fab_attack(prop, region, evaluator, starts, steps)
-        left = None if half is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
-        steps = _affordable(config.attack_steps, left, 1 + evaluator.gradient_rows)
-        minimal_norm_attack(prop, region, evaluator, region.x0.unsqueeze(0), None, steps,
-                            proportional=torch.tensor([region.norm == "inf"]))
-        return
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
     starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
                         region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)])
