@@ -124,7 +124,7 @@ class BenchReport:
         if self.notes:
             parts += [f"- {n}" for n in self.notes] + [""]
         if self.files:
-            parts += [f"![{f}]({f})" for f in self.files] + [""]
+            parts += [f"![{f}]({f})" if f.endswith(".png") else f"Per-input data: [{f}]({f})" for f in self.files] + [""]
         return "\n".join(parts)
 
     def to_dict(self, machine: dict | None = None) -> dict:

@@ -43,6 +43,11 @@ class MinMaxSpec:
         rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
         return rows.max(dim=2).values if R > 1 else rows.squeeze(2)
 
+    def closest_terms(self, z: torch.Tensor, count: int) -> torch.Tensor:
+        """Indices of the `count` smallest terms at the outputs z (m,) of one point (e.g. the
+        competing classes closest to overtaking the label): the targets of targeted searches."""
+        return self.groups(z.reshape(1, -1))[0].argsort()[:count]
+
     def evaluate(self, z: torch.Tensor) -> torch.Tensor:
         """s(z) = min_j groups(z)[:, j] for a batch of outputs z (B, m) -> (B,)."""
         groups = self.groups(z)

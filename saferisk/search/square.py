@@ -33,6 +33,7 @@ import torch
 
 from saferisk import norms
 from saferisk.properties.base import BoundProperty
+from saferisk.search.config import MAX_TARGETS
 from saferisk.search.region import Evaluator, Region
 
 # Fraction of the features the first squares cover, per norm (the paper tunes it per data set;
@@ -41,7 +42,6 @@ from saferisk.search.region import Evaluator, Region
 P_INIT = {"inf": 0.3, "2": 0.3, "1": 0.3}
 # iterations (of 10 000) after which p halves: the paper's schedule, rescaled to `iterations`
 SCHEDULE_MARKS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-MAX_TARGETS = 9  # targeted restarts cycle through this many closest terms of the spec
 INIT_TILES = 5  # the L2/L1 initialisation tiles the image with about INIT_TILES x INIT_TILES bumps
 
 
@@ -318,7 +318,7 @@ def square_search(prop: BoundProperty, region: Region, evaluator: Evaluator, gen
         z, w = evaluator.outputs(x)
     else:  # x0 rides along in the first pass: its terms rank the targets
         z, w = evaluator.outputs(torch.cat([x0.unsqueeze(0), x]))
-        closest = terms(z[:1])[0].argsort()[: min(n_terms, MAX_TARGETS)]
+        closest = prop.spec().closest_terms(z[0], MAX_TARGETS)
         target[1:] = closest[torch.arange(restarts - 1, device=closest.device) % closest.numel()].to(x0.device)
         z, w = z[1:], w[1:]
 

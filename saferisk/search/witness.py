@@ -24,7 +24,7 @@ from saferisk.models.graph import GraphModule
 from saferisk.models.model import recheck_outputs
 from saferisk.properties.base import BoundProperty, MarginProperty
 from saferisk.search.boundary import project_to_boundary, segment_boundary
-from saferisk.search.config import SearchConfig
+from saferisk.search.config import MAX_TARGETS, SearchConfig
 from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
@@ -33,7 +33,6 @@ from saferisk.search.region import Evaluator, Region
 from saferisk.search.square import square_search
 
 
-MAX_TARGETS = 9  # targeted descent runs (terms of the property's min) of a witness search
 # the score-based search (saferisk.search.square) of a model without gradients: iterations and
 # restarts (the helper's measurements on mnist-net_256x2 and the digits nets; it stops at the
 # first violation, so the iterations cost only where none is found)
@@ -147,8 +146,7 @@ def smallest_terms(prop: BoundProperty, evaluator: Evaluator, x0: torch.Tensor, 
     if spec is None or not spec.exact or spec.A.shape[0] <= 1 or count <= 0:
         return torch.empty(0, dtype=torch.long)
     with torch.no_grad():
-        g0 = spec.groups(evaluator.outputs(x0.unsqueeze(0))[0])[0]
-    return g0.argsort()[:count].cpu()
+        return spec.closest_terms(evaluator.outputs(x0.unsqueeze(0))[0][0], count).cpu()
 
 
 def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,

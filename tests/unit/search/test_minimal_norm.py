@@ -145,3 +145,20 @@ def test_runs_far_behind_are_pruned_and_the_closest_target_still_wins():
         evaluations[schedule] = evaluator.evaluations
         assert tracker.best_x is not None and tracker.best_distance == pytest.approx(1.0, rel=1e-3)
     assert evaluations[minimal_norm.PRUNE_SCHEDULE] < evaluations[()] * 0.75, evaluations
+
+
+def test_survivors_keep_the_closest_runs_the_budget_carries():
+    """At a checkpoint: runs beyond ratio x the closest violation stop; of the rest at most the
+    affordable number go on, the closest reaches first (a run with no violation yet is ranked
+    by its ball radius); never fewer than one; before any violation only the budget prunes."""
+    from saferisk.search.minimal_norm import _survivors
+
+    seen = torch.tensor([True, True, False, True, False])
+    best = torch.tensor([1.0, 1.05, float("inf"), 2.0, float("inf")], dtype=torch.float64)
+    eps = torch.tensor([0.9, 1.0, 1.02, 1.9, 5.0], dtype=torch.float64)
+    assert _survivors(seen, best, eps, 1.1, None).tolist() == [True, True, True, False, False]
+    assert _survivors(seen, best, eps, 1.1, 2).tolist() == [True, False, True, False, False]
+    assert _survivors(seen, best, eps, 1.1, 0).tolist() == [True, False, False, False, False]
+    nothing = torch.zeros(5, dtype=torch.bool)
+    assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.1, None).all()
+    assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.1, 2).tolist() == [True, True, False, False, False]
