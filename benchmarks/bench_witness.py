@@ -70,6 +70,10 @@ class Row:
     seconds: dict[str, float] = field(default_factory=dict)
     boundary: dict[str, float] = field(default_factory=dict)  # method -> where its ray from x0 crosses the boundary
 
+    def best_reference(self) -> float | None:
+        """The smallest radius any reference attack found on this input (None: none found)."""
+        return min((self.radii[m] for m in REFERENCES[self.norm] if self.radii.get(m) is not None), default=None)
+
     def within(self, method: str) -> tuple[bool, bool]:
         """(method's radius <= the best reference's, and the same for where each point's ray from
         x0 crosses the decision boundary: saferisk keeps a stated margin past it, the references
@@ -77,7 +81,7 @@ class Row:
         refs = [m for m in REFERENCES[self.norm] if self.radii.get(m) is not None]
         if self.radii.get(method) is None or not refs:
             return False, False
-        best = min(self.radii[m] for m in refs)
+        best = self.best_reference()
         crossing = lambda m: self.boundary.get(m, self.radii[m])  # noqa: E731 (the MILP's point is on it)
         best_boundary = min(crossing(m) for m in refs)
         return (self.radii[method] <= best * (1 + TIE), crossing(method) <= best_boundary * (1 + TIE))
@@ -335,7 +339,7 @@ def _summary(rows: list[Row], norm: str) -> Table:
                    "ours <= best, on the boundary", "ours > best + 1%", "time per input (s)"])
     for case in dict.fromkeys(r.case for r in rows):
         mine = [r for r in rows if r.case == case]
-        best = [min((r.radii[m] for m in references if r.radii.get(m) is not None), default=None) for r in mine]
+        best = [r.best_reference() for r in mine]
         for method in ["saferisk", "saferisk black-box", *references, "exact (MILP)"]:
             if not any(method in r.radii for r in mine):
                 continue
@@ -360,9 +364,9 @@ def _goals(rows: list[Row]) -> list[Goal]:
     for method in ("saferisk", "saferisk black-box"):
         pairs = []
         for r in rows:
-            refs = [r.radii[m] for m in REFERENCES[r.norm] if r.radii.get(m) is not None]
-            if refs:
-                pairs.append((r, r.radii.get(method), min(refs)))
+            best = r.best_reference()
+            if best is not None:
+                pairs.append((r, r.radii.get(method), best))
         strict = sum(1 for r, _, _ in pairs if r.within(method)[0])
         within = sum(1 for r, _, _ in pairs if r.within(method)[1])
         above = sum(1 for _, v, b in pairs if v is None or v > b * (1 + TOLERANCE))
@@ -407,7 +411,7 @@ def _exact_and_time_goals(rows: list[Row]) -> list[Goal]:
         slower = []
         for key in dict.fromkeys((r.case, r.norm) for r in rows):
             mine = [r for r in rows if (r.case, r.norm) == key]
-            best = [min((r.radii[m] for m in REFERENCES[key[1]] if r.radii.get(m) is not None), default=None) for r in mine]
+            best = [r.best_reference() for r in mine]
 
             def mean_ratio(m):
                 ratios = [r.radii[m] / b if r.radii.get(m) is not None else float("inf") for r, b in zip(mine, best) if b]
@@ -444,7 +448,7 @@ def _effort_table(cases_run: list[Case], rows: list[Row]) -> Table:
             for norm in ("inf", "2"):
                 for index, (x0, label) in enumerate(case.inputs):
                     row = next(r for r in rows if (r.case, r.norm, r.index) == (case.name, norm, index))
-                    best = min((row.radii[m] for m in REFERENCES[norm] if row.radii.get(m) is not None), default=None)
+                    best = row.best_reference()
                     if best is None:
                         continue
                     start = time.perf_counter()
@@ -471,9 +475,9 @@ def _rows_csv(rows: list[Row]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["model", "norm", "input", "method", "radius", "boundary_crossing", "seconds"])
+    value = lambda v: "" if v is None else repr(float(v))  # noqa: E731
     for r in rows:
         for method in r.radii:
-            value = lambda v: "" if v is None else repr(float(v))  # noqa: E731
             writer.writerow([r.case, r.norm, r.index, method, value(r.radii[method]), value(r.boundary.get(method)),
                              value(r.seconds.get(method))])
     return out.getvalue().encode()

@@ -13,9 +13,9 @@ SEARCH_MODES = ("gps", "fast")
 POLL_EVALUATORS = ("model", "onnxruntime", "fastest")
 
 
+MAX_TARGETS = 9  # targeted runs of a witness search (descent, FMN, Square): this many closest terms of the spec
 # gradient estimates a model without gradients gets beyond `budget` when `black_box_budget` is
 # not set (mnist-net_256x2: 30000 + 500 x 785 rows; the witness benchmark's black-box rows)
-MAX_TARGETS = 9  # targeted runs of a witness search (descent, FMN, Square): this many closest terms of the spec
 BLACK_BOX_GRADIENTS = 500
 
 

@@ -36,8 +36,9 @@ GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius pe
 ALPHA = {"inf": (1.0, 0.01), "2": (0.25, 0.0025), "1": (0.25, 0.0025)}
 # Successive halving of the runs: at each (fraction of the steps, ratio), the runs whose best
 # violation (or, before one, current ball radius) exceeds ratio x the closest violation of all
-# runs stop, and of the others only as many as the phase budget left carries to the last step
-# (the closest); the steps go to the runs that can still win (a far competing class rarely does).
+# runs stop, and of the others only as many as the budget left carries to the next checkpoint,
+# keeping enough for one run to the last step (the closest go on); the steps go to the runs that
+# can still win (a far competing class rarely does).
 PRUNE_SCHEDULE = ((0.05, math.inf), (0.15, 1.5), (0.5, 1.1))
 
 
@@ -169,6 +170,13 @@ FAB_BETA = 0.9  # after a violation: x <- x0 + FAB_BETA (x - x0)
 FAB_TERMS = 16  # terms g_j linearised per step (the smallest at each point, when there are more)
 
 
+def fab_term_count(prop: BoundProperty) -> int:
+    """Terms FAB linearises per row and step: those of an exact min-of-terms spec, at most
+    FAB_TERMS; else 1 (w - c itself)."""
+    spec = prop.spec()
+    return min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
+
+
 def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(the terms g_j (B, K), their gradients (B, K, n)) at the rows x: all terms of
     an exact min-of-terms spec (the FAB_TERMS smallest at each row when there are more), else
@@ -177,7 +185,7 @@ def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) ->
     spec = prop.spec()
     B, n = x.shape
     exact = spec is not None and spec.exact
-    count = min(int(spec.A.shape[0]), FAB_TERMS) if exact else 1
+    count = fab_term_count(prop)
     which = None
     if exact and count < spec.A.shape[0]:
         with torch.no_grad():

@@ -28,7 +28,7 @@ from saferisk.search.config import MAX_TARGETS, SearchConfig
 from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
-from saferisk.search.minimal_norm import FAB_TERMS, fab_attack, minimal_norm_attack, pruned_rows_per_step
+from saferisk.search.minimal_norm import fab_attack, fab_term_count, minimal_norm_attack, pruned_rows_per_step
 from saferisk.search.region import Evaluator, Region
 from saferisk.search.square import square_search
 
@@ -169,10 +169,8 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     if evaluator.gradient_estimate is not None:
         evaluator.new_phase(BLACK_BOX_MINIMAL_NORM_BUDGET)
         if BLACK_BOX_FAB_SHARE > 0:
-            spec = prop.spec()
-            terms = min(int(spec.A.shape[0]), FAB_TERMS) if spec is not None and spec.exact else 1
             share = None if evaluator.phase_budget is None else int(evaluator.phase_budget * BLACK_BOX_FAB_SHARE)
-            fab_steps = _affordable(config.attack_steps, share, terms + 1 + evaluator.gradient_rows)
+            fab_steps = _affordable(config.attack_steps, share, fab_term_count(prop) + 1 + evaluator.gradient_rows)
             fab_attack(prop, region, evaluator, region.x0.unsqueeze(0), fab_steps)
         left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
         targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
