@@ -82,6 +82,7 @@ class Evaluator:
         # saferisk.search.finite_difference); None: the model's own forward_flat_grad
         self.gradient_estimate: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.gradient_rows = 0  # forward rows each estimated gradient costs (0: the model's own gradients)
+        self.gradient_reuse = False  # the estimates reuse Jacobians across steps (anchored finite differences)
 
     @property
     def exhausted(self) -> bool:

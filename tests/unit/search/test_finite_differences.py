@@ -15,7 +15,8 @@ from saferisk.models.model import Model
 from saferisk.properties import Robustness
 from saferisk.radius import compute_radius
 from saferisk.search import SearchConfig
-from saferisk.search.finite_difference import COORDINATE_LIMIT, DIRECTIONS, FiniteDifferences, has_gradients
+from saferisk.search.finite_difference import (ANCHOR_COUNT, COORDINATE_LIMIT, DIRECTIONS, FiniteDifferences,
+                                               has_gradients)
 from saferisk.search.region import Evaluator, Region
 
 pytest.importorskip("onnxruntime")
@@ -53,11 +54,12 @@ def _models(n: int = N_INPUTS) -> tuple[Model, Model]:
     return with_gradients, black_box
 
 
-def _jacobian_estimate(model: Model, x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, Evaluator]:
+def _jacobian_estimate(model: Model, x: torch.Tensor, n: int, budget: int | None = None,
+                       estimator: FiniteDifferences | None = None) -> tuple[torch.Tensor, torch.Tensor, Evaluator]:
     """(the estimated g^T J at the rows x, the exact one from the torch MLP in float64, the evaluator that counted)."""
     region = Region(torch.zeros(n), 1.0, "inf", -torch.ones(n), torch.ones(n))
-    evaluator = Evaluator(model, lambda z: z[:, 0])
-    estimator = FiniteDifferences(evaluator, region)
+    evaluator = Evaluator(model, lambda z: z[:, 0], budget=budget)
+    estimator = estimator or FiniteDifferences(evaluator, region)
     cotangent = torch.tensor([1.0, -2.0, 0.5, 0.0])
     x = x.clone().requires_grad_(True)
     (estimate,) = torch.autograd.grad((estimator.outputs(x) * cotangent).sum(), x)
@@ -85,11 +87,64 @@ def test_random_direction_estimates_point_along_the_gradient_in_many_dimensions(
     n = 2 * COORDINATE_LIMIT
     _, black_box = _models(n)
     x = torch.rand(4, n, generator=torch.Generator().manual_seed(2)) * 1.8 - 0.9
-    estimate, reference, evaluator = _jacobian_estimate(black_box, x, n)
+    # a budget too small for ANCHOR_COUNT anchored Jacobians: random directions
+    estimate, reference, evaluator = _jacobian_estimate(black_box, x, n, budget=ANCHOR_COUNT * (n + 1) - 1)
     cos = torch.nn.functional.cosine_similarity(estimate, reference, dim=1)
     # a random DIRECTIONS-dimensional subspace keeps sqrt(DIRECTIONS / n) of the gradient's direction
     assert bool((cos > 0.5 * (DIRECTIONS / n) ** 0.5).all()), cos
     assert evaluator.evaluations == 2 * DIRECTIONS * 4
+
+
+def test_anchored_jacobians_beyond_the_coordinate_limit_are_reused_where_they_predict_the_outputs():
+    """Image-size inputs: a coordinate-wise Jacobian (n + 1 rows) at an anchor, reused at points
+    whose outputs it predicts; a point it does not predict becomes an anchor of its own."""
+    n = 2 * COORDINATE_LIMIT
+    _, black_box = _models(n)
+    region = Region(torch.zeros(n), 1.0, "inf", -torch.ones(n), torch.ones(n))
+    evaluator = Evaluator(black_box, lambda z: z[:, 0], budget=10 ** 6)
+    estimator = FiniteDifferences(evaluator, region)
+    assert estimator.anchored
+    generator = torch.Generator().manual_seed(2)
+    x = torch.rand(2, n, generator=generator) * 1.8 - 0.9
+    estimate, reference, _ = _jacobian_estimate(black_box, x, n, estimator=estimator)
+    assert evaluator.evaluations == 2 * (n + 1) and len(estimator.anchors) == 2
+    cos = torch.nn.functional.cosine_similarity(estimate, reference, dim=1)
+    assert bool((cos > 0.95).all()), cos
+    # a small move from the first anchor: its Jacobian, no new rows
+    near = x[:1] + 1e-4 * torch.randn(1, n, generator=generator)
+    again, reference_near, _ = _jacobian_estimate(black_box, near, n, estimator=estimator)
+    assert evaluator.evaluations == 2 * (n + 1) and len(estimator.anchors) == 2
+    assert float(torch.nn.functional.cosine_similarity(again, reference_near, dim=1)) > 0.95
+    # far from both (another linear piece, outputs the anchors mispredict): a new anchor
+    far = -x[:1]
+    _jacobian_estimate(black_box, far, n, estimator=estimator)
+    assert evaluator.evaluations == 3 * (n + 1) and len(estimator.anchors) == 3
+    # at most ANCHOR_COUNT kept
+    _jacobian_estimate(black_box, torch.rand(ANCHOR_COUNT, n, generator=generator) * 1.8 - 0.9, n, estimator=estimator)
+    assert len(estimator.anchors) == ANCHOR_COUNT
+
+
+def test_black_box_witnesses_of_an_image_size_cnn_are_within_5_percent_of_the_gradient_path():
+    """3 x 24 x 24 inputs (beyond the coordinate limit): the anchored estimates."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()
+    shape = (3, 24, 24)
+    n = 3 * 24 * 24
+    assert n > COORDINATE_LIMIT
+    onnx = module_to_onnx(net, shape)
+    with_gradients = Model(read_forward(onnx).graph, name="graph", onnx_bytes=onnx)
+    black_box = Model(None, runtime=OnnxRuntimeForward(onnx), name="black-box")
+    domain = Domain.scalar(0.0, 1.0, n)
+    X = torch.rand(2, n, generator=torch.Generator().manual_seed(4))
+    for i in range(X.shape[0]):
+        radii = {}
+        for key, model in (("gradient", with_gradients), ("black-box", black_box)):
+            result = compute_radius(model, X[i].double().numpy(), Robustness(), "inf", 0.5, domain, certify=False,
+                                    input_id=str(i))
+            radii[key] = result.radius_upper
+        assert radii["gradient"] is not None and radii["black-box"] is not None, radii
+        assert radii["black-box"] <= 1.05 * radii["gradient"], radii
 
 
 def test_black_box_witnesses_are_within_5_percent_of_the_gradient_path_and_counted():
