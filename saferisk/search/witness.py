@@ -417,6 +417,8 @@ def confirm(model, prop: BoundProperty, region: Region, x: torch.Tensor) -> Witn
 def locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                    generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
     """Search, shrink and re-check: the closest violating input found in `region`, or None.
+    The minimal-norm runs open the search; the search for a first violation (sampling, gradient
+    starts, the score-based search, pattern search) runs only where they found none inside it.
     When nothing violates inside the ball, the search overshoots to a ball of OVERSHOOT times
     the radius and shrinks what it finds there: a violation just outside saturated regions
     often leads back inside (the result counts only if it ends inside the original ball).
@@ -438,8 +440,9 @@ def _locate_witness(model, prop: BoundProperty, region: Region, evaluator: Evalu
                     generator: torch.Generator, tracker: ViolationTracker) -> Witness | None:
     if config.mode == "fast" and config.gradient_starts and config.attack_steps > 0:
         minimal_norm_phase(prop, region, evaluator, config, generator)
-    search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET,
-                     score_based=True)
+    if tracker.best_distance > region.radius * (1 + 1e-6):  # the minimal-norm runs found none inside the ball
+        search_violation(prop, region, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET,
+                         score_based=True)
     if tracker.best_x is None and not evaluator.total_exhausted:
         outer = region.shrink(region.radius * OVERSHOOT)
         search_violation(prop, outer, evaluator, config, generator, tracker=tracker, budget_fraction=ATTACK_BUDGET,
