@@ -23,7 +23,9 @@ whose backward estimates the vector-Jacobian product g^T J(x) by finite differen
 Steps are STEP x the half-width of the search box per feature; points are kept inside the
 domain box (the coordinate-wise steps go down on the box's upper face; the random directions
 are clipped, with the actual step in the quotient). The coordinate-wise points run in one batch
-with x itself (float32 results depend on the batch). Identical rows (the
+with x itself (float32 results depend on the batch; beyond POINT_ELEMENTS entries, per row in
+chunks, each with x); anchors whose Jacobians would pass ANCHOR_ELEMENTS entries (many outputs,
+e.g. a segmentation map) give way to random directions. Identical rows (the
 targeted runs of one start) share one estimate. Every forward row of the differences is counted
 against the evaluator's budget (`Evaluator.count`), but not shown to its observers: they lie off
 the search path, possibly outside the ball.
@@ -45,6 +47,8 @@ ANCHOR_TOLERANCE = 0.1  # relative error of the linear prediction up to which an
 # input is mostly rounding (random-weight CIFAR ResNet: cosine 0.4-0.8 with the true Jacobian
 # per output at STEP, 0.995 at 3e-2)
 ANCHOR_STEP = 3e-2
+ANCHOR_ELEMENTS = 2 ** 26  # Jacobian entries the kept anchors may hold (n x m x ANCHOR_COUNT; 256 MB in float32)
+POINT_ELEMENTS = 2 ** 24  # entries of one batch of coordinate-wise points (larger: per row, in chunks)
 ANCHOR_NOISE = 1e-5  # ... plus this times the anchor's largest |output| (float32 noise of tiny moves)
 SEED = 0x5EED
 
@@ -109,10 +113,26 @@ class FiniteDifferences:
         h = step[moving]
         up = x[:, moving] + h <= self.upper[moving]
         moved = torch.where(up, x[:, moving] + h, torch.maximum(x[:, moving] - h, self.lower[moving]))
-        points = x.unsqueeze(1).repeat(1, k + 1, 1)  # row 0: x itself
-        points[:, 1 + torch.arange(k), moving] = moved
-        z = self.forward(points.reshape(-1, n)).reshape(B, k + 1, -1)
-        return z[:, 1:] - z[:, :1], moved - x[:, moving], z[:, 0]
+        if B * (k + 1) * n <= POINT_ELEMENTS:
+            points = x.unsqueeze(1).repeat(1, k + 1, 1)  # row 0: x itself
+            points[:, 1 + torch.arange(k), moving] = moved
+            z = self.forward(points.reshape(-1, n)).reshape(B, k + 1, -1)
+            return z[:, 1:] - z[:, :1], moved - x[:, moving], z[:, 0]
+        # per row, in chunks of coordinates, each batch with x itself in its row 0
+        chunk = max(1, POINT_ELEMENTS // n - 1)
+        differences, centres = [], []
+        for b in range(B):
+            parts = []
+            for start in range(0, k, chunk):
+                end = min(start + chunk, k)
+                points = x[b].unsqueeze(0).repeat(end - start + 1, 1)
+                points[1 + torch.arange(end - start), moving[start:end]] = moved[b, start:end]
+                z = self.forward(points)
+                parts.append(z[1:] - z[:1])
+                if start == 0:
+                    centres.append(z[0])
+            differences.append(torch.cat(parts))
+        return torch.stack(differences), moved - x[:, moving], torch.stack(centres)
 
     def _jacobians(self, rows: torch.Tensor, moving: torch.Tensor, step: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,12 +159,10 @@ class FiniteDifferences:
         """A Jacobian (n, m) for each row: a reusable anchor's, else a fresh one (the row
         becomes an anchor; the oldest beyond ANCHOR_COUNT are dropped)."""
         found = [self._anchor_for(x, z) for x, z in zip(rows, z_rows)]
-        missing = [i for i, jac in enumerate(found) if jac is None]
-        if missing:
-            z_new, jac_new = self._jacobians(rows[missing], moving, self.step * (ANCHOR_STEP / STEP))
-            for j, i in enumerate(missing):
-                found[i] = jac_new[j]
-                self.anchors.append((rows[i].clone(), z_new[j], jac_new[j]))
+        for i in [i for i, jac in enumerate(found) if jac is None]:  # one at a time: n + 1 rows each
+            z_new, jac_new = self._jacobians(rows[i:i + 1], moving, self.step * (ANCHOR_STEP / STEP))
+            found[i] = jac_new[0]
+            self.anchors.append((rows[i].clone(), z_new[0], jac_new[0]))
             del self.anchors[:-ANCHOR_COUNT]
         return found
 
@@ -159,6 +177,8 @@ class FiniteDifferences:
         if moving.numel() <= self.coordinate_limit:
             _, jac = self._jacobians(rows, moving)
             return torch.einsum("bnm,bm->bn", jac[inverse], grad_z)
+        if self.anchored and z is not None and n * z.shape[1] * ANCHOR_COUNT > ANCHOR_ELEMENTS:
+            self.anchored = False  # outputs too many to keep their Jacobians: random directions
         if self.anchored and z is not None:
             z_rows = torch.zeros(rows.shape[0], z.shape[1], dtype=z.dtype, device=z.device)
             z_rows[inverse] = z.detach().to(z_rows)

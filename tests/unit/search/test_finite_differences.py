@@ -3,6 +3,7 @@ cost in the evaluation count, and black-box witnesses as tight as the gradient p
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -209,3 +210,38 @@ def test_fab_on_finite_differences_matches_fab_on_the_model_gradients():
     assert reached["gradient"][0] < float("inf")
     assert reached["black-box"][0] == pytest.approx(reached["gradient"][0], rel=0.01), reached
     assert reached["black-box"][1] >= reached["gradient"][1] + 30 * N_INPUTS * 0.5  # the differences are counted
+
+
+def test_coordinate_points_beyond_the_batch_limit_run_in_chunks_with_the_same_differences(monkeypatch):
+    """Large inputs: the n + 1 points of a coordinate-wise Jacobian go through the model per row
+    in chunks (each with x itself), giving the same Jacobian as one batch, every row counted."""
+    import saferisk.search.finite_difference as finite_difference
+
+    _, black_box = _models()
+    x = torch.rand(2, N_INPUTS, generator=torch.Generator().manual_seed(6)) * 1.8 - 0.9
+    moving = torch.arange(N_INPUTS)
+    results = {}
+    for limit in (10 ** 9, 4 * N_INPUTS):  # one batch; chunks of 3 coordinates (plus x)
+        monkeypatch.setattr(finite_difference, "POINT_ELEMENTS", limit)
+        region = Region(torch.zeros(N_INPUTS), 1.0, "inf", -torch.ones(N_INPUTS), torch.ones(N_INPUTS))
+        evaluator = Evaluator(black_box, lambda z: z[:, 0])
+        results[limit] = (*FiniteDifferences(evaluator, region)._jacobians(x, moving), evaluator.evaluations)
+    (z_one, jac_one, rows_one), (z_chunks, jac_chunks, rows_chunks) = results.values()
+    assert rows_one == 2 * (N_INPUTS + 1) and rows_chunks == 2 * (N_INPUTS + math.ceil(N_INPUTS / 3))
+    assert torch.allclose(z_one, z_chunks, atol=1e-6)
+    assert torch.allclose(jac_one, jac_chunks, rtol=1e-3, atol=1e-3 * float(jac_one.abs().max()))
+
+
+def test_anchors_give_way_to_random_directions_where_their_jacobians_would_not_fit(monkeypatch):
+    import saferisk.search.finite_difference as finite_difference
+
+    n = 2 * COORDINATE_LIMIT
+    _, black_box = _models(n)
+    monkeypatch.setattr(finite_difference, "ANCHOR_ELEMENTS", n * 4 * ANCHOR_COUNT - 1)  # 4 outputs: one too many
+    region = Region(torch.zeros(n), 1.0, "inf", -torch.ones(n), torch.ones(n))
+    evaluator = Evaluator(black_box, lambda z: z[:, 0], budget=10 ** 6)
+    estimator = FiniteDifferences(evaluator, region)
+    x = torch.rand(1, n, generator=torch.Generator().manual_seed(7)) * 1.8 - 0.9
+    _jacobian_estimate(black_box, x, n, estimator=estimator)
+    assert not estimator.anchored and not estimator.anchors
+    assert evaluator.evaluations == 2 * DIRECTIONS
