@@ -51,6 +51,8 @@ REFERENCES = {"inf": ("FMN", "FAB", "APGD+bisection", "Square+bisection"),
               "2": ("FMN", "DDN", "FAB", "APGD+bisection", "Square+bisection")}
 ART_SEED = 0  # every APGD and Square call starts from this seed: the same table on every run
 SCORE_BASED = ("Square+bisection",)  # the references without gradients: the black-box path's own
+# what each saferisk path is judged against (None: every reference of the norm)
+JUDGED_AGAINST = {"saferisk": None, "saferisk black-box": SCORE_BASED}
 
 
 @dataclass
@@ -380,13 +382,13 @@ def _goals(rows: list[Row]) -> list[Goal]:
     path; inputs where the method or a reference found a point (a point where none of them found
     one counts as at or below)."""
     goals = []
-    for method, references, against in (("saferisk", None, "the best reference attack"),
-                                        ("saferisk black-box", SCORE_BASED, "the score-based reference (Square)")):
+    for method, references in JUDGED_AGAINST.items():
+        against = "the best reference attack" if references is None else "the score-based reference (Square)"
         pairs = [r for r in rows if r.radii.get(method) is not None or r.best_reference(references) is not None]
         strict = sum(1 for r in pairs if r.within(method, references)[0])
         within = sum(1 for r in pairs if r.within(method, references)[1])
-        above = sum(1 for r in pairs if r.best_reference(references) is not None and
-                    (r.radii.get(method) is None or r.radii[method] > r.best_reference(references) * (1 + TOLERANCE)))
+        above = sum(1 for r in pairs if (best := r.best_reference(references)) is not None and
+                    (r.radii.get(method) is None or r.radii[method] > best * (1 + TOLERANCE)))
         goals.append(Goal(f"{method}: witness radius <= {against} on >= 95% of inputs (each point "
                           "taken where its ray from x0 crosses the decision boundary)",
                           f"{within}/{len(pairs)}; strictly {strict}/{len(pairs)}",
@@ -423,7 +425,7 @@ def _exact_and_time_goals(rows: list[Row]) -> list[Goal]:
             goals.append(Goal(f"{method}: mean excess over the exact radius <= the best reference attack's "
                               f"({len(exact_rows)} inputs every method found)",
                               f"{fmt(excess(method))} vs {fmt(best_reference)}", excess(method) <= best_reference))
-    for method, references in (("saferisk", None), ("saferisk black-box", SCORE_BASED)):
+    for method, references in JUDGED_AGAINST.items():
         slower = []
         for key in dict.fromkeys((r.case, r.norm) for r in rows):
             mine = [r for r in rows if (r.case, r.norm) == key]

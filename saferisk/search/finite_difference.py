@@ -42,6 +42,7 @@ COORDINATE_LIMIT = 1024  # inputs up to which the Jacobian is estimated coordina
 DIRECTIONS = 64  # antithetic random directions per estimate beyond that, where anchors do not fit the budget
 ANCHOR_COUNT = 8  # anchored Jacobians beyond COORDINATE_LIMIT when the budget carries this many (and kept at most)
 ANCHOR_TOLERANCE = 0.1  # relative error of the linear prediction up to which an anchor's Jacobian is reused
+ANCHOR_NOISE = 1e-5  # ... plus this times the anchor's largest |output| (float32 noise of tiny moves)
 # The anchored Jacobian is a secant over ANCHOR_STEP of the half-width: it must predict the
 # outputs over moves of the ball's size, and the float32 difference over STEP of an image-size
 # input is mostly rounding (random-weight CIFAR ResNet: cosine 0.4-0.8 with the true Jacobian
@@ -49,7 +50,6 @@ ANCHOR_TOLERANCE = 0.1  # relative error of the linear prediction up to which an
 ANCHOR_STEP = 3e-2
 ANCHOR_ELEMENTS = 2 ** 26  # Jacobian entries the kept anchors may hold (n x m x ANCHOR_COUNT; 256 MB in float32)
 POINT_ELEMENTS = 2 ** 24  # entries of one batch of coordinate-wise points (larger: per row, in chunks)
-ANCHOR_NOISE = 1e-5  # ... plus this times the anchor's largest |output| (float32 noise of tiny moves)
 SEED = 0x5EED
 
 
