@@ -43,6 +43,17 @@ class MinMaxSpec:
         rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
         return rows.max(dim=2).values if R > 1 else rows.squeeze(2)
 
+    def active_terms(self, z: torch.Tensor, terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For outputs z (B, m) and a term index per row (-1: the smallest term, the one
+        min_j sets): (that term's value (B,), the coefficients A[j, r*] (B, m) of its active
+        piece r* = argmax_r, i.e. its gradient in z)."""
+        J, R, m = self.A.shape
+        groups = self.groups(z)  # fills the flattened copies
+        rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R) if R > 1 else None
+        j = torch.where(terms >= 0, terms, groups.argmin(dim=1)).view(-1, 1)
+        r = rows.argmax(dim=2).gather(1, j).squeeze(1) if R > 1 else 0
+        return groups.gather(1, j).squeeze(1), self._A2[j.squeeze(1) * R + r]
+
     def closest_terms(self, z: torch.Tensor, count: int) -> torch.Tensor:
         """Indices of the `count` smallest terms at the outputs z (m,) of one point (e.g. the
         competing classes closest to overtaking the label): the targets of targeted searches."""

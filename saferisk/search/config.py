@@ -65,7 +65,7 @@ class SearchConfig:
     chunk_size: int = 8192
     poll_evaluator: str = "model"
     finite_differences: bool = True
-    attack_steps: int = 200
+    attack_steps: int = 140
     attack_restarts: int = 2
     black_box_budget: int | None = None
 

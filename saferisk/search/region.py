@@ -137,3 +137,16 @@ class Evaluator:
         w = self.value(z)
         self._observe(x.detach(), w.detach())
         return z, w
+
+    def outputs_for_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(differentiable outputs z at x, values w without gradients) (counted and observed):
+        for gradients of a function of z alone (backward from z with its coefficients), the
+        autograd graph holding only the model."""
+        if self.gradient_estimate is not None:
+            z = self.gradient_estimate(x)
+        else:
+            z = self.model.forward_flat_grad(x).to(x.dtype)
+        with torch.no_grad():
+            w = self.value(z.detach())
+        self._observe(x.detach(), w)
+        return z, w

@@ -223,3 +223,28 @@ def test_custom_property_from_module_function(tmp_path, monkeypatch):
         make_property({"kind": "custom", "function": "my_props_mod:missing"}).bind(torch.zeros(2))
     with pytest.raises(ConfigError, match="cannot import"):
         make_property({"kind": "custom", "function": "no_such_module_xyz:f"}).bind(torch.zeros(2))
+
+
+def test_active_terms_give_each_rows_term_and_its_gradient_in_z():
+    """MinMaxSpec.active_terms: the chosen term (or, at -1, the smallest) and the coefficients
+    of its active piece, equal to autograd's gradient of that term in z (a spec with pieces
+    R = 2, one masked)."""
+    from saferisk.properties.base import MinMaxSpec
+
+    generator = torch.Generator().manual_seed(0)
+    J, R, m = 4, 2, 5
+    A = torch.randn(J, R, m, generator=generator, dtype=torch.float64)
+    b = torch.randn(J, R, generator=generator, dtype=torch.float64)
+    mask = torch.ones(J, R, dtype=torch.bool)
+    mask[2, 1] = False
+    spec = MinMaxSpec(A, b, mask)
+    z = torch.randn(6, m, generator=generator, dtype=torch.float64, requires_grad=True)
+    terms = torch.tensor([-1, 0, 1, 2, 3, -1])
+    values, coefficients = spec.active_terms(z.detach(), terms)
+    groups = spec.groups(z)
+    expected = torch.where(terms >= 0, groups.gather(1, terms.clamp_min(0).view(-1, 1)).squeeze(1), groups.amin(1))
+    assert torch.equal(values, expected.detach())
+    for row in range(6):
+        (grad,) = torch.autograd.grad(expected[row], z, retain_graph=True)
+        assert torch.allclose(coefficients[row], grad[row], rtol=0, atol=1e-12), row
+        assert grad[row].abs().sum() > 0

@@ -136,12 +136,8 @@ def test_runs_far_behind_are_pruned_and_the_closest_target_still_wins():
         evaluator = Evaluator(model, prop.value)
         tracker = ViolationTracker(prop, region)
         evaluator.observers.append(tracker)
-        original = minimal_norm.PRUNE_SCHEDULE
-        minimal_norm.PRUNE_SCHEDULE = schedule
-        try:
-            minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0).repeat(2, 1), torch.tensor([0, 1]), steps=100)
-        finally:
-            minimal_norm.PRUNE_SCHEDULE = original
+        minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0).repeat(2, 1), torch.tensor([0, 1]), steps=100,
+                            schedule=schedule)
         evaluations[schedule] = evaluator.evaluations
         assert tracker.best_x is not None and tracker.best_distance == pytest.approx(1.0, rel=1e-3)
     assert evaluations[minimal_norm.PRUNE_SCHEDULE] < evaluations[()] * 0.75, evaluations
@@ -150,7 +146,8 @@ def test_runs_far_behind_are_pruned_and_the_closest_target_still_wins():
 def test_survivors_keep_the_closest_runs_the_budget_carries():
     """At a checkpoint: runs beyond ratio x the closest violation stop; of the rest at most the
     affordable number go on, the closest reaches first (a run with no violation yet is ranked
-    by its ball radius); never fewer than one; before any violation only the budget prunes."""
+    by its ball radius); never fewer than one; before any violation, runs beyond ratio x the
+    smallest ball radius stop."""
     from saferisk.search.minimal_norm import _survivors
 
     seen = torch.tensor([True, True, False, True, False])
@@ -160,5 +157,6 @@ def test_survivors_keep_the_closest_runs_the_budget_carries():
     assert _survivors(seen, best, eps, 1.1, 2).tolist() == [True, False, True, False, False]
     assert _survivors(seen, best, eps, 1.1, 0).tolist() == [True, False, False, False, False]
     nothing = torch.zeros(5, dtype=torch.bool)
-    assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.1, None).all()
-    assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.1, 2).tolist() == [True, True, False, False, False]
+    assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.2, None).tolist() == [True, True, True, False, False]
+    assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.2, 2).tolist() == [True, True, False, False, False]
+    assert _survivors(nothing, torch.full((5,), float("inf")), eps, float("inf"), None).all()
