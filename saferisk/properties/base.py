@@ -34,22 +34,26 @@ class MinMaxSpec:
 
     def groups(self, z: torch.Tensor) -> torch.Tensor:
         """The J terms max_r (A[j,r] . z + b[j,r]) for a batch of outputs z (B, m) -> (B, J)."""
+        rows = self._pieces(z)
+        return rows.max(dim=2).values if rows.shape[2] > 1 else rows.squeeze(2)
+
+    def _pieces(self, z: torch.Tensor) -> torch.Tensor:
+        """A[j, r] . z + b[j, r] for a batch of outputs z (B, m) -> (B, J, R) (masked pieces -inf)."""
         J, R, m = self.A.shape
         key = (z.device, z.dtype)
         if getattr(self, "_cache_key", None) != key:  # flattened, masked copy on z's device
             self._cache_key = key
             self._A2 = self.A.reshape(J * R, m).to(z.device, z.dtype)
             self._b2 = self.b.masked_fill(~self.mask, float("-inf")).reshape(J * R).to(z.device, z.dtype)
-        rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
-        return rows.max(dim=2).values if R > 1 else rows.squeeze(2)
+        return torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
 
     def active_terms(self, z: torch.Tensor, terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For outputs z (B, m) and a term index per row (-1: the smallest term, the one
         min_j sets): (that term's value (B,), the coefficients A[j, r*] (B, m) of its active
         piece r* = argmax_r, i.e. its gradient in z)."""
-        J, R, m = self.A.shape
-        groups = self.groups(z)  # fills the flattened copies
-        rows = torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R) if R > 1 else None
+        rows = self._pieces(z)
+        R = rows.shape[2]
+        groups = rows.max(dim=2).values if R > 1 else rows.squeeze(2)
         j = torch.where(terms >= 0, terms, groups.argmin(dim=1)).view(-1, 1)
         r = rows.argmax(dim=2).gather(1, j).squeeze(1) if R > 1 else 0
         return groups.gather(1, j).squeeze(1), self._A2[j.squeeze(1) * R + r]

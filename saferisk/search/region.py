@@ -130,10 +130,7 @@ class Evaluator:
 
     def outputs_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable (z, w) at x (counted and observed)."""
-        if self.gradient_estimate is not None:
-            z = self.gradient_estimate(x)
-        else:
-            z = self.model.forward_flat_grad(x).to(x.dtype)
+        z = self._differentiable_outputs(x)
         w = self.value(z)
         self._observe(x.detach(), w.detach())
         return z, w
@@ -142,11 +139,14 @@ class Evaluator:
         """(differentiable outputs z at x, values w without gradients) (counted and observed):
         for gradients of a function of z alone (backward from z with its coefficients), the
         autograd graph holding only the model."""
-        if self.gradient_estimate is not None:
-            z = self.gradient_estimate(x)
-        else:
-            z = self.model.forward_flat_grad(x).to(x.dtype)
+        z = self._differentiable_outputs(x)
         with torch.no_grad():
             w = self.value(z.detach())
         self._observe(x.detach(), w)
         return z, w
+
+    def _differentiable_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs z at x with an autograd graph: the finite-difference estimate, else the model's own."""
+        if self.gradient_estimate is not None:
+            return self.gradient_estimate(x)
+        return self.model.forward_flat_grad(x).to(x.dtype)
