@@ -49,7 +49,10 @@ BLACK_BOX_MINIMAL_NORM_BUDGET = 0.6  # ... with finite-difference gradients (the
 BLACK_BOX_FAB_SHARE = 0.25  # of which FAB's share, before the FMN runs
 # ... where the estimates reuse Jacobians (anchored, image-size inputs): FAB, one Jacobian of all
 # terms per step, beats FMN runs that each move away from the shared anchors (random-weight CIFAR
-# ResNet, L-inf: 0.1818 at 0.75 after the shrinking, 0.1956 at 0.25; gradient path 0.1753)
+# ResNet, L-inf: 0.1818 at 0.75 after the shrinking, 0.1956 at 0.25; gradient path 0.1753), and
+# there no FMN runs follow: what FAB leaves goes to `tighten`, whose targeted runs inside
+# shrinking balls win more per row there (same net, L-inf: 0.2059 -> 0.1949 and 0.1818 -> 0.1816
+# on the witness benchmark's two inputs, gradient path 0.1866 and 0.1754; L2 unchanged)
 ANCHORED_FAB_SHARE = 0.75
 SHRINK_BUDGET = 0.4  # black-box shrinking (no gradients, or mode "gps")
 PROJECTION_BUDGET = 0.1  # boundary projection; `tighten` then has what is left
@@ -170,11 +173,12 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     `max_targets` smallest terms, for L-inf each once with sign steps and once with
     gradient-proportional steps (many cheap gradient rows). With finite differences, where each
     gradient row costs a Jacobian, BLACK_BOX_MINIMAL_NORM_BUDGET of the budget: FAB from x0 on
-    BLACK_BOX_FAB_SHARE of it (one Jacobian of all terms per step; ANCHORED_FAB_SHARE where the
-    estimates reuse Jacobians; FAB stops at its share), then the same FMN runs (on
+    BLACK_BOX_FAB_SHARE of it (one Jacobian of all terms per step; FAB stops at its share), then
+    the same FMN runs (on
     w - c and each target, gradient-proportional L-inf steps, no restarts) with steps sized for
     the runs the pruning is expected to leave (`pruned_rows_per_step`); the pruning also keeps
-    only as many runs as the budget left carries (the nearest violations win).
+    only as many runs as the budget left carries (the nearest violations win). Where the
+    estimates reuse Jacobians (anchored, image-size inputs), FAB alone, on ANCHORED_FAB_SHARE.
     A model without gradients (and without finite differences) skips it."""
     if evaluator.gradient_estimate is None and not has_gradients(evaluator.model):
         return
@@ -187,6 +191,8 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
             end = None if share is None else evaluator.phase_start + share  # estimates of varying cost: stop at the share
             fab_attack(prop, region, evaluator, region.x0.unsqueeze(0), fab_steps,
                        stop=None if end is None else (lambda: evaluator.evaluations >= end))
+        if evaluator.gradient_reuse:  # anchored estimates: FAB alone (ANCHORED_FAB_SHARE)
+            return
         left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
         targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
         per_step = pruned_rows_per_step(targets.numel(), BLACK_BOX_PRUNE_SCHEDULE) * (1 + evaluator.gradient_rows)
