@@ -23,6 +23,7 @@ the gradient path. The attack libraries come from the `bench` extra.
 
 from __future__ import annotations
 
+import random
 import statistics
 import sys
 import time
@@ -181,7 +182,8 @@ def _art_at(module, x0, label, shape, norm: str, kind: str, eps: float, n_classe
                                               verbose=False)
     else:
         attack = SquareAttack(classifier, norm=order, eps=eps, max_iter=1000, nb_restarts=1, batch_size=1, verbose=False)
-    np.random.seed(ART_SEED)  # ART's random starts and squares come from the global generators
+    random.seed(ART_SEED)  # ART's random starts and squares come from the global generators (its L2
+    np.random.seed(ART_SEED)  # Square also draws from Python's `random`)
     torch.manual_seed(ART_SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
