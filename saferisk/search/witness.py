@@ -174,11 +174,11 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     gradient-proportional steps (many cheap gradient rows). With finite differences, where each
     gradient row costs a Jacobian, BLACK_BOX_MINIMAL_NORM_BUDGET of the budget: FAB from x0 on
     BLACK_BOX_FAB_SHARE of it (one Jacobian of all terms per step; FAB stops at its share), then
-    the same FMN runs (on
-    w - c and each target, gradient-proportional L-inf steps, no restarts) with steps sized for
-    the runs the pruning is expected to leave (`pruned_rows_per_step`); the pruning also keeps
-    only as many runs as the budget left carries (the nearest violations win). Where the
-    estimates reuse Jacobians (anchored, image-size inputs), FAB alone, on ANCHORED_FAB_SHARE.
+    the same FMN runs (on w - c and each target, gradient-proportional L-inf steps, no restarts)
+    with steps sized for the runs the pruning is expected to leave (`pruned_rows_per_step`); the
+    pruning also keeps only as many runs as the budget left carries (the nearest violations win).
+    Where the estimates reuse Jacobians (anchored, image-size inputs), FAB alone, on
+    ANCHORED_FAB_SHARE.
     A model without gradients (and without finite differences) skips it."""
     if evaluator.gradient_estimate is None and not has_gradients(evaluator.model):
         return
