@@ -18,15 +18,23 @@ from workflow_support import SNAKEMAKE, perturb_weights, planned_jobs, setup_wor
 pytestmark = pytest.mark.slow
 
 
+N_ROWS = 1  # one input, one radius job: every fault below still meets a running radius job
+
+
 def _config():
-    config = tiny_config(models=("mlp_a",), n_rows=1, shard_size=1)
+    config = tiny_config(models=("mlp_a",), n_rows=N_ROWS, shard_size=1)
     del config["properties"]["uncertainty"]
     return config
 
 
+def _workdir(dest: Path) -> Path:
+    """A fresh copy of the workflow with the fault tests' config and data, nothing run yet."""
+    return setup_workdir(dest, _config(), n_rows=N_ROWS)
+
+
 @pytest.fixture(scope="module")
 def undisturbed(tmp_path_factory) -> Path:
-    wd = setup_workdir(tmp_path_factory.mktemp("clean") / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path_factory.mktemp("clean") / "wf")
     snakemake(wd)
     return wd
 
@@ -72,7 +80,7 @@ def _wait_for_radius_job(wd: Path, timeout: float = 240) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
 def test_nightly_recovers_from_a_kill_9_of_snakemake_with_orphaned_jobs(tmp_path, undisturbed):
-    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path / "wf")
     proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_radius_job(wd)
     os.kill(proc.pid, signal.SIGKILL)  # snakemake only: its running job is orphaned
@@ -91,7 +99,7 @@ def test_nightly_recovers_from_a_kill_9_of_snakemake_with_orphaned_jobs(tmp_path
 
 
 def test_a_live_run_is_never_unlocked_by_the_nightly_script(tmp_path):
-    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path / "wf")
     proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         locks = wd / ".snakemake" / "locks"
@@ -130,7 +138,7 @@ needs_mount = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs
 ])
 def test_a_disk_that_refuses_writes_is_one_clear_line_and_the_rerun_trusts_nothing_half_written(
         tmp_path, undisturbed, fault, options, reason):
-    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path / "wf")
     results = wd / "results"  # the whole results/ on its own (small or read-only) filesystem
     _mount_tmpfs(results, options)
     try:
@@ -151,7 +159,7 @@ def test_a_disk_that_refuses_writes_is_one_clear_line_and_the_rerun_trusts_nothi
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_a_read_only_results_folder_is_one_clear_line(tmp_path):
-    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path / "wf")
     snakemake(wd, "results/inputs/digits/manifest.json")
     (wd / "results" / "inputs" / "digits").chmod(0o555)
     try:
@@ -180,7 +188,7 @@ def test_a_corrupted_radius_shard_is_one_clear_line_and_its_rerun_restores_the_t
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
 def test_a_job_killed_mid_run_leaves_no_report_and_its_rerun_restores_the_table(tmp_path, undisturbed):
-    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path / "wf")
     proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     os.kill(_wait_for_radius_job(wd), signal.SIGKILL)  # one job dies (the OOM killer, a node failure)
@@ -195,7 +203,7 @@ def test_a_job_killed_mid_run_leaves_no_report_and_its_rerun_restores_the_table(
 
 
 def test_a_second_run_beside_a_live_one_is_refused_and_disturbs_nothing(tmp_path, undisturbed):
-    wd = setup_workdir(tmp_path / "wf", _config(), n_rows=1)
+    wd = _workdir(tmp_path / "wf")
     first = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=wd, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
@@ -216,7 +224,7 @@ def test_an_edited_model_gives_the_table_of_a_from_scratch_audit_of_the_new_mode
     assert planned_jobs(wd) == []
     perturb_weights(wd / "models/mlp_a.onnx")  # retrained weights, same file name
     snakemake(wd)
-    fresh = setup_workdir(tmp_path / "fresh", _config(), n_rows=1)
+    fresh = _workdir(tmp_path / "fresh")
     shutil.copy2(wd / "models/mlp_a.onnx", fresh / "models/mlp_a.onnx")
     snakemake(fresh)
     _same_tables(wd, fresh)
