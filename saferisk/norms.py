@@ -98,7 +98,7 @@ def project(x: torch.Tensor, x0: torch.Tensor, radius: "float | torch.Tensor", n
         diff = _project_l1(diff, radius)
     if unit is not None:
         diff = diff * unit
-    return torch.minimum(torch.maximum(x0 + diff, lower), upper)
+    return torch.clamp(x0 + diff, lower, upper)
 
 
 def ball_box(x0: torch.Tensor, radius: float, norm: str, lower: torch.Tensor, upper: torch.Tensor,

@@ -118,6 +118,24 @@ def _pad_input(x: torch.Tensor, padding: tuple[int, int, int, int], value: float
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
+# Below this many multiply-adds per call (batch x output cells x input channels x kernel cells), a
+# CPU convolution of a batch (2 rows or more) without groups or dilation runs through ATen's im2col
+# kernel (thnn_conv2d): on such tiny convolutions the oneDNN kernel F.conv2d picks costs more than
+# the work, forward and backward (on one row it does not). Measured by `benchmarks/bench_conv.py`
+# on an AMD EPYC: the digits CNN's layers at batch 4, 32 and 39 us vs 102 and 98 us per forward +
+# input gradient; at batch 64, 109 and 125 us vs 208 and 121 us
+SMALL_CONV_MACS = 1 << 20
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+           padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """F.conv2d, through the im2col kernel for small CPU convolutions of batches (SMALL_CONV_MACS)."""
+    if (groups == 1 and tuple(dilation) == (1, 1) and x.device.type == "cpu" and x.dim() == 4 and x.shape[0] > 1
+            and x.shape[0] * weight.numel() * x.shape[2] * x.shape[3] // (stride[0] * stride[1]) <= SMALL_CONV_MACS):
+        return torch.ops.aten.thnn_conv2d(x, weight, list(weight.shape[2:]), bias, list(stride), list(padding))
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
 def _symmetric(padding: tuple[int, int, int, int]) -> tuple[int, int] | None:
     top, left, bottom, right = padding
     return (top, left) if top == bottom and left == right else None
@@ -132,9 +150,8 @@ def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         pad = tuple(a.get("padding", (0, 0, 0, 0)))
         sym = _symmetric(pad)
         x = args[0] if sym is not None else _pad_input(args[0], pad, 0.0)
-        return F.conv2d(x, p["weight"], p.get("bias"), stride=tuple(a.get("stride", (1, 1))),
-                        padding=sym if sym is not None else 0,
-                        dilation=tuple(a.get("dilation", (1, 1))), groups=int(a.get("groups", 1)))
+        return conv2d(x, p["weight"], p.get("bias"), tuple(a.get("stride", (1, 1))), sym if sym is not None else (0, 0),
+                      tuple(a.get("dilation", (1, 1))), int(a.get("groups", 1)))
     if op == "affine":
         out = args[0]
         if p.get("scale") is not None:

@@ -34,29 +34,40 @@ class MinMaxSpec:
 
     def groups(self, z: torch.Tensor) -> torch.Tensor:
         """The J terms max_r (A[j,r] . z + b[j,r]) for a batch of outputs z (B, m) -> (B, J)."""
-        rows = self._pieces(z)
-        return rows.max(dim=2).values if rows.shape[2] > 1 else rows.squeeze(2)
+        if self.A.shape[1] == 1:
+            return self._flat_pieces(z)
+        return self._pieces(z).max(dim=2).values
 
     def _pieces(self, z: torch.Tensor) -> torch.Tensor:
         """A[j, r] . z + b[j, r] for a batch of outputs z (B, m) -> (B, J, R) (masked pieces -inf)."""
-        J, R, m = self.A.shape
+        J, R, _ = self.A.shape
+        return self._flat_pieces(z).reshape(-1, J, R)
+
+    def _flat_pieces(self, z: torch.Tensor) -> torch.Tensor:
+        """The pieces as (B, J * R), j major."""
         key = (z.device, z.dtype)
         if getattr(self, "_cache_key", None) != key:  # flattened, masked copy on z's device
+            J, R, m = self.A.shape
             self._cache_key = key
             self._A2 = self.A.reshape(J * R, m).to(z.device, z.dtype)
+            self._A2T = self._A2.T
             self._b2 = self.b.masked_fill(~self.mask, float("-inf")).reshape(J * R).to(z.device, z.dtype)
-        return torch.addmm(self._b2, z, self._A2.T).reshape(-1, J, R)
+        return torch.addmm(self._b2, z, self._A2T)
 
     def active_terms(self, z: torch.Tensor, terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For outputs z (B, m) and a term index per row (-1: the smallest term, the one
         min_j sets): (that term's value (B,), the coefficients A[j, r*] (B, m) of its active
         piece r* = argmax_r, i.e. its gradient in z)."""
+        R = self.A.shape[1]
+        if R == 1:  # one piece per term (e.g. the margins to each class): the pieces are the terms
+            groups = self._flat_pieces(z)
+            j = torch.where(terms >= 0, terms, groups.argmin(dim=1))
+            return groups.gather(1, j.unsqueeze(1)).squeeze(1), self._A2.index_select(0, j)
         rows = self._pieces(z)
-        R = rows.shape[2]
-        groups = rows.max(dim=2).values if R > 1 else rows.squeeze(2)
+        groups = rows.max(dim=2).values
         j = torch.where(terms >= 0, terms, groups.argmin(dim=1)).view(-1, 1)
-        r = rows.argmax(dim=2).gather(1, j).squeeze(1) if R > 1 else 0
-        return groups.gather(1, j).squeeze(1), self._A2[j.squeeze(1) * R + r]
+        r = rows.argmax(dim=2).gather(1, j).squeeze(1)
+        return groups.gather(1, j).squeeze(1), self._A2.index_select(0, j.squeeze(1) * R + r)
 
     def closest_terms(self, z: torch.Tensor, count: int) -> torch.Tensor:
         """Indices of the `count` smallest terms at the outputs z (m,) of one point (e.g. the

@@ -72,7 +72,6 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     if steps <= 0:
         return
     x0, norm = region.x0, region.norm
-    scale = region.unit if region.unit is not None else torch.ones_like(x0)
     spec = prop.spec()
     if targets is None or spec is None or not spec.exact:
         targets = torch.full((starts.shape[0],), -1, dtype=torch.long)
@@ -86,6 +85,8 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     eps = cap.clone()
     best = torch.full_like(eps, float("inf"))
     seen = torch.zeros(n_rows, dtype=torch.bool, device=x0.device)
+    all_seen = False  # every run has seen a violation (then the boundary estimate is not needed)
+    any_proportional = norm == "inf" and bool(proportional.any())
     checkpoints = {int(steps * fraction): ratio for fraction, ratio in schedule} if n_rows > 1 else {}
     for k in range(steps):
         if evaluator.exhausted or (stop is not None and stop()):
@@ -97,54 +98,63 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, proportional = targets[keep], proportional[keep]
-        loss, grad = _loss_and_gradient(prop, spec, evaluator, x, targets)
+                any_proportional = norm == "inf" and bool(proportional.any())
+        loss, grad, finite = _loss_and_gradient(prop, spec, evaluator, x, targets)
         if grad is None:
             return
-        finite = torch.isfinite(loss)
-        grad = torch.nan_to_num(grad.detach())
+        grad = torch.nan_to_num(grad)
         distance = region.distance(x)
-        violating = finite & (loss <= 0)
+        violating = loss <= 0 if finite is None else finite & (loss <= 0)
         best = torch.where(violating, torch.minimum(best, distance), best)
-        seen |= violating
         gamma, alpha = _cosine(*GAMMA, k, steps), _cosine(*ALPHA[norm], k, steps)
-        boundary = distance + loss.abs() / norms.dual_norm(grad * scale, norm).clamp_min(1e-30)
-        eps = torch.where(violating, torch.minimum(eps, best) * (1 - gamma), torch.where(seen, eps * (1 + gamma), boundary))
-        eps = torch.nan_to_num(eps, nan=float(region.radius)).clamp(min=0).minimum(cap)
+        if all_seen:  # (no NaN can arise: eps and best are finite)
+            eps = torch.where(violating, torch.minimum(eps, best) * (1 - gamma), eps * (1 + gamma)).minimum(cap)
+        else:
+            seen |= violating
+            scaled = grad * region.unit if region.unit is not None else grad
+            boundary = distance + loss.abs() / norms.dual_norm(scaled, norm).clamp_min(1e-30)
+            eps = torch.where(violating, torch.minimum(eps, best) * (1 - gamma),
+                              torch.where(seen, eps * (1 + gamma), boundary))
+            eps = torch.nan_to_num(eps, nan=float(region.radius)).clamp(min=0).minimum(cap)
+            all_seen = bool(seen.all())
         direction = steepest_direction(grad, norm, region.unit)
-        if norm == "inf" and bool(proportional.any()):
+        if any_proportional:
             direction[proportional] = proportional_direction(grad[proportional], region.unit)
         step = x - (alpha * eps).unsqueeze(1) * direction
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
 
 
-def _loss_and_gradient(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor,
-                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _loss_and_gradient(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor, targets: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(the objective l per row: the term g_t of its target, w - c at -1; l's gradient in x,
-    None where it has none). With an exact spec, l's gradient in z is the coefficients of the
-    active piece (`MinMaxSpec.active_terms`), so the backward pass runs through the model alone.
-    `spec`: prop.spec(), built once by the caller."""
-    targeted = targets >= 0
+    None where it has none; where l is finite, None when it is finite on every row). With an
+    exact spec, l's gradient in z is the coefficients of the active piece
+    (`MinMaxSpec.active_terms`), so the backward pass runs through the model alone, seeded with
+    them. `spec`: prop.spec(), built once by the caller."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         if spec is not None and spec.exact:
             z, w = evaluator.outputs_for_gradient(x)
             with torch.no_grad():
-                term, coefficients = spec.active_terms(z.detach(), targets)
-            loss = torch.where(targeted, term, w - prop.threshold)
-            finite = torch.isfinite(loss)
-            if not bool(finite.any()):
-                return loss, None
-            coefficients = torch.where(finite.unsqueeze(1), coefficients.to(z.dtype), torch.zeros_like(z))
-            (grad,) = torch.autograd.grad((z * coefficients).sum(), x, allow_unused=True)
-            return loss, grad
+                # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact)
+                loss, coefficients = spec.active_terms(z.detach(), targets)
+                finite = torch.isfinite(loss)
+                if bool(finite.all()):
+                    finite = None
+                elif not bool(finite.any()):
+                    return loss, None, finite
+                else:
+                    coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
+            (grad,) = torch.autograd.grad(z, x, grad_outputs=coefficients, allow_unused=True)
+            return loss, grad, finite
         z, w = evaluator.outputs_with_grad(x)  # targets are -1 here (no exact spec)
         loss = w - prop.threshold
         finite = torch.isfinite(loss)
         if not bool(finite.any()):
-            return loss.detach(), None
+            return loss.detach(), None, finite
         (grad,) = torch.autograd.grad(loss[finite].sum(), x, allow_unused=True)
-        return loss.detach(), grad
+        return loss.detach(), grad, None if bool(finite.all()) else finite
 
 
 PRUNED_RUNS = 2  # runs expected to go on after the first ratio checkpoint (to size the steps)

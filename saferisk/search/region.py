@@ -147,6 +147,5 @@ class Evaluator:
 
     def _differentiable_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs z at x with an autograd graph: the finite-difference estimate, else the model's own."""
-        if self.gradient_estimate is not None:
-            return self.gradient_estimate(x)
-        return self.model.forward_flat_grad(x).to(x.dtype)
+        z = self.gradient_estimate(x) if self.gradient_estimate is not None else self.model.forward_flat_grad(x)
+        return z if z.dtype == x.dtype else z.to(x.dtype)
