@@ -225,18 +225,20 @@ def test_custom_property_from_module_function(tmp_path, monkeypatch):
         make_property({"kind": "custom", "function": "no_such_module_xyz:f"}).bind(torch.zeros(2))
 
 
-def test_active_terms_give_each_rows_term_and_its_gradient_in_z():
+@pytest.mark.parametrize("R", [1, 2])
+def test_active_terms_give_each_rows_term_and_its_gradient_in_z(R):
     """MinMaxSpec.active_terms: the chosen term (or, at -1, the smallest) and the coefficients
     of its active piece, equal to autograd's gradient of that term in z (a spec with pieces
-    R = 2, one masked)."""
+    R = 2, one masked; and one piece per term, the margins' form)."""
     from saferisk.properties.base import MinMaxSpec
 
     generator = torch.Generator().manual_seed(0)
-    J, R, m = 4, 2, 5
+    J, m = 4, 5
     A = torch.randn(J, R, m, generator=generator, dtype=torch.float64)
     b = torch.randn(J, R, generator=generator, dtype=torch.float64)
     mask = torch.ones(J, R, dtype=torch.bool)
-    mask[2, 1] = False
+    if R > 1:
+        mask[2, 1] = False
     spec = MinMaxSpec(A, b, mask)
     z = torch.randn(6, m, generator=generator, dtype=torch.float64, requires_grad=True)
     terms = torch.tensor([-1, 0, 1, 2, 3, -1])
