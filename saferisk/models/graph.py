@@ -118,21 +118,23 @@ def _pad_input(x: torch.Tensor, padding: tuple[int, int, int, int], value: float
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
-# Below this many multiply-adds per call (batch x output cells x input channels x kernel cells), a
-# CPU convolution of a batch (2 rows or more) without groups or dilation runs through ATen's im2col
+# Below this many multiply-adds per call (batch x output cells / stride x weights), a CPU
+# convolution of a batch (2 rows or more) without groups or dilation runs through ATen's im2col
 # kernel (thnn_conv2d): on such tiny convolutions the oneDNN kernel F.conv2d picks costs more than
 # the work, forward and backward (on one row it does not). Measured by `benchmarks/bench_conv.py`
-# on an AMD EPYC: the digits CNN's layers at batch 4, 32 and 39 us vs 102 and 98 us per forward +
-# input gradient; at batch 64, 109 and 125 us vs 208 and 121 us
+# on an AMD EPYC: the digits CNN's layers at batch 4, 44 and 42 us vs 114 and 102 us per forward +
+# input gradient; at batch 64, 117 and 134 us vs 233 and 126 us
 SMALL_CONV_MACS = 1 << 20
+_IM2COL_CONV = getattr(torch.ops.aten, "thnn_conv2d", None)  # (None: a torch without it; F.conv2d throughout)
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
            padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
     """F.conv2d, through the im2col kernel for small CPU convolutions of batches (SMALL_CONV_MACS)."""
-    if (groups == 1 and tuple(dilation) == (1, 1) and x.device.type == "cpu" and x.dim() == 4 and x.shape[0] > 1
+    if (_IM2COL_CONV is not None and groups == 1 and tuple(dilation) == (1, 1) and x.device.type == "cpu"
+            and x.dim() == 4 and x.shape[0] > 1
             and x.shape[0] * weight.numel() * x.shape[2] * x.shape[3] // (stride[0] * stride[1]) <= SMALL_CONV_MACS):
-        return torch.ops.aten.thnn_conv2d(x, weight, list(weight.shape[2:]), bias, list(stride), list(padding))
+        return _IM2COL_CONV(x, weight, list(weight.shape[2:]), bias, list(stride), list(padding))
     return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
