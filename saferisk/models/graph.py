@@ -118,14 +118,30 @@ def _pad_input(x: torch.Tensor, padding: tuple[int, int, int, int], value: float
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
-# Below this many multiply-adds per call (batch x output cells / stride x weights), a CPU
-# convolution of a batch (2 rows or more) without groups or dilation runs through ATen's im2col
-# kernel (thnn_conv2d): on such tiny convolutions the oneDNN kernel F.conv2d picks costs more than
-# the work, forward and backward (on one row it does not). Measured by `benchmarks/bench_conv.py`
-# on an AMD EPYC: the digits CNN's layers at batch 4, 44 and 42 us vs 114 and 102 us per forward +
-# input gradient; at batch 64, 117 and 134 us vs 233 and 126 us
-SMALL_CONV_MACS = 1 << 20
+# Below this many multiply-adds per call (`conv_multiply_adds`), a CPU convolution of a batch (2
+# rows or more) without groups or dilation runs through ATen's im2col kernel (thnn_conv2d): on such
+# tiny convolutions the oneDNN kernel F.conv2d picks costs more than the work, forward and backward
+# (on one row it does not). Measured by `benchmarks/bench_conv.py` on an AMD EPYC: the digits CNN's
+# layers at batch 4, 35 and 40 us vs 109 and 103 us per forward + input gradient; its 8->16 layer on
+# 4x4 at batch 64 (295k multiply-adds) 229 vs 123 us, hence the bound at 131k. Every graph
+# execution takes it (witness search, certified bounds, re-checks), not a trace or an ONNX export of
+# a GraphModule (torch.onnx has no thnn_conv2d). (thnn_conv2d's weight gradient is wrong for a
+# channels_last weight in torch 2.13; the graph's weights are plain contiguous constants and only
+# input gradients are taken.)
+SMALL_CONV_MACS = 1 << 17
 _IM2COL_CONV = getattr(torch.ops.aten, "thnn_conv2d", None)  # (None: a torch without it; F.conv2d throughout)
+
+
+def conv_multiply_adds(batch: int, weight_shape: tuple[int, ...], in_size: tuple[int, int], stride: tuple[int, int],
+                       padding: tuple[int, int]) -> int:
+    """batch x output cells x weights (out channels x in channels x kernel cells) of a 2-D convolution."""
+    kh, kw = int(weight_shape[2]), int(weight_shape[3])
+    out_h = max((int(in_size[0]) + 2 * int(padding[0]) - kh) // int(stride[0]) + 1, 0)
+    out_w = max((int(in_size[1]) + 2 * int(padding[1]) - kw) // int(stride[1]) + 1, 0)
+    weights = 1
+    for d in weight_shape:
+        weights *= int(d)
+    return int(batch) * out_h * out_w * weights
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
@@ -133,7 +149,8 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
     """F.conv2d, through the im2col kernel for small CPU convolutions of batches (SMALL_CONV_MACS)."""
     if (_IM2COL_CONV is not None and groups == 1 and tuple(dilation) == (1, 1) and x.device.type == "cpu"
             and x.dim() == 4 and x.shape[0] > 1
-            and x.shape[0] * weight.numel() * x.shape[2] * x.shape[3] // (stride[0] * stride[1]) <= SMALL_CONV_MACS):
+            and conv_multiply_adds(x.shape[0], weight.shape, x.shape[2:], stride, padding) <= SMALL_CONV_MACS
+            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()):
         return _IM2COL_CONV(x, weight, list(weight.shape[2:]), bias, list(stride), list(padding))
     return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 

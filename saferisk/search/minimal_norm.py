@@ -118,13 +118,19 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
             eps = torch.where(violating, torch.minimum(eps, best) * (1 - gamma),
                               torch.where(seen, eps * (1 + gamma), boundary))
             eps = torch.nan_to_num(eps, nan=float(region.radius)).clamp(min=0).minimum(cap)
-            all_seen = bool(seen.all())
+            all_seen = _every_run_seen(seen)
         direction = steepest_direction(grad, norm, region.unit)
         if any_proportional:
             direction[proportional] = proportional_direction(grad[proportional], region.unit)
         step = x - (alpha * eps).unsqueeze(1) * direction
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
+
+
+def _every_run_seen(seen: torch.Tensor) -> bool:
+    """Every run has seen a violation: from then on the ball radii follow the violations alone
+    (the linearised boundary distance is not needed)."""
+    return bool(seen.all())
 
 
 def _loss_and_gradient(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor, targets: torch.Tensor

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saferisk.models.graph import SMALL_CONV_MACS, conv2d
+from saferisk.models.graph import _IM2COL_CONV, SMALL_CONV_MACS, conv2d, conv_multiply_adds
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -31,9 +31,9 @@ def test_dispatched_convolution_matches_f_conv2d(dtype, batch, c_in, c_out, side
         (grad,) = torch.autograd.grad((y * cotangent).sum(), xx)
         results.append((y, grad))
     (y_ours, g_ours), (y_ref, g_ref) = results
-    out_side = y_ref.shape[-1]
-    macs = batch * c_out * out_side * out_side * c_in * k * k
-    im2col = batch > 1 and macs <= SMALL_CONV_MACS
+    macs = conv_multiply_adds(batch, weight.shape, (side, side), (stride, stride), padding)
+    assert macs == y_ref.numel() * c_in * k * k  # output values x (input channels x kernel cells)
+    im2col = _IM2COL_CONV is not None and batch > 1 and macs <= SMALL_CONV_MACS
     # the kernel taken: ATen's im2col (SlowConv2D) for small batches, F.conv2d's own call otherwise
     assert (type(y_ours.grad_fn).__name__ == "SlowConv2DBackward0") == im2col
     # float rounding of sums of c_in * k * k products (summation order differs between kernels)
@@ -48,3 +48,23 @@ def test_groups_and_dilation_go_to_f_conv2d():
     grouped = conv2d(x, torch.randn(4, 2, 3, 3), None, (1, 1), (1, 1), (1, 1), 2)
     dilated = conv2d(x, torch.randn(4, 4, 3, 3), None, (1, 1), (2, 2), (2, 2), 1)
     assert type(grouped.grad_fn).__name__ == type(dilated.grad_fn).__name__ == "ConvolutionBackward0"
+
+
+def test_a_trace_or_an_onnx_export_keeps_f_conv2d():
+    """torch.onnx knows no thnn_conv2d: a GraphModule traced or exported keeps the standard op."""
+    import io
+
+    from saferisk.models.graph import Graph, GraphModule, Node
+
+    weight, bias = torch.randn(4, 2, 3, 3), torch.randn(4)
+    graph = Graph("x", "y", (2, 6, 6), [Node("conv", ["x"], "c", {"weight": weight, "bias": bias},
+                                               {"padding": (1, 1, 1, 1)}),
+                                          Node("flatten", ["c"], "y")])
+    module = GraphModule(graph).eval()
+    example = torch.rand(3, 2, 6, 6)
+    traced = torch.jit.trace(module, example)
+    assert "thnn_conv2d" not in str(traced.inlined_graph)
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["x"])
+    assert buffer.getvalue()
+    assert torch.allclose(traced(example), module(example), rtol=1e-5, atol=1e-5)

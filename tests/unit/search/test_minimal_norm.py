@@ -160,3 +160,76 @@ def test_survivors_keep_the_closest_runs_the_budget_carries():
     assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.2, None).tolist() == [True, True, True, False, False]
     assert _survivors(nothing, torch.full((5,), float("inf")), eps, 1.2, 2).tolist() == [True, True, False, False, False]
     assert _survivors(nothing, torch.full((5,), float("inf")), eps, float("inf"), None).all()
+
+
+def _small_net(n: int, classes: int, seed: int, nan_below: float | None = None) -> Model:
+    """A ReLU net n-16-classes (float64); with `nan_below`, outputs NaN wherever x_0 < nan_below
+    (sqrt of x_0 - nan_below added to every output)."""
+    torch.manual_seed(seed)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(n, 16), nn.ReLU(), nn.Linear(16, classes))
+
+        def forward(self, x):
+            z = self.body(x)
+            return z if nan_below is None else z + torch.sqrt(x[:, :1] - nan_below)
+
+    module = Net().eval()
+    return Model(read_forward(module_to_onnx(module, (n,))).graph, name="small", dtype=torch.float64)
+
+
+def _evaluated_points(model: Model, norm: str, x0: torch.Tensor, steps: int = 60) -> list[torch.Tensor]:
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(torch.nan_to_num(z0, nan=-1e9).argmax()))
+    n = x0.numel()
+    region = Region(x0, 3.0, norm, torch.full((n,), -5.0, dtype=torch.float64), torch.full((n,), 5.0, dtype=torch.float64))
+    evaluator = Evaluator(model, prop.value)
+    points = []
+    evaluator.observers.append(lambda x, w: points.append(x.clone()))
+    starts = torch.cat([x0.unsqueeze(0).repeat(4, 1), x0 + 0.05 * torch.randn(4, n, generator=torch.Generator().manual_seed(0),
+                                                                             dtype=torch.float64)])
+    minimal_norm_attack(prop, region, evaluator, starts, torch.tensor([-1, 0, 1, 2] * 2), steps,
+                        proportional=torch.tensor([False, True] * 4) if norm == "inf" else None)
+    return points
+
+
+@pytest.mark.parametrize("norm", ("inf", "2"))
+def test_the_all_seen_shortcut_gives_the_same_runs(monkeypatch, norm):
+    """Once every run has seen a violation, the FMN loop skips the linearised boundary: its ball
+    radii must be exactly those of the general update (the points evaluated, bit for bit)."""
+    import saferisk.search.minimal_norm as minimal_norm
+
+    model = _small_net(8, 4, seed=5)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    seen_all = []
+    original = minimal_norm._every_run_seen
+    monkeypatch.setattr(minimal_norm, "_every_run_seen", lambda seen: seen_all.append(original(seen)) or seen_all[-1])
+    shortcut = _evaluated_points(model, norm, x0)
+    assert any(seen_all), "every run saw a violation at some step (else the shortcut is not exercised)"
+    monkeypatch.setattr(minimal_norm, "_every_run_seen", lambda seen: False)
+    general = _evaluated_points(model, norm, x0)
+    assert len(shortcut) == len(general)
+    assert all(torch.equal(a, b) for a, b in zip(shortcut, general))
+
+
+def test_rows_with_non_finite_outputs_do_not_stop_the_others():
+    """Rows whose outputs are NaN (x_0 below 0.3 here) get no gradient and never count as
+    violations; the other rows still reach a violation, and every violation kept is finite."""
+    model = _small_net(8, 4, seed=6, nan_below=0.3)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    region = Region(x0, 3.0, "inf", torch.full((8,), -5.0, dtype=torch.float64), torch.full((8,), 5.0, dtype=torch.float64))
+    evaluator = Evaluator(model, prop.value)
+    tracker = ViolationTracker(prop, region)
+    values = []
+    evaluator.observers += [tracker, lambda x, w: values.append(w.clone())]
+    starts = x0.unsqueeze(0).repeat(6, 1)
+    starts[:3, 0] = 0.1  # NaN outputs there
+    minimal_norm_attack(prop, region, evaluator, starts, torch.tensor([-1, 0, 1, -1, 0, 1]), 80)
+    assert bool(torch.isnan(values[0]).any()) and not bool(torch.isnan(values[0]).all())
+    assert tracker.best_x is not None
+    assert bool(torch.isfinite(model.forward_flat(tracker.best_x.unsqueeze(0))).all())
+    assert float(prop.value(model.forward_flat(tracker.best_x.unsqueeze(0)))[0]) <= prop.threshold
