@@ -54,6 +54,7 @@ A `concat` input that is a `constant` node (no batch dim) is broadcast over the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,10 +139,7 @@ def conv_multiply_adds(batch: int, weight_shape: tuple[int, ...], in_size: tuple
     kh, kw = int(weight_shape[2]), int(weight_shape[3])
     out_h = max((int(in_size[0]) + 2 * int(padding[0]) - kh) // int(stride[0]) + 1, 0)
     out_w = max((int(in_size[1]) + 2 * int(padding[1]) - kw) // int(stride[1]) + 1, 0)
-    weights = 1
-    for d in weight_shape:
-        weights *= int(d)
-    return int(batch) * out_h * out_w * weights
+    return int(batch) * out_h * out_w * math.prod(int(d) for d in weight_shape)
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],

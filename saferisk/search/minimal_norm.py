@@ -143,7 +143,7 @@ def _loss_and_gradient(prop: BoundProperty, spec, evaluator: Evaluator, x: torch
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         if spec is not None and spec.exact:
-            z, w = evaluator.outputs_for_gradient(x)
+            z, _ = evaluator.outputs_for_gradient(x)  # (w reaches the evaluator's observers)
             with torch.no_grad():
                 # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact)
                 loss, coefficients = spec.active_terms(z.detach(), targets)

@@ -99,9 +99,6 @@ class Witness:
     rechecked_by: str = ""  # the runtimes whose fresh forward pass confirmed it
 
 
-MASKED_TRACKING_ROWS = 64  # batches up to this size: the tracker's distances of all rows, masked
-
-
 class ViolationTracker:
     """Observer keeping the violating point closest to x0 among everything evaluated (give it a
     `MarginProperty` to keep only violations by more than its margin)."""
@@ -115,17 +112,11 @@ class ViolationTracker:
         bad = w <= self.prop.threshold
         if not bool(bad.any()):
             return
-        if x.shape[0] <= MASKED_TRACKING_ROWS:  # a few rows (the minimal-norm runs' steps): one masked pass
-            d = torch.where(bad, self.region.distance(x), float("inf"))
-            i = int(d.argmin())
-            distance = float(d[i])
-        else:  # many (sampling, pattern search): the distances of the violating rows alone
-            rows = bad.nonzero().squeeze(1)
-            d = self.region.distance(x[rows])
-            k = int(d.argmin())
-            i, distance = int(rows[k]), float(d[k])
-        if distance < self.best_distance:
-            self.best_distance, self.best_x = distance, x[i].detach().clone()
+        rows = bad.nonzero().squeeze(1)
+        d = self.region.distance(x[rows])
+        k = int(d.argmin())
+        if float(d[k]) < self.best_distance:
+            self.best_distance, self.best_x = float(d[k]), x[int(rows[k])].detach().clone()
 
 
 def value_objective(prop: BoundProperty, evaluator: Evaluator, differentiable: bool = False):
