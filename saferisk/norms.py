@@ -84,7 +84,9 @@ def project(x: torch.Tensor, x0: torch.Tensor, radius: "float | torch.Tensor", n
     rows, or a (B,) tensor, one per row)."""
     diff = x - x0
     if isinstance(radius, torch.Tensor):
-        radius = radius.to(diff).reshape(-1, 1)
+        if radius.dtype != diff.dtype or radius.device != diff.device:
+            radius = radius.to(diff)
+        radius = radius.unsqueeze(1) if radius.dim() == 1 else radius.reshape(-1, 1)
     else:
         radius = torch.tensor(float(radius), dtype=diff.dtype, device=diff.device)
     if unit is not None:

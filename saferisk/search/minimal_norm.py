@@ -90,13 +90,14 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     all_seen = False  # every run has seen a violation (then the boundary estimate is not needed)
     any_proportional = norm == "inf" and bool(proportional.any())
     checkpoints = {int(steps * fraction): ratio for fraction, ratio in schedule} if n_rows > 1 else {}
+    loss = None
     for k in range(steps):
         if evaluator.exhausted or (stop is not None and stop()):
             return
         if k in checkpoints:
             following = min([c for c in checkpoints if c > k], default=steps)
             affordable = _affordable_rows(evaluator, following - k, steps - following)
-            keep = _survivors(seen, best, eps, checkpoints[k], affordable)
+            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss)
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, proportional = targets[keep], proportional[keep]
@@ -117,7 +118,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
             boundary = distance + loss.abs() / norms.dual_norm(scaled, norm).clamp_min(1e-30)
             eps = torch.where(violating, torch.minimum(eps, best) * (1 - gamma),
                               torch.where(seen, eps * (1 + gamma), boundary))
-            eps = torch.nan_to_num(eps, nan=float(region.radius)).clamp(min=0).minimum(cap)
+            eps = torch.fmin(eps, cap)  # (eps >= 0 or NaN/inf from the estimate: those become the cap)
             all_seen = _every_run_seen(seen)
         direction = steepest_direction(grad, norm, region.unit)
         if any_proportional:
@@ -144,16 +145,16 @@ def _loss_and_gradient(prop: BoundProperty, spec, evaluator: Evaluator, x: torch
     with torch.enable_grad():
         if spec is not None and spec.exact:
             z, _ = evaluator.outputs_for_gradient(x)  # (w reaches the evaluator's observers)
-            with torch.no_grad():
-                # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact)
-                loss, coefficients = spec.active_terms(z.detach(), targets)
-                finite = torch.isfinite(loss)
-                if bool(finite.all()):
-                    finite = None
-                elif not bool(finite.any()):
-                    return loss, None, finite
-                else:
-                    coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
+            # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact; z detached:
+            # no autograd graph for the terms)
+            loss, coefficients = spec.active_terms(z.detach(), targets)
+            finite = torch.isfinite(loss)
+            if bool(finite.all()):
+                finite = None
+            elif not bool(finite.any()):
+                return loss, None, finite
+            else:
+                coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
             (grad,) = torch.autograd.grad(z, x, grad_outputs=coefficients, allow_unused=True)
             return loss, grad, finite
         z, w = evaluator.outputs_with_grad(x)  # targets are -1 here (no exact spec)
@@ -189,13 +190,19 @@ def _affordable_rows(evaluator: Evaluator, steps_now: int, steps_after: int) -> 
 
 
 def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio: float,
-               affordable: int | None) -> torch.Tensor:
+               affordable: int | None, loss: torch.Tensor | None = None) -> torch.Tensor:
     """The runs that go on at a checkpoint: those whose reach (best violation, or before one the
     current ball radius) is within `ratio` of the closest violation of all runs (before any, of
     the smallest ball radius), and of those at most `affordable` (the closest reaches; at least
-    one run)."""
+    one run). Before any violation, when every reach ties within `ratio` (e.g. all ball radii at
+    the cap: the linearised boundary lies beyond the ball), the half of the runs with the
+    smallest objective l (`loss`, the last step's) go on."""
     reach = torch.where(seen, best, eps)
     keep = reach <= (best.min() if bool(seen.any()) else eps.min()) * ratio
+    if loss is not None and math.isfinite(ratio) and keep.shape[0] > 1 and bool(keep.all()) and not bool(seen.any()):
+        reach = torch.nan_to_num(loss, nan=float("inf"))  # the tie is broken by the objective
+        keep = torch.zeros_like(keep)
+        keep[torch.argsort(reach, stable=True)[: (keep.shape[0] + 1) // 2]] = True
     if affordable is not None and int(keep.sum()) > max(affordable, 1):
         order = torch.argsort(torch.where(keep, reach, torch.full_like(reach, float("inf"))), stable=True)
         keep = torch.zeros_like(keep)

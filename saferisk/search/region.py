@@ -140,8 +140,7 @@ class Evaluator:
         for gradients of a function of z alone (backward from z with its coefficients), the
         autograd graph holding only the model."""
         z = self._differentiable_outputs(x)
-        with torch.no_grad():
-            w = self.value(z.detach())
+        w = self.value(z.detach())  # (detached: no autograd graph, without a no_grad context)
         self._observe(x.detach(), w)
         return z, w
 

@@ -162,6 +162,28 @@ def test_survivors_keep_the_closest_runs_the_budget_carries():
     assert _survivors(nothing, torch.full((5,), float("inf")), eps, float("inf"), None).all()
 
 
+def test_survivors_halve_tied_runs_by_their_objective_before_any_violation():
+    """Before any violation, ball radii that all tie within the ratio (at the cap: the linearised
+    boundary lies beyond the ball) say nothing: the half of the runs closest to violating (smallest
+    objective l; NaN last) go on. Not at a checkpoint of infinite ratio (no pruning by reach), nor
+    once a violation was seen, nor without the objective."""
+    from saferisk.search.minimal_norm import _survivors
+
+    nothing = torch.zeros(5, dtype=torch.bool)
+    never = torch.full((5,), float("inf"), dtype=torch.float64)
+    at_cap = torch.full((5,), 0.3, dtype=torch.float64)
+    loss = torch.tensor([0.5, float("nan"), 0.1, 2.0, 0.2], dtype=torch.float64)
+    assert _survivors(nothing, never, at_cap, 1.3, None, loss).tolist() == [True, False, True, False, True]
+    assert _survivors(nothing, never, at_cap, 1.3, 1, loss).tolist() == [False, False, True, False, False]
+    assert _survivors(nothing, never, at_cap, float("inf"), None, loss).all()
+    assert _survivors(nothing, never, at_cap, 1.3, None).all()
+    spread = torch.tensor([0.1, 0.3, 0.3, 0.3, 0.3], dtype=torch.float64)  # no tie: the reach decides
+    assert _survivors(nothing, never, spread, 1.3, None, loss).tolist() == [True, False, False, False, False]
+    seen = torch.tensor([False, False, False, True, False])
+    best = torch.tensor([float("inf")] * 3 + [0.3, float("inf")], dtype=torch.float64)
+    assert _survivors(seen, best, at_cap, 1.3, None, loss).all()
+
+
 def _small_net(n: int, classes: int, seed: int, nan_below: float | None = None) -> Model:
     """A ReLU net n-16-classes (float64); with `nan_below`, outputs NaN wherever x_0 < nan_below
     (sqrt of x_0 - nan_below added to every output)."""
