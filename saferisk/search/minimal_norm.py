@@ -88,7 +88,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     best = torch.full_like(eps, float("inf"))
     seen = torch.zeros(n_rows, dtype=torch.bool, device=x0.device)
     all_seen = False  # every run has seen a violation (then the boundary estimate is not needed)
-    any_proportional = norm == "inf" and bool(proportional.any())
+    any_proportional, all_proportional = _step_kinds(norm, proportional)
     checkpoints = {int(steps * fraction): ratio for fraction, ratio in schedule} if n_rows > 1 else {}
     loss = None
     for k in range(steps):
@@ -101,7 +101,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, proportional = targets[keep], proportional[keep]
-                any_proportional = norm == "inf" and bool(proportional.any())
+                any_proportional, all_proportional = _step_kinds(norm, proportional)
         loss, grad, finite = _loss_and_gradient(prop, spec, evaluator, x, targets)
         if grad is None:
             return
@@ -120,12 +120,23 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
                               torch.where(seen, eps * (1 + gamma), boundary))
             eps = torch.fmin(eps, cap)  # (eps >= 0 or NaN/inf from the estimate: those become the cap)
             all_seen = _every_run_seen(seen)
-        direction = steepest_direction(grad, norm, region.unit)
-        if any_proportional:
-            direction[proportional] = proportional_direction(grad[proportional], region.unit)
+        if not any_proportional:
+            direction = steepest_direction(grad, norm, region.unit)
+        elif all_proportional:
+            direction = proportional_direction(grad, region.unit)
+        else:  # (both directions on every row and a select: cheaper than indexing the rows)
+            direction = torch.where(proportional.unsqueeze(1), proportional_direction(grad, region.unit),
+                                    steepest_direction(grad, norm, region.unit))
         step = x - (alpha * eps).unsqueeze(1) * direction
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
+
+
+def _step_kinds(norm: str, proportional: torch.Tensor) -> tuple[bool, bool]:
+    """(any row, every row) steps in proportion to its gradient (L-inf only)."""
+    if norm != "inf":
+        return False, False
+    return bool(proportional.any()), bool(proportional.all())
 
 
 def _every_run_seen(seen: torch.Tensor) -> bool:

@@ -236,6 +236,30 @@ def test_the_all_seen_shortcut_gives_the_same_runs(monkeypatch, norm):
     assert all(torch.equal(a, b) for a, b in zip(shortcut, general))
 
 
+def test_mixed_step_kinds_give_each_row_its_own_direction():
+    """L-inf runs with sign steps beside gradient-proportional ones (the select on every row) move
+    each row exactly as a batch of that kind alone does (no pruning: rows are independent)."""
+    model = _small_net(8, 4, seed=5)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    region = Region(x0, 3.0, "inf", torch.full((8,), -5.0, dtype=torch.float64), torch.full((8,), 5.0, dtype=torch.float64))
+    starts = x0 + 0.05 * torch.randn(6, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    targets = torch.tensor([-1, 0, 1] * 2)
+
+    def last_points(proportional):
+        evaluator = Evaluator(model, prop.value)
+        points = []
+        evaluator.observers.append(lambda x, w: points.append(x.clone()))
+        minimal_norm_attack(prop, region, evaluator, starts, targets, 30, proportional=proportional, schedule=())
+        return points[-1]
+
+    mixed = torch.tensor([False, True, False, True, True, False])
+    both, sign, proportional = last_points(mixed), last_points(torch.zeros(6, dtype=torch.bool)), last_points(torch.ones(6, dtype=torch.bool))
+    assert torch.equal(both[~mixed], sign[~mixed]) and torch.equal(both[mixed], proportional[mixed])
+    assert not torch.equal(sign, proportional)  # the two kinds do step differently
+
+
 def test_rows_with_non_finite_outputs_do_not_stop_the_others():
     """Rows whose outputs are NaN (x_0 below 0.3 here) get no gradient and never count as
     violations; the other rows still reach a violation, and every violation kept is finite."""
