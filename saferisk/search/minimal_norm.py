@@ -83,7 +83,8 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     proportional = proportional.to(x0.device)
     x = region.project(starts.to(x0))
     n_rows = x.shape[0]
-    cap = torch.full((n_rows,), float(region.radius), dtype=x0.dtype, device=x0.device)
+    # (an infinite radius caps at the largest float: steps stay finite and the box clips them)
+    cap = torch.full((n_rows,), min(float(region.radius), torch.finfo(x0.dtype).max), dtype=x0.dtype, device=x0.device)
     eps = cap.clone()
     best = torch.full_like(eps, float("inf"))
     seen = torch.zeros(n_rows, dtype=torch.bool, device=x0.device)
@@ -205,13 +206,15 @@ def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio:
     """The runs that go on at a checkpoint: those whose reach (best violation, or before one the
     current ball radius) is within `ratio` of the closest violation of all runs (before any, of
     the smallest ball radius), and of those at most `affordable` (the closest reaches; at least
-    one run). Before any violation, when every reach ties within `ratio` (e.g. all ball radii at
-    the cap: the linearised boundary lies beyond the ball), the half of the runs with the
-    smallest objective l (`loss`, the last step's) go on."""
+    one run). Before any violation, when every ball radius is the same (e.g. all at the cap: the
+    linearised boundary lies beyond the ball), the radii say nothing: the half of the runs with the
+    smallest objective l (`loss`, the last step's; non-finite last) go on (a run on w - c, the
+    smallest term, is favoured over one on a single term at the same point)."""
     reach = torch.where(seen, best, eps)
     keep = reach <= (best.min() if bool(seen.any()) else eps.min()) * ratio
-    if loss is not None and math.isfinite(ratio) and keep.shape[0] > 1 and bool(keep.all()) and not bool(seen.any()):
-        reach = torch.nan_to_num(loss, nan=float("inf"))  # the tie is broken by the objective
+    if (loss is not None and math.isfinite(ratio) and keep.shape[0] > 1 and not bool(seen.any())
+            and bool(eps.max() <= eps.min())):
+        reach = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))  # the tie broken by l
         keep = torch.zeros_like(keep)
         keep[torch.argsort(reach, stable=True)[: (keep.shape[0] + 1) // 2]] = True
     if affordable is not None and int(keep.sum()) > max(affordable, 1):

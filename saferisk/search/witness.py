@@ -61,8 +61,9 @@ SHRINK_TOLERANCE = 1e-4  # relative width at which the radius bisection of a wit
 # round by round on the witness benchmark: no round at a gap below 4e-3 ever won on its 74
 # gradient-path inputs; on the 70 digits/MNIST black-box inputs the rounds at 1e-3, 2.5e-4 and
 # 6.3e-5 lost 69 of 69 times each (5 won below 1e-4, by < 2e-5 of the radius); the CIFAR inputs
-# won at 4e-3 and 8e-3. So a lost first round (4e-3) ends it: `tighten` (3 rounds) was 12-14% of
-# the search time on the digits MLP and CNN and mnist-net_256x2 (cProfile), 2/3 of it the later rounds
+# won at 4e-3 and 8e-3. So no round below 2e-3 runs: a lost first round (4e-3) ends it, and after a
+# win (the gap doubles) a lost round quarters the gap down to 2e-3 at least once more. `tighten` with
+# 3 rounds was 12-14% of the search time on the digits MLP and CNN and mnist-net_256x2 (cProfile)
 TIGHTEN_TOLERANCE = 2e-3
 TIGHTEN_GAP = 4e-3  # first relative gap `tighten` tries to win
 ESCAPE_FRACTION = 0.95  # `escape` looks for a violation inside this fraction of the best distance

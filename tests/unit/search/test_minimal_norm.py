@@ -179,9 +179,30 @@ def test_survivors_halve_tied_runs_by_their_objective_before_any_violation():
     assert _survivors(nothing, never, at_cap, 1.3, None).all()
     spread = torch.tensor([0.1, 0.3, 0.3, 0.3, 0.3], dtype=torch.float64)  # no tie: the reach decides
     assert _survivors(nothing, never, spread, 1.3, None, loss).tolist() == [True, False, False, False, False]
+    close = torch.tensor([0.10, 0.11, 0.12, 0.125, 0.1], dtype=torch.float64)  # within the ratio, not tied
+    assert _survivors(nothing, never, close, 1.3, None, loss).all()
+    minus_inf = torch.tensor([0.5, float("-inf"), 0.1, 2.0, 0.2], dtype=torch.float64)  # non-finite: last
+    assert _survivors(nothing, never, at_cap, 1.3, None, minus_inf).tolist() == [True, False, True, False, True]
     seen = torch.tensor([False, False, False, True, False])
     best = torch.tensor([float("inf")] * 3 + [0.3, float("inf")], dtype=torch.float64)
     assert _survivors(seen, best, at_cap, 1.3, None, loss).all()
+
+
+def test_runs_tied_at_the_cap_are_halved_by_their_objective():
+    """Far from any boundary (the linearised boundary beyond a small ball), every run's ball radius
+    sits at the cap and none sees a violation: the pruning halves the runs at each checkpoint by
+    their objective instead of carrying them all to the last step."""
+    model = _small_net(8, 4, seed=5)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    region = Region(x0, 1e-4, "2", torch.full((8,), -5.0, dtype=torch.float64), torch.full((8,), 5.0, dtype=torch.float64))
+    evaluator = Evaluator(model, prop.value)
+    rows = []
+    evaluator.observers.append(lambda x, w: rows.append(x.shape[0]))
+    minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0).repeat(8, 1), torch.tensor([-1, 0, 1, 2] * 2), 40,
+                        schedule=((0.05, 1.3), (0.15, 1.1), (0.5, 1.05)))
+    assert rows[0] == 8 and rows[-1] == 1, rows  # 8 -> 4 -> 2 -> 1
 
 
 def _small_net(n: int, classes: int, seed: int, nan_below: float | None = None) -> Model:
