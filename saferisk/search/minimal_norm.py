@@ -210,9 +210,10 @@ def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio:
     linearised boundary lies beyond the ball), the radii say nothing: the half of the runs with the
     smallest objective l (`loss`, the last step's; non-finite last) go on (a run on w - c, the
     smallest term, is favoured over one on a single term at the same point)."""
+    any_seen = bool(seen.any())
     reach = torch.where(seen, best, eps)
-    keep = reach <= (best.min() if bool(seen.any()) else eps.min()) * ratio
-    if (loss is not None and math.isfinite(ratio) and keep.shape[0] > 1 and not bool(seen.any())
+    keep = reach <= (best.min() if any_seen else eps.min()) * ratio
+    if (loss is not None and math.isfinite(ratio) and keep.shape[0] > 1 and not any_seen
             and bool(eps.max() <= eps.min())):
         reach = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))  # the tie broken by l
         keep = torch.zeros_like(keep)
