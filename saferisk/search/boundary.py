@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from saferisk.properties.base import BoundProperty
+from saferisk.search.gradient import term_gradients
 from saferisk.search.region import Evaluator, Region
 
 OVERSHOOTS = (0.0, 1e-6, 1e-4, 1e-3, 1e-2, 0.05, 0.2)  # candidates x0 + (1 + eta)(p - x0)
@@ -102,23 +103,16 @@ def segment_boundary(prop: BoundProperty, region: Region, x_bad: torch.Tensor, e
 
 def _terms(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor, max_terms: int):
     """(values (K,), gradients (K, n)) of the K smallest terms g_j - c at the single point x
-    (the whole w - c when the property has no exact min-of-terms spec)."""
+    (the whole w - c when the property has no exact min-of-terms spec; `term_gradients`)."""
     spec = prop.spec()
-    with torch.no_grad():
-        z = evaluator.model.forward_flat(x.unsqueeze(0)).to(x.dtype)
+    terms = None
     if spec is not None and spec.exact and spec.A.shape[0] > 1:
+        with torch.no_grad():
+            z = evaluator.model.forward_flat(x.unsqueeze(0)).to(x.dtype)
         terms = spec.groups(z)[0].argsort()[:max_terms]
-    else:
-        terms = None
-    rows = x.unsqueeze(0).expand(1 if terms is None else terms.numel(), -1).clone().requires_grad_(True)
-    with torch.enable_grad():
-        z, w = evaluator.outputs_with_grad(rows)
-        if terms is None:
-            values = w - prop.threshold
-        else:
-            values = spec.groups(z).gather(1, terms.to(z.device).view(-1, 1)).squeeze(1)
-        grad = torch.autograd.grad(values.sum(), rows)[0]
-    return values.detach(), torch.nan_to_num(grad.detach())
+    rows = x.unsqueeze(0).expand(1 if terms is None else terms.numel(), -1).contiguous()
+    values, grad, _ = term_gradients(prop, spec, evaluator, rows, None if terms is None else terms.to(x.device))
+    return values.detach(), torch.zeros_like(rows) if grad is None else torch.nan_to_num(grad.detach())
 
 
 def project_to_boundary(prop: BoundProperty, region: Region, x_bad: torch.Tensor, evaluator: Evaluator,

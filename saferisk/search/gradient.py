@@ -1,4 +1,5 @@
-"""Gradient-guided starts: projected steepest descent on a differentiable objective
+"""Gradients of the property's terms (`term_gradients`, for every gradient-guided search) and
+gradient-guided starts: projected steepest descent on a differentiable objective
 (PGD-style; the graph runs in torch, so black-box forward passes also give gradients).
 Each step moves along the steepest direction of the region's norm (sign for L-inf,
 normalised gradient for L2, largest coordinates for L1) and projects back into the region."""
@@ -9,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from saferisk.properties.base import BoundProperty
 from saferisk.search.region import Evaluator, Region
 
 
@@ -51,3 +53,40 @@ def gradient_descent(objective: Callable[[torch.Tensor], torch.Tensor], starts: 
         grad = torch.nan_to_num(grad)
         x = region.project(x.detach() - step * steepest_direction(grad, region.norm, region.unit))
     return best_x, best_v
+
+
+def term_gradients(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor, targets: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """For the rows x and a term index per row (`targets`; -1 or None: w - c itself): (the
+    objective l per row, the term g_t of its target; l's gradient in x, None where it has none
+    (rows where l is not finite: zero, or NaN from the model's backward; callers take nan_to_num);
+    where l is finite, None when it is finite on every row). One batch, counted and observed by
+    the evaluator. With an exact spec, l's gradient in z is the coefficients of the active piece
+    (`MinMaxSpec.active_terms`), so the backward pass runs through the model alone, seeded with
+    them (the same gradient as a backward through the terms, without their autograd graph).
+    Without one, l = w - c on every row. `spec`: prop.spec(), built once by the caller."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        if spec is not None and spec.exact:
+            if targets is None:
+                targets = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+            z, _ = evaluator.outputs_for_gradient(x)  # (w reaches the evaluator's observers)
+            # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact; z detached:
+            # no autograd graph for the terms)
+            loss, coefficients = spec.active_terms(z.detach(), targets)
+            finite = torch.isfinite(loss)
+            if bool(finite.all()):
+                finite = None
+            elif not bool(finite.any()):
+                return loss, None, finite
+            else:
+                coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
+            (grad,) = torch.autograd.grad(z, x, grad_outputs=coefficients, allow_unused=True)
+            return loss, grad, finite
+        z, w = evaluator.outputs_with_grad(x)  # targets are -1 here (no exact spec)
+        loss = w - prop.threshold
+        finite = torch.isfinite(loss)
+        if not bool(finite.any()):
+            return loss.detach(), None, finite
+        (grad,) = torch.autograd.grad(loss[finite].sum(), x, allow_unused=True)
+        return loss.detach(), grad, None if bool(finite.all()) else finite

@@ -26,7 +26,7 @@ import torch
 
 from saferisk import norms
 from saferisk.properties.base import BoundProperty
-from saferisk.search.gradient import steepest_direction
+from saferisk.search.gradient import steepest_direction, term_gradients
 from saferisk.search.region import Evaluator, Region
 
 GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius per step (the paper's)
@@ -103,7 +103,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, proportional = targets[keep], proportional[keep]
                 any_proportional, all_proportional = _step_kinds(norm, proportional)
-        loss, grad, finite = _loss_and_gradient(prop, spec, evaluator, x, targets)
+        loss, grad, finite = term_gradients(prop, spec, evaluator, x, targets)
         if grad is None:
             return
         grad = torch.nan_to_num(grad)
@@ -144,38 +144,6 @@ def _every_run_seen(seen: torch.Tensor) -> bool:
     """Every run has seen a violation: from then on the ball radii follow the violations alone
     (the linearised boundary distance is not needed)."""
     return bool(seen.all())
-
-
-def _loss_and_gradient(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor, targets: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(the objective l per row: the term g_t of its target, w - c at -1; l's gradient in x,
-    None where it has none; where l is finite, None when it is finite on every row). With an
-    exact spec, l's gradient in z is the coefficients of the active piece
-    (`MinMaxSpec.active_terms`), so the backward pass runs through the model alone, seeded with
-    them. `spec`: prop.spec(), built once by the caller."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        if spec is not None and spec.exact:
-            z, _ = evaluator.outputs_for_gradient(x)  # (w reaches the evaluator's observers)
-            # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact; z detached:
-            # no autograd graph for the terms)
-            loss, coefficients = spec.active_terms(z.detach(), targets)
-            finite = torch.isfinite(loss)
-            if bool(finite.all()):
-                finite = None
-            elif not bool(finite.any()):
-                return loss, None, finite
-            else:
-                coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
-            (grad,) = torch.autograd.grad(z, x, grad_outputs=coefficients, allow_unused=True)
-            return loss, grad, finite
-        z, w = evaluator.outputs_with_grad(x)  # targets are -1 here (no exact spec)
-        loss = w - prop.threshold
-        finite = torch.isfinite(loss)
-        if not bool(finite.any()):
-            return loss.detach(), None, finite
-        (grad,) = torch.autograd.grad(loss[finite].sum(), x, allow_unused=True)
-        return loss.detach(), grad, None if bool(finite.all()) else finite
 
 
 PRUNED_RUNS = 2  # runs expected to go on after the first ratio checkpoint (to size the steps)
@@ -241,30 +209,24 @@ def fab_term_count(prop: BoundProperty) -> int:
 def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(the terms g_j (B, K), their gradients (B, K, n)) at the rows x: all terms of
     an exact min-of-terms spec (the FAB_TERMS smallest at each row when there are more), else
-    K = 1, w - c itself. One batch of B * K rows (a model without gradients shares one
-    finite-difference Jacobian per distinct row)."""
+    K = 1, w - c itself. One batch of B * K rows (`term_gradients`; a model without gradients
+    shares one finite-difference Jacobian per distinct row)."""
     spec = prop.spec()
     B, n = x.shape
-    exact = spec is not None and spec.exact
     count = fab_term_count(prop)
-    which = None
-    if exact and count < spec.A.shape[0]:
-        with torch.no_grad():
-            which = spec.groups(evaluator.outputs(x)[0]).argsort(dim=1)[:, :count]
-    rows = x.detach().repeat_interleave(count, dim=0).requires_grad_(True)
-    with torch.enable_grad():
-        z, w = evaluator.outputs_with_grad(rows)
-        if not exact:
-            values = (w - prop.threshold).reshape(B, 1)
-        elif which is None:
-            values = spec.groups(z).reshape(B, count, -1).diagonal(dim1=1, dim2=2)
+    targets = None
+    if spec is not None and spec.exact:
+        if count < spec.A.shape[0]:
+            with torch.no_grad():
+                which = spec.groups(evaluator.outputs(x)[0]).argsort(dim=1)[:, :count]
         else:
-            values = spec.groups(z).gather(1, which.reshape(-1, 1)).reshape(B, count)
-        finite = torch.isfinite(values)
-        (grad,) = torch.autograd.grad(values[finite].sum(), rows, allow_unused=True) if bool(finite.any()) else (None,)
+            which = torch.arange(count, device=x.device).expand(B, count)
+        targets = which.reshape(-1)
+    rows = x.detach().repeat_interleave(count, dim=0)
+    values, grad, _ = term_gradients(prop, spec, evaluator, rows, targets)
     if grad is None:
         grad = torch.zeros_like(rows)
-    return values.detach(), torch.nan_to_num(grad.detach()).reshape(B, count, n)
+    return values.reshape(B, count), torch.nan_to_num(grad.detach()).reshape(B, count, n)
 
 
 def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor, steps: int,

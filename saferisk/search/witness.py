@@ -188,8 +188,9 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     A model without gradients (and without finite differences) skips it."""
     if evaluator.gradient_estimate is None and not has_gradients(evaluator.model):
         return
-    if evaluator.gradient_estimate is not None:
-        evaluator.new_phase(BLACK_BOX_MINIMAL_NORM_BUDGET)
+    estimated = evaluator.gradient_estimate is not None
+    evaluator.new_phase(BLACK_BOX_MINIMAL_NORM_BUDGET if estimated else MINIMAL_NORM_BUDGET)
+    if estimated:
         fab_share = ANCHORED_FAB_SHARE if evaluator.gradient_reuse else BLACK_BOX_FAB_SHARE
         if fab_share > 0:
             share = None if evaluator.phase_budget is None else int(evaluator.phase_budget * fab_share)
@@ -199,17 +200,16 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
                        stop=None if end is None else (lambda: evaluator.evaluations >= end))
         if evaluator.gradient_reuse:  # anchored estimates: FAB alone (ANCHORED_FAB_SHARE)
             return
+    targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
+    if estimated:
         left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
-        targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
         per_step = pruned_rows_per_step(targets.numel(), BLACK_BOX_PRUNE_SCHEDULE) * (1 + evaluator.gradient_rows)
         steps = _affordable(config.attack_steps, left, math.ceil(per_step))
         minimal_norm_attack(prop, region, evaluator, region.x0.unsqueeze(0).expand(targets.numel(), -1), targets,
                             steps, proportional=torch.full((targets.numel(),), region.norm == "inf"),
                             schedule=BLACK_BOX_PRUNE_SCHEDULE)
         return
-    evaluator.new_phase(MINIMAL_NORM_BUDGET)
     restarts = max(1, int(config.attack_restarts))
-    targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
     starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
                         region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)])
     targets = targets.repeat(restarts)

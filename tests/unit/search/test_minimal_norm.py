@@ -300,3 +300,33 @@ def test_rows_with_non_finite_outputs_do_not_stop_the_others():
     assert tracker.best_x is not None
     assert bool(torch.isfinite(model.forward_flat(tracker.best_x.unsqueeze(0))).all())
     assert float(prop.value(model.forward_flat(tracker.best_x.unsqueeze(0)))[0]) <= prop.threshold
+
+
+def test_term_gradients_equal_the_gradient_through_the_terms():
+    """`term_gradients` (FMN, FAB and the projection): each row's term (at -1 the smallest, w - c)
+    and its gradient in x, seeded with the active piece's coefficients, equal the term computed
+    through the spec and autograd's gradient of it; a row with non-finite outputs gets no gradient
+    (zero, or NaN where the model's backward multiplies 0 by NaN: callers take nan_to_num) (and fails when the seeding is wrong, e.g. the coefficients of another term)."""
+    from saferisk.search.gradient import term_gradients
+
+    model = _small_net(8, 4, seed=6, nan_below=0.3)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    spec = prop.spec()
+    x = x0 + 0.1 * torch.randn(5, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    x[:, 0] = 0.5
+    x[4, 0] = 0.1  # NaN outputs on this row only
+    targets = torch.tensor([-1, 0, 2, -1, 1])
+    values, grad, finite = term_gradients(prop, spec, Evaluator(model, prop.value), x, targets)
+    assert finite is not None and finite.tolist() == [True] * 4 + [False]
+    assert torch.equal(torch.nan_to_num(grad[4]), torch.zeros(8, dtype=torch.float64))  # (0 x NaN in the backward)
+    for row in range(4):
+        point = x[row : row + 1].clone().requires_grad_(True)
+        groups = spec.groups(model.forward_flat_grad(point))[0]
+        term = groups.amin() if targets[row] < 0 else groups[targets[row]]
+        (expected,) = torch.autograd.grad(term, point)
+        assert torch.allclose(values[row], term.detach(), rtol=0, atol=1e-12), row
+        assert torch.allclose(grad[row], expected[0], rtol=0, atol=1e-12), row
+        assert expected.abs().sum() > 0
+    assert not torch.allclose(grad[1], grad[2])  # (different terms: different gradients)
