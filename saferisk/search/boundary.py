@@ -111,7 +111,8 @@ def _terms(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor, max_terms
             z = evaluator.model.forward_flat(x.unsqueeze(0)).to(x.dtype)
         terms = spec.groups(z)[0].argsort()[:max_terms]
     rows = x.unsqueeze(0).expand(1 if terms is None else terms.numel(), -1).contiguous()
-    values, grad, _ = term_gradients(prop, spec, evaluator, rows, None if terms is None else terms.to(x.device))
+    # (one term, or no exact spec: w - c itself, as the evaluator computes w)
+    values, grad, _ = term_gradients(prop, None if terms is None else spec, evaluator, rows, terms)
     return values.detach(), torch.zeros_like(rows) if grad is None else torch.nan_to_num(grad.detach())
 
 

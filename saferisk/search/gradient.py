@@ -1,5 +1,5 @@
-"""Gradients of the property's terms (`term_gradients`, for every gradient-guided search) and
-gradient-guided starts: projected steepest descent on a differentiable objective
+"""Gradients of the property's terms (`term_gradients`: the minimal-norm attacks and the boundary
+projection) and gradient-guided starts: projected steepest descent on a differentiable objective
 (PGD-style; the graph runs in torch, so black-box forward passes also give gradients).
 Each step moves along the steepest direction of the region's norm (sign for L-inf,
 normalised gradient for L2, largest coordinates for L1) and projects back into the region."""
@@ -68,9 +68,8 @@ def term_gradients(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Ten
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         if spec is not None and spec.exact:
-            if targets is None:
-                targets = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
             z, _ = evaluator.outputs_for_gradient(x)  # (w reaches the evaluator's observers)
+            targets = (torch.full((x.shape[0],), -1, dtype=torch.long) if targets is None else targets).to(z.device)
             # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact; z detached:
             # no autograd graph for the terms)
             loss, coefficients = spec.active_terms(z.detach(), targets)

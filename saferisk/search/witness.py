@@ -200,9 +200,10 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
                        stop=None if end is None else (lambda: evaluator.evaluations >= end))
         if evaluator.gradient_reuse:  # anchored estimates: FAB alone (ANCHORED_FAB_SHARE)
             return
+    # (the black-box runs' share: what the phase has left before the targets' forward pass)
+    left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
     if estimated:
-        left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
         per_step = pruned_rows_per_step(targets.numel(), BLACK_BOX_PRUNE_SCHEDULE) * (1 + evaluator.gradient_rows)
         steps = _affordable(config.attack_steps, left, math.ceil(per_step))
         minimal_norm_attack(prop, region, evaluator, region.x0.unsqueeze(0).expand(targets.numel(), -1), targets,

@@ -302,31 +302,65 @@ def test_rows_with_non_finite_outputs_do_not_stop_the_others():
     assert float(prop.value(model.forward_flat(tracker.best_x.unsqueeze(0)))[0]) <= prop.threshold
 
 
-def test_term_gradients_equal_the_gradient_through_the_terms():
+def _through_the_terms(model: Model, prop, x: torch.Tensor, targets: torch.Tensor | None):
+    """(each row's term, autograd's gradient of it) from one batched forward, differentiating
+    through the spec's terms (targets -1: the smallest; no exact spec: w - c)."""
+    point = x.clone().requires_grad_(True)
+    z = model.forward_flat_grad(point)
+    spec = prop.spec()
+    if spec is None or not spec.exact:
+        terms = prop.value(z) - prop.threshold
+    else:
+        groups = spec.groups(z)
+        terms = torch.where(targets >= 0, groups.gather(1, targets.clamp_min(0).view(-1, 1)).squeeze(1), groups.amin(1))
+    finite = torch.isfinite(terms)
+    (grad,) = torch.autograd.grad(terms[finite].sum(), point)
+    return terms.detach(), grad
+
+
+@pytest.mark.parametrize("kind", ("margins", "pieces", "no spec"))
+def test_term_gradients_equal_the_gradient_through_the_terms(kind):
     """`term_gradients` (FMN, FAB and the projection): each row's term (at -1 the smallest, w - c)
-    and its gradient in x, seeded with the active piece's coefficients, equal the term computed
-    through the spec and autograd's gradient of it; a row with non-finite outputs gets no gradient
-    (zero, or NaN where the model's backward multiplies 0 by NaN: callers take nan_to_num) (and fails when the seeding is wrong, e.g. the coefficients of another term)."""
+    and its gradient in x, seeded with the active piece's coefficients, equal bit for bit the term
+    computed through the spec and autograd's gradient of it (the margins, one piece per term; terms of
+    two pieces and of one, the other masked; a property without a spec: w - c); a row with non-finite outputs
+    gets no gradient (zero, or NaN where the model's backward multiplies 0 by NaN: callers take
+    nan_to_num). Fails when the seeding is wrong, e.g. the coefficients of another row or piece."""
+    from saferisk.properties.base import BoundProperty
     from saferisk.search.gradient import term_gradients
 
     model = _small_net(8, 4, seed=6, nan_below=0.3)
     x0 = torch.full((8,), 0.5, dtype=torch.float64)
     z0 = model.forward_flat(x0.unsqueeze(0))[0]
-    prop = Robustness().bind(z0, int(z0.argmax()))
+    if kind == "no spec":
+        class Product(BoundProperty):  # w = z_0 z_1 (no MinMaxSpec)
+            threshold = 0.05
+
+            def value(self, z):
+                return z[:, 0] * z[:, 1]
+        prop = Product()
+    elif kind == "margins":
+        prop = Robustness().bind(z0)
+    else:  # terms of two and one pieces (the second's other piece masked)
+        from saferisk.properties.base import MinMaxSpec, SpecBoundProperty
+
+        coefficients = torch.randn(3, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64).tolist()
+        prop = SpecBoundProperty(MinMaxSpec.from_rows([[(coefficients[0], 0.1), (coefficients[1], -0.2)],
+                                                       [(coefficients[2], 0.05)]], 4))
     spec = prop.spec()
     x = x0 + 0.1 * torch.randn(5, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     x[:, 0] = 0.5
     x[4, 0] = 0.1  # NaN outputs on this row only
-    targets = torch.tensor([-1, 0, 2, -1, 1])
+    J = 1 if spec is None else int(spec.A.shape[0])
+    targets = None if spec is None else torch.tensor([-1, 0, J - 1, -1, 0])
+    if kind == "pieces":
+        assert spec.A.shape[1] > 1 and not bool(spec.mask.all())  # (several pieces per term, some masked)
     values, grad, finite = term_gradients(prop, spec, Evaluator(model, prop.value), x, targets)
+    expected_values, expected_grad = _through_the_terms(model, prop, x, targets)
     assert finite is not None and finite.tolist() == [True] * 4 + [False]
-    assert torch.equal(torch.nan_to_num(grad[4]), torch.zeros(8, dtype=torch.float64))  # (0 x NaN in the backward)
-    for row in range(4):
-        point = x[row : row + 1].clone().requires_grad_(True)
-        groups = spec.groups(model.forward_flat_grad(point))[0]
-        term = groups.amin() if targets[row] < 0 else groups[targets[row]]
-        (expected,) = torch.autograd.grad(term, point)
-        assert torch.allclose(values[row], term.detach(), rtol=0, atol=1e-12), row
-        assert torch.allclose(grad[row], expected[0], rtol=0, atol=1e-12), row
-        assert expected.abs().sum() > 0
-    assert not torch.allclose(grad[1], grad[2])  # (different terms: different gradients)
+    assert torch.equal(values[:4], expected_values[:4])
+    assert torch.equal(grad[:4], expected_grad[:4])
+    assert torch.equal(torch.nan_to_num(grad[4]), torch.zeros(8, dtype=torch.float64))
+    assert bool((grad[:4].abs().sum(1) > 0).all())
+    if spec is not None:
+        assert not torch.equal(grad[1], grad[2])  # (different terms: different gradients)
