@@ -109,7 +109,7 @@ def _terms(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor, max_terms
     if spec is not None and spec.exact and spec.A.shape[0] > 1:
         with torch.no_grad():
             z = evaluator.model.forward_flat(x.unsqueeze(0)).to(x.dtype)
-        terms = spec.groups(z)[0].argsort()[:max_terms]
+        terms = spec.closest_terms(z[0], max_terms)
     rows = x.unsqueeze(0).expand(1 if terms is None else terms.numel(), -1).contiguous()
     # (one term, or no exact spec: w - c itself, as the evaluator computes w)
     values, grad, _ = term_gradients(prop, None if terms is None else spec, evaluator, rows, terms)

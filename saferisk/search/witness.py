@@ -201,7 +201,8 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
         if evaluator.gradient_reuse:  # anchored estimates: FAB alone (ANCHORED_FAB_SHARE)
             return
     # (the black-box runs' share: what the phase has left before the targets' forward pass)
-    left = None if evaluator.phase_budget is None else evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
+    left = (evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
+            if estimated and evaluator.phase_budget is not None else None)
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
     if estimated:
         per_step = pruned_rows_per_step(targets.numel(), BLACK_BOX_PRUNE_SCHEDULE) * (1 + evaluator.gradient_rows)
