@@ -12,6 +12,8 @@ alternates, for k = 0..K-1 with gamma_k, alpha_k cosine-annealed:
 
 with dir_p the steepest-descent direction of the p-norm (`saferisk.search.gradient`) and q the
 dual norm. Steps are relative to eps_k, so the loop is scale-free (inputs need not lie in [0, 1]).
+Each run has a step kind (`STEEPEST`; for L-inf also `PROPORTIONAL`; `RADIUS`: the paper's step
+x_k - a_k R grad / ||grad||_2, a_k from RADIUS_ALPHA, in units of the searched radius R, not of eps_k).
 All runs go through the model in one batch per step; every point is evaluated by the
 `Evaluator`, so the closest violation reaches its observers (the witness `ViolationTracker`).
 Gradients come from the model, or from finite differences (`Evaluator.gradient_estimate`).
@@ -30,13 +32,22 @@ from saferisk.search.gradient import steepest_direction, term_gradients
 from saferisk.search.region import Evaluator, Region
 
 GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius per step (the paper's)
+# Step kinds of the runs: the steepest-descent direction of the norm (sign for L-inf); the
+# gradient-proportional L-inf step (`proportional_direction`); the paper's own step, alpha_k x R
+# along the L2-normalised gradient (R the searched radius; RADIUS_ALPHA). Steps relative to eps_k
+# fail where the ball is a large part of the box: whole-ball L-inf steps then hop between vertices
+# without ever violating (a Conv1d/pooling net with its boundary 0.35 away in [0, 1]^24: 0.56 with
+# the other kinds alone, 0.35 with this one, as foolbox's FMN).
+STEEPEST, PROPORTIONAL, RADIUS = 0, 1, 2
+RADIUS_ALPHA = (1.0, 0.01)  # initial and final step of RADIUS runs, in units of the searched radius
 # initial and final step relative to the ball radius, per norm (measured on the witness
 # benchmark: whole-radius steps suit L-inf, whose projection only clips; L2/L1 do better with
 # a quarter)
 ALPHA = {"inf": (1.0, 0.01), "2": (0.25, 0.0025), "1": (0.25, 0.0025)}
 # Successive halving of the runs: at each (fraction of the steps, ratio), the runs whose reach
 # (best violation, or before one the current ball radius) exceeds ratio x the closest violation
-# of all runs (before any: ratio x the smallest ball radius) stop, and of the others only as many
+# of all runs of their kind group (RADIUS runs apart from the others; before any violation:
+# ratio x the smallest ball radius) stop, and of the others only as many
 # as the budget left carries to the next checkpoint, keeping enough for one run to the last step
 # (the closest go on); the steps go to the runs that can still win (a far competing class rarely
 # does). Measured on the witness benchmark: pruning from 5% of the steps keeps the 70 digits/MNIST
@@ -64,13 +75,16 @@ def proportional_direction(grad: torch.Tensor, unit: torch.Tensor | None) -> tor
 
 def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor,
                         targets: torch.Tensor | None, steps: int, stop: Callable[[], bool] | None = None,
-                        proportional: torch.Tensor | None = None,
+                        kinds: torch.Tensor | None = None,
                         schedule: tuple[tuple[float, float], ...] = PRUNE_SCHEDULE) -> None:
     """FMN runs from each start row (targets: the term g_t each row minimises, -1 for w - c
     itself; None: all rows on w - c); the closest violations land in the evaluator's observers.
-    `proportional` (bool per row, L-inf only): that row steps along `proportional_direction`
-    instead of the sign of the gradient (FMN's own L-inf step; neither is better everywhere).
-    `schedule`: the checkpoints of the successive halving of the runs (PRUNE_SCHEDULE)."""
+    `kinds` (per row; None: all STEEPEST): the step each run takes: STEEPEST (the norm's
+    steepest-descent direction, alpha_k eps_k long), PROPORTIONAL (L-inf: `proportional_direction`
+    instead of the sign, FMN's own L-inf step; neither is better everywhere) or RADIUS (the paper's
+    step: alpha_k R along the L2-normalised gradient, R the region's radius, alpha_k from
+    RADIUS_ALPHA; a region without a finite radius: STEEPEST). `schedule`: the checkpoints of the
+    successive halving of the runs (PRUNE_SCHEDULE); RADIUS runs are pruned among themselves."""
     if steps <= 0:
         return
     x0, norm = region.x0, region.norm
@@ -78,9 +92,11 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     if targets is None or spec is None or not spec.exact:
         targets = torch.full((starts.shape[0],), -1, dtype=torch.long)
     targets = targets.to(x0.device)
-    if proportional is None:
-        proportional = torch.zeros(starts.shape[0], dtype=torch.bool)
-    proportional = proportional.to(x0.device)
+    if kinds is None:
+        kinds = torch.full((starts.shape[0],), STEEPEST, dtype=torch.long)
+    kinds = kinds.to(x0.device)
+    if not math.isfinite(float(region.radius)):
+        kinds = torch.where(kinds == RADIUS, STEEPEST, kinds)
     x = region.project(starts.to(x0))
     n_rows = x.shape[0]
     # (an infinite radius caps at the largest float: steps stay finite and the box clips them)
@@ -89,7 +105,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     best = torch.full_like(eps, float("inf"))
     seen = torch.zeros(n_rows, dtype=torch.bool, device=x0.device)
     all_seen = False  # every run has seen a violation (then the boundary estimate is not needed)
-    any_proportional, all_proportional = _step_kinds(norm, proportional)
+    step_kinds = _StepKinds(norm, kinds)
     checkpoints = {int(steps * fraction): ratio for fraction, ratio in schedule} if n_rows > 1 else {}
     loss = None
     for k in range(steps):
@@ -98,11 +114,11 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         if k in checkpoints:
             following = min([c for c in checkpoints if c > k], default=steps)
             affordable = _affordable_rows(evaluator, following - k, steps - following)
-            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss)
+            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss, step_kinds.radius)
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
-                targets, proportional = targets[keep], proportional[keep]
-                any_proportional, all_proportional = _step_kinds(norm, proportional)
+                targets, kinds = targets[keep], kinds[keep]
+                step_kinds = _StepKinds(norm, kinds)
         loss, grad, finite = term_gradients(prop, spec, evaluator, x, targets)
         if grad is None:
             return
@@ -121,23 +137,36 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
                               torch.where(seen, eps * (1 + gamma), boundary))
             eps = torch.fmin(eps, cap)  # (eps >= 0 or NaN/inf from the estimate: those become the cap)
             all_seen = _every_run_seen(seen)
-        if not any_proportional:
-            direction = steepest_direction(grad, norm, region.unit)
-        elif all_proportional:
-            direction = proportional_direction(grad, region.unit)
-        else:  # (both directions on every row and a select: cheaper than indexing the rows)
-            direction = torch.where(proportional.unsqueeze(1), proportional_direction(grad, region.unit),
-                                    steepest_direction(grad, norm, region.unit))
-        step = x - (alpha * eps).unsqueeze(1) * direction
+        step = x - (alpha * eps).unsqueeze(1) * step_kinds.direction(grad, norm, region.unit)
+        if step_kinds.radius is not None:  # the paper's steps: alpha_k R along the L2-normalised gradient
+            length = _cosine(*RADIUS_ALPHA, k, steps) * float(region.radius)
+            unit_grad = grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp_min(1e-30)
+            step = torch.where(step_kinds.radius.unsqueeze(1), x - length * unit_grad, step)
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
 
 
-def _step_kinds(norm: str, proportional: torch.Tensor) -> tuple[bool, bool]:
-    """(any row, every row) steps in proportion to its gradient (L-inf only)."""
-    if norm != "inf":
-        return False, False
-    return bool(proportional.any()), bool(proportional.all())
+class _StepKinds:
+    """The step kinds of the runs (`kinds`), for `minimal_norm_attack`: the directions of the
+    kinds present only, a select where they mix; `radius`: the RADIUS rows (None: none)."""
+
+    def __init__(self, norm: str, kinds: torch.Tensor):
+        radius = kinds == RADIUS
+        self.radius = radius if bool(radius.any()) else None
+        self.proportional = (kinds == PROPORTIONAL) if norm == "inf" else torch.zeros_like(radius)
+        self.any_proportional = bool(self.proportional.any())
+        self.all_proportional = self.any_proportional and bool((self.proportional | radius).all())
+
+    def direction(self, grad: torch.Tensor, norm: str, unit: torch.Tensor | None) -> torch.Tensor:
+        """Each row's direction: steepest descent or gradient-proportional (RADIUS rows: either;
+        the caller replaces their steps)."""
+        if not self.any_proportional:
+            return steepest_direction(grad, norm, unit)
+        if self.all_proportional:
+            return proportional_direction(grad, unit)
+        # (both directions on every row and a select: cheaper than indexing the rows)
+        return torch.where(self.proportional.unsqueeze(1), proportional_direction(grad, unit),
+                           steepest_direction(grad, norm, unit))
 
 
 def _every_run_seen(seen: torch.Tensor) -> bool:
@@ -170,14 +199,23 @@ def _affordable_rows(evaluator: Evaluator, steps_now: int, steps_after: int) -> 
 
 
 def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio: float,
-               affordable: int | None, loss: torch.Tensor | None = None) -> torch.Tensor:
+               affordable: int | None, loss: torch.Tensor | None = None,
+               apart: torch.Tensor | None = None) -> torch.Tensor:
     """The runs that go on at a checkpoint: those whose reach (best violation, or before one the
     current ball radius) is within `ratio` of the closest violation of all runs (before any, of
     the smallest ball radius), and of those at most `affordable` (the closest reaches; at least
     one run). Before any violation, when every ball radius is the same (e.g. all at the cap: the
     linearised boundary lies beyond the ball), the radii say nothing: the half of the runs with the
     smallest objective l (`loss`, the last step's; non-finite last) go on (a run on w - c, the
-    smallest term, is favoured over one on a single term at the same point)."""
+    smallest term, is favoured over one on a single term at the same point). `apart` (bool per
+    run): those runs are compared among themselves only, the others likewise."""
+    if apart is not None and bool(apart.any()) and not bool(apart.all()):
+        keep = torch.zeros_like(seen)
+        for group in (~apart, apart):
+            rows = group.nonzero()[:, 0]
+            keep[rows] = _survivors(seen[rows], best[rows], eps[rows], ratio, None,
+                                    None if loss is None else loss[rows])
+        return _closest(keep, torch.where(seen, best, eps), affordable)
     any_seen = bool(seen.any())
     reach = torch.where(seen, best, eps)
     keep = reach <= (best.min() if any_seen else eps.min()) * ratio
@@ -186,6 +224,11 @@ def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio:
         reach = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))  # the tie broken by l
         keep = torch.zeros_like(keep)
         keep[torch.argsort(reach, stable=True)[: (keep.shape[0] + 1) // 2]] = True
+    return _closest(keep, reach, affordable)
+
+
+def _closest(keep: torch.Tensor, reach: torch.Tensor, affordable: int | None) -> torch.Tensor:
+    """`keep`, cut to the `affordable` runs of smallest reach (None: no cut; at least one run)."""
     if affordable is not None and int(keep.sum()) > max(affordable, 1):
         order = torch.argsort(torch.where(keep, reach, torch.full_like(reach, float("inf"))), stable=True)
         keep = torch.zeros_like(keep)

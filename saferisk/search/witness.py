@@ -28,8 +28,8 @@ from saferisk.search.config import MAX_TARGETS, SearchConfig
 from saferisk.search.finite_difference import FiniteDifferences, has_gradients
 from saferisk.search.gps import pattern_search
 from saferisk.search.gradient import gradient_descent
-from saferisk.search.minimal_norm import (BLACK_BOX_PRUNE_SCHEDULE, fab_attack, fab_term_count, minimal_norm_attack,
-                                         pruned_rows_per_step)
+from saferisk.search.minimal_norm import (BLACK_BOX_PRUNE_SCHEDULE, PROPORTIONAL, RADIUS, STEEPEST, fab_attack,
+                                         fab_term_count, minimal_norm_attack, pruned_rows_per_step)
 from saferisk.search.region import Evaluator, Region
 from saferisk.search.square import square_search
 
@@ -172,15 +172,17 @@ def smallest_terms(prop: BoundProperty, evaluator: Evaluator, x0: torch.Tensor, 
 def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator, config: SearchConfig,
                        generator: torch.Generator, max_targets: int = MAX_TARGETS) -> None:
     """The minimal-norm attack (saferisk.search.minimal_norm), MINIMAL_NORM_BUDGET of the budget,
-    violations landing in the tracker; `config.attack_restarts` runs per start, the first from
-    x0, the others from random points of the ball of a tenth of the radius; iterations cut so
-    that the whole annealing schedule fits the phase.
+    violations landing in the tracker; `runs_per_target` runs per objective (`config.attack_restarts`,
+    more where there are few objectives), the first from x0, the others from random points of the
+    ball of a tenth of the radius; iterations cut so that the whole annealing schedule fits the phase.
     With the model's own gradients: FMN, all runs in one batch: on w - c and on each of the
     `max_targets` smallest terms, for L-inf each once with sign steps and once with
-    gradient-proportional steps (many cheap gradient rows). With finite differences, where each
+    gradient-proportional steps, plus one run on w - c per start with the paper's steps in units of
+    the radius (`_with_radius_runs`; many cheap gradient rows). With finite differences, where each
     gradient row costs a Jacobian, BLACK_BOX_MINIMAL_NORM_BUDGET of the budget: FAB from x0 on
     BLACK_BOX_FAB_SHARE of it (one Jacobian of all terms per step; FAB stops at its share), then
-    the same FMN runs (on w - c and each target, gradient-proportional L-inf steps, no restarts)
+    the same FMN runs (on w - c and each target, gradient-proportional L-inf steps, the run on
+    w - c from x0 with the paper's steps instead; restarts only to make up 10 objectives)
     with steps sized for the runs the pruning is expected to leave (`pruned_rows_per_step`); the
     pruning also keeps only as many runs as the budget left carries (the nearest violations win).
     Where the estimates reuse Jacobians (anchored, image-size inputs), FAB alone, on
@@ -204,23 +206,50 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     left = (evaluator.phase_start + evaluator.phase_budget - evaluator.evaluations
             if estimated and evaluator.phase_budget is not None else None)
     targets = torch.cat([torch.tensor([-1]), smallest_terms(prop, evaluator, region.x0, max_targets)])
-    if estimated:
+    if estimated:  # (one run per objective, as many objectives as a 10-class model: a row costs a Jacobian)
+        restarts = runs_per_target(1, targets.numel(), max_targets)
+        starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
+                            region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)])
+        targets = targets.repeat(restarts)
+        kinds = torch.full((targets.numel(),), PROPORTIONAL if region.norm == "inf" else STEEPEST)
+        if region.norm == "inf" and math.isfinite(float(region.radius)):
+            kinds[0] = RADIUS  # (w - c from x0: the paper's steps instead of an extra run, whose Jacobians cost)
         per_step = pruned_rows_per_step(targets.numel(), BLACK_BOX_PRUNE_SCHEDULE) * (1 + evaluator.gradient_rows)
         steps = _affordable(config.attack_steps, left, math.ceil(per_step))
-        minimal_norm_attack(prop, region, evaluator, region.x0.unsqueeze(0).expand(targets.numel(), -1), targets,
-                            steps, proportional=torch.full((targets.numel(),), region.norm == "inf"),
-                            schedule=BLACK_BOX_PRUNE_SCHEDULE)
+        minimal_norm_attack(prop, region, evaluator, starts, targets, steps, kinds=kinds, schedule=BLACK_BOX_PRUNE_SCHEDULE)
         return
-    restarts = max(1, int(config.attack_restarts))
+    restarts = runs_per_target(config.attack_restarts, targets.numel(), max_targets)
     starts = torch.cat([region.x0.unsqueeze(0).expand(targets.numel(), -1),
                         region.shrink(region.radius / 10).sample(targets.numel() * (restarts - 1), generator)])
     targets = targets.repeat(restarts)
-    proportional = torch.zeros(targets.numel(), dtype=torch.bool)
+    kinds = torch.full((targets.numel(),), STEEPEST)
     if region.norm == "inf":
         starts, targets = starts.repeat(2, 1), targets.repeat(2)
-        proportional = torch.cat([proportional, torch.ones_like(proportional)])
+        kinds = torch.cat([kinds, torch.full_like(kinds, PROPORTIONAL)])
+    starts, targets, kinds = _with_radius_runs(region, starts, targets, kinds)
     steps = _affordable(config.attack_steps, evaluator.phase_budget, targets.numel())
-    minimal_norm_attack(prop, region, evaluator, starts, targets, steps, proportional=proportional)
+    minimal_norm_attack(prop, region, evaluator, starts, targets, steps, kinds=kinds)
+
+
+def _with_radius_runs(region: Region, starts: torch.Tensor, targets: torch.Tensor, kinds: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For L-inf with a finite radius: the runs plus one RADIUS run (the paper's step, in units of
+    the radius) on w - c from each start of a STEEPEST run on w - c (x0 and each restart's point):
+    steps relative to the ball hop between its vertices where the ball is a large part of the box."""
+    if region.norm != "inf" or not math.isfinite(float(region.radius)):
+        return starts, targets, kinds
+    rows = ((targets == -1) & (kinds == STEEPEST)).nonzero()[:, 0]
+    return (torch.cat([starts, starts[rows]]), torch.cat([targets, targets[rows]]),
+            torch.cat([kinds, torch.full((rows.numel(),), RADIUS, dtype=kinds.dtype)]))
+
+
+def runs_per_target(restarts: int, objectives: int, max_targets: int = MAX_TARGETS) -> int:
+    """FMN runs per objective (w - c and each target): `restarts`, raised so that every search
+    starts at least restarts x (max_targets + 1) runs, as many as a model with max_targets + 1
+    competing terms gets: a model with few classes (3 classes: 3 objectives), or a property
+    without a spec (w - c alone), searches as widely as a 10-class one."""
+    restarts = max(1, int(restarts))
+    return max(restarts, math.ceil(restarts * (max_targets + 1) / max(objectives, 1)))
 
 
 def _affordable(steps: int, budget: int | None, per_step: int) -> int:

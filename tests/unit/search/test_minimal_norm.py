@@ -16,7 +16,7 @@ from saferisk.models.model import Model
 from saferisk.properties import Robustness
 from saferisk.search import SearchConfig
 from saferisk.norms import dual_norm
-from saferisk.search.minimal_norm import fab_attack, minimal_norm_attack
+from saferisk.search.minimal_norm import PROPORTIONAL, RADIUS, STEEPEST, fab_attack, minimal_norm_attack
 from saferisk.search.region import Evaluator, Region
 from saferisk.search.witness import ViolationTracker, find_witness
 
@@ -234,7 +234,7 @@ def _evaluated_points(model: Model, norm: str, x0: torch.Tensor, steps: int = 60
     starts = torch.cat([x0.unsqueeze(0).repeat(4, 1), x0 + 0.05 * torch.randn(4, n, generator=torch.Generator().manual_seed(0),
                                                                              dtype=torch.float64)])
     minimal_norm_attack(prop, region, evaluator, starts, torch.tensor([-1, 0, 1, 2] * 2), steps,
-                        proportional=torch.tensor([False, True] * 4) if norm == "inf" else None)
+                        kinds=torch.tensor([STEEPEST, PROPORTIONAL] * 4) if norm == "inf" else None)
     return points
 
 
@@ -258,8 +258,9 @@ def test_the_all_seen_shortcut_gives_the_same_runs(monkeypatch, norm):
 
 
 def test_mixed_step_kinds_give_each_row_its_own_direction():
-    """L-inf runs with sign steps beside gradient-proportional ones (the select on every row) move
-    each row exactly as a batch of that kind alone does (no pruning: rows are independent)."""
+    """L-inf runs with sign steps beside gradient-proportional ones and the paper's steps in units
+    of the radius (the selects on every row) move each row exactly as a batch of that kind alone
+    does (no pruning: rows are independent)."""
     model = _small_net(8, 4, seed=5)
     x0 = torch.full((8,), 0.5, dtype=torch.float64)
     z0 = model.forward_flat(x0.unsqueeze(0))[0]
@@ -268,17 +269,20 @@ def test_mixed_step_kinds_give_each_row_its_own_direction():
     starts = x0 + 0.05 * torch.randn(6, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     targets = torch.tensor([-1, 0, 1] * 2)
 
-    def last_points(proportional):
+    def last_points(kinds):
         evaluator = Evaluator(model, prop.value)
         points = []
         evaluator.observers.append(lambda x, w: points.append(x.clone()))
-        minimal_norm_attack(prop, region, evaluator, starts, targets, 30, proportional=proportional, schedule=())
+        minimal_norm_attack(prop, region, evaluator, starts, targets, 30, kinds=kinds, schedule=())
         return points[-1]
 
-    mixed = torch.tensor([False, True, False, True, True, False])
-    both, sign, proportional = last_points(mixed), last_points(torch.zeros(6, dtype=torch.bool)), last_points(torch.ones(6, dtype=torch.bool))
-    assert torch.equal(both[~mixed], sign[~mixed]) and torch.equal(both[mixed], proportional[mixed])
-    assert not torch.equal(sign, proportional)  # the two kinds do step differently
+    mixed = torch.tensor([STEEPEST, PROPORTIONAL, RADIUS, PROPORTIONAL, RADIUS, STEEPEST])
+    runs = {kind: last_points(torch.full((6,), kind)) for kind in (STEEPEST, PROPORTIONAL, RADIUS)}
+    both = last_points(mixed)
+    for kind, alone in runs.items():
+        assert torch.equal(both[mixed == kind], alone[mixed == kind])
+    assert not torch.equal(runs[STEEPEST], runs[PROPORTIONAL])  # the kinds do step differently
+    assert not torch.equal(runs[STEEPEST], runs[RADIUS]) and not torch.equal(runs[PROPORTIONAL], runs[RADIUS])
 
 
 def test_rows_with_non_finite_outputs_do_not_stop_the_others():
@@ -364,3 +368,92 @@ def test_term_gradients_equal_the_gradient_through_the_terms(kind):
     assert bool((grad[:4].abs().sum(1) > 0).all())
     if spec is not None:
         assert not torch.equal(grad[1], grad[2])  # (different terms: different gradients)
+
+
+def test_survivors_compare_runs_apart_among_themselves():
+    """Runs marked `apart` (the paper's-step runs) are pruned against the closest violation of
+    their own group, the others against theirs: a run of one group far behind the other group's
+    best still goes on when it leads its own; the budget's cut then takes the closest reaches of
+    the union."""
+    from saferisk.search.minimal_norm import _survivors
+
+    seen = torch.tensor([True, True, True, True, True])
+    best = torch.tensor([1.0, 1.05, 1.5, 3.0, 3.1], dtype=torch.float64)
+    eps = best.clone()
+    apart = torch.tensor([False, False, False, True, True])
+    assert _survivors(seen, best, eps, 1.1, None).tolist() == [True, True, False, False, False]
+    assert _survivors(seen, best, eps, 1.1, None, apart=apart).tolist() == [True, True, False, True, True]
+    assert _survivors(seen, best, eps, 1.1, 3, apart=apart).tolist() == [True, True, False, True, False]
+    assert _survivors(seen, best, eps, 1.1, None, apart=torch.zeros(5, dtype=torch.bool)).tolist() == \
+        [True, True, False, False, False]
+
+
+def test_few_objectives_get_as_many_runs_as_ten():
+    """`runs_per_target`: a model with few classes (or a property without a spec: w - c alone)
+    starts as many FMN runs as a 10-class model (restarts x 10), never fewer than `restarts` per
+    objective."""
+    from saferisk.search.witness import runs_per_target
+
+    assert runs_per_target(2, 10) == 2 and runs_per_target(5, 10) == 5
+    assert runs_per_target(2, 3) == 7 and runs_per_target(2, 1) == 20 and runs_per_target(1, 2) == 5
+    assert runs_per_target(2, 10, max_targets=2) == 2 and runs_per_target(0, 3) == 4
+
+
+def _conv1d_pool_net():
+    """The Conv1d / max-pool / average-pool net of tests/real_networks.py (seed 2, 3 classes) as
+    saferisk's graph and its float32 module, with three inputs whose L-inf boundary is 0.35-0.57
+    away in [0, 1]^24: a ball of a third of the box or more."""
+    from tests.real_networks import build
+
+    module, shape, _, _ = build("conv1d-pool", 2)
+    model = Model(read_forward(module_to_onnx(module, shape)).graph, name="conv1d-pool")
+    inputs = np.random.default_rng(201).random((3, int(np.prod(shape))))
+    return model, module, shape, inputs
+
+
+def test_radius_runs_reach_the_boundary_where_whole_ball_steps_hop_between_vertices():
+    """Where the L-inf ball is a large part of the box, FMN steps relative to the ball hop between
+    its vertices without a violation (0.51-0.59 here); the runs with the paper's steps in units of
+    the radius reach the boundary: every witness at most 1% beyond foolbox's FMN (the paper's
+    implementation, 100 steps) on the gradient path, and on the black-box path (its w - c run
+    taking those steps) within 5% of the gradient path or 1% of FMN. A 3-class model starts as
+    many runs as a 10-class one (L2: 7 per objective; on finite differences 4)."""
+    fb = pytest.importorskip("foolbox")
+    import warnings
+
+    import saferisk.search.witness as witness_module
+    from saferisk.models.ort import OnnxRuntimeForward
+
+    model, module, shape, inputs = _conv1d_pool_net()
+    black_box = Model(None, name="conv1d-pool", runtime=OnnxRuntimeForward(module_to_onnx(module, shape)),
+                      graph_error="black-box run")
+    domain = Domain.scalar(0.0, 1.0, inputs.shape[1])
+    fmn = fb.attacks.LInfFMNAttack(steps=100)
+    for x0 in inputs:
+        z0 = model.forward_flat(torch.as_tensor(x0, dtype=model.dtype).unsqueeze(0))[0]
+        decision = int(z0.argmax())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            images = torch.as_tensor(x0, dtype=torch.float32).reshape(1, *shape)
+            point, _, success = fmn(fb.PyTorchModel(module.eval(), bounds=(0.0, 1.0)), images,
+                                    torch.tensor([decision]), epsilons=None)
+        assert bool(success[0])
+        reference = float((point.reshape(-1).double() - torch.as_tensor(x0)).abs().max())
+        found = {}
+        for path, runner in (("gradient", model), ("black-box", black_box)):
+            witness = find_witness(runner, Robustness().bind(z0, decision), x0, 1.0, "inf", domain, seed=0)
+            assert witness is not None
+            found[path] = witness.distance
+        assert found["gradient"] <= reference * 1.01, (found, reference)
+        assert found["black-box"] <= max(found["gradient"] * 1.05, reference * 1.01), (found, reference)
+
+    rows = []
+    original = witness_module.minimal_norm_attack
+    try:
+        witness_module.minimal_norm_attack = lambda *args, **kwargs: rows.append(args[3].shape[0]) or original(*args, **kwargs)
+        z0 = model.forward_flat(torch.as_tensor(inputs[0], dtype=model.dtype).unsqueeze(0))[0]
+        for runner in (model, black_box):
+            find_witness(runner, Robustness().bind(z0, int(z0.argmax())), inputs[0], 3.0, "2", domain, seed=0)
+    finally:
+        witness_module.minimal_norm_attack = original
+    assert rows == [3 * 7, 3 * 4], rows  # (2 x 10 runs with the model's gradients, 1 x 10 on finite differences)
