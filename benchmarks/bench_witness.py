@@ -14,7 +14,10 @@ float64 forward pass (the decision must change and the point must lie in the dom
 
 Models: the shipped digits MLP and CNN (saferisk/demo), the VNN-COMP mnist-net_256x2 on the
 images of its properties (../shared/vnncomp, when present) and a CIFAR-size ResNet-18-style net
-(random seeded weights, label = its own decision). Goals (issue): our witness radius <= the best
+(random seeded weights, label = its own decision); then, against FMN, DDN and FAB, the 20
+architectures of tests/real_networks.py (LSTM/GRU/RNN, attention, U-Net, pooling, normalisation,
+smooth activations) with 3 seeds of random weights, 3 random inputs each: models the search was
+not tuned on. Goals (issue): our witness radius <= the best
 reference on >= 95% of inputs and never more than 1% above it; the black-box path within 5% of
 the gradient path. The attack libraries come from the `bench` extra.
 
@@ -246,14 +249,18 @@ def _models(case: Case):
     return graph_model, black_box
 
 
-def _methods(case: Case, norm: str, models, x0: np.ndarray, label: int) -> dict:
-    """method name -> a call returning its point for the input (x0, label) (None: none found)."""
+def _methods(case: Case, norm: str, models, x0: np.ndarray, label: int,
+             references: tuple[str, ...] | None = None) -> dict:
+    """method name -> a call returning its point for the input (x0, label) (None: none found);
+    `references`: those of the norm's reference attacks to run (None: all)."""
     graph_model, black_box = models
     n_classes = int(graph_model.n_outputs)
     limit = case.max_radius[norm]
     methods = {"saferisk": lambda: _ours(graph_model, x0, label, norm, limit),
                "saferisk black-box": lambda: _ours(black_box, x0, label, norm, limit)}
     for kind in REFERENCES[norm]:
+        if references is not None and kind not in references:
+            continue
         if kind in ("FMN", "DDN"):
             methods[kind] = lambda kind=kind: _foolbox(case.module, x0, label, case.input_shape, norm, kind)
         elif kind == "FAB":
@@ -264,20 +271,21 @@ def _methods(case: Case, norm: str, models, x0: np.ndarray, label: int) -> dict:
     return methods
 
 
-def evaluate(case: Case, norm: str) -> list[Row]:
-    """Every method on every input of the case, timed; before the timed runs (except on SLOW_CASES),
-    each method runs once on the first input untimed, so that one-time costs of a process (kernel
-    and runtime set-up for new batch shapes, the re-check runtime's session) are not counted as
-    per-input time, for saferisk and the references alike."""
+def evaluate(case: Case, norm: str, references: tuple[str, ...] | None = None, warm_up: bool = True) -> list[Row]:
+    """Every method (`references`: of the reference attacks only those) on every input of the case,
+    timed; before the timed runs (except on SLOW_CASES, or without `warm_up`), each method runs once
+    on the first input untimed, so that one-time costs of a process (kernel and runtime set-up for
+    new batch shapes, the re-check runtime's session) are not counted as per-input time, for
+    saferisk and the references alike."""
     models = _models(case)
     limit = case.max_radius[norm]
-    if case.inputs and case.name not in SLOW_CASES:
-        for run in _methods(case, norm, models, *case.inputs[0]).values():
+    if case.inputs and case.name not in SLOW_CASES and warm_up:
+        for run in _methods(case, norm, models, *case.inputs[0], references).values():
             run()
     rows = []
     for index, (x0, label) in enumerate(case.inputs):
         row = Row(case.name, norm, index)
-        for method, run in _methods(case, norm, models, x0, label).items():
+        for method, run in _methods(case, norm, models, x0, label, references).items():
             start = time.perf_counter()
             x = run()
             row.seconds[method] = time.perf_counter() - start
@@ -360,6 +368,85 @@ def cases(quick: bool) -> list[Case]:
         out.append(Case("cifar-resnet18 (random weights)", module, data, (3, 32, 32),
                         [(images[i], int(labels[i])) for i in range(2)], max_radius={"inf": 0.3, "2": 12.0}))
     return out
+
+
+# ----------------------------------------------------------------------------- architectures
+
+ZOO_SEEDS = (0, 1, 2)  # random weights per architecture
+ZOO_INPUTS = 3  # uniform random inputs in [0, 1] per network, labelled with its own decision
+ZOO_MAX_RADIUS = {"inf": 1.0, "2": 10.0}  # the whole box for L-inf: weak random nets, boundaries up to ~0.7 away
+ZOO_REFERENCES = {"inf": ("FMN", "FAB"), "2": ("FMN", "DDN", "FAB")}  # (APGD and Square with bisection: too slow for 360 inputs)
+
+
+def zoo_cases(quick: bool) -> list[Case]:
+    """The architectures users ship, built in tests/real_networks.py (recurrent, attention, U-Net,
+    pooling, normalisation, smooth activations), with seeded random weights: models the witness
+    search was not tuned on."""
+    from saferisk.models.load import module_to_onnx
+    from tests.real_networks import ARCHITECTURES, build
+
+    out = []
+    for seed in ZOO_SEEDS[:1] if quick else ZOO_SEEDS:
+        for index, name in enumerate(ARCHITECTURES):
+            torch.manual_seed(1000 * seed + index)  # (parameters without reset_parameters, e.g. attention's)
+            module, shape, _, _ = build(name, seed)
+            data = module_to_onnx(module.eval(), shape)
+            graph = _graph_module(data)
+            images = np.random.default_rng(1 + 100 * seed).random((1 if quick else ZOO_INPUTS, int(np.prod(shape))))
+            with torch.no_grad():
+                labels = graph(torch.as_tensor(images, dtype=torch.float32).reshape(-1, *shape)).argmax(1).numpy()
+            out.append(Case(f"{name}/{seed}", graph, data, tuple(shape), [(images[i], int(labels[i])) for i in range(len(images))],
+                            max_radius=dict(ZOO_MAX_RADIUS)))
+    return out
+
+
+def _zoo_table(rows: list[Row]) -> Table:
+    """Per architecture and norm (seeds together): inputs where saferisk's witness crosses the
+    boundary at or before the best of FMN, DDN and FAB; above it by more than 1%; the worst ratio;
+    the black-box path within 5% of the gradient path; mean seconds per input."""
+    table = Table(f"Architectures (tests/real_networks.py, random weights, {len(ZOO_SEEDS)} seeds x {ZOO_INPUTS} inputs; "
+                  "max radius L-inf 1, L2 10; references FMN, DDN (L2), FAB)",
+                  ["architecture", "norm", "inputs found", "saferisk <= best, on the boundary", "saferisk > best + 1%",
+                   "worst saferisk / best", "black-box within 5% of gradient", "time per input: saferisk, black-box, FAB (s)"])
+    keys = dict.fromkeys((r.case.rsplit("/", 1)[0], r.norm) for r in rows)
+    for arch, norm in keys:
+        mine = [r for r in rows if r.case.rsplit("/", 1)[0] == arch and r.norm == norm]
+        judged = [r for r in mine if r.best_reference(ZOO_REFERENCES[norm]) is not None or r.radii.get("saferisk") is not None]
+        within = sum(r.within("saferisk", ZOO_REFERENCES[norm])[1] for r in judged)
+        above = [r for r in judged if _zoo_above(r)]
+        ratios = [r.radii["saferisk"] / b for r in judged if r.radii.get("saferisk") is not None
+                  and (b := r.best_reference(ZOO_REFERENCES[norm]))]
+        both = [r for r in mine if r.radii.get("saferisk") is not None]
+        close = sum(1 for r in both if r.radii.get("saferisk black-box") is not None
+                    and r.radii["saferisk black-box"] <= r.radii["saferisk"] * 1.05)
+        seconds = [statistics.fmean(r.seconds[m] for r in mine) for m in ("saferisk", "saferisk black-box", "FAB")]
+        table.add(arch, "L-inf" if norm == "inf" else "L2", f"{len(both)}/{len(mine)}", f"{within}/{len(judged)}",
+                  len(above), fmt(max(ratios)) if ratios else "—", f"{close}/{len(both)}", ", ".join(fmt(t) for t in seconds))
+    return table
+
+
+def _zoo_above(row: Row) -> bool:
+    best = row.best_reference(ZOO_REFERENCES[row.norm])
+    return best is not None and (row.radii.get("saferisk") is None or row.radii["saferisk"] > best * (1 + TOLERANCE))
+
+
+def _zoo_goals(rows: list[Row]) -> list[Goal]:
+    """The issue's goals on the architectures: at or below the best reference on >= 95% of inputs
+    (where the ray crosses the boundary), never more than 1% above it, the black-box path within 5%
+    of the gradient path."""
+    judged = [r for r in rows if r.best_reference(ZOO_REFERENCES[r.norm]) is not None or r.radii.get("saferisk") is not None]
+    within = sum(r.within("saferisk", ZOO_REFERENCES[r.norm])[1] for r in judged)
+    above = [f"{r.case} L{r.norm} #{r.index}: {fmt(r.radii.get('saferisk') or float('inf'))} vs "
+             f"{fmt(r.best_reference(ZOO_REFERENCES[r.norm]))}" for r in judged if _zoo_above(r)]
+    both = [r for r in rows if r.radii.get("saferisk") is not None]
+    far = [f"{r.case} L{r.norm} #{r.index}: {fmt(r.radii['saferisk black-box'] / r.radii['saferisk']) if r.radii.get('saferisk black-box') else 'none'}"
+           for r in both if r.radii.get("saferisk black-box") is None or r.radii["saferisk black-box"] > r.radii["saferisk"] * 1.05]
+    return [Goal("architectures: saferisk's witness radius <= the best of FMN, DDN, FAB on >= 95% of inputs (on the boundary)",
+                 f"{within}/{len(judged)}", bool(judged) and within >= 0.95 * len(judged)),
+            Goal("architectures: saferisk never more than 1% above the best of FMN, DDN, FAB",
+                 f"{len(above)} inputs above" + (f" ({'; '.join(above)})" if above else ""), not above),
+            Goal("architectures: black-box path within 5% of the gradient path",
+                 f"{len(both) - len(far)}/{len(both)}" + (f" (beyond: {'; '.join(far)})" if far else ""), not far)]
 
 
 # ----------------------------------------------------------------------------- report
@@ -543,7 +630,11 @@ def run(quick: bool = False) -> BenchReport:
         report.tables.append(_summary([r for r in rows if r.norm == norm], norm, {c.name: c.max_radius[norm] for c in cases_run}))
     report.tables.append(_effort_table([c for c in cases_run if c.name not in SLOW_CASES], rows))
     report.goals += _goals(rows)
-    report.files[f"{NAME}_inputs.csv"] = _rows_csv(rows)
+    zoo = [row for case in zoo_cases(quick) for norm in ("inf", "2")
+           for row in evaluate(case, norm, ZOO_REFERENCES[norm], warm_up=False)]
+    report.tables.append(_zoo_table(zoo))
+    report.goals += _zoo_goals(zoo)
+    report.files[f"{NAME}_inputs.csv"] = _rows_csv(rows + zoo)
     report.notes.append("saferisk keeps every witness 1.25e-5 of the output scale past the decision boundary (issue 25: "
                         "witnesses that survive another runtime), the references' points need no margin; 'on the "
                         "boundary' compares every method's point where its ray from x0 crosses the decision "
@@ -552,6 +643,8 @@ def run(quick: bool = False) -> BenchReport:
                         "defaults (100 steps x 5 restarts, default 10 x 1; it stops at the first restart that finds a "
                         "point inside the max radius); APGD 100 iterations per radius: the time goal compares with "
                         "them at these settings")
+    report.notes.append("architectures: no untimed warm-up per network (360 of them), so their times include each "
+                        "network's one-time set-up; ours with the re-checks in onnxruntime and float64")
     report.notes.append(f"saferisk's time is that of its witness search (find_witness), without the paper's Lipschitz "
                         f"estimate a radius job computes beside it; ties: distances within {TIE:g} relative count as "
                         "equal (float32 points on the same piece of the boundary)")
