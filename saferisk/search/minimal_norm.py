@@ -46,7 +46,8 @@ RADIUS_ALPHA = (1.0, 0.01)  # initial and final step of RADIUS runs, in units of
 ALPHA = {"inf": (1.0, 0.01), "2": (0.25, 0.0025), "1": (0.25, 0.0025)}
 # Successive halving of the runs: at each (fraction of the steps, ratio), the runs whose reach
 # (best violation, or before one the current ball radius) exceeds ratio x the closest violation
-# of all runs of their kind group (RADIUS runs apart from the others; before any violation:
+# of all runs of their kind group (RADIUS runs apart from the others until the last checkpoint, so
+# that neither kind's early lead stops the other's eventual winner; before any violation:
 # ratio x the smallest ball radius) stop, and of the others only as many
 # as the budget left carries to the next checkpoint, keeping enough for one run to the last step
 # (the closest go on); the steps go to the runs that can still win (a far competing class rarely
@@ -84,7 +85,8 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     instead of the sign, FMN's own L-inf step; neither is better everywhere) or RADIUS (the paper's
     step: alpha_k R along the L2-normalised gradient, R the region's radius, alpha_k from
     RADIUS_ALPHA; a region without a finite radius: STEEPEST). `schedule`: the checkpoints of the
-    successive halving of the runs (PRUNE_SCHEDULE); RADIUS runs are pruned among themselves."""
+    successive halving of the runs (PRUNE_SCHEDULE); RADIUS runs are pruned among themselves
+    until the last checkpoint (where the budget cuts, it cuts all runs by their reach)."""
     if steps <= 0:
         return
     x0, norm = region.x0, region.norm
@@ -114,7 +116,9 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         if k in checkpoints:
             following = min([c for c in checkpoints if c > k], default=steps)
             affordable = _affordable_rows(evaluator, following - k, steps - following)
-            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss, step_kinds.radius)
+            # (RADIUS runs apart until the last checkpoint, then all compare: one far behind stops)
+            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss,
+                              step_kinds.radius if k < max(checkpoints) else None)
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, kinds = targets[keep], kinds[keep]
@@ -140,10 +144,17 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         step = x - (alpha * eps).unsqueeze(1) * step_kinds.direction(grad, norm, region.unit)
         if step_kinds.radius is not None:  # the paper's steps: alpha_k R along the L2-normalised gradient
             length = _cosine(*RADIUS_ALPHA, k, steps) * float(region.radius)
-            unit_grad = grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp_min(1e-30)
-            step = torch.where(step_kinds.radius.unsqueeze(1), x - length * unit_grad, step)
+            step = torch.where(step_kinds.radius.unsqueeze(1), x - length * _unit_gradient(grad, region.unit), step)
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
+
+
+def _unit_gradient(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
+    """The gradient normalised to L2 length 1 in the region's scaled coordinates (x / unit),
+    mapped back: a step of `length` along it moves ||(x' - x) / unit||_2 = length."""
+    g = grad * unit if unit is not None else grad
+    d = g / torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-30)
+    return d * unit if unit is not None else d
 
 
 class _StepKinds:
@@ -208,7 +219,8 @@ def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio:
     linearised boundary lies beyond the ball), the radii say nothing: the half of the runs with the
     smallest objective l (`loss`, the last step's; non-finite last) go on (a run on w - c, the
     smallest term, is favoured over one on a single term at the same point). `apart` (bool per
-    run): those runs are compared among themselves only, the others likewise."""
+    run): those runs are compared among themselves only, the others likewise (the budget's cut
+    then takes the closest reaches of all)."""
     if apart is not None and bool(apart.any()) and not bool(apart.all()):
         keep = torch.zeros_like(seen)
         for group in (~apart, apart):

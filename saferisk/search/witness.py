@@ -177,8 +177,8 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     ball of a tenth of the radius; iterations cut so that the whole annealing schedule fits the phase.
     With the model's own gradients: FMN, all runs in one batch: on w - c and on each of the
     `max_targets` smallest terms, for L-inf each once with sign steps and once with
-    gradient-proportional steps, plus one run on w - c per start with the paper's steps in units of
-    the radius (`_with_radius_runs`; many cheap gradient rows). With finite differences, where each
+    gradient-proportional steps, plus `config.attack_restarts` runs on w - c with the paper's steps
+    in units of the radius (`_with_radius_runs`; many cheap gradient rows). With finite differences, where each
     gradient row costs a Jacobian, BLACK_BOX_MINIMAL_NORM_BUDGET of the budget: FAB from x0 on
     BLACK_BOX_FAB_SHARE of it (one Jacobian of all terms per step; FAB stops at its share), then
     the same FMN runs (on w - c and each target, gradient-proportional L-inf steps, the run on
@@ -226,19 +226,20 @@ def minimal_norm_phase(prop: BoundProperty, region: Region, evaluator: Evaluator
     if region.norm == "inf":
         starts, targets = starts.repeat(2, 1), targets.repeat(2)
         kinds = torch.cat([kinds, torch.full_like(kinds, PROPORTIONAL)])
-    starts, targets, kinds = _with_radius_runs(region, starts, targets, kinds)
+    starts, targets, kinds = _with_radius_runs(region, starts, targets, kinds, max(1, int(config.attack_restarts)))
     steps = _affordable(config.attack_steps, evaluator.phase_budget, targets.numel())
     minimal_norm_attack(prop, region, evaluator, starts, targets, steps, kinds=kinds)
 
 
-def _with_radius_runs(region: Region, starts: torch.Tensor, targets: torch.Tensor, kinds: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For L-inf with a finite radius: the runs plus one RADIUS run (the paper's step, in units of
-    the radius) on w - c from each start of a STEEPEST run on w - c (x0 and each restart's point):
-    steps relative to the ball hop between its vertices where the ball is a large part of the box."""
+def _with_radius_runs(region: Region, starts: torch.Tensor, targets: torch.Tensor, kinds: torch.Tensor,
+                      count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For L-inf with a finite radius: the runs plus `count` RADIUS runs (the paper's step, in units
+    of the radius) on w - c, from the starts of the first STEEPEST runs on w - c (x0, then the
+    restarts' points): steps relative to the ball hop between its vertices where the ball is a
+    large part of the box."""
     if region.norm != "inf" or not math.isfinite(float(region.radius)):
         return starts, targets, kinds
-    rows = ((targets == -1) & (kinds == STEEPEST)).nonzero()[:, 0]
+    rows = ((targets == -1) & (kinds == STEEPEST)).nonzero()[:, 0][:count]
     return (torch.cat([starts, starts[rows]]), torch.cat([targets, targets[rows]]),
             torch.cat([kinds, torch.full((rows.numel(),), RADIUS, dtype=kinds.dtype)]))
 

@@ -416,12 +416,10 @@ def test_radius_runs_reach_the_boundary_where_whole_ball_steps_hop_between_verti
     its vertices without a violation (0.51-0.59 here); the runs with the paper's steps in units of
     the radius reach the boundary: every witness at most 1% beyond foolbox's FMN (the paper's
     implementation, 100 steps) on the gradient path, and on the black-box path (its w - c run
-    taking those steps) within 5% of the gradient path or 1% of FMN. A 3-class model starts as
-    many runs as a 10-class one (L2: 7 per objective; on finite differences 4)."""
-    fb = pytest.importorskip("foolbox")
+    taking those steps) within 5% of the gradient path or 1% of FMN."""
+    fb = pytest.importorskip("foolbox")  # (the bench extra, which `make test` installs)
     import warnings
 
-    import saferisk.search.witness as witness_module
     from saferisk.models.ort import OnnxRuntimeForward
 
     model, module, shape, inputs = _conv1d_pool_net()
@@ -447,13 +445,62 @@ def test_radius_runs_reach_the_boundary_where_whole_ball_steps_hop_between_verti
         assert found["gradient"] <= reference * 1.01, (found, reference)
         assert found["black-box"] <= max(found["gradient"] * 1.05, reference * 1.01), (found, reference)
 
-    rows = []
+
+@pytest.mark.parametrize("norm", ("inf", "2"))
+def test_a_three_class_model_starts_as_many_runs_as_a_ten_class_one(monkeypatch, norm):
+    """The Conv1d net has 3 classes (w - c and 2 targets): with the model's gradients 7 restarts
+    per objective (2 x 10 runs), for L-inf each with sign and proportional steps, plus
+    attack_restarts runs with the paper's steps on w - c from x0 and the first restart; on finite
+    differences 4 per objective (10 runs), the run on w - c from x0 with the paper's steps (L-inf)."""
+    import saferisk.search.witness as witness_module
+    from saferisk.models.ort import OnnxRuntimeForward
+
+    model, module, shape, inputs = _conv1d_pool_net()
+    black_box = Model(None, name="conv1d-pool", runtime=OnnxRuntimeForward(module_to_onnx(module, shape)),
+                      graph_error="black-box run")
+    calls = []
     original = witness_module.minimal_norm_attack
-    try:
-        witness_module.minimal_norm_attack = lambda *args, **kwargs: rows.append(args[3].shape[0]) or original(*args, **kwargs)
-        z0 = model.forward_flat(torch.as_tensor(inputs[0], dtype=model.dtype).unsqueeze(0))[0]
-        for runner in (model, black_box):
-            find_witness(runner, Robustness().bind(z0, int(z0.argmax())), inputs[0], 3.0, "2", domain, seed=0)
-    finally:
-        witness_module.minimal_norm_attack = original
-    assert rows == [3 * 7, 3 * 4], rows  # (2 x 10 runs with the model's gradients, 1 x 10 on finite differences)
+    monkeypatch.setattr(witness_module, "minimal_norm_attack", lambda *args, **kwargs: calls.append(
+        (args[3].clone(), args[4].clone(), kwargs["kinds"].clone())) or original(*args, **kwargs))
+    z0 = model.forward_flat(torch.as_tensor(inputs[0], dtype=model.dtype).unsqueeze(0))[0]
+    domain = Domain.scalar(0.0, 1.0, inputs.shape[1])
+    for runner in (model, black_box):
+        find_witness(runner, Robustness().bind(z0, int(z0.argmax())), inputs[0], 0.5 if norm == "inf" else 3.0, norm,
+                     domain, seed=0)
+    (starts, targets, kinds), (bb_starts, bb_targets, bb_kinds) = calls
+    x0 = torch.as_tensor(inputs[0], dtype=model.dtype)
+    kinds_per_run = 2 if norm == "inf" else 1
+    radius_runs = 2 if norm == "inf" else 0
+    assert starts.shape[0] == 3 * 7 * kinds_per_run + radius_runs
+    assert sorted(targets.tolist()).count(-1) == 7 * kinds_per_run + radius_runs
+    assert int((kinds == RADIUS).sum()) == radius_runs and bool((targets[kinds == RADIUS] == -1).all())
+    if norm == "inf":  # from x0 and the first restart's point, as the sign runs on w - c from there
+        assert torch.equal(starts[kinds == RADIUS][0], x0) and not torch.equal(starts[kinds == RADIUS][1], x0)
+        assert int((kinds == PROPORTIONAL).sum()) == 21
+    assert bb_starts.shape[0] == 3 * 4 and bb_targets.tolist().count(-1) == 4
+    assert bb_kinds.tolist() == ([RADIUS] + [PROPORTIONAL] * 11 if norm == "inf" else [STEEPEST] * 12)
+    assert torch.equal(bb_starts[0], x0)
+
+
+def test_radius_steps_follow_the_regions_scaling():
+    """The same ball written in input units (unit 1, radius R) and in units of a per-feature width
+    (unit u, radius R / u where u is uniform): the paper's steps move the same points, as the other
+    kinds do (they are measured in the region's scaled norm)."""
+    model = _small_net(8, 4, seed=5)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    lower, upper = torch.full((8,), -5.0, dtype=torch.float64), torch.full((8,), 5.0, dtype=torch.float64)
+    points = {}
+    for name, region in (("input", Region(x0, 1.0, "inf", lower, upper)),
+                         ("scaled", Region(x0, 0.25, "inf", lower, upper, torch.full((8,), 4.0, dtype=torch.float64)))):
+        for kind in (STEEPEST, RADIUS):
+            evaluator = Evaluator(model, prop.value)
+            seen = []
+            evaluator.observers.append(lambda x, w: seen.append(x.clone()))
+            minimal_norm_attack(prop, region, evaluator, x0.unsqueeze(0).repeat(2, 1), torch.tensor([-1, 0]), 20,
+                                kinds=torch.full((2,), kind), schedule=())
+            points[name, kind] = torch.stack(seen)
+    for kind in (STEEPEST, RADIUS):
+        assert torch.allclose(points["input", kind], points["scaled", kind], rtol=0, atol=1e-9)
+    assert not torch.allclose(points["input", STEEPEST], points["input", RADIUS])
