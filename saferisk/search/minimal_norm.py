@@ -65,13 +65,19 @@ def _cosine(start: float, end: float, k: int, steps: int) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * k / max(steps, 1))) / 2
 
 
-def proportional_direction(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
-    """The L2-normalised gradient times sqrt(n) (in the region's scaled coordinates): an L-inf
-    step that moves each feature in proportion to its gradient (the sign step moves all alike);
-    the projection onto the L-inf ball then saturates the features that matter most."""
+def unit_gradient(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
+    """The gradient normalised to L2 length 1 in the region's scaled coordinates (x / unit),
+    mapped back: a step of `length` along it moves ||(x' - x) / unit||_2 = length (RADIUS runs)."""
     g = grad * unit if unit is not None else grad
-    d = g / torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-30) * math.sqrt(g.shape[1])
+    d = g / torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-30)
     return d * unit if unit is not None else d
+
+
+def proportional_direction(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
+    """`unit_gradient` times sqrt(n): an L-inf step that moves each feature in proportion to its
+    gradient (the sign step moves all alike); the projection onto the L-inf ball then saturates
+    the features that matter most."""
+    return unit_gradient(grad, unit) * math.sqrt(grad.shape[1])
 
 
 def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor,
@@ -144,17 +150,9 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         step = x - (alpha * eps).unsqueeze(1) * step_kinds.direction(grad, norm, region.unit)
         if step_kinds.radius is not None:  # the paper's steps: alpha_k R along the L2-normalised gradient
             length = _cosine(*RADIUS_ALPHA, k, steps) * float(region.radius)
-            step = torch.where(step_kinds.radius.unsqueeze(1), x - length * _unit_gradient(grad, region.unit), step)
+            step = torch.where(step_kinds.radius.unsqueeze(1), x - length * unit_gradient(grad, region.unit), step)
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
-
-
-def _unit_gradient(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
-    """The gradient normalised to L2 length 1 in the region's scaled coordinates (x / unit),
-    mapped back: a step of `length` along it moves ||(x' - x) / unit||_2 = length."""
-    g = grad * unit if unit is not None else grad
-    d = g / torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-30)
-    return d * unit if unit is not None else d
 
 
 class _StepKinds:

@@ -504,3 +504,43 @@ def test_radius_steps_follow_the_regions_scaling():
     for kind in (STEEPEST, RADIUS):
         assert torch.allclose(points["input", kind], points["scaled", kind], rtol=0, atol=1e-9)
     assert not torch.allclose(points["input", STEEPEST], points["input", RADIUS])
+
+
+def test_few_class_models_open_with_fab(monkeypatch):
+    """A 2-layer bi-LSTM of 3 classes (tests/real_networks.py, seed 4, the third input of the
+    witness benchmark's architectures table, L2): the FMN runs alone end in a basin 15% beyond
+    torchattacks' FAB (AutoAttack's code, 100 steps x 5 restarts); FAB from x0 before them
+    (`FEW_OBJECTIVES_FAB_SHARE` of the steps) brings the witness within 1% of it. Without it
+    (the share at 0) the witness stays beyond: the test can fail."""
+    torchattacks = pytest.importorskip("torchattacks")  # (the bench extra, which `make test` installs)
+    import contextlib
+    import io
+    import warnings
+
+    import saferisk.search.witness as witness_module
+    from tests.real_networks import build
+
+    module, shape, _, _ = build("bilstm-2layer", 4)
+    model = Model(read_forward(module_to_onnx(module, shape)).graph, name="bilstm-2layer")
+    x0 = np.random.default_rng(401).random((3, int(np.prod(shape))))[2]
+    z0 = model.forward_flat(torch.as_tensor(x0, dtype=model.dtype).unsqueeze(0))[0]
+    decision = int(z0.argmax())
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fab = torchattacks.FAB(module.eval(), norm="L2", eps=10.0, steps=100, n_restarts=5, n_classes=int(z0.numel()),
+                               seed=0)
+        point = fab(torch.as_tensor(x0, dtype=torch.float32).reshape(1, *shape), torch.tensor([decision]))
+    with torch.no_grad():
+        assert int(module(point).argmax()) != decision
+    reference = float(torch.linalg.vector_norm(point.reshape(-1).double() - torch.as_tensor(x0)))
+    domain = Domain.scalar(0.0, 1.0, x0.size)
+    prop = Robustness().bind(z0, decision)
+    found = {}
+    for share in (witness_module.FEW_OBJECTIVES_FAB_SHARE, 0.0):
+        monkeypatch.setattr(witness_module, "FEW_OBJECTIVES_FAB_SHARE", share)
+        witness = find_witness(model, prop, x0, 10.0, "2", domain, seed=0)
+        assert witness is not None
+        found[share] = witness.distance
+    with_fab, without = found.values()
+    assert with_fab <= reference * 1.01, (found, reference)
+    assert without > reference * 1.05, (found, reference)  # (the FMN runs alone: the farther basin)
