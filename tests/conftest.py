@@ -75,3 +75,10 @@ def reachability_nets(shared_dir):
         pytest.skip(f"{path} is not available")
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end files (tests/workflow/, real Snakemake runs, minutes each) first:
+    `--dist loadfile` hands out whole files in collection order, and started last they left
+    one worker running alone at the end while the other had nothing left."""
+    items.sort(key=lambda item: "tests/workflow/" not in item.nodeid)  # (stable: the order within each group stays)
