@@ -78,7 +78,7 @@ def reachability_nets(shared_dir):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end files (tests/workflow/, real Snakemake runs, minutes each) first:
-    `--dist loadfile` hands out whole files in collection order, and started last they left
-    one worker running alone at the end while the other had nothing left."""
+    """The end-to-end files (tests/workflow/, real Snakemake runs, minutes each) first: with
+    `--dist loadfile --no-loadscope-reorder` (`make test`) xdist hands out whole files in this
+    order; started last they left one worker running alone at the end."""
     items.sort(key=lambda item: "tests/workflow/" not in item.nodeid)  # (stable: the order within each group stays)
