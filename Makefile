@@ -21,10 +21,8 @@ audit: install
 
 # pytest-xdist: one worker per CPU, each test file on one worker (module fixtures run once);
 # most of the end-to-end tests' time is interpreter and snakemake start-up, which overlaps well.
-# Files go out in collection order (tests/conftest.py puts tests/workflow/ first), not xdist's
-# most-tests-first: that sent the one-test end-to-end files, minutes each, out last.
 test: install-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile $(PYTEST_ARGS)
 
 # While developing: every test but the end-to-end ones (tests/workflow/, @pytest.mark.slow).
 test-fast: install-test

@@ -75,10 +75,3 @@ def reachability_nets(shared_dir):
         pytest.skip(f"{path} is not available")
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
-
-
-def pytest_collection_modifyitems(config, items):
-    """The end-to-end files (tests/workflow/, real Snakemake runs, minutes each) first: with
-    `--dist loadfile --no-loadscope-reorder` (`make test`) xdist hands out whole files in this
-    order; started last they left one worker running alone at the end."""
-    items.sort(key=lambda item: "tests/workflow/" not in item.nodeid)  # (stable: the order within each group stays)
