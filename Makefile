@@ -22,7 +22,7 @@ audit: install
 # pytest-xdist: one worker per CPU, each test file on one worker (module fixtures run once);
 # most of the end-to-end tests' time is interpreter and snakemake start-up, which overlaps well.
 test: install-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile $(PYTEST_ARGS)
 
 # While developing: every test but the end-to-end ones (tests/workflow/, @pytest.mark.slow).
 test-fast: install-test

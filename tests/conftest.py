@@ -75,17 +75,3 @@ def reachability_nets(shared_dir):
         pytest.skip(f"{path} is not available")
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
-
-
-def pytest_collection_modifyitems(config, items):
-    """xdist's order for `--dist loadfile` (`make test`: most tests per file first, with
-    `--no-loadscope-reorder` kept here), except that the longest single test, the README's audit in
-    a fresh clone (tests/workflow/test_newcomer.py, ~3.5 min), goes out first: as a one-test file
-    it went out last and ran alone at the end."""
-    from collections import Counter
-
-    def file_of(item):
-        return item.nodeid.split("::")[0]
-
-    counts = Counter(file_of(item) for item in items)
-    items.sort(key=lambda item: (file_of(item) != "tests/workflow/test_newcomer.py", -counts[file_of(item)]))
