@@ -507,8 +507,9 @@ def test_radius_steps_follow_the_regions_scaling():
 
 
 def test_few_class_models_open_with_fab(monkeypatch):
-    """A 2-layer bi-LSTM of 3 classes (tests/real_networks.py, seed 4, the third input of the
-    witness benchmark's architectures table, L2): the FMN runs alone end in a basin 15% beyond
+    """A 2-layer bi-LSTM of 3 classes (tests/real_networks.py, seed 4: weights and inputs drawn as
+    the witness benchmark's architectures table draws them, a seed it does not hold; the third
+    input, L2): the FMN runs alone end in a basin 15% beyond
     torchattacks' FAB (AutoAttack's code, 100 steps x 5 restarts); FAB from x0 before them
     (`FEW_OBJECTIVES_FAB_SHARE` of the steps) brings the witness within 1% of it. Without it
     (the share at 0) the witness stays beyond: the test can fail."""
