@@ -26,7 +26,7 @@ import pandas as pd
 
 from saferisk.audit.states import input_states
 from saferisk.errors import ConfigError
-from saferisk.norms import parse_norm
+from saferisk.norm_names import parse_norm
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}

@@ -12,12 +12,22 @@ bounds-only rewrite of softmax, layernorm and matmul into primitive nodes), engi
 CROWN over the Graph), spec (MinMaxSpec rows, final softmax), methods (IBP / CROWN /
 alpha-CROWN on spec rows), bab (input and ReLU splitting), certify (certify_radius, verify_box,
 bound_outputs). Time budgets are soft: a bound already started is finished.
+
+The names below load their modules on first use (PEP 562): `saferisk.bounds.config` and
+`saferisk.bounds.memory` alone (what the workflow's config checks read) do not import torch.
 """
 
-from saferisk.bounds.certify import bound_outputs, certify_radius, verify_box
-from saferisk.bounds.config import METHODS, Certificate, CertifyConfig
-from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
-from saferisk.bounds.sets import InputRegion
+import importlib
 
-__all__ = ["bound_outputs", "certify_radius", "verify_box", "METHODS", "Certificate", "CertifyConfig",
-           "BoundEngine", "UnsupportedGraph", "InputRegion"]
+_EXPORTS = {
+    "bound_outputs": "certify", "certify_radius": "certify", "verify_box": "certify",
+    "METHODS": "config", "Certificate": "config", "CertifyConfig": "config",
+    "BoundEngine": "engine", "UnsupportedGraph": "engine", "InputRegion": "sets",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"saferisk.bounds.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'saferisk.bounds' has no attribute {name!r}")

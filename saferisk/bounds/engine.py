@@ -40,11 +40,11 @@ from saferisk.bounds.ops import (  # noqa: F401 (UnsupportedGraph, BoundsDeadlin
     UnsupportedGraph, _activation, convex_interval, elementwise_lines, run_node)
 from saferisk.bounds.relax import default_alpha, leaky_relu_relax, lipschitz_grid_values
 from saferisk.bounds.sets import InputRegion
+from saferisk.bounds.footprint import ROW_BYTES_FACTOR
 from saferisk.models.graph import Graph, Node
 
 
 DENSE_MAX_ENTRIES = 1 << 22  # 32 MB in float64
-ROW_BYTES_FACTOR = 12  # live coefficient tensors per row (branches, temporaries; measured on a ResNet-18)
 DEFAULT_MEMORY_BYTES = 2 << 30  # back-substitution memory when the caller sets none (2 GiB)
 
 

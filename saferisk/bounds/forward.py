@@ -24,17 +24,13 @@ import math
 
 import torch
 
+from saferisk.bounds.footprint import FORWARD_MIN_ENTRIES, LIVE_FACTOR  # noqa: F401 (forward.FORWARD_MIN_ENTRIES)
 from saferisk.bounds.ops import AFFINE_OPS, CONVEX_OPS, ELEMENTWISE_OPS, BoundsDeadline, elementwise_lines
 from saferisk.bounds.sets import InputRegion
 from saferisk.norms import dual_norm
 from saferisk.models.graph import run_node
 
 FORWARD_OPS_EXTRA = {"add", "concat", "constant"}
-# below this many entries (n x largest node) CROWN's per-neuron rows stay affordable, and on deep
-# nets they are far tighter (ResNet-18 at 1x8x8: 2.2e-2 certified by CROWN, 5.8e-5 with forward
-# intermediate bounds; at 1x28x28 and above CROWN ran out of time and certified nothing)
-FORWARD_MIN_ENTRIES = 1 << 22
-LIVE_FACTOR = 20  # bytes of n x the largest node, x dtype size, at peak (measured: ResNet-18, 3x32x32)
 
 
 def forward_supported(engine) -> bool:

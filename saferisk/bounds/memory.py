@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from saferisk.bounds.footprint import FORWARD_MIN_ENTRIES, LIVE_FACTOR, ROW_BYTES_FACTOR
+
 AUTO_CEILING_MB = 8192  # auto never asks for more certification memory than this (MiB)
 AUTO_FLOOR_MB = 64  # ... nor less (a tiny network's rows, plus room for the tensors around them)
 INPUT_SPLIT_MIN_BATCH = 256  # bab.branch_and_bound bounds at least this many input sub-boxes at once
@@ -65,8 +67,6 @@ def _batch(prof: dict[str, Any], config) -> int:
 
 def crown_bytes(prof: dict[str, Any], config) -> int:
     """Memory of the largest one-pass CROWN intermediate bound (engine.rows_per_pass)."""
-    from saferisk.bounds.engine import ROW_BYTES_FACTOR
-
     cap = config.crown_max_neurons
     batch = _batch(prof, config)
     need = 0
@@ -79,8 +79,6 @@ def crown_bytes(prof: dict[str, Any], config) -> int:
 def forward_bytes(prof: dict[str, Any], config) -> int:
     """Memory of forward linear bounds where the engine would use them (engine.forward_is_cheaper
     once they fit), else 0."""
-    from saferisk.bounds.forward import FORWARD_MIN_ENTRIES, LIVE_FACTOR
-
     cap = config.crown_max_neurons
     if (cap is None or prof["relu_neurons"] <= int(cap) or not prof["forward_supported"]
             or prof["forward_entries"] < FORWARD_MIN_ENTRIES):

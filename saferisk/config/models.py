@@ -18,7 +18,7 @@ def model_format(path: Path, declared: str, key: str) -> str:
     if declared != "auto":
         return declared
     from saferisk.errors import ModelError
-    from saferisk.models.load import infer_format
+    from saferisk.models.formats import infer_format
 
     try:
         return infer_format(path)

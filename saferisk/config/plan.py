@@ -21,7 +21,7 @@ import yaml
 from saferisk import layout
 from saferisk.config.criteria import check_measured
 from saferisk.config.models import model_source
-from saferisk.config.runtime import certify_config, domain_object, property_object, search_config
+from saferisk.config.runtime import certify_config, check_domain, property_object, search_config
 from saferisk.config.schema import check_schema
 from saferisk.data.shards import shard_count, shard_range
 from saferisk.data.spec import InputSetDescription, InputSetSpec, SelectionError, describe
@@ -274,7 +274,7 @@ def _plan_input_sets(plan: AuditPlan) -> None:
         except DataError as exc:
             raise ConfigError(f"{spec.where}: {exc}") from None
         if entry.get("domain") is not None and info.n_features is not None:
-            domain_object(entry["domain"], info.n_features, f"input_sets.{name}.domain")
+            check_domain(entry["domain"], info.n_features, f"input_sets.{name}.domain")
         plan.input_sets[name] = InputSetPlan(name, entry, info, shard_size)
 
 
@@ -290,7 +290,7 @@ def _plan_model(plan: AuditPlan, name: str, spec: dict[str, Any]) -> ModelPlan:
                               f"but model {name!r} takes {n_features}")
     props = _model_properties(plan, name, spec)
     if spec["domain"] is not None and n_features is not None:
-        domain_object(spec["domain"], n_features, f"{key}.domain")
+        check_domain(spec["domain"], n_features, f"{key}.domain")
     return ModelPlan(name, spec, source, fmt, n_features, list(spec["input_sets"]), props)
 
 

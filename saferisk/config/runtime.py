@@ -116,6 +116,21 @@ def property_object(property_spec: dict[str, Any], model_spec: dict[str, Any], k
         raise ConfigError(f"{key}: {exc}") from None
 
 
+def check_domain(spec: dict[str, Any] | None, n: int, key: str = "domain") -> None:
+    """A ConfigError naming `key` where a {lower, upper} block does not fit n features (the
+    checks of `domain_object`, without building the Domain's tensors: the workflow's config
+    checks run without torch)."""
+    if not spec:
+        return
+    from saferisk.data.domain import check_bounds
+    from saferisk.errors import DataError
+
+    try:
+        check_bounds(spec["lower"], spec["upper"], n)
+    except DataError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def domain_object(spec: dict[str, Any] | None, n: int, key: str = "domain"):
     """saferisk.data.Domain from a {lower, upper} block (None when the block is empty)."""
     if not spec:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from saferisk.errors import DataError
+
+if TYPE_CHECKING:  # (torch is imported where a Domain is built: the workflow's config checks run without it)
+    import torch
 
 DOMAIN_TOLERANCE = 1e-6
 
@@ -20,23 +24,17 @@ class Domain:
 
     @classmethod
     def scalar(cls, lo: float, hi: float, n: int) -> "Domain":
+        import torch
+
         return cls(torch.full((n,), float(lo), dtype=torch.float64), torch.full((n,), float(hi), dtype=torch.float64))
 
     @classmethod
     def from_bounds(cls, lower, upper, n: int) -> "Domain":
-        """From scalars or per-feature sequences; checks lengths and lower <= upper."""
-        lo = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
-        hi = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
-        lo = lo.expand(n).clone() if lo.numel() == 1 else lo
-        hi = hi.expand(n).clone() if hi.numel() == 1 else hi
-        if lo.numel() != n or hi.numel() != n:
-            raise DataError(f"domain has {lo.numel()}/{hi.numel()} bounds, the model has {n} input features")
-        if bool(torch.isnan(lo).any() or torch.isnan(hi).any()):
-            raise DataError("domain bounds must be numbers (a bound is NaN); use -.inf / .inf for no bound")
-        if bool((lo > hi).any()):
-            bad = int((lo > hi).nonzero()[0])
-            raise DataError(f"domain lower > upper at feature {bad}: {float(lo[bad])} > {float(hi[bad])}")
-        return cls(lo, hi)
+        """From scalars or per-feature sequences; checks lengths and lower <= upper (`check_bounds`)."""
+        import torch
+
+        lo, hi = check_bounds(lower, upper, n)
+        return cls(torch.from_numpy(lo), torch.from_numpy(hi))
 
     @property
     def n(self) -> int:
@@ -45,12 +43,14 @@ class Domain:
     def width(self) -> torch.Tensor:
         """Per-feature width (the unit of `scale: domain`); must be finite and > 0."""
         w = self.upper - self.lower
-        if not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        if not bool(w.isfinite().all()) or bool((w <= 0).any()):
             raise DataError("scale 'domain' needs a finite domain with upper > lower for every feature")
         return w
 
     def check_and_clip(self, x: torch.Tensor, what: str = "input") -> torch.Tensor:
         """Rows of x (B, n) inside the domain: within 1e-6 they are clipped, beyond it an error."""
+        import torch
+
         x = torch.as_tensor(x, dtype=torch.float64)
         if bool(torch.isnan(x).any()):
             row = int(torch.isnan(x).any(dim=-1).nonzero()[0])
@@ -64,6 +64,23 @@ class Domain:
                 f"{what} row {row} feature {col} = {float(x[row, col]):.6g} is outside the domain "
                 f"[{float(self.lower[col]):.6g}, {float(self.upper[col]):.6g}]")
         return torch.minimum(torch.maximum(x, self.lower), self.upper)
+
+
+def check_bounds(lower, upper, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) as float64 arrays of n features, from scalars or per-feature sequences;
+    a DataError where the lengths differ from n, a bound is NaN or lower > upper somewhere."""
+    lo = np.array(lower, dtype=np.float64).reshape(-1)  # (copies: the Domain's tensors own their memory)
+    hi = np.array(upper, dtype=np.float64).reshape(-1)
+    lo = np.full(n, lo[0]) if lo.size == 1 else lo
+    hi = np.full(n, hi[0]) if hi.size == 1 else hi
+    if lo.size != n or hi.size != n:
+        raise DataError(f"domain has {lo.size}/{hi.size} bounds, the model has {n} input features")
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise DataError("domain bounds must be numbers (a bound is NaN); use -.inf / .inf for no bound")
+    if (lo > hi).any():
+        bad = int(np.flatnonzero(lo > hi)[0])
+        raise DataError(f"domain lower > upper at feature {bad}: {float(lo[bad])} > {float(hi[bad])}")
+    return lo, hi
 
 
 def effective_domain(explicit: Domain | None, own: Domain | None, n: int) -> Domain:
@@ -81,8 +98,6 @@ def load_domain_file(path, n: int | None = None) -> Domain:
     """A domain from a file: `.npy` of shape (2, n) (row 0 lower, row 1 upper) or a CSV with
     columns `lower,upper`, one row per feature (an optional `feature` column is ignored)."""
     from pathlib import Path
-
-    import numpy as np
 
     path = Path(path)
     if not path.is_file():

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from saferisk.data.domain import Domain
 from saferisk.errors import DataError
@@ -86,8 +85,11 @@ class InputSet:
             labels=None if self.labels is None else self.labels[pos].copy(),
             ids=[self.ids[int(p)] for p in pos])
 
-    def tensor(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        return torch.as_tensor(self.X, dtype=dtype)
+    def tensor(self, dtype=None):
+        """The rows as a torch tensor (float64 unless `dtype`)."""
+        import torch
+
+        return torch.as_tensor(self.X, dtype=torch.float64 if dtype is None else dtype)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -128,11 +130,11 @@ def validate(input_set: InputSet, n_inputs: int, input_shape: Sequence[int] | No
         if domain.n != n_inputs:
             raise DataError(f"{where}: the domain has {domain.n} features, the model takes {n_inputs}")
         try:
-            X = domain.check_and_clip(torch.as_tensor(X)).numpy()
+            X = domain.check_and_clip(X).numpy()
         except DataError:
             for row in range(X.shape[0]):  # name the row by its id (error path only)
                 try:
-                    domain.check_and_clip(torch.as_tensor(X[row:row + 1]), what="input")
+                    domain.check_and_clip(X[row:row + 1], what="input")
                 except DataError as exc:
                     detail = str(exc).split("row 0 ", 1)[-1]
                     raise DataError(f"{where}: row {input_set.ids[row]} {detail}") from None
@@ -187,7 +189,7 @@ def from_saved_arrays(arrays: dict[str, np.ndarray], path: Path, name: str | Non
             raise DataError(f"{path}: unknown saferisk input set format {meta.get('format')!r}")
         domain = None
         if "domain_lower" in arrays:
-            domain = Domain(torch.as_tensor(arrays["domain_lower"]), torch.as_tensor(arrays["domain_upper"]))
+            domain = Domain.from_bounds(arrays["domain_lower"], arrays["domain_upper"], arrays["domain_lower"].size)
         X = arrays["X"]
         check_finite(X, str(path))
         return InputSet(name or meta["name"], X, labels=arrays.get("labels"),

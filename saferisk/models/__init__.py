@@ -1,8 +1,11 @@
-"""Model intake: read any supported format into saferisk's one internal graph."""
+"""Model intake: read any supported format into saferisk's one internal graph.
 
-from saferisk.models.graph import Graph, GraphModule, Node
-from saferisk.models.model import Model
+The names below load their modules on first use (PEP 562): `saferisk.models.formats` alone (what
+the workflow's config checks read) does not import torch."""
 
+import importlib
+
+_EXPORTS = {"Graph": "graph", "GraphModule": "graph", "Node": "graph", "Model": "model"}
 __all__ = ["Graph", "GraphModule", "Node", "Model", "load_model"]
 
 
@@ -11,3 +14,9 @@ def load_model(path, device=None, **kwargs):
     from saferisk.models.load import load_model as _load
 
     return _load(path, device=device, **kwargs)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"saferisk.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'saferisk.models' has no attribute {name!r}")

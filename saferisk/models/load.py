@@ -27,7 +27,6 @@ import pickle
 import re
 import sys
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,12 @@ import torch
 
 from saferisk.errors import ConfigError, ModelError
 from saferisk.io import sha256_file
+from saferisk.models.formats import FORMATS, TORCH_FORMATS, check_format, infer_format, parse_shape  # noqa: F401
 from saferisk.models.graph import Graph, GraphModule
 from saferisk.models.model import Model
 from saferisk.models.onnx_reader import describe_reader_error, load_onnx_proto, read_onnx
 
 EXPORT_OPSET = 17
-FORMATS = ("onnx", "torchscript", "torch_export", "state_dict", "safetensors")
-TORCH_FORMATS = ("torchscript", "torch_export", "state_dict", "safetensors")
-_EXTENSIONS = {".onnx": "onnx", ".ts": "torchscript", ".torchscript": "torchscript", ".pt2": "torch_export",
-               ".safetensors": "safetensors", ".pth": "state_dict", ".bin": "state_dict", ".pt": None}
 ARTIFACT_NAME = "model.onnx"
 MANIFEST_NAME = "manifest.json"
 
@@ -75,52 +71,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' requested but CUDA is not available")
     return dev
-
-
-def parse_shape(shape: Any) -> tuple[int, ...] | None:
-    """'1,8,8' / [1, 8, 8] -> (1, 8, 8); per-sample, no batch dimension."""
-    if shape is None:
-        return None
-    if isinstance(shape, str):
-        parts = [p for p in shape.replace("x", ",").split(",") if p.strip()]
-    else:
-        parts = list(shape)
-    try:
-        dims = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"input_shape {shape!r} is not a list of positive integers") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise ConfigError(f"input_shape {shape!r} is not a list of positive integers")
-    return dims
-
-
-def infer_format(path: str | Path) -> str:
-    """The source format from the extension (and, for .pt, from the archive's content)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _EXTENSIONS:
-        raise ModelError(f"{path}: unknown model extension '{suffix}' (known: {', '.join(sorted(_EXTENSIONS))}); "
-                         "pass format= one of " + ", ".join(FORMATS))
-    fmt = _EXTENSIONS[suffix]
-    if fmt is None:  # .pt: TorchScript archive or torch.save'd state_dict
-        fmt = "torchscript" if _is_torchscript_archive(path) else "state_dict"
-    return fmt
-
-
-def _is_torchscript_archive(path: Path) -> bool:
-    if not path.is_file() or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
-
-
-def check_format(fmt: str | None, path: str | Path) -> str:
-    """`fmt` validated, or inferred from the file when None / 'auto'."""
-    if fmt is None or fmt == "auto":
-        return infer_format(path)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown model format '{fmt}' (known: {', '.join(FORMATS)})")
-    return fmt
 
 
 # --------------------------------------------------------------------------- torch sources

@@ -18,7 +18,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
+from saferisk.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 from saferisk.errors import ConfigError
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import torch
+from saferisk.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 from saferisk.errors import ConfigError
 from saferisk.properties.base import BoundProperty, Property, register_property

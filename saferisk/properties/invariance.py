@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from saferisk.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 from saferisk.errors import ConfigError, DataError
 from saferisk.properties.base import BoundProperty, MinMaxSpec, Property, SpecBoundProperty, register_property

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from saferisk.lazy import lazy_module
+
+torch = lazy_module("torch")
 
 from saferisk.errors import ConfigError
 from saferisk.properties.base import BoundProperty, MinMaxSpec, Property, SpecBoundProperty, register_property

@@ -179,3 +179,46 @@ def test_no_results_path_written_outside_the_layout():
             if re.search(r"[\"']results/", line):
                 offenders.append(f"{path.relative_to(workflow.parent)}: {line.strip()}")
     assert offenders == []
+
+
+# What each Snakemake run parses (workflow/rules/common.smk) and the jobs that only read tables
+# import without torch (~2 s per process): a dry run, a no-op rerun, and the aggregation and
+# summary jobs of a nightly audit start in a fraction of that.
+TORCH_FREE = """
+import sys
+from pathlib import Path
+import yaml
+import saferisk.audit.terminal, saferisk.config, saferisk.config.profile, saferisk.config.runtime
+import saferisk.errors, saferisk.io, saferisk.steps.export, saferisk.steps.provenance
+import saferisk.steps.inputs, saferisk.steps.tables, saferisk.steps.reports
+from saferisk.config.runtime import radius_job_mem_mb
+config = yaml.safe_load(Path("config/config.yaml").read_text())
+plan = saferisk.config.build_plan(config, base=Path.cwd())
+for spec in config["properties"].values():
+    radius_job_mem_mb(spec)
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+"""
+
+
+def test_the_workflows_config_checks_and_table_jobs_import_no_torch():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", TORCH_FREE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]", proc.stdout[-2000:]
+
+
+def test_a_lazy_module_imports_on_its_first_attribute_and_stays_out_of_sys_modules():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom saferisk.lazy import lazy_module\n"
+            "m = lazy_module('colorsys')\n"
+            "assert 'colorsys' not in sys.modules, 'imported before use'\n"
+            "assert m.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)\n"
+            "assert 'colorsys' in sys.modules and 'rgb_to_hsv' in vars(m)\n"
+            "assert lazy_module('colorsys') is sys.modules['colorsys']\n"
+            "print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]

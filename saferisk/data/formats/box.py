@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from saferisk.data.domain import Domain
 from saferisk.data.formats.base import Source, all_positions, digest
@@ -80,5 +79,5 @@ class BoxSource(Source):
         X = np.concatenate([((lo + hi) / 2.0)[None], points])[pos]
         ids = ["box" if p == 0 else f"sample-{p - 1}" for p in pos]
         source, sha = ("", "") if self.path is None else (str(self.path), sha256_file(self.path))
-        return InputSet(self.name, X, ids=ids, domain=Domain(torch.as_tensor(lo), torch.as_tensor(hi)),
+        return InputSet(self.name, X, ids=ids, domain=Domain.from_bounds(lo, hi, lo.size),
                         source=source, sha256=sha, box_lower=lo, box_upper=hi)
