@@ -18,6 +18,13 @@ The names below load their modules on first use (PEP 562): `saferisk.bounds.conf
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (for type checkers and editors; at run time `__getattr__` below)
+    from saferisk.bounds.certify import bound_outputs, certify_radius, verify_box
+    from saferisk.bounds.config import METHODS, Certificate, CertifyConfig
+    from saferisk.bounds.engine import BoundEngine, UnsupportedGraph
+    from saferisk.bounds.sets import InputRegion
 
 _EXPORTS = {
     "bound_outputs": "certify", "certify_radius": "certify", "verify_box": "certify",

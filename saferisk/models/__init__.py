@@ -4,6 +4,11 @@ The names below load their modules on first use (PEP 562): `saferisk.models.form
 the workflow's config checks read) does not import torch."""
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (for type checkers and editors; at run time `__getattr__` below)
+    from saferisk.models.graph import Graph, GraphModule, Node
+    from saferisk.models.model import Model
 
 _EXPORTS = {"Graph": "graph", "GraphModule": "graph", "Node": "graph", "Model": "model"}
 __all__ = ["Graph", "GraphModule", "Node", "Model", "load_model"]

@@ -5,6 +5,15 @@ The names below load their modules on first use (PEP 562): `saferisk.search.conf
 the workflow's config checks read) does not import torch."""
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (for type checkers and editors; at run time `__getattr__` below)
+    from saferisk.search.config import SEARCH_MODES, SearchConfig
+    from saferisk.search.gps import PatternSearchResult, pattern_search, poll_points
+    from saferisk.search.lipschitz import lipschitz_search
+    from saferisk.search.reach import ReachResult, reachable_range
+    from saferisk.search.region import Evaluator, Region
+    from saferisk.search.witness import Witness, find_witness
 
 _EXPORTS = {
     "SEARCH_MODES": "config", "SearchConfig": "config",
