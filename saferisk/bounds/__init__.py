@@ -35,6 +35,12 @@ __all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
+    """An exported name, or a submodule (`saferisk.bounds.<module>` after `import saferisk.bounds`), imported now."""
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"saferisk.bounds.{_EXPORTS[name]}"), name)
+    try:
+        return importlib.import_module(f"saferisk.bounds.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"saferisk.bounds.{name}":  # (a missing dependency of the submodule: its own error)
+            raise
     raise AttributeError(f"module 'saferisk.bounds' has no attribute {name!r}")

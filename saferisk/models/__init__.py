@@ -22,6 +22,12 @@ def load_model(path, device=None, **kwargs):
 
 
 def __getattr__(name):
+    """An exported name, or a submodule (`saferisk.models.<module>` after `import saferisk.models`), imported now."""
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"saferisk.models.{_EXPORTS[name]}"), name)
+    try:
+        return importlib.import_module(f"saferisk.models.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"saferisk.models.{name}":  # (a missing dependency of the submodule: its own error)
+            raise
     raise AttributeError(f"module 'saferisk.models' has no attribute {name!r}")

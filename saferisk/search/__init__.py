@@ -25,6 +25,12 @@ __all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
+    """An exported name, or a submodule (`saferisk.search.<module>` after `import saferisk.search`), imported now."""
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"saferisk.search.{_EXPORTS[name]}"), name)
+    try:
+        return importlib.import_module(f"saferisk.search.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"saferisk.search.{name}":  # (a missing dependency of the submodule: its own error)
+            raise
     raise AttributeError(f"module 'saferisk.search' has no attribute {name!r}")

@@ -222,3 +222,19 @@ def test_a_lazy_module_imports_on_its_first_attribute_and_stays_out_of_sys_modul
             "print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("package", ["saferisk.search", "saferisk.bounds", "saferisk.models"])
+def test_lazy_packages_give_their_names_and_submodules(package):
+    """`saferisk.search` and friends load their names on first use: each exported name and each
+    submodule resolves as before, an unknown name is an AttributeError."""
+    import importlib
+    import pkgutil
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    for info in pkgutil.iter_modules(module.__path__):
+        assert getattr(module, info.name).__name__ == f"{package}.{info.name}"
+    with pytest.raises(AttributeError):
+        getattr(module, "no_such_name")
