@@ -69,9 +69,10 @@ class Domain:
 def check_bounds(lower, upper, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) as float64 arrays of n features, from scalars or per-feature sequences;
     a DataError where the lengths differ from n, a bound is NaN or lower > upper somewhere."""
-    # (copies: the Domain's tensors own their memory; asarray first: torch tensors refuse np.array's copy keyword)
-    lo = np.asarray(lower, dtype=np.float64).reshape(-1).copy()
-    hi = np.asarray(upper, dtype=np.float64).reshape(-1).copy()
+    # (copies: the Domain's tensors own their memory; a torch tensor (any device, dtype or grad) via float64
+    # on the CPU; asarray: torch tensors refuse np.array's copy keyword)
+    lo, hi = (np.asarray(v.detach().cpu().double() if hasattr(v, "detach") else v, dtype=np.float64).reshape(-1).copy()
+              for v in (lower, upper))
     lo = np.full(n, lo[0]) if lo.size == 1 else lo
     hi = np.full(n, hi[0]) if hi.size == 1 else hi
     if lo.size != n or hi.size != n:

@@ -31,3 +31,7 @@ def __getattr__(name):
         if exc.name != f"saferisk.models.{name}":  # (a missing dependency of the submodule: its own error)
             raise
     raise AttributeError(f"module 'saferisk.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})

@@ -34,3 +34,7 @@ def __getattr__(name):
         if exc.name != f"saferisk.search.{name}":  # (a missing dependency of the submodule: its own error)
             raise
     raise AttributeError(f"module 'saferisk.search' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})

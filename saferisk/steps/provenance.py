@@ -21,15 +21,15 @@ from saferisk.steps.inputs import input_set_digest
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: Source files whose change must rerun the radius jobs (the algorithm, not the plumbing); its
 #: digest is the algorithm hash the reports state.
-ALGORITHM_SOURCES = ("search", "bounds", "properties", "radius.py", "norms.py", "models/graph.py")
+ALGORITHM_SOURCES = ("search", "bounds", "properties", "radius.py", "norms.py", "norm_names.py", "models/graph.py")
 #: The code behind each workflow stage (package-relative files or folders): a stage's digest is a
 #: parameter of its rules, so editing it reruns that stage and what depends on it, nothing else.
 STAGE_SOURCES = {
-    "export": ("models", "steps/export.py", "bounds/memory.py"),  # memory: the manifest's certify_memory
+    "export": ("models", "steps/export.py", "bounds/memory.py", "bounds/footprint.py"),  # memory: the manifest's certify_memory
     "inputs": ("data", "steps/inputs.py"),
     "radius": (*ALGORITHM_SOURCES, "models", "data/domain.py", "data/inputs.py", "config/runtime.py",
                "witness_file.py", "result.py", "steps/radius.py", "audit/table.py"),
-    "tables": ("audit", "config/criteria.py", "steps/tables.py"),
+    "tables": ("audit", "config/criteria.py", "steps/tables.py", "norm_names.py"),
     "reports": ("report", "steps/reports.py", "steps/provenance.py"),
 }
 
