@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from typing import Any, Callable
 
 
 class LazyModule(types.ModuleType):
@@ -30,3 +31,27 @@ class LazyModule(types.ModuleType):
 def lazy_module(name: str) -> types.ModuleType:
     """sys.modules[name] when imported already, else a `LazyModule` for it."""
     return sys.modules.get(name) or LazyModule(name)
+
+
+def lazy_package(package: str, exports: dict[str, str], namespace: dict[str, Any]
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """(`__getattr__`, `__dir__`) of a package whose names load on first use (PEP 562):
+    `exports` maps each name to the submodule that defines it; any other name that is a
+    submodule (`package.<module>` after `import package`) is imported then; `namespace` is the
+    package's globals(), for dir()."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":  # (a missing dependency of the submodule: its own error)
+                raise
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *exports})
+
+    return __getattr__, __dir__
+

@@ -17,8 +17,9 @@ The names below load their modules on first use (PEP 562): `saferisk.bounds.conf
 `saferisk.bounds.memory` alone (what the workflow's config checks read) do not import torch.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from saferisk.lazy import lazy_package
 
 if TYPE_CHECKING:  # (for type checkers and editors; at run time `__getattr__` below)
     from saferisk.bounds.certify import bound_outputs, certify_radius, verify_box
@@ -34,17 +35,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    """An exported name, or a submodule (`saferisk.bounds.<module>` after `import saferisk.bounds`), imported now."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"saferisk.bounds.{_EXPORTS[name]}"), name)
-    try:
-        return importlib.import_module(f"saferisk.bounds.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"saferisk.bounds.{name}":  # (a missing dependency of the submodule: its own error)
-            raise
-    raise AttributeError(f"module 'saferisk.bounds' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_package(__name__, _EXPORTS, globals())

@@ -3,8 +3,9 @@
 The names below load their modules on first use (PEP 562): `saferisk.models.formats` alone (what
 the workflow's config checks read) does not import torch."""
 
-import importlib
 from typing import TYPE_CHECKING
+
+from saferisk.lazy import lazy_package
 
 if TYPE_CHECKING:  # (for type checkers and editors; at run time `__getattr__` below)
     from saferisk.models.graph import Graph, GraphModule, Node
@@ -21,17 +22,4 @@ def load_model(path, device=None, **kwargs):
     return _load(path, device=device, **kwargs)
 
 
-def __getattr__(name):
-    """An exported name, or a submodule (`saferisk.models.<module>` after `import saferisk.models`), imported now."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"saferisk.models.{_EXPORTS[name]}"), name)
-    try:
-        return importlib.import_module(f"saferisk.models.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"saferisk.models.{name}":  # (a missing dependency of the submodule: its own error)
-            raise
-    raise AttributeError(f"module 'saferisk.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_package(__name__, _EXPORTS, globals())

@@ -4,8 +4,9 @@ witness shrinking, Lipschitz-metric search and reachable ranges.
 The names below load their modules on first use (PEP 562): `saferisk.search.config` alone (what
 the workflow's config checks read) does not import torch."""
 
-import importlib
 from typing import TYPE_CHECKING
+
+from saferisk.lazy import lazy_package
 
 if TYPE_CHECKING:  # (for type checkers and editors; at run time `__getattr__` below)
     from saferisk.search.config import SEARCH_MODES, SearchConfig
@@ -24,17 +25,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    """An exported name, or a submodule (`saferisk.search.<module>` after `import saferisk.search`), imported now."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"saferisk.search.{_EXPORTS[name]}"), name)
-    try:
-        return importlib.import_module(f"saferisk.search.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"saferisk.search.{name}":  # (a missing dependency of the submodule: its own error)
-            raise
-    raise AttributeError(f"module 'saferisk.search' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_package(__name__, _EXPORTS, globals())
