@@ -22,14 +22,22 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: Source files whose change must rerun the radius jobs (the algorithm, not the plumbing); its
 #: digest is the algorithm hash the reports state.
 ALGORITHM_SOURCES = ("search", "bounds", "properties", "radius.py", "norms.py", "norm_names.py", "models/graph.py")
-#: The code behind each workflow stage (package-relative files or folders): a stage's digest is a
-#: parameter of its rules, so editing it reruns that stage and what depends on it, nothing else.
+#: What every stage's code runs on: the version its outputs state, the atomic writes and the JSON
+#: and npz encodings of every output, the errors, the paths, the lazy imports and the job wrapper.
+COMMON_SOURCES = ("__init__.py", "errors.py", "io.py", "layout.py", "lazy.py", "steps/__init__.py", "steps/runner.py")
+#: The code behind each workflow stage (package-relative files or folders; COMMON_SOURCES too):
+#: a stage's digest is a parameter of its rules, so editing it reruns that stage and what depends
+#: on it, nothing else. Every module a stage's job loads is in its digest or an upstream stage's
+#: (whose rerun reruns it): tests/workflow/test_workflow.py traces the jobs of a real run.
 STAGE_SOURCES = {
-    "export": ("models", "steps/export.py", "bounds/memory.py", "bounds/footprint.py"),  # memory: the manifest's certify_memory
+    # (bounds: the manifest's certify_memory is a profile of the bound engine's graph)
+    "export": ("models", "steps/export.py", "bounds", "norms.py", "norm_names.py", "data/__init__.py",
+               "data/domain.py"),
     "inputs": ("data", "steps/inputs.py"),
-    "radius": (*ALGORITHM_SOURCES, "models", "data/domain.py", "data/inputs.py", "config/runtime.py",
-               "witness_file.py", "result.py", "steps/radius.py", "audit/table.py"),
-    "tables": ("audit", "config/criteria.py", "steps/tables.py", "norm_names.py"),
+    "radius": (*ALGORITHM_SOURCES, "models", "data/domain.py", "data/inputs.py", "config/__init__.py",
+               "config/runtime.py", "witness_file.py", "result.py", "steps/radius.py", "audit/__init__.py",
+               "audit/table.py"),
+    "tables": ("audit", "config/__init__.py", "config/criteria.py", "steps/tables.py", "norm_names.py"),
     "reports": ("report", "steps/reports.py", "steps/provenance.py"),
 }
 
@@ -57,8 +65,8 @@ def algorithm_hash() -> str:
 
 @lru_cache(maxsize=None)
 def code_digest(stage: str) -> str:
-    """The digest of one stage's code (STAGE_SOURCES): a param of that stage's rules."""
-    return _digest(STAGE_SOURCES[stage])
+    """The digest of one stage's code (STAGE_SOURCES and COMMON_SOURCES): a param of that stage's rules."""
+    return _digest((*COMMON_SOURCES, *STAGE_SOURCES[stage]))
 
 
 def audit_date(configured: str | None, table_path: str | Path) -> str:

@@ -224,7 +224,7 @@ def test_a_lazy_module_imports_on_its_first_attribute_and_stays_out_of_sys_modul
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("package", ["saferisk.search", "saferisk.bounds", "saferisk.models"])
+@pytest.mark.parametrize("package", ["saferisk.search", "saferisk.bounds", "saferisk.models", "saferisk.config", "saferisk.audit"])
 def test_lazy_packages_give_their_names_and_submodules(package):
     """`saferisk.search` and friends load their names on first use: each exported name and each
     submodule resolves as before, an unknown name is an AttributeError."""

@@ -7,7 +7,9 @@ and puts the thing back (so the next test starts from an up-to-date state again)
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,10 +34,17 @@ from workflow_support import (
 pytestmark = pytest.mark.slow
 
 
+MODULE_TRACE = Path(__file__).resolve().parent / "module_trace"  # its sitecustomize records each job's modules
+
+
 @pytest.fixture(scope="module")
 def done_run(tmp_path_factory) -> Path:
+    """The complete tiny audit; each job's loaded saferisk modules in <wd>/.module-trace/."""
     wd = setup_workdir(tmp_path_factory.mktemp("wf"))
-    snakemake(wd)
+    trace = wd / ".module-trace"
+    trace.mkdir()
+    path = os.pathsep.join(p for p in (str(MODULE_TRACE), os.environ.get("PYTHONPATH")) if p)
+    snakemake(wd, env={"PYTHONPATH": path, "SAFERISK_MODULE_TRACE": str(trace)})
     return wd
 
 
@@ -183,6 +192,7 @@ STAGE_EDITS = {
     "data/selection.py": {"prepare_input_shard": 2, "describe_input_set": 1, "compute_radius_shard": 8,
                           **DOWNSTREAM_OF_RADIUS},
     "search/gps.py": {"compute_radius_shard": 8, **DOWNSTREAM_OF_RADIUS},
+    "bounds/engine.py": {"export_model": 2, "compute_radius_shard": 8, **DOWNSTREAM_OF_RADIUS},
     "steps/radius.py": {"compute_radius_shard": 8, **DOWNSTREAM_OF_RADIUS},
     "audit/verdict.py": {"aggregate_model": 2, "combine_tables": 1, "report_model": 2, "report_summary": 1, "all": 1},
     "report/plots.py": {"report_model": 2, "report_summary": 1, "all": 1},
@@ -206,6 +216,67 @@ def test_a_code_edit_reruns_its_stage_and_what_follows(done_run, tmp_path, edite
     assert rule_counts(jobs) == STAGE_EDITS[edited]
     if "compute_radius_shard" in STAGE_EDITS[edited]:
         assert radius_jobs(jobs) == all_radius()
+
+
+def _rule_stages() -> dict[str, str]:
+    """Each rule's stage: the CODE[...] digest among its params (workflow/rules/*.smk)."""
+    stages = {}
+    for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", smk.read_text(), re.M | re.S):
+            found = re.findall(r'code=CODE\["(\w+)"\]', body)
+            if found:
+                stages[rule] = found[0]
+    return stages
+
+
+def _upstream_rules(wd: Path) -> dict[str, set[str]]:
+    """Each rule's ancestors in the workflow's rule graph (snakemake --rulegraph)."""
+    dot = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph"], cwd=wd, capture_output=True,
+                         text=True, check=True).stdout
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
+    parents: dict[str, set[str]] = {name: set() for name in names.values()}
+    for source, target in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        parents[names[target]].add(names[source])
+
+    def ancestors(rule: str) -> set[str]:
+        out = set(parents[rule])
+        for parent in parents[rule]:
+            out |= ancestors(parent)
+        return out
+    return {rule: ancestors(rule) for rule in parents}
+
+
+def test_every_module_a_job_loads_is_in_its_stage_digest_or_upstream(done_run):
+    """Each job of the complete run loaded only saferisk code that its stage's digest covers, or
+    the digest of a stage it reads from (whose rerun reruns it): an edit anywhere in the code a
+    job ran reruns that job. (Session 19 found norm_names.py in no digest; the export's
+    memory profile ran the bound engine, outside the export digest.)"""
+    import saferisk
+    from saferisk.steps.provenance import COMMON_SOURCES, STAGE_SOURCES
+
+    package = Path(saferisk.__file__).resolve().parent
+
+    def files(stage: str) -> set[str]:
+        out = set()
+        for entry in (*COMMON_SOURCES, *STAGE_SOURCES[stage]):
+            path = package / entry
+            out.update(p.relative_to(package).as_posix() for p in (path.rglob("*.py") if path.is_dir() else [path]))
+        return out
+
+    def module_file(name: str) -> str:
+        path = package.joinpath(*name.split(".")[1:])
+        return (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).relative_to(package).as_posix()
+
+    stages, upstream = _rule_stages(), _upstream_rules(done_run)
+    traces = sorted((done_run / ".module-trace").glob("*.json"))
+    traced_rules = {trace.name.rsplit("-", 1)[0] for trace in traces}
+    assert traced_rules == set(stages), (traced_rules, stages)  # every stage's rules ran and were traced
+    for trace in traces:
+        rule = trace.name.rsplit("-", 1)[0]
+        covered = files(stages[rule]).union(*(files(stages[r]) for r in upstream[rule] if r in stages))
+        loaded = {module_file(name) for name in json.loads(trace.read_text())}
+        assert len(loaded) > 5, (rule, loaded)
+        assert loaded <= covered, f"{rule} ran code in no digest it depends on: {sorted(loaded - covered)}"
 
 
 def test_template_change_reruns_only_reports(done_run):

@@ -1,0 +1,22 @@
+"""Loaded by every Python a traced Snakemake run starts (PYTHONPATH, test_workflow's done_run):
+at exit, a job script's process writes the saferisk modules it loaded to
+$SAFERISK_MODULE_TRACE/<rule>-<pid>.json (other processes write nothing)."""
+
+import atexit
+import json
+import os
+import sys
+
+
+def _write_trace() -> None:
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)  # a script job's `snakemake` object
+    rule = getattr(job, "rule", None)
+    folder = os.environ.get("SAFERISK_MODULE_TRACE")
+    if not folder or not isinstance(rule, str):
+        return
+    modules = sorted(name for name in sys.modules if name == "saferisk" or name.startswith("saferisk."))
+    with open(os.path.join(folder, f"{rule}-{os.getpid()}.json"), "w") as out:
+        json.dump(modules, out)
+
+
+atexit.register(_write_trace)
