@@ -46,7 +46,9 @@ def lipschitz_search(prop: BoundProperty, region: Region, w0: float, evaluator: 
     """L_hat: the largest ratio |w(x) - w0| / ||x - x0|| the search finds in the region."""
     tracker = RatioTracker(prop, region, w0)
     evaluator.observers.append(tracker)
-    evaluator.new_phase(LIPSCHITZ_BUDGET, of=config.budget)
+    # (of `budget` on both paths: the same estimate with or without gradients; of a smaller
+    # black_box_budget where one is set, which it would otherwise use up before the witness search)
+    evaluator.new_phase(LIPSCHITZ_BUDGET, of=min(config.budget, evaluator.budget or config.budget))
     try:
         def neg_ratio(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
             w = evaluator.with_grad(x) if differentiable else evaluator(x)

@@ -16,8 +16,9 @@ from saferisk.models.model import Model
 from saferisk.properties import Robustness
 from saferisk.radius import compute_radius
 from saferisk.search import SearchConfig
-from saferisk.search.finite_difference import (ANCHOR_COUNT, COORDINATE_LIMIT, DIRECTIONS, FiniteDifferences,
-                                               has_gradients)
+from saferisk.search import finite_difference
+from saferisk.search.finite_difference import (ANCHOR_COUNT, COORDINATE_LIMIT, DIRECTIONS, MIN_ANCHORS,
+                                               FiniteDifferences, has_gradients)
 from saferisk.search.region import Evaluator, Region
 
 pytest.importorskip("onnxruntime")
@@ -55,13 +56,16 @@ def _models(n: int = N_INPUTS) -> tuple[Model, Model]:
     return with_gradients, black_box
 
 
+COTANGENT = torch.tensor([1.0, -2.0, 0.5, 0.0])  # the output cotangent g of the estimates g^T J
+
+
 def _jacobian_estimate(model: Model, x: torch.Tensor, n: int, budget: int | None = None,
                        estimator: FiniteDifferences | None = None) -> tuple[torch.Tensor, torch.Tensor, Evaluator]:
     """(the estimated g^T J at the rows x, the exact one from the torch MLP in float64, the evaluator that counted)."""
     region = Region(torch.zeros(n), 1.0, "inf", -torch.ones(n), torch.ones(n))
     evaluator = Evaluator(model, lambda z: z[:, 0], budget=budget)
     estimator = estimator or FiniteDifferences(evaluator, region)
-    cotangent = torch.tensor([1.0, -2.0, 0.5, 0.0])
+    cotangent = COTANGENT
     x = x.clone().requires_grad_(True)
     (estimate,) = torch.autograd.grad((estimator.outputs(x) * cotangent).sum(), x)
     x64 = x.detach().double().requires_grad_(True)
@@ -88,8 +92,8 @@ def test_random_direction_estimates_point_along_the_gradient_in_many_dimensions(
     n = 2 * COORDINATE_LIMIT
     _, black_box = _models(n)
     x = torch.rand(4, n, generator=torch.Generator().manual_seed(2)) * 1.8 - 0.9
-    # a budget too small for ANCHOR_COUNT anchored Jacobians: random directions
-    estimate, reference, evaluator = _jacobian_estimate(black_box, x, n, budget=ANCHOR_COUNT * (n + 1) - 1)
+    # a budget too small for MIN_ANCHORS anchored Jacobians: random directions
+    estimate, reference, evaluator = _jacobian_estimate(black_box, x, n, budget=MIN_ANCHORS * (n + 1) - 1)
     cos = torch.nn.functional.cosine_similarity(estimate, reference, dim=1)
     # a random DIRECTIONS-dimensional subspace keeps sqrt(DIRECTIONS / n) of the gradient's direction
     assert bool((cos > 0.5 * (DIRECTIONS / n) ** 0.5).all()), cos
@@ -125,8 +129,30 @@ def test_anchored_jacobians_beyond_the_coordinate_limit_are_reused_where_they_pr
     assert len(estimator.anchors) == ANCHOR_COUNT
 
 
-def test_black_box_witnesses_of_an_image_size_cnn_are_within_5_percent_of_the_gradient_path():
-    """3 x 24 x 24 inputs (beyond the coordinate limit): the anchored estimates."""
+def test_anchors_beyond_the_budget_left_give_way_to_the_closest_kept_one():
+    """Where the budget left does not carry a fresh anchor (n + 1 rows), a point no anchor
+    predicts takes the closest anchor's Jacobian: no rows, the budget kept."""
+    n = 2 * COORDINATE_LIMIT
+    _, black_box = _models(n)
+    region = Region(torch.zeros(n), 1.0, "inf", -torch.ones(n), torch.ones(n))
+    evaluator = Evaluator(black_box, lambda z: z[:, 0], budget=2 * (n + 1) + n // 2)
+    estimator = FiniteDifferences(evaluator, region)
+    assert estimator.anchored
+    x = torch.rand(2, n, generator=torch.Generator().manual_seed(2)) * 1.8 - 0.9
+    _jacobian_estimate(black_box, x, n, estimator=estimator)
+    assert evaluator.evaluations == 2 * (n + 1) and len(estimator.anchors) == 2
+    generator = torch.Generator().manual_seed(3)
+    far = (x[1:] + 0.5 * torch.randn(1, n, generator=generator).sign()).clamp(-1, 1)  # closer to the second anchor
+    assert estimator._anchor_for(far[0], black_box.forward_flat(far)[0].float()) is None  # (a fresh one above)
+    distances = [float(torch.linalg.vector_norm(far[0] - anchor[0])) for anchor in estimator.anchors]
+    assert distances[1] < distances[0]
+    estimate, _, _ = _jacobian_estimate(black_box, far, n, estimator=estimator)
+    assert evaluator.evaluations == 2 * (n + 1) and len(estimator.anchors) == 2
+    assert torch.equal(estimate[0], COTANGENT @ estimator.anchors[1][2].T)  # the second anchor's Jacobian
+
+
+def _image_cnn() -> tuple[Model, Model, int]:
+    """(a 3 x 24 x 24 CNN through saferisk's graph, the same ONNX file through onnxruntime only, n)."""
     torch.manual_seed(3)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
                         nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()
@@ -135,7 +161,42 @@ def test_black_box_witnesses_of_an_image_size_cnn_are_within_5_percent_of_the_gr
     assert n > COORDINATE_LIMIT
     onnx = module_to_onnx(net, shape)
     with_gradients = Model(read_forward(onnx).graph, name="graph", onnx_bytes=onnx)
-    black_box = Model(None, runtime=OnnxRuntimeForward(onnx), name="black-box")
+    return with_gradients, Model(None, runtime=OnnxRuntimeForward(onnx), name="black-box"), n
+
+
+def test_a_small_black_box_budget_still_gets_anchored_estimates_and_its_witness_search():
+    """A black_box_budget of 4 anchors' rows (below the Lipschitz search's share of `budget`):
+    the Lipschitz search takes its share of the smaller budget, the estimates are anchored, and
+    the black-box witnesses stay within 5% of the gradient path's, inside the budget. With
+    anchors only where ANCHOR_COUNT of them fit (as before), random directions: 4.5-6.6x."""
+    with_gradients, black_box, n = _image_cnn()
+    domain = Domain.scalar(0.0, 1.0, n)
+    search = SearchConfig(black_box_budget=4 * (n + 1))
+    assert search.black_box_budget < 0.3 * search.budget
+    X = torch.rand(2, n, generator=torch.Generator().manual_seed(4))
+
+    def ratios(within_budget: bool = True) -> list[float]:
+        out = []
+        for norm, max_radius in (("inf", 0.5), ("2", 10.0)):
+            for i in range(X.shape[0]):
+                runs = [compute_radius(model, X[i].double().numpy(), Robustness(), norm, max_radius, domain,
+                                       certify=False, input_id=str(i), search=search)
+                        for model in (with_gradients, black_box)]
+                assert runs[0].radius_upper is not None and runs[1].radius_upper is not None, (norm, i)
+                if within_budget:  # (the budget is checked between steps: the last may pass it by its differences)
+                    assert runs[1].evaluations <= search.black_box_budget + 2 * DIRECTIONS, (norm, i)
+                out.append(runs[1].radius_upper / runs[0].radius_upper)
+        return out
+
+    assert max(ratios()) <= 1.05
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(finite_difference, "MIN_ANCHORS", ANCHOR_COUNT)
+        assert min(ratios(within_budget=False)) > 1.5
+
+
+def test_black_box_witnesses_of_an_image_size_cnn_are_within_5_percent_of_the_gradient_path():
+    """3 x 24 x 24 inputs (beyond the coordinate limit): the anchored estimates."""
+    with_gradients, black_box, n = _image_cnn()
     domain = Domain.scalar(0.0, 1.0, n)
     X = torch.rand(2, n, generator=torch.Generator().manual_seed(4))
     for i in range(X.shape[0]):
