@@ -62,7 +62,7 @@ def _parse_domain(text: str | None):
         from saferisk.data.domain import load_domain_file
 
         domain = load_domain_file(text)
-        return {"lower": domain.lower.tolist(), "upper": domain.upper.tolist()}
+        return {"lower": domain.lower_array.tolist(), "upper": domain.upper_array.tolist()}
     parts = text.split(",")
     try:
         lo, hi = (float(p) for p in parts)

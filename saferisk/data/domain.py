@@ -2,43 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saferisk.errors import DataError
 
-if TYPE_CHECKING:  # (torch is imported where a Domain is built: the workflow's config checks run without it)
+if TYPE_CHECKING:  # (torch only where the bounds are read as tensors: the input jobs run without it)
     import torch
 
 DOMAIN_TOLERANCE = 1e-6
 
 
-@dataclass
 class Domain:
-    """Per-feature box; `lower`/`upper` are float64 tensors of shape (n,)."""
+    """Per-feature box: `lower_array`/`upper_array` float64 arrays of shape (n,); `lower`/`upper`
+    the same values as float64 tensors (sharing their memory; torch is imported on first use)."""
 
-    lower: torch.Tensor
-    upper: torch.Tensor
+    def __init__(self, lower, upper):
+        """From per-feature bounds of equal length (arrays or tensors; `from_bounds` checks them)."""
+        self.lower_array, self.upper_array = check_bounds(lower, upper, _size(lower))
 
     @classmethod
     def scalar(cls, lo: float, hi: float, n: int) -> "Domain":
-        import torch
-
-        return cls(torch.full((n,), float(lo), dtype=torch.float64), torch.full((n,), float(hi), dtype=torch.float64))
+        return cls(np.full(n, float(lo)), np.full(n, float(hi)))
 
     @classmethod
     def from_bounds(cls, lower, upper, n: int) -> "Domain":
         """From scalars or per-feature sequences; checks lengths and lower <= upper (`check_bounds`)."""
+        return cls(*check_bounds(lower, upper, n))
+
+    def __repr__(self) -> str:
+        return f"Domain(lower={self.lower_array!r}, upper={self.upper_array!r})"
+
+    @cached_property
+    def lower(self) -> torch.Tensor:
         import torch
 
-        lo, hi = check_bounds(lower, upper, n)
-        return cls(torch.from_numpy(lo), torch.from_numpy(hi))
+        return torch.from_numpy(self.lower_array)
+
+    @cached_property
+    def upper(self) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(self.upper_array)
 
     @property
     def n(self) -> int:
-        return int(self.lower.numel())
+        return int(self.lower_array.size)
 
     def width(self) -> torch.Tensor:
         """Per-feature width (the unit of `scale: domain`); must be finite and > 0."""
@@ -47,29 +58,36 @@ class Domain:
             raise DataError("scale 'domain' needs a finite domain with upper > lower for every feature")
         return w
 
-    def check_and_clip(self, x: torch.Tensor, what: str = "input") -> torch.Tensor:
-        """Rows of x (B, n) inside the domain: within 1e-6 they are clipped, beyond it an error."""
+    def clip_rows(self, x, what: str = "input") -> np.ndarray:
+        """Rows of x (B, n) inside the domain as float64: within DOMAIN_TOLERANCE they are
+        clipped, beyond it a DataError naming the row and feature (NaN too)."""
+        x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+        if np.isnan(x).any():
+            row = int(np.flatnonzero(np.isnan(x).reshape(x.shape[0], -1).any(axis=1))[0]) if x.ndim > 1 else 0
+            raise DataError(f"{what} row {row} contains NaN")
+        bad = (x < self.lower_array - DOMAIN_TOLERANCE) | (x > self.upper_array + DOMAIN_TOLERANCE)
+        if bad.any():
+            row, col = (int(v) for v in np.argwhere(bad.reshape(-1, x.shape[-1]))[0])
+            raise DataError(
+                f"{what} row {row} feature {col} = {float(x.reshape(-1, x.shape[-1])[row, col]):.6g} is outside "
+                f"the domain [{float(self.lower_array[col]):.6g}, {float(self.upper_array[col]):.6g}]")
+        return np.minimum(np.maximum(x, self.lower_array), self.upper_array)
+
+    def check_and_clip(self, x, what: str = "input") -> torch.Tensor:
+        """`clip_rows` as a float64 tensor."""
         import torch
 
-        x = torch.as_tensor(x, dtype=torch.float64)
-        if bool(torch.isnan(x).any()):
-            row = int(torch.isnan(x).any(dim=-1).nonzero()[0])
-            raise DataError(f"{what} row {row} contains NaN")
-        below = x < self.lower - DOMAIN_TOLERANCE
-        above = x > self.upper + DOMAIN_TOLERANCE
-        bad = below | above
-        if bool(bad.any()):
-            row, col = (int(v) for v in bad.nonzero()[0])
-            raise DataError(
-                f"{what} row {row} feature {col} = {float(x[row, col]):.6g} is outside the domain "
-                f"[{float(self.lower[col]):.6g}, {float(self.upper[col]):.6g}]")
-        return torch.minimum(torch.maximum(x, self.lower), self.upper)
+        return torch.from_numpy(self.clip_rows(x, what))
+
+
+def _size(bounds) -> int:
+    return int(bounds.numel() if hasattr(bounds, "numel") else np.size(bounds))
 
 
 def check_bounds(lower, upper, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) as float64 arrays of n features, from scalars or per-feature sequences;
     a DataError where the lengths differ from n, a bound is NaN or lower > upper somewhere."""
-    # (copies: the Domain's tensors own their memory; a torch tensor (any device, dtype or grad) via float64
+    # (copies: the Domain's arrays own their memory; a torch tensor (any device, dtype or grad) via float64
     # on the CPU; asarray: torch tensors refuse np.array's copy keyword)
     lo, hi = (np.asarray(v.detach().cpu().double() if hasattr(v, "detach") else v, dtype=np.float64).reshape(-1).copy()
               for v in (lower, upper))
@@ -130,7 +148,7 @@ def load_domain_file(path, n: int | None = None) -> Domain:
         lower, upper = columns["lower"].to_numpy(), columns["upper"].to_numpy()
     else:
         raise DataError(f"{path}: a domain file must be .npy (2, n) or .csv with lower,upper columns")
-    lower = np.array(lower, dtype=np.float64)  # a writable copy (torch.as_tensor shares it)
+    lower = np.array(lower, dtype=np.float64)
     upper = np.array(upper, dtype=np.float64)
     if np.isnan(lower).any() or np.isnan(upper).any():
         raise DataError(f"{path}: domain bounds contain NaN")

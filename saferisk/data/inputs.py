@@ -130,11 +130,11 @@ def validate(input_set: InputSet, n_inputs: int, input_shape: Sequence[int] | No
         if domain.n != n_inputs:
             raise DataError(f"{where}: the domain has {domain.n} features, the model takes {n_inputs}")
         try:
-            X = domain.check_and_clip(X).numpy()
+            X = domain.clip_rows(X)
         except DataError:
             for row in range(X.shape[0]):  # name the row by its id (error path only)
                 try:
-                    domain.check_and_clip(X[row:row + 1], what="input")
+                    domain.clip_rows(X[row:row + 1], what="input")
                 except DataError as exc:
                     detail = str(exc).split("row 0 ", 1)[-1]
                     raise DataError(f"{where}: row {input_set.ids[row]} {detail}") from None
@@ -157,8 +157,8 @@ def _arrays_for_save(input_set: InputSet) -> list[tuple[str, np.ndarray]]:
     if input_set.labels is not None:
         arrays.append(("labels", input_set.labels.astype("<i8")))
     if input_set.domain is not None:
-        arrays.append(("domain_lower", input_set.domain.lower.numpy().astype("<f8")))
-        arrays.append(("domain_upper", input_set.domain.upper.numpy().astype("<f8")))
+        arrays.append(("domain_lower", input_set.domain.lower_array.astype("<f8")))
+        arrays.append(("domain_upper", input_set.domain.upper_array.astype("<f8")))
     if input_set.box_lower is not None:
         arrays.append(("box_lower", np.asarray(input_set.box_lower, dtype="<f8")))
         arrays.append(("box_upper", np.asarray(input_set.box_upper, dtype="<f8")))

@@ -38,7 +38,7 @@ class SearchConfig:
     one forward row per input feature, plus one (up to 1024 features; 128 rows beyond), so its
     witness search needs more rows for the same work; unset, it is `budget` plus the rows of
     BLACK_BOX_GRADIENTS gradient estimates (the Lipschitz-metric search keeps its share of
-    `budget`, so the estimate does not depend on the runtime).
+    `budget`, so the estimate does not depend on the runtime, or of a smaller black_box_budget).
     `attack_steps`, `attack_restarts`: the effort of the minimal-norm attack that opens the
     witness search (saferisk.search.minimal_norm): iterations per run and runs per target
     (one from x0, the others from random points near it); its runs share MINIMAL_NORM_BUDGET

@@ -13,7 +13,7 @@ whose backward estimates the vector-Jacobian product g^T J(x) by finite differen
   (n + 1 rows fit the     still predicts the outputs: ||f(x) - f(a) - J_a (x - a)|| <=
   budget)                 ANCHOR_TOLERANCE ||f(x) - f(a)|| (plus float32 noise); else x becomes a new
                           anchor (n + 1 rows; where the budget left does not carry them, the closest
-                          anchor serves). Gradients of image-size inputs are high-frequency
+                          anchor serves, or before the first, random directions). Gradients of image-size inputs are high-frequency
                           (a random-weight CIFAR ResNet keeps 7% of its gradient's energy in the
                           lowest 8 x 8 DCT frequencies) but change slowly along a search path
                           (cosine 0.85 after 20 sign steps), so one Jacobian serves many steps;
@@ -34,6 +34,8 @@ the search path, possibly outside the ball.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from saferisk.search.region import Evaluator, Region
@@ -43,12 +45,13 @@ COORDINATE_LIMIT = 1024  # inputs up to which the Jacobian is estimated coordina
 DIRECTIONS = 64  # antithetic random directions per estimate beyond that, where anchors do not fit the budget
 ANCHOR_COUNT = 8  # anchored Jacobians kept at most
 # Anchored estimates beyond COORDINATE_LIMIT wherever the budget carries one anchor (n + 1 rows);
-# where it carries no more, the closest anchor serves. Measured (random-weight CNNs, the default
-# budget of 94500 rows, 2 inputs x L-inf/L2 each): 3 x 64 x 64 inputs (7 anchors fit, where 8 had
-# to before), black-box radii within 1.6% of the gradient path's in 1.5-1.9 s, against 3.0-6.6x
-# with random directions in 14-28 s; 3 x 128 x 128 (one anchor fits) within 1.2% in 11-18 s,
-# against 10-13x or no witness in 92-102 s. The CIFAR ResNet of the witness benchmark at a
-# black_box_budget of 16000 (5 anchors fit): a witness on 4 of 4 (none with random directions)
+# where it carries no more, the closest anchor serves (random directions before the first).
+# Measured (random-weight CNNs, the default budget of 94000 rows, 2 inputs x L-inf/L2 each):
+# 3 x 64 x 64 inputs (7 anchors fit, where 8 had to before), black-box radii within 1.6% of the
+# gradient path's in 1.5-1.9 s, against 3.0-6.6x with random directions in 14-28 s; 3 x 128 x 128
+# (one anchor fits) within 1.2% in 11-18 s, against 10-13x or no witness in 92-102 s. The CIFAR
+# ResNet of the witness benchmark at a black_box_budget of 16000 (5 anchors fit): a witness on 4
+# of 4 inputs x norms (none with random directions)
 MIN_ANCHORS = 1
 ANCHOR_TOLERANCE = 0.1  # relative error of the linear prediction up to which an anchor's Jacobian is reused
 ANCHOR_NOISE = 1e-5  # ... plus this times the anchor's largest |output| (float32 noise of tiny moves)
@@ -74,9 +77,22 @@ class FiniteDifferences:
         self.generator = torch.Generator().manual_seed(int(seed))
         moving = int((self.step > 0).sum())
         budget = evaluator.budget
-        # coordinate-wise Jacobians at anchors (x_a, f(x_a), J_a (n, m)) beyond the coordinate limit
-        self.anchored = moving > self.coordinate_limit and (budget is None or MIN_ANCHORS * (moving + 1) <= budget)
+        outputs = getattr(evaluator.model, "n_outputs", None)
+        # coordinate-wise Jacobians at anchors (x_a, f(x_a), J_a (n, m)) beyond the coordinate limit,
+        # decided here once (the witness search plans its phases by it): where the budget carries
+        # MIN_ANCHORS of them and ANCHOR_COUNT of them fit ANCHOR_ELEMENTS
+        self.anchored = (moving > self.coordinate_limit
+                         and (budget is None or MIN_ANCHORS * self.anchor_rows(moving) <= budget)
+                         and (outputs is None or self.step.numel() * int(outputs) * ANCHOR_COUNT <= ANCHOR_ELEMENTS))
         self.anchors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def anchor_rows(self, moving: int) -> int:
+        """Forward rows of one coordinate-wise Jacobian with `moving` free features: one per
+        coordinate plus the point itself, once per batch of POINT_ELEMENTS entries (`_forward_steps`)."""
+        n = self.step.numel()
+        if (moving + 1) * n <= POINT_ELEMENTS:
+            return moving + 1
+        return moving + math.ceil(moving / max(1, POINT_ELEMENTS // n - 1))
 
     @property
     def rows_per_gradient(self) -> int:
@@ -164,14 +180,17 @@ class FiniteDifferences:
                 return jac
         return None
 
-    def _anchored(self, rows: torch.Tensor, z_rows: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor]:
+    def _anchored(self, rows: torch.Tensor, z_rows: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor] | None:
         """A Jacobian (n, m) for each row: a reusable anchor's, else a fresh one (the row
         becomes an anchor; the oldest beyond ANCHOR_COUNT are dropped); where the budget left
-        does not carry a fresh one (n + 1 rows), the closest anchor's."""
+        does not carry a fresh one (`anchor_rows`), the closest anchor's, or with no anchor yet
+        None (random directions then)."""
         found = [self._anchor_for(x, z) for x, z in zip(rows, z_rows)]
+        budget = self.evaluator.budget
         for i in [i for i, jac in enumerate(found) if jac is None]:  # one at a time: n + 1 rows each
-            budget, used = self.evaluator.budget, self.evaluator.evaluations
-            if self.anchors and budget is not None and used + moving.numel() + 1 > budget:
+            if budget is not None and self.evaluator.evaluations + self.anchor_rows(moving.numel()) > budget:
+                if not self.anchors:
+                    return None
                 found[i] = min(self.anchors, key=lambda anchor: float(torch.linalg.vector_norm(rows[i] - anchor[0])))[2]
                 continue
             z_new, jac_new = self._jacobians(rows[i:i + 1], moving, self.step * (ANCHOR_STEP / STEP))
@@ -192,11 +211,13 @@ class FiniteDifferences:
             _, jac = self._jacobians(rows, moving)
             return torch.einsum("bnm,bm->bn", jac[inverse], grad_z)
         if self.anchored and z is not None and n * z.shape[1] * ANCHOR_COUNT > ANCHOR_ELEMENTS:
-            self.anchored = False  # outputs too many to keep their Jacobians: random directions
+            self.anchored = False  # (a model without n_outputs) outputs too many to keep their Jacobians
+        jacobians = None
         if self.anchored and z is not None:
             z_rows = torch.zeros(rows.shape[0], z.shape[1], dtype=z.dtype, device=z.device)
             z_rows[inverse] = z.detach().to(z_rows)
             jacobians = self._anchored(rows, z_rows, moving)
+        if jacobians is not None:
             out = torch.zeros_like(x)
             for u, jac in enumerate(jacobians):
                 mine = inverse == u

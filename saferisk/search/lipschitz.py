@@ -18,7 +18,8 @@ from saferisk.search.gradient import gradient_descent
 from saferisk.search.region import Evaluator, Region
 
 
-# share of SearchConfig.budget (also for a model without gradients: the estimate does not depend on the runtime)
+# share of SearchConfig.budget (also for a model without gradients: the estimate does not depend on the
+# runtime), or of a smaller black_box_budget
 LIPSCHITZ_BUDGET = 0.3
 
 
@@ -48,7 +49,8 @@ def lipschitz_search(prop: BoundProperty, region: Region, w0: float, evaluator: 
     evaluator.observers.append(tracker)
     # (of `budget` on both paths: the same estimate with or without gradients; of a smaller
     # black_box_budget where one is set, which it would otherwise use up before the witness search)
-    evaluator.new_phase(LIPSCHITZ_BUDGET, of=min(config.budget, evaluator.budget or config.budget))
+    evaluator.new_phase(LIPSCHITZ_BUDGET, of=config.budget if evaluator.budget is None
+                        else min(config.budget, evaluator.budget))
     try:
         def neg_ratio(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
             w = evaluator.with_grad(x) if differentiable else evaluator(x)

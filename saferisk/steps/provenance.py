@@ -33,7 +33,7 @@ STAGE_SOURCES = {
     # (bounds: the manifest's certify_memory is a profile of the bound engine's graph)
     "export": ("models", "steps/export.py", "bounds", "norms.py", "norm_names.py", "data/__init__.py",
                "data/domain.py"),
-    "inputs": ("data", "steps/inputs.py"),
+    "inputs": ("data", "steps/inputs.py", "demo/__init__.py"),  # (demo: resolves `demo:` paths)
     "radius": (*ALGORITHM_SOURCES, "models", "data/domain.py", "data/inputs.py", "config/__init__.py",
                "config/runtime.py", "witness_file.py", "result.py", "steps/radius.py", "audit/__init__.py",
                "audit/table.py"),
@@ -187,8 +187,8 @@ def _input_set_domain(folder: Path, manifest: dict) -> dict[str, list[float]] | 
     domain = load_npz_input_set(folder / str(shards[0]["file"])).domain
     if domain is None:
         return None
-    return {"lower": [float(v) for v in domain.lower.reshape(-1).tolist()],
-            "upper": [float(v) for v in domain.upper.reshape(-1).tolist()]}
+    return {"lower": [float(v) for v in domain.lower_array.tolist()],
+            "upper": [float(v) for v in domain.upper_array.tolist()]}
 
 
 def report_provenance(report_options: dict, table_path: str, extra: dict, source_dir: str | Path = ".") -> dict:

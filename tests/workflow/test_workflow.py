@@ -274,9 +274,22 @@ def test_every_module_a_job_loads_is_in_its_stage_digest_or_upstream(done_run):
     for trace in traces:
         rule = trace.name.rsplit("-", 1)[0]
         covered = files(stages[rule]).union(*(files(stages[r]) for r in upstream[rule] if r in stages))
-        loaded = {module_file(name) for name in json.loads(trace.read_text())}
+        loaded = {module_file(name) for name in json.loads(trace.read_text())["modules"]}
         assert len(loaded) > 5, (rule, loaded)
         assert loaded <= covered, f"{rule} ran code in no digest it depends on: {sorted(loaded - covered)}"
+
+
+def test_only_the_jobs_that_run_the_model_import_torch(done_run):
+    """The input, table and summary jobs of the complete run never imported torch (~2 s of each
+    job's start; on SLURM, per job): only the jobs that run the model do (the export, the radius
+    jobs, the model report's outputs at the witnesses)."""
+    loaded = {}
+    for trace in sorted((done_run / ".module-trace").glob("*.json")):
+        loaded.setdefault(trace.name.rsplit("-", 1)[0], set()).add(json.loads(trace.read_text())["torch"])
+    assert {rule for rule, torch_loaded in loaded.items() if True in torch_loaded} == {
+        "export_model", "compute_radius_shard", "report_model"}, loaded
+    assert {"prepare_input_shard", "describe_input_set", "aggregate_model", "combine_tables",
+            "report_summary"} <= set(loaded)
 
 
 def test_template_change_reruns_only_reports(done_run):

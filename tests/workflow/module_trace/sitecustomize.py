@@ -1,6 +1,6 @@
 """Loaded by every Python a traced Snakemake run starts (PYTHONPATH, test_workflow's done_run):
-at exit, a job script's process writes the saferisk modules it loaded to
-$SAFERISK_MODULE_TRACE/<rule>-<pid>.json (other processes write nothing)."""
+at exit, a job script's process writes the saferisk modules it loaded, and whether it loaded
+torch, to $SAFERISK_MODULE_TRACE/<rule>-<pid>.json (other processes write nothing)."""
 
 import atexit
 import json
@@ -16,7 +16,7 @@ def _write_trace() -> None:
         return
     modules = sorted(name for name in sys.modules if name == "saferisk" or name.startswith("saferisk."))
     with open(os.path.join(folder, f"{rule}-{os.getpid()}.json"), "w") as out:
-        json.dump(modules, out)
+        json.dump({"modules": modules, "torch": "torch" in sys.modules}, out)
 
 
 atexit.register(_write_trace)
