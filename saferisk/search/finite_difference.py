@@ -46,12 +46,12 @@ DIRECTIONS = 64  # antithetic random directions per estimate beyond that, where 
 ANCHOR_COUNT = 8  # anchored Jacobians kept at most
 # Anchored estimates beyond COORDINATE_LIMIT wherever the budget carries one anchor (n + 1 rows);
 # where it carries no more, the closest anchor serves (random directions before the first).
-# Measured (random-weight CNNs, the default budget of 94000 rows, 2 inputs x L-inf/L2 each):
-# 3 x 64 x 64 inputs (7 anchors fit, where 8 had to before), black-box radii within 1.6% of the
-# gradient path's in 1.5-1.9 s, against 3.0-6.6x with random directions in 14-28 s; 3 x 128 x 128
-# (one anchor fits) within 1.2% in 11-18 s, against 10-13x or no witness in 92-102 s. The CIFAR
-# ResNet of the witness benchmark at a black_box_budget of 16000 (5 anchors fit): a witness on 4
-# of 4 inputs x norms (none with random directions)
+# Measured (`python -m benchmarks --only black_box`: random-weight CNNs, 2 inputs x L-inf/L2):
+# at the default budget of 94000 rows, 3 x 64 x 64 inputs (7 anchors fit, where 8 had to before)
+# within 4.5% of the gradient path's radius in 2.8-3.6 s, against 4.0-8.0x with random directions
+# in 20-28 s; 3 x 128 x 128 (one anchor fits) within 0.8%; a 3 x 24 x 24 CNN at a black_box_budget
+# of 4 anchors' rows within 3.5%, against 5.5-6.3x or no witness. The CIFAR ResNet of the witness
+# benchmark at a black_box_budget of 16000 (5 anchors fit): a witness on 4 of 4 (none before)
 MIN_ANCHORS = 1
 ANCHOR_TOLERANCE = 0.1  # relative error of the linear prediction up to which an anchor's Jacobian is reused
 ANCHOR_NOISE = 1e-5  # ... plus this times the anchor's largest |output| (float32 noise of tiny moves)

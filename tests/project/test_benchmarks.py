@@ -49,3 +49,17 @@ def test_scaling_benchmark_case_runs_and_reports_its_measurements():
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert row["case"] == "lstm-5x4" and row["evaluator"] == "torch" and row["evaluations"] > 0
     assert row["lower"] is not None and 0 < row["lower"] <= (row["upper"] or float("inf")) and row["peak_mb"] > 0
+
+
+def test_quick_black_box_benchmark_writes_its_table(tmp_path):
+    """The black-box benchmark (quick: one 3x24x24 and one 3x64x64 input per norm) runs and
+    fills its table: a witness on every row, on both paths (the radii's goal is the full run's)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--threads", "1", "--only", "black_box",
+                           "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = json.loads((tmp_path / "black_box.json").read_text())["tables"][0]
+    header = table["columns"]
+    assert len(table["rows"]) == 4
+    for row in table["rows"]:
+        assert row[header.index("gradient")] is not None and row[header.index("black-box")] is not None, row
+        assert row[header.index("rows used")] <= int(str(row[header.index("budget (rows)")]).split()[0]) + 256, row
