@@ -11,6 +11,7 @@ import saferisk.audit.terminal
 import saferisk.config
 import saferisk.config.profile
 import saferisk.config.runtime
+import saferisk.config.user_code
 import saferisk.errors
 import saferisk.io
 import saferisk.steps.export
@@ -92,6 +93,12 @@ def get_model_spec(wildcards):
     return PLAN.config["models"][wildcards.model]
 
 
+def get_factory_code(wildcards):
+    """The digest of the model's factory module (a weights-only model): editing it re-exports."""
+    factory = PLAN.config["models"][wildcards.model].get("factory")
+    return saferisk.config.user_code.code_digest(factory)
+
+
 def get_model_export_spec(wildcards):
     return saferisk.steps.export.export_spec(PLAN.config["models"][wildcards.model])
 
@@ -143,6 +150,14 @@ def get_witness_ref(wildcards):
 
 def get_property_spec(wildcards):
     return PLAN.property_spec(wildcards.property)
+
+
+def get_property_code(wildcards):
+    """The digest of a custom property's function module: editing it reruns its radius jobs."""
+    spec = PLAN.properties[wildcards.property]
+    if spec["kind"] != "custom":
+        return None
+    return saferisk.config.user_code.code_digest(spec["params"].get("function"))
 
 
 def get_radius_runtime(wildcards, attempt):

@@ -13,5 +13,6 @@ rule export_model:
         code=CODE["export"],
         spec=get_model_export_spec,
         source_sha256=get_model_source_sha256,
+        factory_code=get_factory_code,
     script:
         "../scripts/export_model.py"

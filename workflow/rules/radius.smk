@@ -25,6 +25,7 @@ rule compute_radius_shard:
         code=CODE["radius"],
         model_spec=get_radius_model_spec,
         property_spec=get_property_spec,
+        property_code=get_property_code,
         seed=PLAN.config["seeds"]["search"],
         device=PLAN.config["device"],
         algorithm_hash=ALGORITHM_HASH,

@@ -3,6 +3,7 @@ at exit, a job script's process writes the saferisk modules it loaded, and wheth
 torch, to $SAFERISK_MODULE_TRACE/<rule>-<pid>.json (other processes write nothing)."""
 
 import atexit
+import importlib.util
 import json
 import os
 import sys
@@ -20,3 +21,19 @@ def _write_trace() -> None:
 
 
 atexit.register(_write_trace)
+
+
+def _chain() -> None:
+    """Run the sitecustomize this one shadows (a system Python's, coverage's), if any."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for entry in sys.path:
+        folder = os.path.abspath(entry or os.getcwd())
+        candidate = os.path.join(folder, "sitecustomize.py")
+        if folder != here and os.path.isfile(candidate):
+            spec = importlib.util.spec_from_file_location("_shadowed_sitecustomize", candidate)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return
+
+
+_chain()
