@@ -19,7 +19,7 @@ from benchmarks.common import BenchReport, Goal, Table
 NAME = "black_box"
 # (input side, inputs, budget: None = the default, or a count of anchors' rows; random directions too)
 CASES = ((24, 2, None, True), (24, 2, 4, True), (64, 2, None, True), (128, 2, None, False))
-QUICK_CASES = ((24, 1, None, True), (64, 1, None, False))
+QUICK_CASES = ((24, 1, None, False), (24, 1, 4, True))
 NORMS = (("inf", 0.5), ("2", 10.0))  # (norm, max radius) in [0, 1] pixel units
 WITHIN = 1.05  # the black-box path's goal: within 5% of the gradient path's radius
 

@@ -20,7 +20,7 @@ class Domain:
     the same values as float64 tensors (sharing their memory; torch is imported on first use)."""
 
     def __init__(self, lower, upper):
-        """From per-feature bounds of equal length (arrays or tensors; `from_bounds` checks them)."""
+        """From per-feature bounds of equal length (arrays or tensors), checked (`check_bounds`)."""
         self.lower_array, self.upper_array = check_bounds(lower, upper, _size(lower))
 
     @classmethod
@@ -61,7 +61,7 @@ class Domain:
     def clip_rows(self, x, what: str = "input") -> np.ndarray:
         """Rows of x (B, n) inside the domain as float64: within DOMAIN_TOLERANCE they are
         clipped, beyond it a DataError naming the row and feature (NaN too)."""
-        x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+        x = np.asarray(x.detach().cpu().double() if hasattr(x, "detach") else x, dtype=np.float64)
         if np.isnan(x).any():
             row = int(np.flatnonzero(np.isnan(x).reshape(x.shape[0], -1).any(axis=1))[0]) if x.ndim > 1 else 0
             raise DataError(f"{what} row {row} contains NaN")

@@ -52,8 +52,9 @@ def test_scaling_benchmark_case_runs_and_reports_its_measurements():
 
 
 def test_quick_black_box_benchmark_writes_its_table(tmp_path):
-    """The black-box benchmark (quick: one 3x24x24 and one 3x64x64 input per norm) runs and
-    fills its table: a witness on every row, on both paths (the radii's goal is the full run's)."""
+    """The black-box benchmark (quick: one 3x24x24 input per norm, at the default and a small
+    budget) runs and fills its table: a witness on every row, on both paths, the small budget
+    kept (the radii's goal is the full run's)."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--threads", "1", "--only", "black_box",
                            "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -32,7 +32,7 @@ DOWNSTREAM = {"aggregate_model": 1, "combine_tables": 1, "report_model": 1, "rep
 
 @pytest.fixture(scope="module")
 def user_run(tmp_path_factory) -> tuple[Path, dict]:
-    config = tiny_config(models=("net",))
+    config = tiny_config(models=("net",), n_rows=2)  # one shard
     config["models"]["net"].update(source="models/net.safetensors", factory="usernets:digits_mlp", input_shape=[64],
                                    properties=["robustness", "custom"])
     config["properties"]["custom"] = dict(config["properties"].pop("uncertainty"), kind="custom",
@@ -41,7 +41,7 @@ def user_run(tmp_path_factory) -> tuple[Path, dict]:
     wd.mkdir()
     (wd / "models").mkdir()
     shutil.copy2(ROOT / "saferisk" / "demo" / "digits_mlp.safetensors", wd / "models" / "net.safetensors")
-    setup_workdir(wd, config)
+    setup_workdir(wd, config, n_rows=2)
     (wd / "usernets.py").write_text(FACTORY)
     (wd / "userprops.py").write_text(PROPERTY)
     env = {"PYTHONPATH": str(wd)}  # (the custom property is imported in the radius jobs: docs/user-guide.md)
@@ -51,8 +51,8 @@ def user_run(tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.mark.parametrize("edited, expected", [
-    ("usernets.py", {"export_model": 1, "compute_radius_shard": 4, **DOWNSTREAM}),
-    ("userprops.py", {"compute_radius_shard": 2, **DOWNSTREAM}),
+    ("usernets.py", {"export_model": 1, "compute_radius_shard": 2, **DOWNSTREAM}),
+    ("userprops.py", {"compute_radius_shard": 1, **DOWNSTREAM}),
 ])
 def test_editing_the_users_code_reruns_what_runs_it(user_run, edited, expected):
     wd, env = user_run

@@ -26,3 +26,11 @@ def test_the_first_file_on_the_path_wins(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "nets.py").write_text(f"# {folder}\n")
     assert module_file("nets", [str(tmp_path / "b"), str(tmp_path / "a")]) == tmp_path / "b" / "nets.py"
+
+
+def test_python_s_order_a_package_before_a_module_of_the_same_name(tmp_path):
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "__init__.py").write_text("# the package: what `import nets` runs\n")
+    (tmp_path / "nets.py").write_text("# shadowed by the package\n")
+    assert module_file("nets", [str(tmp_path)]) == tmp_path / "nets" / "__init__.py"
+    assert module_file("nets..x", [str(tmp_path)]) is None and module_file("", [str(tmp_path)]) is None

@@ -24,16 +24,22 @@ atexit.register(_write_trace)
 
 
 def _chain() -> None:
-    """Run the sitecustomize this one shadows (a system Python's, coverage's), if any."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for entry in sys.path:
-        folder = os.path.abspath(entry or os.getcwd())
-        candidate = os.path.join(folder, "sitecustomize.py")
-        if folder != here and os.path.isfile(candidate):
-            spec = importlib.util.spec_from_file_location("_shadowed_sitecustomize", candidate)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return
+    """Run the sitecustomize this one shadows (a system Python's, coverage's), if any, once."""
+    if os.environ.get("_SAFERISK_TRACE_CHAINED"):
+        return
+    os.environ["_SAFERISK_TRACE_CHAINED"] = "1"
+    try:
+        here = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+        for entry in sys.path:
+            folder = os.path.realpath(entry or os.getcwd())
+            candidate = os.path.join(folder, "sitecustomize.py")
+            if folder != here and os.path.isfile(candidate):
+                spec = importlib.util.spec_from_file_location("_shadowed_sitecustomize", candidate)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return
+    finally:
+        del os.environ["_SAFERISK_TRACE_CHAINED"]
 
 
 _chain()
