@@ -12,7 +12,6 @@ installs). A module without a file (a namespace package) gets NOT_FOUND: editing
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -20,6 +19,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
+
+from saferisk.io import sha256_file
 
 NOT_FOUND = "source not found"  # the digest of a module without a source file on the path (namespace packages)
 
@@ -62,4 +63,4 @@ def code_digest(reference: str | None, search_path: Sequence[str] | None = None)
 @lru_cache(maxsize=None)
 def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
     """(cached by modification time and size: a parse asks once per job of the same model or property)"""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return sha256_file(path)[:16]

@@ -19,18 +19,19 @@ class Domain:
     """Per-feature box: `lower_array`/`upper_array` float64 arrays of shape (n,); `lower`/`upper`
     the same values as float64 tensors (sharing their memory; torch is imported on first use)."""
 
-    def __init__(self, lower, upper):
-        """From per-feature bounds of equal length (arrays or tensors), checked (`check_bounds`)."""
-        self.lower_array, self.upper_array = check_bounds(lower, upper, _size(lower))
+    def __init__(self, lower, upper, n: int | None = None):
+        """From per-feature bounds (arrays or tensors; scalars where `n` is given), checked
+        (`check_bounds`: n features, default the length of `lower`)."""
+        self.lower_array, self.upper_array = check_bounds(lower, upper, _size(lower) if n is None else n)
 
     @classmethod
     def scalar(cls, lo: float, hi: float, n: int) -> "Domain":
-        return cls(np.full(n, float(lo)), np.full(n, float(hi)))
+        return cls(float(lo), float(hi), n)
 
     @classmethod
     def from_bounds(cls, lower, upper, n: int) -> "Domain":
         """From scalars or per-feature sequences; checks lengths and lower <= upper (`check_bounds`)."""
-        return cls(*check_bounds(lower, upper, n))
+        return cls(lower, upper, n)
 
     def __repr__(self) -> str:
         return f"Domain(lower={self.lower_array!r}, upper={self.upper_array!r})"

@@ -83,8 +83,12 @@ class FiniteDifferences:
         # MIN_ANCHORS of them and ANCHOR_COUNT of them fit ANCHOR_ELEMENTS
         self.anchored = (moving > self.coordinate_limit
                          and (budget is None or MIN_ANCHORS * self.anchor_rows(moving) <= budget)
-                         and (outputs is None or self.step.numel() * int(outputs) * ANCHOR_COUNT <= ANCHOR_ELEMENTS))
+                         and (outputs is None or self._anchors_fit(int(outputs))))
         self.anchors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def _anchors_fit(self, outputs: int) -> bool:
+        """ANCHOR_COUNT Jacobians (n x outputs) fit ANCHOR_ELEMENTS entries."""
+        return self.step.numel() * outputs * ANCHOR_COUNT <= ANCHOR_ELEMENTS
 
     def anchor_rows(self, moving: int) -> int:
         """Forward rows of one coordinate-wise Jacobian with `moving` free features: one per
@@ -210,7 +214,7 @@ class FiniteDifferences:
         if moving.numel() <= self.coordinate_limit:
             _, jac = self._jacobians(rows, moving)
             return torch.einsum("bnm,bm->bn", jac[inverse], grad_z)
-        if self.anchored and z is not None and n * z.shape[1] * ANCHOR_COUNT > ANCHOR_ELEMENTS:
+        if self.anchored and z is not None and not self._anchors_fit(z.shape[1]):
             self.anchored = False  # (a model without n_outputs) outputs too many to keep their Jacobians
         jacobians = None
         if self.anchored and z is not None:
