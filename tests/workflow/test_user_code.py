@@ -1,5 +1,5 @@
 """The user's own code an audit runs is part of what decides a rerun: editing the module of a
-weights-only model's `factory` re-exports that model (and reruns what depends on it), editing
+weights-only model's `factory` (or a module of the user's it imports) re-exports that model (and reruns what depends on it), editing
 a `custom` property's function module reruns that property's radius jobs, nothing else."""
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from workflow_support import ROOT, planned_jobs, rule_counts, setup_workdir, sna
 pytestmark = pytest.mark.slow
 
 FACTORY = '''"""The user's network factory (weights in models/net.safetensors)."""
-from saferisk.demo.nets import digits_mlp as _demo_mlp
+from userlayers import demo_mlp as _demo_mlp
 
 
 def digits_mlp():
     return _demo_mlp()
+'''
+LAYERS = '''"""A module of the user's that the factory imports."""
+from saferisk.demo.nets import digits_mlp as demo_mlp
 '''
 PROPERTY = '''"""The user's property: the gap between the two largest outputs stays above the threshold."""
 
@@ -43,6 +46,7 @@ def user_run(tmp_path_factory) -> tuple[Path, dict]:
     shutil.copy2(ROOT / "saferisk" / "demo" / "digits_mlp.safetensors", wd / "models" / "net.safetensors")
     setup_workdir(wd, config, n_rows=2)
     (wd / "usernets.py").write_text(FACTORY)
+    (wd / "userlayers.py").write_text(LAYERS)
     (wd / "userprops.py").write_text(PROPERTY)
     env = {"PYTHONPATH": str(wd)}  # (the custom property is imported in the radius jobs: docs/user-guide.md)
     snakemake(wd, env=env)
@@ -52,6 +56,7 @@ def user_run(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.mark.parametrize("edited, expected", [
     ("usernets.py", {"export_model": 1, "compute_radius_shard": 2, **DOWNSTREAM}),
+    ("userlayers.py", {"export_model": 1, "compute_radius_shard": 2, **DOWNSTREAM}),  # imported by the factory
     ("userprops.py", {"compute_radius_shard": 1, **DOWNSTREAM}),
 ])
 def test_editing_the_users_code_reruns_what_runs_it(user_run, edited, expected):
