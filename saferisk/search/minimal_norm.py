@@ -83,7 +83,8 @@ def proportional_direction(grad: torch.Tensor, unit: torch.Tensor | None) -> tor
 def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor,
                         targets: torch.Tensor | None, steps: int, stop: Callable[[], bool] | None = None,
                         kinds: torch.Tensor | None = None,
-                        schedule: tuple[tuple[float, float], ...] = PRUNE_SCHEDULE) -> None:
+                        schedule: tuple[tuple[float, float], ...] = PRUNE_SCHEDULE,
+                        apart: torch.Tensor | None = None) -> None:
     """FMN runs from each start row (targets: the term g_t each row minimises, -1 for w - c
     itself; None: all rows on w - c); the closest violations land in the evaluator's observers.
     `kinds` (per row; None: all STEEPEST): the step each run takes: STEEPEST (the norm's
@@ -92,7 +93,9 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     step: alpha_k R along the L2-normalised gradient, R the region's radius, alpha_k from
     RADIUS_ALPHA; a region without a finite radius: STEEPEST). `schedule`: the checkpoints of the
     successive halving of the runs (PRUNE_SCHEDULE); RADIUS runs are pruned among themselves
-    until the last checkpoint (where the budget cuts, it cuts all runs by their reach)."""
+    until the last checkpoint (where the budget cuts, it cuts all runs by their reach), and so
+    are the rows of `apart` (bool per row; e.g. runs started from another attack's violation,
+    whose early lead says nothing about the runs from x0)."""
     if steps <= 0:
         return
     x0, norm = region.x0, region.norm
@@ -103,6 +106,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     if kinds is None:
         kinds = torch.full((starts.shape[0],), STEEPEST, dtype=torch.long)
     kinds = kinds.to(x0.device)
+    apart = torch.zeros_like(kinds, dtype=torch.bool) if apart is None else apart.to(x0.device)
     if not math.isfinite(float(region.radius)):
         kinds = torch.where(kinds == RADIUS, STEEPEST, kinds)
     x = region.project(starts.to(x0))
@@ -122,12 +126,13 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
         if k in checkpoints:
             following = min([c for c in checkpoints if c > k], default=steps)
             affordable = _affordable_rows(evaluator, following - k, steps - following)
-            # (RADIUS runs apart until the last checkpoint, then all compare: one far behind stops)
-            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss,
-                              step_kinds.radius if k < max(checkpoints) else None)
+            # (RADIUS runs and `apart` ones each in their group until the last checkpoint, then
+            # all compare: one far behind stops)
+            groups = (kinds == RADIUS).to(torch.long) + 2 * apart.to(torch.long) if k < max(checkpoints) else None
+            keep = _survivors(seen, best, eps, checkpoints[k], affordable, loss, groups)
             if not bool(keep.all()):
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
-                targets, kinds = targets[keep], kinds[keep]
+                targets, kinds, apart = targets[keep], kinds[keep], apart[keep]
                 step_kinds = _StepKinds(norm, kinds)
         loss, grad, finite = term_gradients(prop, spec, evaluator, x, targets)
         if grad is None:
@@ -216,13 +221,14 @@ def _survivors(seen: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, ratio:
     one run). Before any violation, when every ball radius is the same (e.g. all at the cap: the
     linearised boundary lies beyond the ball), the radii say nothing: the half of the runs with the
     smallest objective l (`loss`, the last step's; non-finite last) go on (a run on w - c, the
-    smallest term, is favoured over one on a single term at the same point). `apart` (bool per
-    run): those runs are compared among themselves only, the others likewise (the budget's cut
+    smallest term, is favoured over one on a single term at the same point). `apart` (a group
+    per run, bool or int): runs are compared only with those of their group (the budget's cut
     then takes the closest reaches of all)."""
-    if apart is not None and bool(apart.any()) and not bool(apart.all()):
+    groups = None if apart is None else apart.unique()
+    if groups is not None and groups.numel() > 1:
         keep = torch.zeros_like(seen)
-        for group in (~apart, apart):
-            rows = group.nonzero()[:, 0]
+        for group in groups:
+            rows = (apart == group).nonzero()[:, 0]
             keep[rows] = _survivors(seen[rows], best[rows], eps[rows], ratio, None,
                                     None if loss is None else loss[rows])
         return _closest(keep, torch.where(seen, best, eps), affordable)
@@ -283,22 +289,23 @@ def term_jacobian(prop: BoundProperty, evaluator: Evaluator, x: torch.Tensor) ->
 
 
 def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor, steps: int,
-               stop: Callable[[], bool] | None = None) -> None:
+               stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
     """FAB (Croce & Hein, ICML 2020), untargeted, from each start row: linearise every term g_j
     at x, take the closest linearised boundary (|g_j| / ||grad g_j||_q), and step to it from x
     and from x0 (`min_norm_step`: box-constrained minimal p-norm steps), blended
     x <- (1 - a)(x + eta d) + a (x0 + eta d0), a = min(|d| / (|d| + |d0|), FAB_ALPHA_MAX); after a
     violation, x <- x0 + FAB_BETA (x - x0). One Jacobian of all terms per step, so a model without
     gradients pays one finite-difference Jacobian per row and step. Violations land in the
-    evaluator's observers."""
+    evaluator's observers; returns the closest of them (None: none)."""
     from saferisk.search.boundary import min_norm_step
 
     x0, norm = region.x0, region.norm
     scale = region.unit if region.unit is not None else torch.ones_like(x0)
     x = torch.minimum(torch.maximum(starts.to(x0), region.lower), region.upper)
+    closest, closest_distance = None, math.inf
     for _ in range(steps):
         if evaluator.exhausted or (stop is not None and stop()):
-            return
+            break
         g, a = term_jacobian(prop, evaluator, x)
         a_scaled = a * scale  # gradients in the region's scaled coordinates
         distance = g.abs() / norms.dual_norm(a_scaled.reshape(-1, a.shape[2]), norm).reshape(g.shape).clamp_min(1e-30)
@@ -308,12 +315,19 @@ def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts
         a_j = a_scaled.gather(1, j.unsqueeze(2).expand(-1, 1, a.shape[2])).squeeze(1)
         offset = (x - x0) / scale  # x in scaled coordinates around x0
         room_up0, room_down0 = ((region.upper - x0) / scale).expand_as(x), ((x0 - region.lower) / scale).expand_as(x)
-        step = min_norm_step(a_j, -g_j, room_up0 - offset, room_down0 + offset, norm)
-        step0 = min_norm_step(a_j, (a_j * offset).sum(1) - g_j, room_up0, room_down0, norm)
+        # (the step from x and the step from x0 in one batch: the same hyperplane, other rooms)
+        steps_both = min_norm_step(torch.cat([a_j, a_j]), torch.cat([-g_j, (a_j * offset).sum(1) - g_j]),
+                                   torch.cat([room_up0 - offset, room_up0]), torch.cat([room_down0 + offset, room_down0]),
+                                   norm)
+        step, step0 = steps_both[: x.shape[0]], steps_both[x.shape[0]:]
         size, size0 = norms.length(step, norm), norms.length(step0, norm)
         blend = (size / (size + size0).clamp_min(1e-30)).clamp(max=FAB_ALPHA_MAX).unsqueeze(1)
         moved = (1 - blend) * (offset + FAB_ETA * step) + blend * FAB_ETA * step0
         x = torch.minimum(torch.maximum(x0 + scale * torch.nan_to_num(moved), region.lower), region.upper)
         violating = (evaluator(x) - prop.threshold) <= 0
         if bool(violating.any()):
+            distance, row = region.distance(x).masked_fill(~violating, math.inf).min(dim=0)
+            if float(distance) < closest_distance:
+                closest, closest_distance = x[int(row)].clone(), float(distance)
             x[violating] = x0 + FAB_BETA * (x[violating] - x0)
+    return closest
