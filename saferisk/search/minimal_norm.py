@@ -326,8 +326,8 @@ def fab_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts
         x = torch.minimum(torch.maximum(x0 + scale * torch.nan_to_num(moved), region.lower), region.upper)
         violating = (evaluator(x) - prop.threshold) <= 0
         if bool(violating.any()):
-            distance, row = region.distance(x).masked_fill(~violating, math.inf).min(dim=0)
-            if float(distance) < closest_distance:
-                closest, closest_distance = x[int(row)].clone(), float(distance)
+            nearest, row = region.distance(x).masked_fill(~violating, math.inf).min(dim=0)
+            if float(nearest) < closest_distance:
+                closest, closest_distance = x[int(row)].clone(), float(nearest)
             x[violating] = x0 + FAB_BETA * (x[violating] - x0)
     return closest
