@@ -54,9 +54,10 @@ A `concat` input that is a `constant` node (no batch dim) is broadcast over the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -133,6 +134,7 @@ SMALL_CONV_MACS = 1 << 17
 _IM2COL_CONV = getattr(torch.ops.aten, "thnn_conv2d", None)  # (None: a torch without it; F.conv2d throughout)
 
 
+@functools.lru_cache(maxsize=4096)
 def conv_multiply_adds(batch: int, weight_shape: tuple[int, ...], in_size: tuple[int, int], stride: tuple[int, int],
                        padding: tuple[int, int]) -> int:
     """batch x output cells x weights (out channels x in channels x kernel cells) of a 2-D convolution."""
@@ -156,6 +158,32 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
 def _symmetric(padding: tuple[int, int, int, int]) -> tuple[int, int] | None:
     top, left, bottom, right = padding
     return (top, left) if top == bottom and left == right else None
+
+
+def node_function(node: Node) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """`run_node` for this node as a function of its arguments alone; a linear node with a bias
+    binds its transposed weight (the addmm F.linear runs on 2-D inputs, without a transpose
+    per call: the same kernel, the same numbers)."""
+    if node.op == "linear" and node.params.get("bias") is not None:
+        weight, bias = node.params["weight"], node.params["bias"]
+        weight_t = weight.t()
+
+        def linear(args: list[torch.Tensor]) -> torch.Tensor:
+            x = args[0]
+            return torch.addmm(bias, x, weight_t) if x.dim() == 2 else F.linear(x, weight, bias)
+        return linear
+    if node.op == "conv":
+        a = node.attrs
+        pad = tuple(a.get("padding", (0, 0, 0, 0)))
+        sym = _symmetric(pad)
+        weight, bias, padding = node.params["weight"], node.params.get("bias"), sym if sym is not None else (0, 0)
+        stride, dilation, groups = tuple(a.get("stride", (1, 1))), tuple(a.get("dilation", (1, 1))), int(a.get("groups", 1))
+
+        def conv(args: list[torch.Tensor]) -> torch.Tensor:
+            x = args[0] if sym is not None else _pad_input(args[0], pad, 0.0)
+            return conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return conv
+    return lambda args: run_node(node, args)
 
 
 def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
@@ -335,18 +363,27 @@ class GraphModule(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x)[0]
 
+    def _steps(self) -> list:
+        """(fn(args) -> tensor, input names, output name, names freed after) per node, for the
+        graph the module holds now (rebuilt after .to(): `node_function` binds its tensors)."""
+        if getattr(self, "_steps_of", None) is not self.graph:
+            self._steps_cache = [(node_function(node), node.inputs, node.output, dead)
+                                 for node, dead in zip(self.graph.nodes, self._free_after)]
+            self._steps_of = self.graph
+        return self._steps_cache
+
     def _run(self, x: torch.Tensor, measure: bool = False) -> tuple[torch.Tensor, int]:
         """(outputs (B, m), with `measure` the most activation values alive at once, else 0)."""
         values: dict[str, torch.Tensor] = {self.graph.input_name: x}
         peak = x.numel()
-        for node, dead in zip(self.graph.nodes, self._free_after):
-            values[node.output] = run_node(node, [values[name] for name in node.inputs])
+        for fn, inputs, output, dead in self._steps():
+            values[output] = fn([values[name] for name in inputs])
             if measure:  # (constants have no batch dimension and are not activations)
                 peak = max(peak, sum(v.numel() for v in values.values() if v.dim() and v.shape[0] == x.shape[0]))
             for name in dead:
                 del values[name]
         out = values[self.graph.output_name]
-        return out.reshape(out.shape[0], -1), peak if measure else 0
+        return (out if out.dim() == 2 else out.reshape(out.shape[0], -1)), peak if measure else 0
 
     @torch.no_grad()
     def peak_live_numel(self) -> int:

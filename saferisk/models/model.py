@@ -103,8 +103,7 @@ class Model:
     def _forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         if self.module is None:
             return torch.from_numpy(self.runtime(self._numpy_rows(x))).to(self.device, self.dtype)
-        x = x.to(self.device, self.dtype)
-        return self.module(x.reshape(x.shape[0], *self.input_shape))
+        return self.module(self._batched(x))
 
     def forward_flat_grad(self, x: torch.Tensor) -> torch.Tensor:
         """Like forward_flat but keeps the autograd graph (for gradient-guided starts).
@@ -112,8 +111,12 @@ class Model:
         Raises RuntimeError for a model that runs through onnxruntime (searches then stay black-box)."""
         if self.module is None:
             raise RuntimeError(f"no gradients: model '{self.name}' runs through onnxruntime")
-        x = x.to(self.device, self.dtype)
-        return self.module(x.reshape(x.shape[0], *self.input_shape))
+        return self.module(self._batched(x))
+
+    def _batched(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat rows (B, n) on the model's device and dtype, shaped (B, *input_shape)."""
+        x, shape = x.to(self.device, self.dtype), self.input_shape
+        return x if x.shape[1:] == shape else x.reshape(x.shape[0], *shape)
 
     def _numpy_rows(self, x: torch.Tensor) -> np.ndarray:
         """Flat rows (B, n) as the float64 array (B, *input_shape) onnxruntime is fed from."""

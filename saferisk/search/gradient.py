@@ -6,6 +6,7 @@ normalised gradient for L2, largest coordinates for L1) and projects back into t
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -55,8 +56,8 @@ def gradient_descent(objective: Callable[[torch.Tensor], torch.Tensor], starts: 
     return best_x, best_v
 
 
-def term_gradients(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor, targets: torch.Tensor | None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def term_gradients(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Tensor, targets: torch.Tensor | None,
+                   distance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """For the rows x and a term index per row (`targets`; -1 or None: w - c itself): (the
     objective l per row, the term g_t of its target; l's gradient in x, None where it has none
     (rows where l is not finite: zero, or NaN from the model's backward; callers take nan_to_num);
@@ -64,28 +65,37 @@ def term_gradients(prop: BoundProperty, spec, evaluator: Evaluator, x: torch.Ten
     the evaluator. With an exact spec, l's gradient in z is the coefficients of the active piece
     (`MinMaxSpec.active_terms`), so the backward pass runs through the model alone, seeded with
     them (the same gradient as a backward through the terms, without their autograd graph).
-    Without one, l = w - c on every row. `spec`: prop.spec(), built once by the caller."""
+    Without one, l = w - c on every row. `spec`: prop.spec(), built once by the caller;
+    `distance`: the rows' distances from x0, where the caller has them (for the observers)."""
+    if not torch.is_grad_enabled():
+        with torch.enable_grad():
+            return term_gradients(prop, spec, evaluator, x, targets, distance)
     x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        if spec is not None and spec.exact:
-            z, _ = evaluator.outputs_for_gradient(x)  # (w reaches the evaluator's observers)
-            targets = (torch.full((x.shape[0],), -1, dtype=torch.long) if targets is None else targets).to(z.device)
-            # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact; z detached:
-            # no autograd graph for the terms)
-            loss, coefficients = spec.active_terms(z.detach(), targets)
-            finite = torch.isfinite(loss)
-            if bool(finite.all()):
-                finite = None
-            elif not bool(finite.any()):
+    if spec is not None and spec.exact:
+        z, _ = evaluator.outputs_for_gradient(x, distance)  # (w reaches the evaluator's observers)
+        targets = (torch.full((x.shape[0],), -1, dtype=torch.long) if targets is None else targets).to(z.device)
+        # (on rows at -1 the term is the smallest, i.e. w - c: the spec is exact; z detached:
+        # no autograd graph for the terms)
+        loss, coefficients = spec.active_terms(z.detach(), targets)
+        finite = _finite_rows(loss)
+        if finite is not None:
+            if not bool(finite.any()):
                 return loss, None, finite
-            else:
-                coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
-            (grad,) = torch.autograd.grad(z, x, grad_outputs=coefficients, allow_unused=True)
-            return loss, grad, finite
-        z, w = evaluator.outputs_with_grad(x)  # targets are -1 here (no exact spec)
-        loss = w - prop.threshold
-        finite = torch.isfinite(loss)
-        if not bool(finite.any()):
-            return loss.detach(), None, finite
-        (grad,) = torch.autograd.grad(loss[finite].sum(), x, allow_unused=True)
-        return loss.detach(), grad, None if bool(finite.all()) else finite
+            coefficients = torch.where(finite.unsqueeze(1), coefficients, torch.zeros_like(coefficients))
+        (grad,) = torch.autograd.grad(z, x, grad_outputs=coefficients, allow_unused=True)
+        return loss, grad, finite
+    z, w = evaluator.outputs_with_grad(x)  # targets are -1 here (no exact spec)
+    loss = w - prop.threshold
+    finite = _finite_rows(loss.detach())
+    if finite is not None and not bool(finite.any()):
+        return loss.detach(), None, finite
+    (grad,) = torch.autograd.grad(loss.sum() if finite is None else loss[finite].sum(), x, allow_unused=True)
+    return loss.detach(), grad, finite
+
+
+def _finite_rows(values: torch.Tensor) -> torch.Tensor | None:
+    """None when every value is finite (their sum is: one reduction, the common case; a sum
+    that overflows takes the exact way), else the finite mask."""
+    if math.isfinite(float(values.sum())):
+        return None
+    return torch.isfinite(values)

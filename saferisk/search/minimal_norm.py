@@ -33,7 +33,7 @@ from saferisk.search.region import Evaluator, Region
 
 GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius per step (the paper's)
 # Step kinds of the runs: the steepest-descent direction of the norm (sign for L-inf); the
-# gradient-proportional L-inf step (`proportional_direction`); the paper's own step, alpha_k x R
+# gradient-proportional L-inf step (the unit gradient times sqrt(n), `_StepKinds.step`); the paper's own step, alpha_k x R
 # along the L2-normalised gradient (R the searched radius; RADIUS_ALPHA). Steps relative to eps_k
 # fail where the ball is a large part of the box: whole-ball L-inf steps then hop between vertices
 # without ever violating (a Conv1d/pooling net with its boundary 0.35 away in [0, 1]^24: 0.56 with
@@ -73,13 +73,6 @@ def unit_gradient(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor
     return d * unit if unit is not None else d
 
 
-def proportional_direction(grad: torch.Tensor, unit: torch.Tensor | None) -> torch.Tensor:
-    """`unit_gradient` times sqrt(n): an L-inf step that moves each feature in proportion to its
-    gradient (the sign step moves all alike); the projection onto the L-inf ball then saturates
-    the features that matter most."""
-    return unit_gradient(grad, unit) * math.sqrt(grad.shape[1])
-
-
 def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluator, starts: torch.Tensor,
                         targets: torch.Tensor | None, steps: int, stop: Callable[[], bool] | None = None,
                         kinds: torch.Tensor | None = None,
@@ -88,7 +81,7 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
     """FMN runs from each start row (targets: the term g_t each row minimises, -1 for w - c
     itself; None: all rows on w - c); the closest violations land in the evaluator's observers.
     `kinds` (per row; None: all STEEPEST): the step each run takes: STEEPEST (the norm's
-    steepest-descent direction, alpha_k eps_k long), PROPORTIONAL (L-inf: `proportional_direction`
+    steepest-descent direction, alpha_k eps_k long), PROPORTIONAL (L-inf: the unit gradient times sqrt(n)
     instead of the sign, FMN's own L-inf step; neither is better everywhere) or RADIUS (the paper's
     step: alpha_k R along the L2-normalised gradient, R the region's radius, alpha_k from
     RADIUS_ALPHA; a region without a finite radius: STEEPEST). `schedule`: the checkpoints of the
@@ -134,11 +127,11 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
                 x, eps, best, seen, cap = x[keep], eps[keep], best[keep], seen[keep], cap[keep]
                 targets, kinds, apart = targets[keep], kinds[keep], apart[keep]
                 step_kinds = _StepKinds(norm, kinds)
-        loss, grad, finite = term_gradients(prop, spec, evaluator, x, targets)
+        distance = region.distance(x)
+        loss, grad, finite = term_gradients(prop, spec, evaluator, x, targets, distance)
         if grad is None:
             return
         grad = torch.nan_to_num(grad)
-        distance = region.distance(x)
         violating = loss <= 0 if finite is None else finite & (loss <= 0)
         best = torch.where(violating, torch.minimum(best, distance), best)
         gamma, alpha = _cosine(*GAMMA, k, steps), _cosine(*ALPHA[norm], k, steps)
@@ -152,10 +145,8 @@ def minimal_norm_attack(prop: BoundProperty, region: Region, evaluator: Evaluato
                               torch.where(seen, eps * (1 + gamma), boundary))
             eps = torch.fmin(eps, cap)  # (eps >= 0 or NaN/inf from the estimate: those become the cap)
             all_seen = _every_run_seen(seen)
-        step = x - (alpha * eps).unsqueeze(1) * step_kinds.direction(grad, norm, region.unit)
-        if step_kinds.radius is not None:  # the paper's steps: alpha_k R along the L2-normalised gradient
-            length = _cosine(*RADIUS_ALPHA, k, steps) * float(region.radius)
-            step = torch.where(step_kinds.radius.unsqueeze(1), x - length * unit_gradient(grad, region.unit), step)
+        radius_step = None if step_kinds.radius is None else _cosine(*RADIUS_ALPHA, k, steps) * float(region.radius)
+        step = step_kinds.step(x, grad, alpha * eps, radius_step, norm, region.unit)
         x = norms.project(step, x0, eps, norm, region.lower, region.upper, region.unit)
     evaluator(x)  # the last step's points
 
@@ -166,21 +157,31 @@ class _StepKinds:
 
     def __init__(self, norm: str, kinds: torch.Tensor):
         radius = kinds == RADIUS
-        self.radius = radius if bool(radius.any()) else None
-        self.proportional = (kinds == PROPORTIONAL) if norm == "inf" else torch.zeros_like(radius)
-        self.any_proportional = bool(self.proportional.any())
-        self.all_proportional = self.any_proportional and bool((self.proportional | radius).all())
+        self.radius = radius.unsqueeze(1) if bool(radius.any()) else None
+        proportional = (kinds == PROPORTIONAL) if norm == "inf" else torch.zeros_like(radius)
+        self.proportional = proportional.unsqueeze(1)
+        self.any_proportional = bool(proportional.any())
+        self.all_proportional = self.any_proportional and bool((proportional | radius).all())
 
-    def direction(self, grad: torch.Tensor, norm: str, unit: torch.Tensor | None) -> torch.Tensor:
-        """Each row's direction: steepest descent or gradient-proportional (RADIUS rows: either;
-        the caller replaces their steps)."""
+    def step(self, x: torch.Tensor, grad: torch.Tensor, length: torch.Tensor, radius_length: float | None,
+             norm: str, unit: torch.Tensor | None) -> torch.Tensor:
+        """x minus each row's step: `length` (per row) along its direction (steepest descent or
+        gradient-proportional), RADIUS rows `radius_length` along the unit gradient (the L2-normalised
+        gradient, shared with the gradient-proportional direction)."""
+        unit_grad = unit_gradient(grad, unit) if self.any_proportional or self.radius is not None else None
         if not self.any_proportional:
-            return steepest_direction(grad, norm, unit)
-        if self.all_proportional:
-            return proportional_direction(grad, unit)
-        # (both directions on every row and a select: cheaper than indexing the rows)
-        return torch.where(self.proportional.unsqueeze(1), proportional_direction(grad, unit),
-                           steepest_direction(grad, norm, unit))
+            direction = steepest_direction(grad, norm, unit)
+        else:
+            # (each feature moves in proportion to its gradient, where the sign step moves all alike;
+            # the projection onto the L-inf ball then saturates the features that matter most)
+            proportional = unit_grad * math.sqrt(grad.shape[1])
+            # (both directions on every row and a select: cheaper than indexing the rows)
+            direction = proportional if self.all_proportional else torch.where(
+                self.proportional, proportional, steepest_direction(grad, norm, unit))
+        step = x - length.unsqueeze(1) * direction
+        if self.radius is not None:  # the paper's steps: alpha_k R along the L2-normalised gradient
+            step = torch.where(self.radius, x - radius_length * unit_grad, step)
+        return step
 
 
 def _every_run_seen(seen: torch.Tensor) -> bool:

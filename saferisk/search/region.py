@@ -57,7 +57,11 @@ class Region:
         return self.project(self.x0 + step)
 
 
-Observer = Callable[[torch.Tensor, torch.Tensor], None]
+# An observer sees every evaluated batch: observe(x, w). One with `takes_distance = True` is
+# called observe(x, w, distance) instead, with the rows' distances ||(x - x0) / unit||_p where
+# the caller computed them (x0, norm and unit of the search region, which every search of one
+# witness shares; None where it did not)
+Observer = Callable[..., None]
 
 
 class Evaluator:
@@ -105,10 +109,13 @@ class Evaluator:
         """Count forward rows run outside the observed searches (finite differences)."""
         self.evaluations += int(rows)
 
-    def _observe(self, x: torch.Tensor, w: torch.Tensor) -> None:
+    def _observe(self, x: torch.Tensor, w: torch.Tensor, distance: torch.Tensor | None = None) -> None:
         self.evaluations += int(x.shape[0])
         for observe in self.observers:
-            observe(x, w)
+            if getattr(observe, "takes_distance", False):
+                observe(x, w, distance)
+            else:
+                observe(x, w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs(x)[1]
@@ -135,13 +142,15 @@ class Evaluator:
         self._observe(x.detach(), w.detach())
         return z, w
 
-    def outputs_for_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(differentiable outputs z at x, values w without gradients) (counted and observed):
+    def outputs_for_gradient(self, x: torch.Tensor, distance: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(differentiable outputs z at x, values w without gradients) (counted and observed;
+        `distance`: the rows' distances from x0 where the caller has them, for the observers):
         for gradients of a function of z alone (backward from z with its coefficients), the
         autograd graph holding only the model."""
         z = self._differentiable_outputs(x)
         w = self.value(z.detach())  # (detached: no autograd graph, without a no_grad context)
-        self._observe(x.detach(), w)
+        self._observe(x.detach(), w, distance)
         return z, w
 
     def _differentiable_outputs(self, x: torch.Tensor) -> torch.Tensor:

@@ -117,18 +117,25 @@ class ViolationTracker:
     """Observer keeping the violating point closest to x0 among everything evaluated (give it a
     `MarginProperty` to keep only violations by more than its margin)."""
 
+    takes_distance = True  # (the Evaluator hands over the rows' distances where the search has them)
+
     def __init__(self, prop: BoundProperty, region: Region):
         self.prop, self.region = prop, region
         self.best_x: torch.Tensor | None = None
         self.best_distance = float("inf")
 
-    def __call__(self, x: torch.Tensor, w: torch.Tensor) -> None:
-        rows = (w <= self.prop.threshold).nonzero()[:, 0]
-        if rows.shape[0] == 0:
-            return
-        closest, k = self.region.distance(x.index_select(0, rows)).min(dim=0)
+    def __call__(self, x: torch.Tensor, w: torch.Tensor, distance: torch.Tensor | None = None) -> None:
+        violating = w <= self.prop.threshold
+        if distance is not None:  # (the search's own distances: one masked minimum)
+            closest, row = torch.where(violating, distance, math.inf).min(dim=0)
+        else:
+            rows = violating.nonzero()[:, 0]
+            if rows.shape[0] == 0:
+                return
+            closest, k = self.region.distance(x.index_select(0, rows)).min(dim=0)
+            row = rows[k]
         if float(closest) < self.best_distance:
-            self.best_distance, self.best_x = float(closest), x[int(rows[k])].detach().clone()
+            self.best_distance, self.best_x = float(closest), x[int(row)].detach().clone()
 
 
 def value_objective(prop: BoundProperty, evaluator: Evaluator, differentiable: bool = False):

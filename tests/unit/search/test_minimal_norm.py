@@ -306,6 +306,38 @@ def test_rows_with_non_finite_outputs_do_not_stop_the_others():
     assert float(prop.value(model.forward_flat(tracker.best_x.unsqueeze(0)))[0]) <= prop.threshold
 
 
+class _OwnDistances(ViolationTracker):
+    takes_distance = False  # (computes the distances of the violating rows itself)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_tracker_with_the_search_distances_keeps_the_same_violation(norm):
+    """The FMN loop hands the tracker its rows' distances: the closest violation kept is the one a
+    tracker computing them itself keeps, point for point (NaN rows, as above, never count)."""
+    model = _small_net(8, 4, seed=6, nan_below=0.3)
+    x0 = torch.full((8,), 0.5, dtype=torch.float64)
+    z0 = model.forward_flat(x0.unsqueeze(0))[0]
+    prop = Robustness().bind(z0, int(z0.argmax()))
+    region = Region(x0, 3.0, norm, torch.full((8,), -5.0, dtype=torch.float64), torch.full((8,), 5.0, dtype=torch.float64))
+    kept = []
+    for tracker_type in (ViolationTracker, _OwnDistances):
+        evaluator = Evaluator(model, prop.value)
+        tracker, seen = tracker_type(prop, region), []
+        evaluator.observers += [tracker, lambda x, w, seen=seen, tracker=tracker: seen.append(tracker.best_distance)]
+        starts = x0.unsqueeze(0).repeat(6, 1)
+        starts[:3, 0] = 0.1  # NaN outputs there
+        minimal_norm_attack(prop, region, evaluator, starts, torch.tensor([-1, 0, 1, -1, 0, 1]), 60)
+        kept.append((tracker.best_x, seen))
+    (x_given, history_given), (x_own, history_own) = kept
+    assert x_given is not None and torch.equal(x_given, x_own)
+    assert history_given == history_own and len(set(history_given)) > 2  # (improved along the way, alike)
+    direct = ViolationTracker(prop, region)
+    x = torch.stack([x0 + 0.1, x0 - 0.2, x0 + 0.3])
+    w = torch.tensor([float("nan"), prop.threshold - 1.0, prop.threshold + 1.0], dtype=torch.float64)
+    direct(x, w, region.distance(x))  # NaN (row 0) and a holding row (row 2) are not violations
+    assert torch.equal(direct.best_x, x[1]) and direct.best_distance == float(region.distance(x[1:2])[0])
+
+
 def _through_the_terms(model: Model, prop, x: torch.Tensor, targets: torch.Tensor | None):
     """(each row's term, autograd's gradient of it) from one batched forward, differentiating
     through the spec's terms (targets -1: the smallest; no exact spec: w - c)."""
