@@ -582,3 +582,31 @@ def test_classifiers_open_with_fab(monkeypatch, name, seed, index):
     with_fab, without = found.values()
     assert with_fab <= reference * 1.01, (found, reference)
     assert without > reference * 1.05, (found, reference)  # (the FMN runs alone: the farther basin)
+
+
+def test_tighten_runs_where_it_can_still_win(monkeypatch):
+    """After the minimal-norm runs on the model's own gradients, `tighten` is left out on inputs of
+    more than ESCAPE_DIMENSION features (it won nothing there); it runs on finite-difference
+    gradients, on small inputs, and where no minimal-norm attack ran (attack_steps 0)."""
+    import saferisk.search.witness as witness_module
+    from saferisk.models.ort import OnnxRuntimeForward
+
+    calls = []
+    original = witness_module.tighten
+    monkeypatch.setattr(witness_module, "tighten", lambda *args, **kwargs: calls.append(args[2].gradient_estimate)
+                        or original(*args, **kwargs))
+    for n in (24, 8):
+        torch.manual_seed(2)
+        onnx_bytes = module_to_onnx(nn.Sequential(nn.Linear(n, 16), nn.ReLU(), nn.Linear(16, 4)).eval(), (n,))
+        model = Model(read_forward(onnx_bytes).graph, name="small", dtype=torch.float64)
+        black_box = Model(None, name="small", runtime=OnnxRuntimeForward(onnx_bytes), graph_error="black-box run")
+        x0 = torch.full((n,), 0.5, dtype=torch.float64)
+        z0 = model.forward_flat(x0.unsqueeze(0))[0]
+        prop, domain = Robustness().bind(z0, int(z0.argmax())), Domain.scalar(0.0, 1.0, n)
+        ran = {}
+        for name, runner, config in (("gradient", model, None), ("black-box", black_box, None),
+                                     ("no attack", model, SearchConfig(attack_steps=0))):
+            calls.clear()
+            assert find_witness(runner, prop, x0, 2.0, "2", domain, config=config, seed=0) is not None
+            ran[name] = len(calls) > 0
+        assert ran == {"gradient": n <= witness_module.ESCAPE_DIMENSION, "black-box": True, "no attack": True}, (n, ran)
