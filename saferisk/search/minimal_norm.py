@@ -33,11 +33,12 @@ from saferisk.search.region import Evaluator, Region
 
 GAMMA = (0.05, 0.001)  # initial and final relative change of the ball radius per step (the paper's)
 # Step kinds of the runs: the steepest-descent direction of the norm (sign for L-inf); the
-# gradient-proportional L-inf step (the unit gradient times sqrt(n), `_StepKinds.step`); the paper's own step, alpha_k x R
-# along the L2-normalised gradient (R the searched radius; RADIUS_ALPHA). Steps relative to eps_k
-# fail where the ball is a large part of the box: whole-ball L-inf steps then hop between vertices
-# without ever violating (a Conv1d/pooling net with its boundary 0.35 away in [0, 1]^24: 0.56 with
-# the other kinds alone, 0.35 with this one, as foolbox's FMN).
+# gradient-proportional L-inf step (the unit gradient times sqrt(n), `_StepKinds.step`); the
+# paper's own step, alpha_k x R along the L2-normalised gradient (R the searched radius;
+# RADIUS_ALPHA). Steps relative to eps_k fail where the ball is a large part of the box: whole-ball
+# L-inf steps then hop between vertices without ever violating (a Conv1d/pooling net with its
+# boundary 0.35 away in [0, 1]^24: 0.56 with the other kinds alone, 0.35 with this one, as
+# foolbox's FMN).
 STEEPEST, PROPORTIONAL, RADIUS = 0, 1, 2
 RADIUS_ALPHA = (1.0, 0.01)  # initial and final step of RADIUS runs, in units of the searched radius
 # initial and final step relative to the ball radius, per norm (measured on the witness
