@@ -173,17 +173,23 @@ def node_function(node: Node) -> Callable[[list[torch.Tensor]], torch.Tensor]:
             return torch.addmm(bias, x, weight_t) if x.dim() == 2 else F.linear(x, weight, bias)
         return linear
     if node.op == "conv":
-        a = node.attrs
-        pad = tuple(a.get("padding", (0, 0, 0, 0)))
-        sym = _symmetric(pad)
-        weight, bias, padding = node.params["weight"], node.params.get("bias"), sym if sym is not None else (0, 0)
-        stride, dilation, groups = tuple(a.get("stride", (1, 1))), tuple(a.get("dilation", (1, 1))), int(a.get("groups", 1))
-
-        def conv(args: list[torch.Tensor]) -> torch.Tensor:
-            x = args[0] if sym is not None else _pad_input(args[0], pad, 0.0)
-            return conv2d(x, weight, bias, stride, padding, dilation, groups)
-        return conv
+        return _conv_function(node)
     return lambda args: run_node(node, args)
+
+
+def _conv_function(node: Node) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """A conv node as a function of its arguments: its padding (asymmetric padding as an explicit
+    pad), stride, dilation and groups read once, then `conv2d`."""
+    a = node.attrs
+    pad = tuple(a.get("padding", (0, 0, 0, 0)))
+    sym = _symmetric(pad)
+    weight, bias, padding = node.params["weight"], node.params.get("bias"), sym if sym is not None else (0, 0)
+    stride, dilation, groups = tuple(a.get("stride", (1, 1))), tuple(a.get("dilation", (1, 1))), int(a.get("groups", 1))
+
+    def conv(args: list[torch.Tensor]) -> torch.Tensor:
+        x = args[0] if sym is not None else _pad_input(args[0], pad, 0.0)
+        return conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return conv
 
 
 def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
@@ -192,11 +198,7 @@ def run_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     if op == "linear":
         return F.linear(args[0], p["weight"], p.get("bias"))
     if op == "conv":
-        pad = tuple(a.get("padding", (0, 0, 0, 0)))
-        sym = _symmetric(pad)
-        x = args[0] if sym is not None else _pad_input(args[0], pad, 0.0)
-        return conv2d(x, p["weight"], p.get("bias"), tuple(a.get("stride", (1, 1))), sym if sym is not None else (0, 0),
-                      tuple(a.get("dilation", (1, 1))), int(a.get("groups", 1)))
+        return _conv_function(node)(args)
     if op == "affine":
         out = args[0]
         if p.get("scale") is not None:
